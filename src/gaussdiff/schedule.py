@@ -1,0 +1,151 @@
+"""Noise schedules: the betas of the forward process and everything derived from them.
+
+Notation (Ho et al. 2020, "Denoising Diffusion Probabilistic Models", §2; Nichol & Dhariwal
+2021, "Improved DDPM", §3.2). The step index ``t`` is 0-based: ``t = 0`` is the paper's t = 1.
+
+=====================  =====================================================================
+symbol                  attribute
+=====================  =====================================================================
+beta_t                  ``betas[t]``
+alpha_t = 1 - beta_t    ``alphas[t]``
+alpha_bar_t             ``alpha_bars[t]`` = prod_{s<=t} alpha_s
+alpha_bar_{t-1}         ``alpha_bars_prev[t]`` (1 at t = 0)
+beta_tilde_t            ``beta_tilde[t]`` = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)  (Eq. 7)
+log beta_tilde_t        ``log_beta_tilde_clipped[t]`` (beta_tilde_0 = 0, so t = 0 uses beta_tilde_1)
+mu_tilde coefficients   ``posterior_mean_coef_x0``, ``posterior_mean_coef_xt``  (Eq. 7)
+SNR_t                   ``snr[t]`` = alpha_bar_t / (1 - alpha_bar_t)
+=====================  =====================================================================
+
+Every quantity is a float64 tensor of shape ``[T]``: schedules are data, computed once in double
+precision and cast to the working dtype only where they meet ``x_t``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+Spacing = Literal["leading", "trailing", "linspace"]
+
+
+class NoiseSchedule:
+    """A discrete variance schedule beta_0..beta_{T-1} and its derived quantities.
+
+    Args:
+        betas: ``[T]`` noise variances in (0, 1].
+        timesteps: ``[T]`` the step of the original schedule each step stands for; a respaced
+            schedule remembers them so that the model is always called on the original scale.
+            Defaults to ``0..T-1``.
+    """
+
+    def __init__(self, betas: Tensor, timesteps: Tensor | None = None) -> None:
+        betas = torch.as_tensor(betas, dtype=torch.float64).flatten()
+        if betas.numel() == 0:
+            raise ValueError("a schedule needs at least one step")
+        if not bool(((betas > 0) & (betas <= 1)).all()):
+            raise ValueError("betas must lie in (0, 1]")
+        self.betas = betas
+        self.timesteps = (
+            torch.arange(len(betas)) if timesteps is None else torch.as_tensor(timesteps).long()
+        )
+        if self.timesteps.shape != betas.shape:
+            raise ValueError("timesteps and betas must have the same length")
+
+        self.alphas = 1.0 - betas
+        self.alpha_bars = torch.cumprod(self.alphas, dim=0)
+        self.alpha_bars_prev = torch.cat([betas.new_ones(1), self.alpha_bars[:-1]])
+        self.sqrt_alpha_bars = self.alpha_bars.sqrt()
+        self.sqrt_one_minus_alpha_bars = (1.0 - self.alpha_bars).sqrt()
+        # Eq. 7. beta_tilde_0 = 0 because x_0 is known exactly given x_1 and x0.
+        self.beta_tilde = betas * (1.0 - self.alpha_bars_prev) / (1.0 - self.alpha_bars)
+        # log(0) at t = 0 would poison the learned-range interpolation; improved-diffusion
+        # substitutes beta_tilde_1, and so do we (a one-step schedule has only beta_0 to offer).
+        first = self.beta_tilde[1] if len(betas) > 1 else betas[0]
+        self.log_beta_tilde_clipped = torch.cat([first.reshape(1), self.beta_tilde[1:]]).log()
+        self.posterior_mean_coef_x0 = betas * self.alpha_bars_prev.sqrt() / (1.0 - self.alpha_bars)
+        self.posterior_mean_coef_xt = (
+            (1.0 - self.alpha_bars_prev) * self.alphas.sqrt() / (1.0 - self.alpha_bars)
+        )
+        self.snr = self.alpha_bars / (1.0 - self.alpha_bars)
+
+    def __len__(self) -> int:
+        return len(self.betas)
+
+    @property
+    def num_steps(self) -> int:
+        """T, the number of steps of this schedule."""
+        return len(self.betas)
+
+    def __repr__(self) -> str:
+        return (
+            f"NoiseSchedule(T={len(self)}, beta=[{self.betas[0]:.3g}..{self.betas[-1]:.3g}], "
+            f"alpha_bar_T={self.alpha_bars[-1]:.3g})"
+        )
+
+    # -- constructors -----------------------------------------------------------------------
+
+    @classmethod
+    def from_betas(cls, betas: Tensor) -> NoiseSchedule:
+        """A schedule from explicit betas ``[T]``."""
+        return cls(betas)
+
+    @classmethod
+    def linear(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> NoiseSchedule:
+        """Ho et al. 2020 §4: betas linear from ``beta_start`` to ``beta_end``.
+
+        The defaults are the paper's for T = 1000; improved-diffusion scales them by 1000 / T
+        for other T, which callers can do explicitly.
+        """
+        return cls(torch.linspace(beta_start, beta_end, T, dtype=torch.float64))
+
+    @classmethod
+    def cosine(cls, T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> NoiseSchedule:
+        """Nichol & Dhariwal 2021 Eq. 17: alpha_bar(t) = f(t) / f(0), f(t) = cos^2((t/T + s)/(1 + s) pi/2).
+
+        betas = 1 - alpha_bar(t+1) / alpha_bar(t), clipped at ``max_beta`` to avoid the
+        singularity at t = T.
+        """
+        steps = torch.arange(T + 1, dtype=torch.float64)
+        f = torch.cos((steps / T + s) / (1 + s) * math.pi / 2) ** 2
+        betas = (1.0 - f[1:] / f[:-1]).clamp(max=max_beta)
+        return cls(betas)
+
+    # -- respacing --------------------------------------------------------------------------
+
+    def respace(self, steps: int, spacing: Spacing = "leading") -> NoiseSchedule:
+        """A schedule on ``steps`` of this schedule's steps (Nichol & Dhariwal 2021 §4).
+
+        The kept steps keep their alpha_bar exactly; the new betas are
+        ``1 - alpha_bar[k_i] / alpha_bar[k_{i-1}]``, so q(x_t | x0) is unchanged at every kept step.
+
+        Args:
+            steps: how many steps to keep, 1..T.
+            spacing: which steps (T = 1000, steps = 50 shown):
+                ``"leading"``: 0, 20, ..., 980 (diffusers' default for DDIM);
+                ``"trailing"``: 19, 39, ..., 999 (ends at the last step, Lin et al. 2024);
+                ``"linspace"``: round(linspace(0, T-1, steps)) = 0, 20, ..., 999.
+        """
+        T = len(self)
+        if not 1 <= steps <= T:
+            raise ValueError(f"cannot respace {T} steps to {steps}")
+        if spacing == "leading":
+            kept = torch.arange(steps, dtype=torch.long) * (T // steps)
+        elif spacing == "trailing":
+            kept = (T - 1 - torch.arange(steps, dtype=torch.float64) * (T / steps)).round().long().flip(0)
+        elif spacing == "linspace":
+            kept = torch.linspace(0, T - 1, steps, dtype=torch.float64).round().long()
+        else:
+            raise ValueError(f"unknown spacing {spacing!r}; choose leading, trailing or linspace")
+        kept = torch.unique(kept)  # sorted; rounding cannot collide for steps <= T, but be sure
+        alpha_bars = self.alpha_bars[kept]
+        prev = torch.cat([alpha_bars.new_ones(1), alpha_bars[:-1]])
+        return NoiseSchedule(1.0 - alpha_bars / prev, timesteps=self.timesteps[kept])
+
+
+def extract(coef: Tensor, t: Tensor, x: Tensor) -> Tensor:
+    """``coef[t]`` shaped to broadcast against ``x`` ([B] -> [B, 1, ..., 1]), in ``x``'s dtype and device."""
+    out = coef.to(device=x.device)[t.to(x.device)].to(x.dtype)
+    return out.reshape(len(t), *([1] * (x.dim() - 1)))

@@ -4,6 +4,7 @@ VENV ?= .venv
 CONSTRAINTS ?= constraints.txt
 PY := $(VENV)/bin/python
 PIP_CONSTRAINTS := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
+DEMO_RUN := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
 .PHONY: demo test bench clean
 
@@ -14,7 +15,15 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) examples/mixture.py --out demo-out
+	$(PY) -m gaussdiff train --run-dir $(DEMO_RUN)
+	$(PY) -m gaussdiff show forward --run $(DEMO_RUN) --out $(DEMO_RUN)/forward.png
+	$(PY) -m gaussdiff show trajectory $(DEMO_RUN) --out $(DEMO_RUN)/trajectory.png
+	@echo "the main job's pictures: $(DEMO_RUN)/samples.png forward.png trajectory.png loss.png"
+
+bench: $(VENV)/.installed
+	$(PY) -m pip install -q $(PIP_CONSTRAINTS) -e '.[bench]'
+	$(PY) bench/train_speed.py
+	$(PY) bench/digits_quality.py
 
 test: $(VENV)/.installed
 	$(PY) -m pytest

@@ -1,0 +1,73 @@
+"""From a config to objects: the diffusion, the network, the device, a trained model from disk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_checkpoint_config, load_state_dict_strict, load_weights, resolve_checkpoint
+from .config import ConfigError, DiffusionConfig, RunConfig
+from .diffusion import GaussianDiffusion
+from .nets import UNet, UNetConfig
+from .schedule import NoiseSchedule
+
+
+def build_diffusion(cfg: DiffusionConfig) -> GaussianDiffusion:
+    schedule = getattr(NoiseSchedule, cfg.schedule)(cfg.diffusion_steps)
+    return GaussianDiffusion(schedule, cfg.prediction, cfg.variance, cfg.loss)
+
+
+def build_model(config: RunConfig) -> UNet:
+    """The U-Net for ``config``, whose data fields (size, channels, classes) must be resolved."""
+    m, d = config.model, config.data
+    if d.image_size is None or d.image_channels is None:
+        raise ConfigError("the config's image_size and image_channels are not resolved")
+    c, num_classes = d.image_channels, d.num_classes
+    if m.class_conditional and num_classes is None:
+        raise ConfigError("class_conditional needs a labelled dataset")
+    diffusion = build_diffusion(config.diffusion)
+    return UNet(
+        UNetConfig(
+            image_size=d.image_size,
+            in_channels=c,
+            out_channels=diffusion.out_channels(c),
+            channels=m.channels,
+            channel_mult=tuple(m.channel_mult),
+            num_res_blocks=m.num_res_blocks,
+            attention_resolutions=tuple(m.attention_resolutions),
+            num_heads=m.num_heads,
+            dropout=m.dropout,
+            scale_shift=m.scale_shift,
+            num_classes=num_classes if m.class_conditional else None,
+        )
+    )
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but CUDA is not available")
+    return device
+
+
+@dataclass
+class Trained:
+    """A trained model ready to sample: network (eval mode), diffusion, the run's config, its checkpoint."""
+
+    model: UNet
+    diffusion: GaussianDiffusion
+    config: RunConfig
+    checkpoint: Path
+
+
+def load_trained(path: Path, ema: bool = True, device: torch.device | str = "cpu") -> Trained:
+    """Load a run directory (its newest checkpoint) or a checkpoint directory, EMA weights by default."""
+    checkpoint = resolve_checkpoint(path)
+    config = load_checkpoint_config(checkpoint)
+    model = build_model(config)
+    load_state_dict_strict(model, load_weights(checkpoint, ema=ema), checkpoint)
+    return Trained(model.to(device).eval(), build_diffusion(config.diffusion), config, checkpoint)

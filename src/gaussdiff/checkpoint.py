@@ -1,0 +1,128 @@
+"""Checkpoints: weights in safetensors, the rest in plain tensors and JSON, written atomically.
+
+A checkpoint is a directory ``checkpoints/step-0001000/`` holding ``model.safetensors``,
+``ema.safetensors``, ``training.pt`` (optimizer, scheduler, scaler and RNG states: tensors and
+numbers only, read back with ``torch.load(weights_only=True)``) and ``config.json``. It is written
+under a temporary name and renamed into place, so a kill at any moment leaves either the old set
+of checkpoints or the new one, never a half-written directory that could be resumed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import RunConfig, load_config, save_config
+
+PREFIX = "step-"
+
+
+class CheckpointError(ValueError):
+    """A missing, incomplete or mismatched checkpoint; the message is one line for the user."""
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    config: RunConfig,
+    model: dict[str, torch.Tensor],
+    ema: dict[str, torch.Tensor],
+    training: dict[str, Any],
+    keep: int,
+) -> Path:
+    """Write checkpoint ``step`` atomically and keep only the newest ``keep`` checkpoints."""
+    root = run_dir / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"{PREFIX}{step:07d}"
+    tmp = root / f".tmp-{PREFIX}{step:07d}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file({k: v.detach().contiguous().cpu() for k, v in model.items()}, tmp / "model.safetensors")
+    save_file({k: v.detach().contiguous().cpu() for k, v in ema.items()}, tmp / "ema.safetensors")
+    torch.save(training, tmp / "training.pt")
+    save_config(config, tmp / "config.json")
+    for f in tmp.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    _fsync_dir(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(root)
+    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (temporary directories are not checkpoints)."""
+    root = run_dir / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and p.name[len(PREFIX):].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A run directory (its newest checkpoint) or a checkpoint directory -> the checkpoint directory."""
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such run or checkpoint")
+    if (path / "model.safetensors").exists():
+        return path
+    found = list_checkpoints(path)
+    if not found:
+        raise CheckpointError(f"{path}: no checkpoint in this directory")
+    return found[-1]
+
+
+def load_weights(checkpoint: Path, ema: bool = True) -> dict[str, torch.Tensor]:
+    """The model's (or EMA) weights of a checkpoint, read without unpickling anything."""
+    path = checkpoint / ("ema.safetensors" if ema else "model.safetensors")
+    try:
+        return load_file(path)
+    except (OSError, SafetensorError) as e:
+        raise CheckpointError(f"{path}: cannot read weights ({e})") from None
+
+
+def load_training_state(checkpoint: Path) -> dict[str, Any]:
+    try:
+        return torch.load(checkpoint / "training.pt", weights_only=True, map_location="cpu")
+    except Exception as e:  # the unpickler raises many types for a corrupt or foreign file
+        raise CheckpointError(f"{checkpoint / 'training.pt'}: cannot read training state ({type(e).__name__})") from None
+
+
+def load_checkpoint_config(checkpoint: Path) -> RunConfig:
+    path = checkpoint / "config.json"
+    if not path.exists():
+        raise CheckpointError(f"{checkpoint}: no config.json")
+    return load_config(path)
+
+
+def load_state_dict_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Load weights, turning any key or shape mismatch into one line."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    if missing or extra:
+        raise CheckpointError(
+            f"{source}: weights do not match the model ({len(missing)} missing, {len(extra)} unexpected; e.g. "
+            f"{(missing or extra)[0]})"
+        )
+    for k, v in state.items():
+        if own[k].shape != v.shape:
+            raise CheckpointError(f"{source}: weight {k} has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)}")
+    module.load_state_dict(state)

@@ -1,0 +1,224 @@
+"""The U-Net noise predictor of DDPM / Improved DDPM / ADM (Ho et al. 2020 App. B; Dhariwal & Nichol 2021 §3).
+
+Residual blocks (GroupNorm, SiLU, dropout) receive a sinusoidal timestep embedding through an MLP,
+added or as a scale-shift of the second norm (ADM's AdaGN); self-attention (and optional
+cross-attention to a context ``[B, L, D]``) at chosen resolutions; channel multipliers per level;
+an optional class embedding with a learned null label (index ``num_classes``) for classifier-free
+guidance. Called as ``model(x_t, t, y=None, context=None)`` with ``x_t: [B, C, H, W]``, ``t: [B]``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass
+class UNetConfig:
+    """Shape of the network.
+
+    Attributes:
+        image_size: H = W of the input (attention resolutions are relative to it).
+        in_channels: C of x_t. out_channels: C, or 2C when the variance is learned.
+        channels: width of the first level. channel_mult: width multiplier per level.
+        num_res_blocks: residual blocks per level. attention_resolutions: resolutions with attention.
+        num_heads: attention heads. dropout: in every residual block.
+        scale_shift: the timestep embedding scales and shifts the norm (ADM) instead of being added.
+        num_classes: class-conditional when set (label ``num_classes`` is the null label).
+        context_dim: cross-attention to a ``[B, L, context_dim]`` context when set.
+    """
+
+    image_size: int = 32
+    in_channels: int = 3
+    out_channels: int = 3
+    channels: int = 64
+    channel_mult: tuple[int, ...] = (1, 2, 2)
+    num_res_blocks: int = 2
+    attention_resolutions: tuple[int, ...] = (16,)
+    num_heads: int = 4
+    dropout: float = 0.0
+    scale_shift: bool = True
+    num_classes: int | None = None
+    context_dim: int | None = None
+
+
+def timestep_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
+    """Sinusoidal embedding of ``t: [B]`` -> ``[B, dim]`` (Vaswani et al. 2017, as in DDPM)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    return F.pad(emb, (0, dim % 2))
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    # 32 groups as in DDPM where the width allows; narrower nets fall back to a divisor.
+    return nn.GroupNorm(math.gcd(32, channels), channels)
+
+
+def zero_init(module: nn.Module) -> nn.Module:
+    # Residual branches start as the identity, which keeps deep U-Nets stable early in training.
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class ResBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float, scale_shift: bool) -> None:
+        super().__init__()
+        self.scale_shift = scale_shift
+        self.norm1 = group_norm(in_ch)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, 2 * out_ch if scale_shift else out_ch)
+        self.norm2 = group_norm(out_ch)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = zero_init(nn.Conv2d(out_ch, out_ch, 3, padding=1))
+        self.skip = nn.Identity() if in_ch == out_ch else nn.Conv2d(in_ch, out_ch, 1)
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        e = self.emb(emb)[:, :, None, None]
+        if self.scale_shift:
+            scale, shift = e.chunk(2, dim=1)
+            h = self.norm2(h) * (1 + scale) + shift
+        else:
+            h = self.norm2(h + e)
+        h = self.conv2(self.dropout(F.silu(h)))
+        return self.skip(x) + h
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over the H*W positions, then optional cross-attention to a context."""
+
+    def __init__(self, channels: int, num_heads: int, context_dim: int | None) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.norm = group_norm(channels)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = zero_init(nn.Linear(channels, channels))
+        self.cross = None
+        if context_dim is not None:
+            self.cross_norm = nn.LayerNorm(channels)
+            self.cross_q = nn.Linear(channels, channels)
+            self.cross_kv = nn.Linear(context_dim, 2 * channels)
+            self.cross = zero_init(nn.Linear(channels, channels))
+
+    def _heads(self, x: Tensor) -> Tensor:
+        B, L, C = x.shape
+        return x.reshape(B, L, self.num_heads, C // self.num_heads).transpose(1, 2)
+
+    def _merge(self, x: Tensor) -> Tensor:
+        B, H, L, D = x.shape
+        return x.transpose(1, 2).reshape(B, L, H * D)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        B, C, H, W = x.shape
+        tokens = self.norm(x).flatten(2).transpose(1, 2)  # [B, HW, C]
+        q, k, v = self.qkv(tokens).chunk(3, dim=-1)
+        out = F.scaled_dot_product_attention(self._heads(q), self._heads(k), self._heads(v))
+        h = x.flatten(2).transpose(1, 2) + self.proj(self._merge(out))
+        if self.cross is not None:
+            if context is None:
+                raise ValueError("this U-Net cross-attends: pass context=[B, L, D]")
+            q = self.cross_q(self.cross_norm(h))
+            k, v = self.cross_kv(context).chunk(2, dim=-1)
+            out = F.scaled_dot_product_attention(self._heads(q), self._heads(k), self._heads(v))
+            h = h + self.cross(self._merge(out))
+        return h.transpose(1, 2).reshape(B, C, H, W)
+
+
+class Level(nn.Module):
+    """Residual blocks at one resolution, each optionally followed by attention."""
+
+    def __init__(self, blocks: list[ResBlock], attentions: list[Attention | None]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.attentions = nn.ModuleList([a if a is not None else nn.Identity() for a in attentions])
+
+
+class UNet(nn.Module):
+    """The DDPM/ADM U-Net. ``forward(x_t [B, C, H, W], t [B], y [B] | None, context [B, L, D] | None) -> [B, out, H, W]``."""
+
+    def __init__(self, config: UNetConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        emb_dim = 4 * c.channels
+        self.time_mlp = nn.Sequential(nn.Linear(c.channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.label_emb = nn.Embedding(c.num_classes + 1, emb_dim) if c.num_classes is not None else None
+        self.stem = nn.Conv2d(c.in_channels, c.channels, 3, padding=1)
+
+        def attention(ch: int, res: int) -> Attention | None:
+            return Attention(ch, c.num_heads, c.context_dim) if res in c.attention_resolutions else None
+
+        def res_block(i: int, o: int) -> ResBlock:
+            return ResBlock(i, o, emb_dim, c.dropout, c.scale_shift)
+
+        ch, res = c.channels, c.image_size
+        skips = [ch]
+        self.down = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        for level, mult in enumerate(c.channel_mult):
+            blocks, attns = [], []
+            for _ in range(c.num_res_blocks):
+                blocks.append(res_block(ch, mult * c.channels))
+                ch = mult * c.channels
+                attns.append(attention(ch, res))
+                skips.append(ch)
+            self.down.append(Level(blocks, attns))
+            last = level == len(c.channel_mult) - 1
+            self.downsample.append(nn.Identity() if last else nn.Conv2d(ch, ch, 3, stride=2, padding=1))
+            if not last:
+                skips.append(ch)
+                res = (res + 1) // 2
+
+        self.mid1 = res_block(ch, ch)
+        self.mid_attn = Attention(ch, c.num_heads, c.context_dim)
+        self.mid2 = res_block(ch, ch)
+
+        self.up = nn.ModuleList()
+        self.upsample = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(c.channel_mult))):
+            blocks, attns = [], []
+            for _ in range(c.num_res_blocks + 1):
+                blocks.append(res_block(ch + skips.pop(), mult * c.channels))
+                ch = mult * c.channels
+                attns.append(attention(ch, res))
+            self.up.append(Level(blocks, attns))
+            self.upsample.append(nn.Conv2d(ch, ch, 3, padding=1) if level > 0 else nn.Identity())
+            if level > 0:
+                res = res * 2
+        self.out = nn.Sequential(group_norm(ch), nn.SiLU(), zero_init(nn.Conv2d(ch, c.out_channels, 3, padding=1)))
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, context: Tensor | None = None) -> Tensor:
+        c = self.config
+        emb = self.time_mlp(timestep_embedding(t, c.channels).to(x.dtype))
+        if self.label_emb is not None:
+            # No label means the unconditional branch: the null label (classifier-free guidance).
+            labels = y if y is not None else torch.full((x.shape[0],), c.num_classes, device=x.device, dtype=torch.long)
+            emb = emb + self.label_emb(labels)
+        elif y is not None:
+            raise ValueError("this U-Net is unconditional: it takes no class labels")
+
+        h = self.stem(x)
+        hs = [h]
+        for level, down in zip(self.down, self.downsample):
+            for block, attn in zip(level.blocks, level.attentions):
+                h = block(h, emb)
+                h = attn(h, context) if isinstance(attn, Attention) else h
+                hs.append(h)
+            if not isinstance(down, nn.Identity):
+                h = down(h)
+                hs.append(h)
+        h = self.mid2(self.mid_attn(self.mid1(h, emb), context), emb)
+        for level, up in zip(self.up, self.upsample):
+            for block, attn in zip(level.blocks, level.attentions):
+                h = block(torch.cat([h, hs.pop()], dim=1), emb)
+                h = attn(h, context) if isinstance(attn, Attention) else h
+            if not isinstance(up, nn.Identity):
+                # Upsample to the skip's size, which also handles odd sizes such as 7 -> 14 -> 28.
+                h = up(F.interpolate(h, size=hs[-1].shape[-2:], mode="nearest"))
+        return self.out(h)

@@ -1,0 +1,113 @@
+"""Pictures: sample grids, forward-process and trajectory strips, loss curves.
+
+Small images are enlarged with nearest-neighbour so that 8x8 digits stay crisp pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+MIN_CELL = 64  # pixels: images smaller than this are enlarged by an integer factor
+
+
+def _scale_for(size: int) -> int:
+    return max(1, math.ceil(MIN_CELL / size))
+
+
+def image_grid(images: Tensor, nrow: int | None = None, pad: int = 2) -> Image.Image:
+    """``uint8 [N, C, H, W]`` -> one PIL image, ``nrow`` per row (default: square), enlarged if small."""
+    n, c, h, w = images.shape
+    nrow = nrow or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / nrow)
+    s = _scale_for(max(h, w))
+    grid = np.full((rows * (h * s + pad) + pad, nrow * (w * s + pad) + pad, 3), 255, dtype=np.uint8)
+    arr = images.cpu().numpy().transpose(0, 2, 3, 1)
+    if c == 1:
+        arr = np.repeat(arr, 3, axis=3)
+    arr = arr.repeat(s, axis=1).repeat(s, axis=2)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        y, x = pad + r * (h * s + pad), pad + col * (w * s + pad)
+        grid[y : y + h * s, x : x + w * s] = arr[i]
+    return Image.fromarray(grid)
+
+
+def save_grid(images: Tensor, path: Path, nrow: int | None = None) -> Path:
+    """Write ``uint8 [N, C, H, W]`` as a PNG grid."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image_grid(images, nrow).save(path)
+    return path
+
+
+def save_strips(rows: Sequence[Tensor], path: Path, column_labels: Sequence[str], row_labels: Sequence[str] = ()) -> Path:
+    """Rows of equally many ``uint8 [K, C, H, W]`` images, labelled above each column (and left of rows).
+
+    Used for the forward process (one image at chosen t) and for sampling trajectories
+    (x_t and the x0 estimate along a run), as in the DDPM paper's Figures 6-7.
+    """
+    grid = image_grid(torch.cat(list(rows)), nrow=len(column_labels))
+    label_w = 8 * max((len(r) for r in row_labels), default=0) + (8 if row_labels else 0)
+    top = 16
+    canvas = Image.new("RGB", (grid.width + label_w, grid.height + top), "white")
+    canvas.paste(grid, (label_w, top))
+    draw = ImageDraw.Draw(canvas)
+    cell_w = (grid.width - 2) / len(column_labels)
+    for i, text in enumerate(column_labels):
+        draw.text((label_w + 2 + i * cell_w + 2, 2), text, fill="black")
+    cell_h = (grid.height - 2) / max(1, len(rows))
+    for i, text in enumerate(row_labels):
+        draw.text((4, top + 2 + i * cell_h + cell_h / 2 - 6), text, fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    return path
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_loss(metrics_path: Path, out: Path) -> Path | None:
+    """Training loss against step (raw and smoothed) from ``metrics.jsonl``; per-timestep loss beside it."""
+    rows = [r for r in read_metrics(metrics_path) if "loss" in r]
+    if not rows:
+        return None
+    steps = np.array([r["step"] for r in rows])
+    loss = np.array([r["loss"] for r in rows])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax = axes[0]
+    ax.plot(steps, loss, alpha=0.35, label="loss")
+    if len(loss) >= 5:
+        k = max(2, len(loss) // 20)
+        smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+        ax.plot(steps[k - 1 :], smooth, label=f"mean of {k}")
+    ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.set_yscale("log"), ax.legend(), ax.grid(alpha=0.3)
+    ax.set_title("training loss")
+    by_t = [r["loss_by_t"] for r in rows if "loss_by_t" in r]
+    ax = axes[1]
+    if by_t:
+        last = np.array(by_t[-1], dtype=float)
+        centers = (np.arange(len(last)) + 0.5) / len(last)
+        ax.bar(centers, last, width=1 / len(last))
+        ax.set_xlabel("t / T"), ax.set_ylabel("loss"), ax.set_yscale("log")
+        ax.set_title("loss by timestep (last window)")
+    else:
+        ax.axis("off")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

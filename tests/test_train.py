@@ -1,0 +1,115 @@
+"""The trainer end to end: few-step training, exact resume, atomic checkpoints."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from gaussdiff.build import load_trained
+from gaussdiff.checkpoint import CheckpointError, list_checkpoints
+from gaussdiff.train import Trainer, ema_with_warmup
+
+
+def test_a_few_steps_on_digits_write_the_whole_run(tmp_path):
+    cfg = tiny_config(steps=4)
+    result = Trainer(cfg, tmp_path / "run", progress=False).run()
+    run = tmp_path / "run"
+    assert result.step == 4 and len(result.losses) == 4
+    assert all(torch.isfinite(torch.tensor(result.losses)))
+    for name in ("config.json", "metrics.jsonl", "loss.png", "samples.png", "samples/step-0000004.png"):
+        assert (run / name).exists(), name
+    ckpt = list_checkpoints(run)[-1]
+    assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "ema.safetensors", "training.pt", "config.json"}
+    trained = load_trained(run)
+    assert trained.config.data.image_size == 8 and trained.config.data.num_classes == 10
+
+
+def test_training_on_an_image_folder_with_learned_variance(tmp_path, image_folder):
+    cfg = tiny_config(str(image_folder), steps=3)
+    cfg.data.image_size, cfg.data.image_channels = 8, 3
+    cfg.diffusion.variance, cfg.diffusion.loss = "learned_range", "hybrid"
+    cfg.diffusion.timestep_sampler = "loss_second_moment"
+    cfg.model.class_conditional = True
+    result = Trainer(cfg, tmp_path / "run", progress=False).run()
+    assert result.step == 3
+    trained = load_trained(tmp_path / "run")
+    assert trained.model.config.out_channels == 6 and trained.model.config.num_classes == 2
+
+
+class Interrupted(Exception):
+    pass
+
+
+class CrashAt(Trainer):
+    """A trainer killed just before taking step ``crash_at`` (after the checkpoints before it)."""
+
+    crash_at = 5
+
+    def train_step(self):
+        if self.step == self.crash_at - 1:
+            raise Interrupted
+        return super().train_step()
+
+
+def test_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path):
+    # Dropout and the second-moment sampler exercise the global RNG and the sampler's history.
+    def config():
+        cfg = tiny_config(steps=8, checkpoint_every=3, sample_every=100)
+        cfg.model.dropout = 0.1
+        cfg.diffusion.variance, cfg.diffusion.loss = "learned_range", "hybrid"
+        cfg.diffusion.timestep_sampler = "loss_second_moment"
+        return cfg
+
+    full = Trainer(config(), tmp_path / "full", progress=False).run().losses
+    with pytest.raises(Interrupted):
+        CrashAt(config(), tmp_path / "cut", progress=False).run()
+    assert [p.name for p in list_checkpoints(tmp_path / "cut")] == ["step-0000003"]
+    resumed = Trainer(config(), tmp_path / "cut", progress=False).run(resume=True)
+    assert resumed.losses == full[3:]
+    a, b = load_trained(tmp_path / "full"), load_trained(tmp_path / "cut")
+    for (k, v), w in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(v, w), k
+    steps = [r["step"] for r in map(eval, (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines())]
+    assert steps == sorted(set(steps)), "metrics logged after the checkpoint are not repeated"
+
+
+def test_a_crash_while_writing_leaves_the_last_good_checkpoint(tmp_path, monkeypatch):
+    cfg = tiny_config(steps=4, checkpoint_every=2, sample_every=100)
+    Trainer(cfg, tmp_path / "run", progress=False).run()
+    before = (list_checkpoints(tmp_path / "run")[-1] / "model.safetensors").read_bytes()
+
+    def power_cut(*args, **kwargs):
+        raise OSError("simulated crash while writing")
+
+    cfg.train.train_steps = 6
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    monkeypatch.setattr("gaussdiff.checkpoint.torch.save", power_cut)
+    with pytest.raises(OSError, match="simulated"):
+        trainer.run(resume=True)
+    monkeypatch.undo()
+    found = list_checkpoints(tmp_path / "run")
+    assert [p.name for p in found] == ["step-0000002", "step-0000004"]
+    assert (found[-1] / "model.safetensors").read_bytes() == before
+    # The half-written directory is ignored, and the run resumes from the last good checkpoint.
+    result = Trainer(cfg, tmp_path / "run", progress=False).run(resume=True)
+    assert result.step == 6 and [p.name for p in list_checkpoints(tmp_path / "run")] == ["step-0000004", "step-0000006"]
+
+
+def test_resume_without_checkpoint_and_mismatched_weights(tmp_path):
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        Trainer(tiny_config(), tmp_path / "new", progress=False).run(resume=True)
+    Trainer(tiny_config(steps=2), tmp_path / "run", progress=False).run()
+    wider = tiny_config(steps=4)
+    wider.model.channels = 32
+    with pytest.raises(CheckpointError, match="shape"):
+        Trainer(wider, tmp_path / "run", progress=False).run(resume=True)
+
+
+def test_ema_warmup_then_decay():
+    update = ema_with_warmup(0.9)
+    ema, p = [torch.zeros(1)], [torch.ones(1)]
+    update(ema, p, torch.tensor(0))  # n = 0: decay min(0.9, 1/10) = 0.1 -> moves 90% of the way
+    torch.testing.assert_close(ema[0], torch.tensor([0.9]))
+    update(ema, p, torch.tensor(1000))  # warm: decay 0.9
+    torch.testing.assert_close(ema[0], torch.tensor([0.91]))

@@ -1,0 +1,61 @@
+"""The U-Net: shapes at every resolution the product uses, conditioning, and its embedding."""
+
+import pytest
+import torch
+
+from gaussdiff.nets import UNet, UNetConfig
+from gaussdiff.nets.unet import timestep_embedding
+
+
+@pytest.mark.parametrize("size, channels", [(8, 1), (28, 1), (32, 3), (64, 3), (16, 4)])
+def test_output_shape_matches_input_at_every_resolution(size, channels):
+    net = UNet(UNetConfig(image_size=size, in_channels=channels, out_channels=2 * channels, channels=16,
+                          channel_mult=(1, 2, 2), num_res_blocks=1, attention_resolutions=(size // 2,)))
+    x = torch.randn(2, channels, size, size)
+    assert net(x, torch.tensor([0, 999])).shape == (2, 2 * channels, size, size)
+
+
+def test_zero_initialised_output_and_time_dependence():
+    net = UNet(UNetConfig(image_size=8, in_channels=1, out_channels=1, channels=16, channel_mult=(1, 2), num_res_blocks=1))
+    x = torch.randn(3, 1, 8, 8)
+    # The last conv starts at zero so the untrained network predicts eps = 0 (loss starts at E[eps^2] = 1).
+    assert net(x, torch.tensor([1, 2, 3])).abs().max().item() == 0.0
+    # Every residual branch is zero-initialised too, so t reaches the output only once trained.
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    a, b = net(x, torch.tensor([1, 1, 1])), net(x, torch.tensor([900, 900, 900]))
+    assert (a - b).abs().max().item() > 1e-4
+
+
+def test_timestep_embedding_is_sinusoidal():
+    e = timestep_embedding(torch.tensor([0, 5]), 8)
+    assert e.shape == (2, 8)
+    torch.testing.assert_close(e[0], torch.tensor([1.0] * 4 + [0.0] * 4))
+    freqs = torch.exp(-torch.log(torch.tensor(10_000.0)) * torch.arange(4) / 4)
+    torch.testing.assert_close(e[1], torch.cat([torch.cos(5 * freqs), torch.sin(5 * freqs)]))
+
+
+def test_class_labels_and_the_null_label():
+    net = UNet(UNetConfig(image_size=8, in_channels=1, out_channels=1, channels=16, channel_mult=(1, 2),
+                          num_res_blocks=1, num_classes=10))
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([10, 10])
+    # No label means the null label (index num_classes), the unconditional branch of guidance.
+    torch.testing.assert_close(net(x, t), net(x, t, y=torch.tensor([10, 10])))
+    assert (net(x, t, y=torch.tensor([3, 3])) - net(x, t)).abs().max().item() > 1e-5
+    plain = UNet(UNetConfig(image_size=8, in_channels=1, out_channels=1, channels=16, channel_mult=(1, 2)))
+    with pytest.raises(ValueError, match="unconditional"):
+        plain(x, t, y=torch.tensor([1, 2]))
+
+
+def test_cross_attention_uses_the_context():
+    net = UNet(UNetConfig(image_size=8, in_channels=1, out_channels=1, channels=16, channel_mult=(1, 2),
+                          num_res_blocks=1, attention_resolutions=(4,), context_dim=12))
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([10, 10])
+    c1, c2 = torch.randn(2, 2, 5, 12)
+    assert (net(x, t, context=c1) - net(x, t, context=c2)).abs().max().item() > 1e-5
+    with pytest.raises(ValueError, match="context"):
+        net(x, t)

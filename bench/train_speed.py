@@ -61,15 +61,22 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    nets = {"gaussdiff UNet": ours().to(device), "diffusers UNet2DModel": theirs().to(device)}
+    # gaussdiff's trainer offers channels_last (--memory-format); diffusers' default layout is contiguous.
+    nets = {
+        "gaussdiff UNet": ours().to(device),
+        "gaussdiff, channels_last": ours().to(device, memory_format=torch.channels_last),
+        "diffusers UNet2DModel": theirs().to(device),
+    }
     opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in nets.items()}
     x = torch.randn(args.batch, 3, 32, 32, device=device)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    inputs = {k: x_cl if "channels_last" in k else x for k in nets}
     t = torch.randint(0, 1000, (args.batch,), device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
     def train_iter(name: str) -> None:
         with autocast:
-            loss = F.mse_loss(nets[name](x, t).float(), x)
+            loss = F.mse_loss(nets[name](inputs[name], t).float(), x)
         opts[name].zero_grad(set_to_none=True)
         loss.backward()
         opts[name].step()
@@ -77,7 +84,7 @@ def main() -> None:
     @torch.no_grad()
     def sample_iter(name: str) -> None:
         with autocast:
-            nets[name](x, t)
+            nets[name](inputs[name], t)
 
     def timed(fn, name: str) -> float:
         sync(device)
@@ -100,18 +107,21 @@ def main() -> None:
 
     print(f"\n{device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}),"
           f" batch {args.batch}, {args.precision}, median of {args.repeats} x {args.iters} iterations\n")
-    print(f"| {'network':<22} | {'params':>7} | {'train img/s':>11} | {'sample ms/step':>14} |")
-    print(f"|{'-' * 24}|{'-' * 9}|{'-' * 13}|{'-' * 16}|")
+    print(f"| {'network':<26} | {'params':>7} | {'train img/s':>11} | {'sample ms/step':>14} |")
+    print(f"|{'-' * 28}|{'-' * 9}|{'-' * 13}|{'-' * 16}|")
     speeds = {}
     for name, net in nets.items():
         params = sum(p.numel() for p in net.parameters())
         tr = statistics.median(train_times[name])
         sa = statistics.median(sample_times[name])
         speeds[name] = (params, args.batch / tr, sa)
-        print(f"| {name:<22} | {params / 1e6:6.2f}M | {args.batch / tr:11.1f} | {1000 * sa:14.1f} |")
-    (p1, s1, m1), (p2, s2, m2) = speeds.values()
-    print(f"\ngaussdiff / diffusers: training {s1 / s2:.2f}x images/s, sampling {m2 / m1:.2f}x faster per step, "
-          f"parameters {p1 / p2:.2f}x")
+        print(f"| {name:<26} | {params / 1e6:6.2f}M | {args.batch / tr:11.1f} | {1000 * sa:14.1f} |")
+    p2, s2, m2 = speeds["diffusers UNet2DModel"]
+    print()
+    for name in ("gaussdiff UNet", "gaussdiff, channels_last"):
+        p1, s1, m1 = speeds[name]
+        print(f"{name} / diffusers: training {s1 / s2:.2f}x images/s, sampling {m2 / m1:.2f}x faster per step, "
+              f"parameters {p1 / p2:.2f}x")
 
 
 if __name__ == "__main__":

@@ -75,7 +75,8 @@ class Trainer:
         self.diffusion = build_diffusion(config.diffusion)
         self.model = build_model(config).to(self.device)
         self.cuda = self.device.type == "cuda"
-        if self.cuda:
+        self.channels_last = t.memory_format == "channels_last" or (t.memory_format == "auto" and self.cuda)
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = AveragedModel(self.model, multi_avg_fn=ema_with_warmup(t.ema_decay), use_buffers=True)
         self.forward = torch.compile(self.model) if t.compile else self.model
@@ -120,7 +121,7 @@ class Trainer:
         t_cfg = self.config.train
         idx = self.batch_indices(self.step)
         x0 = to_model_range(self.data.images[idx]).to(self.device, non_blocking=True)
-        if self.cuda:
+        if self.channels_last:
             x0 = x0.contiguous(memory_format=torch.channels_last)
         cond = {}
         if self.config.model.class_conditional:

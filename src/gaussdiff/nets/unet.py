@@ -84,7 +84,7 @@ class ResBlock(nn.Module):
         e = self.emb(emb)[:, :, None, None]
         if self.scale_shift:
             scale, shift = e.chunk(2, dim=1)
-            h = self.norm2(h) * (1 + scale) + shift
+            h = torch.addcmul(shift, self.norm2(h), 1 + scale)
         else:
             h = self.norm2(h + e)
         h = self.conv2(self.dropout(F.silu(h)))

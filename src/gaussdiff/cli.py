@@ -1,4 +1,4 @@
-"""The ``gaussdiff`` command: train, sample, show. Built from the typed configs with tyro.
+"""The ``gaussdiff`` command: train, sample, eval, show. Built from the typed configs with tyro.
 
 Every expected failure (bad data, a missing or mismatched checkpoint, a bad option) prints one
 line, ``gaussdiff: error: ...``, and exits 2; an interrupted run keeps its last checkpoint.
@@ -6,9 +6,10 @@ line, ``gaussdiff: error: ...``, and exits 2; an interrupted run keeps its last 
 
 from __future__ import annotations
 
+import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Union
 
@@ -21,6 +22,8 @@ from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint_confi
 from .config import ConfigError, RunConfig, SamplerChoice, ScheduleName
 from .data import DataError, load_data, to_model_range, to_uint8
 from .diffusion import GaussianDiffusion
+from .evaluate import evaluate_bpd, evaluate_ode, evaluate_quality, generate, plot_bpd, rate_distortion_rows
+from .features import ExtractorName
 from .samplers import SamplerStep, sample
 from .schedule import NoiseSchedule
 from .train import Trainer, describe
@@ -207,6 +210,122 @@ class ShowTrajectory:
         print(f"wrote {self.out}")
 
 
+@dataclass
+class Eval:
+    """Measure a run: --bpd (the bound on held-out data), --ode (probability-flow likelihood), --fid
+    (FID, KID, precision/recall of samples); or score a .npz of samples with --samples and --data."""
+
+    checkpoint: tyro.conf.Positional[Path | None] = None
+    """A run or checkpoint directory (not needed with --samples)."""
+    bpd: bool = False
+    ode: bool = False
+    fid: bool = False
+    data: str | None = None
+    """The real data (default: the run's); --bpd and --ode use its held-out split."""
+    samples: Path | None = None
+    """A .npz of uint8 [N, H, W, C] samples (arr_0; labels in arr_1) to score instead of sampling."""
+    n: int | None = None
+    """Images for --bpd/--ode (default 1000, at most the split) or samples for --fid (default 10000;
+    1000 for Inception on CPU)."""
+    steps: int | None = None
+    """--bpd on a respaced schedule; for --fid the sampler's steps (default 50)."""
+    sampler: SamplerChoice = "ddim"
+    eta: float = 0.0
+    features: ExtractorName = "classifier"
+    """FID features: the domain classifier (labelled built-in data) or Inception-v3."""
+    seed: int = 0
+    batch_size: int = 256
+    json: bool = False
+    """Print one JSON object with the figures instead of tables."""
+    out_dir: Path | None = None
+    """Where plots go (default: RUN/eval)."""
+    device: str = "auto"
+
+    def __call__(self) -> None:
+        if not (self.bpd or self.ode or self.fid or self.samples):
+            raise UsageError("say what to measure: --bpd, --ode, --fid, or --samples FILE.npz --data DATA")
+        if self.checkpoint is None and (self.bpd or self.ode or (self.fid and self.samples is None)):
+            raise UsageError("--bpd, --ode and --fid need a run (or --samples with --data)")
+        device = resolve_device(self.device)
+        trained = load_trained(self.checkpoint, device=device) if self.checkpoint is not None else None
+        data_name = self.data or (trained.config.data.data if trained else None)
+        if data_name is None:
+            raise UsageError("--samples needs --data (the real images to compare with)")
+        cfg = trained.config.data if trained else None
+        size = cfg.image_size if cfg else None
+        channels = cfg.image_channels if cfg else None
+        data_dir = cfg.data_dir if cfg else None
+        figures: dict[str, object] = {"data": data_name}
+        if trained is not None:
+            figures["checkpoint"] = str(trained.checkpoint)
+        out_dir = self.out_dir or (self.checkpoint / "eval" if self.checkpoint is not None else Path("eval"))
+        lines: list[str] = []
+
+        if self.bpd or self.ode:
+            held_out = load_data(data_name, "test", size, channels, data_dir)
+            n = min(self.n or 1000, len(held_out))
+            images = held_out.images[:n]
+            if self.bpd:
+                if self.steps is not None and not 1 <= self.steps <= trained.diffusion.num_steps:
+                    raise UsageError(f"--steps must lie in 1..{trained.diffusion.num_steps}")
+                report = evaluate_bpd(trained, images, steps=self.steps, batch_size=self.batch_size, seed=self.seed,
+                                      progress=not self.json)
+                plot = plot_bpd(report, out_dir / "bpd.png")
+                figures["bpd"] = report.summary()
+                figures["rate_distortion"] = [{"t": t, "rate": r, "distortion": d} for t, r, d in rate_distortion_rows(report)]
+                lines += [
+                    f"variational bound on {n} held-out images, {report.steps} steps (bits/dim)",
+                    f"  total          {report.bpd:.4f} ± {report.bpd_stderr:.4f}",
+                    f"  L_0 (decoder)  {report.l0:.4f}",
+                    f"  sum L_t-1      {report.sum_l_t:.4f}",
+                    f"  L_T (prior)    {report.prior:.6f}",
+                    "  progressive compression:    t   rate (bits/dim)   distortion (RMSE /255)",
+                    *[f"                          {t:5d}   {r:15.4f}   {d:10.3f}" for t, r, d in rate_distortion_rows(report)],
+                    f"  plot: {plot}",
+                ]
+            if self.ode:
+                result = evaluate_ode(trained, images, batch_size=self.batch_size, seed=self.seed)
+                figures["ode"] = result
+                lines.append(f"probability-flow ODE on {n} held-out images: {result['ode_bpd']:.4f} ± "
+                             f"{result['ode_bpd_stderr']:.4f} bits/dim (dequantized, {result['ode_nfe']} evaluations)")
+
+        if self.fid or self.samples is not None:
+            reference = load_data(data_name, "train", size, channels, data_dir)
+            labels = None
+            if self.samples is not None:
+                given = load_data(str(self.samples), image_size=reference.shape[-1], channels=reference.shape[0])
+                images, labels = given.images, given.labels
+                if self.n is not None:
+                    images, labels = images[: self.n], None if labels is None else labels[: self.n]
+            else:
+                n = self.n
+                if n is None:
+                    n = 1000 if self.features == "inception" and device.type == "cpu" else 10000
+                    if n == 1000:
+                        print("gaussdiff: Inception on CPU is slow: 1000 samples by default (pass --n)", file=sys.stderr)
+                steps = self.steps if self.steps is not None else 50
+                images = generate(trained, n, self.sampler, steps, self.eta, self.seed, self.batch_size, progress=not self.json)
+            limit = len(images) if self.features == "inception" else None
+            q = evaluate_quality(images, data_name, reference, self.features, labels, reference_limit=limit,
+                                 device=str(device))
+            figures["quality"] = asdict(q)
+            source = str(self.samples) if self.samples else f"{self.sampler}, {self.steps or 50} steps"
+            lines += [
+                f"sample quality of {q.n} samples ({source}) against {data_name}, {q.features} features",
+                f"  FID        {q.fid:.3f}",
+                f"  KID        {q.kid:.5f} ± {q.kid_std:.5f}",
+                f"  precision  {q.precision:.3f}",
+                f"  recall     {q.recall:.3f}",
+            ]
+            if q.accuracy is not None:
+                lines.append(f"  classifier accuracy on the labels  {q.accuracy:.3f}")
+
+        if self.json:
+            print(json.dumps(figures))
+        else:
+            print("\n".join(lines))
+
+
 def _checkpoint_of(path: Path) -> Path:
     from .checkpoint import resolve_checkpoint
 
@@ -230,6 +349,7 @@ class Show:
 COMMANDS = {
     "train": Train,
     "sample": Sample,
+    "eval": Eval,
     "show": Show,
 }
 

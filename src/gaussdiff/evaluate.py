@@ -1,95 +1,195 @@
-"""Sample quality: Fréchet distance on a feature network (Heusel et al. 2017), the domain classifier.
+"""Measuring a trained model the way the DDPM and Improved DDPM papers do.
 
-FID = |mu_1 - mu_2|^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^{1/2}), computed in float64 with
-tr((S_1 S_2)^{1/2}) = sum sqrt(eig(S_1^{1/2} S_2 S_1^{1/2})), a symmetric PSD matrix, so no complex
-square roots are needed.
+- :func:`evaluate_bpd`: the variational bound in bits/dim on held-out 8-bit data, mean and standard
+  error, split into L_0, sum L_{t-1} and L_T, with the per-step terms and progressive
+  compression's rate and distortion (Ho et al. 2020 §4.3, Table 2; Nichol & Dhariwal 2021 Fig. 2).
+- :func:`generate` and :func:`evaluate_quality`: FID, KID, precision/recall and (for conditional
+  samples) the domain classifier's accuracy, against the real training set.
+- :func:`evaluate_ode`: bits/dim from the probability-flow ODE (:mod:`gaussdiff.likelihood`).
 """
 
 from __future__ import annotations
 
-import hashlib
+import math
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
-from torch import Tensor
+import matplotlib
 
-from .data import ImageData, to_model_range
-from .nets.classifier import ClassifierConfig, DomainClassifier
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
 
-DEFAULT_CACHE = Path.home() / ".cache" / "gaussdiff"
-
-
-def _sqrtm_psd(m: Tensor) -> Tensor:
-    vals, vecs = torch.linalg.eigh(m)
-    return (vecs * vals.clamp(min=0).sqrt()) @ vecs.T
-
-
-def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -> float:
-    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2) (means ``[D]``, covariances ``[D, D]``)."""
-    mu1, mu2, sigma1, sigma2 = (a.double() for a in (mu1, mu2, sigma1, sigma2))
-    root1 = _sqrtm_psd(sigma1)
-    cross = torch.linalg.eigvalsh(root1 @ sigma2 @ root1).clamp(min=0).sqrt().sum()
-    return float(((mu1 - mu2) ** 2).sum() + sigma1.trace() + sigma2.trace() - 2 * cross)
+from .build import Trained  # noqa: E402
+from .data import ImageData, to_model_range, to_uint8  # noqa: E402
+from .diffusion import Likelihood  # noqa: E402
+from .features import ExtractorName, make_extractor, reference_features  # noqa: E402
+from .likelihood import ode_likelihood, rate_distortion  # noqa: E402
+from .metrics import fid_from_features, kernel_inception_distance, precision_recall  # noqa: E402
+from .samplers import sample  # noqa: E402
 
 
-def feature_statistics(features: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean ``[D]`` and (unbiased) covariance ``[D, D]`` of ``features: [N, D]`` in float64."""
-    f = features.double()
-    return f.mean(0), torch.cov(f.T)
+@dataclass
+class BpdReport:
+    """The bound on ``n`` held-out images, bits/dim. Per-step lists are indexed by the schedule's step."""
+
+    n: int
+    steps: int
+    bpd: float
+    bpd_stderr: float
+    l0: float
+    sum_l_t: float
+    prior: float
+    timesteps: list[int]
+    vb_per_step: list[float]
+    rate: list[float]
+    distortion: list[float]
+
+    def summary(self) -> dict[str, float | int]:
+        return {k: v for k, v in asdict(self).items() if not isinstance(v, list)}
 
 
-def fid_from_features(a: Tensor, b: Tensor) -> float:
-    """FID between two feature sets ``[N, D]`` and ``[M, D]``."""
-    return frechet_distance(*feature_statistics(a), *feature_statistics(b))
+def evaluate_bpd(
+    trained: Trained,
+    images: Tensor,
+    steps: int | None = None,
+    batch_size: int = 256,
+    seed: int = 0,
+    progress: bool = True,
+) -> BpdReport:
+    """The variational bound of ``images`` (``uint8 [N, C, H, W]``), on a respaced schedule if ``steps``."""
+    diffusion = trained.diffusion if steps is None else trained.diffusion.respace(steps)
+    device = next(trained.model.parameters()).device
+    g = torch.Generator(device).manual_seed(seed)
+    parts = []
+    for i in tqdm(range(0, len(images), batch_size), desc="bpd", disable=not progress, leave=False):
+        x0 = to_model_range(images[i : i + batch_size]).to(device)
+        parts.append(diffusion.bpd(trained.model, x0, clip_denoised=True, generator=g, progress=progress))
+    like = Likelihood(*(torch.cat([getattr(p, f.name) for p in parts]).cpu().double() for f in fields(Likelihood)))
+    rd = rate_distortion(like, diffusion.schedule.timesteps)
+    n = len(images)
+    return BpdReport(
+        n=n,
+        steps=diffusion.num_steps,
+        bpd=float(like.total.mean()),
+        bpd_stderr=float(like.total.std() / math.sqrt(n)) if n > 1 else float("nan"),
+        l0=float(like.vb[:, 0].mean()),
+        sum_l_t=float(like.vb[:, 1:].sum(1).mean()),
+        prior=float(like.prior.mean()),
+        timesteps=diffusion.schedule.timesteps.tolist(),
+        vb_per_step=like.vb.mean(0).tolist(),
+        rate=rd.rate.tolist(),
+        distortion=rd.distortion.tolist(),
+    )
 
 
-def train_domain_classifier(data: ImageData, steps: int = 1500, batch_size: int = 128, seed: int = 0) -> DomainClassifier:
-    """Train the domain classifier on labelled images (random shifts by one pixel as augmentation)."""
-    if data.labels is None or data.num_classes is None:
-        raise ValueError("the domain classifier needs a labelled dataset")
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = DomainClassifier(ClassifierConfig(in_channels=data.shape[0], num_classes=data.num_classes))
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
-    for _ in range(steps):
-        idx = torch.randint(0, len(data), (batch_size,), generator=g)
-        x = to_model_range(data.images[idx])
-        dx, dy = torch.randint(-1, 2, (2,), generator=g).tolist()
-        x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
-        loss = F.cross_entropy(model(x), data.labels[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-    return model.eval()
-
-
-def domain_classifier(name: str, data: ImageData, cache_dir: Path = DEFAULT_CACHE) -> DomainClassifier:
-    """The domain classifier of dataset ``name``, trained once and cached by the data's content hash."""
-    digest = hashlib.sha256(data.images.numpy().tobytes() + data.labels.numpy().tobytes()).hexdigest()[:16]
-    path = cache_dir / "classifiers" / f"{Path(name).stem}-{digest}.safetensors"
-    model = DomainClassifier(ClassifierConfig(in_channels=data.shape[0], num_classes=data.num_classes or 0))
-    if path.exists():
-        model.load_state_dict(load_file(path))
-        return model.eval()
-    model = train_domain_classifier(data)
+def plot_bpd(report: BpdReport, path: Path) -> Path:
+    """The bound's terms per step (Improved DDPM Fig. 2) and the rate-distortion curve (DDPM Fig. 5)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    ax = axes[0]
+    ax.plot(report.timesteps, report.vb_per_step)
+    ax.set_yscale("log"), ax.set_xlabel("t"), ax.set_ylabel("bits/dim"), ax.grid(alpha=0.3)
+    ax.set_title(f"terms of the bound (L_0 = {report.l0:.3f}, total {report.bpd:.3f} bits/dim)")
+    ax = axes[1]
+    ax.plot(report.rate, report.distortion, marker=".", markersize=2)
+    ax.set_xlabel("rate (bits/dim)"), ax.set_ylabel("distortion (RMSE, [0, 255])"), ax.grid(alpha=0.3)
+    ax.set_title("progressive lossy compression")
+    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file(model.state_dict(), tmp)
-    tmp.replace(path)
-    return model
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def rate_distortion_rows(report: BpdReport, rows: int = 8) -> list[tuple[int, float, float]]:
+    """A few (t, rate, distortion) rows, evenly over the steps, for a table."""
+    idx = sorted({round(i * (len(report.timesteps) - 1) / (rows - 1)) for i in range(rows)}, reverse=True)
+    return [(report.timesteps[i], report.rate[i], report.distortion[i]) for i in idx]
 
 
 @torch.no_grad()
-def classifier_features(model: DomainClassifier, images: Tensor, batch_size: int = 512) -> tuple[Tensor, Tensor]:
-    """Features ``[N, D]`` and logits ``[N, K]`` of ``uint8 [N, C, H, W]`` images."""
-    feats, logits = [], []
+def generate(
+    trained: Trained,
+    n: int,
+    sampler: str = "ddim",
+    steps: int | None = 50,
+    eta: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 256,
+    labels: Tensor | None = None,
+    progress: bool = True,
+) -> Tensor:
+    """``n`` samples as ``uint8 [n, C, H, W]`` (conditioned on ``labels: [n]`` when given)."""
+    d = trained.config.data
+    device = next(trained.model.parameters()).device
+    g = torch.Generator(device).manual_seed(seed)
+    out = []
+    for i in tqdm(range(0, n, batch_size), desc="sampling", disable=not progress or n <= batch_size, leave=False):
+        b = min(batch_size, n - i)
+        cond = {} if labels is None else {"y": labels[i : i + b].to(device)}
+        x = sample(trained.model, trained.diffusion, (b, d.image_channels, d.image_size, d.image_size),
+                   sampler=sampler, steps=steps, eta=eta, generator=g, clip_denoised=True, progress=False,
+                   device=device, **cond)  # type: ignore[arg-type]
+        out.append(to_uint8(x).cpu())
+    return torch.cat(out)
+
+
+@dataclass
+class QualityReport:
+    n: int
+    features: str
+    fid: float
+    kid: float
+    kid_std: float
+    precision: float
+    recall: float
+    accuracy: float | None = None
+    """The domain classifier's agreement with the requested labels (conditional samples)."""
+
+
+def evaluate_quality(
+    images: Tensor,
+    data_name: str,
+    reference: ImageData,
+    features: ExtractorName = "classifier",
+    labels: Tensor | None = None,
+    reference_limit: int | None = None,
+    device: str = "cpu",
+) -> QualityReport:
+    """Sample quality of ``uint8 [N, C, H, W]`` images against ``reference`` (the real training set)."""
+    extractor = make_extractor(features, data_name, reference, device=device)
+    real = reference_features(extractor, data_name, reference, limit=reference_limit)
+    fake = extractor(images)
+    kid, kid_std = kernel_inception_distance(real, fake.features, subsets=50)
+    precision, recall = precision_recall(real, fake.features)
+    accuracy = None
+    if labels is not None and fake.logits is not None:
+        accuracy = float((fake.logits.argmax(1) == labels).double().mean())
+    return QualityReport(len(images), features, fid_from_features(real, fake.features), kid, kid_std, precision, recall, accuracy)
+
+
+def evaluate_ode(trained: Trained, images: Tensor, batch_size: int = 256, seed: int = 0) -> dict[str, float]:
+    """Bits/dim of the probability-flow ODE (dequantized, Hutchinson), mean and standard error."""
+    device = next(trained.model.parameters()).device
+    g = torch.Generator(device).manual_seed(seed)
+    diffusion = trained.diffusion
+
+    def eps_model(x_t: Tensor, t: Tensor) -> Tensor:
+        out = trained.model(x_t, t)
+        pred, _ = diffusion.split_output(out, x_t)  # a learned variance plays no part in the ODE
+        # Convert an x0 or v prediction to eps at continuous t through alpha_bar(t).
+        if diffusion.prediction == "eps":
+            return pred
+        ab = diffusion.schedule.alpha_bar_at(t).to(x_t.device, x_t.dtype).reshape(-1, *([1] * (x_t.dim() - 1)))
+        x0 = pred if diffusion.prediction == "x0" else ab.sqrt() * x_t - (1 - ab).sqrt() * pred
+        return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+
+    bpds, nfe = [], 0
     for i in range(0, len(images), batch_size):
-        x = to_model_range(images[i : i + batch_size])
-        f = model.features(x)
-        feats.append(f)
-        logits.append(model.head(f))
-    return torch.cat(feats), torch.cat(logits)
+        r = ode_likelihood(eps_model, diffusion, to_model_range(images[i : i + batch_size]).to(device), generator=g)
+        bpds.append(r.bpd)
+        nfe = max(nfe, r.nfe)
+    b = torch.cat(bpds)
+    return {"ode_bpd": float(b.mean()), "ode_bpd_stderr": float(b.std() / math.sqrt(len(b))) if len(b) > 1 else float("nan"), "ode_nfe": nfe}

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .diffusion import Prediction
-from .schedule import NoiseSchedule, extract
+from .schedule import NoiseSchedule
 
 
 @dataclass
@@ -84,7 +84,8 @@ class OptimalDenoiser:
 
     def __call__(self, x_t: Tensor, t: Tensor, **cond: Tensor) -> Tensor:
         flat = x_t.reshape(x_t.shape[0], -1).to(torch.float64)
-        a = extract(self.schedule.alpha_bars, t.cpu(), flat.cpu()).to(flat.device)  # [B, 1]
+        # Continuous t is allowed (the probability-flow ODE runs between steps).
+        a = self.schedule.alpha_bar_at(t).reshape(-1, 1).to(flat.device)  # [B, 1]
         m = self.mixture
         _, r = m.log_prob_noised(flat, a.squeeze(1))
         var = a * m.stds.to(flat.device) ** 2 + (1.0 - a)  # [B, K]

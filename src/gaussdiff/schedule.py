@@ -85,6 +85,33 @@ class NoiseSchedule:
             f"alpha_bar_T={self.alpha_bars[-1]:.3g})"
         )
 
+    def alpha_bar_at(self, t: Tensor) -> Tensor:
+        """alpha_bar at continuous original-scale times ``t`` (any shape), float64.
+
+        Piecewise log-linear between this schedule's steps (exact at them), so that an ODE can run
+        between the steps a model was trained on; clamped to the first and last step.
+        """
+        grid = self.timesteps.to(torch.float64)
+        log_ab = self.alpha_bars.log()
+        s = t.detach().to(torch.float64).cpu().clamp(grid[0], grid[-1])
+        if len(grid) == 1:
+            return self.alpha_bars[0].expand_as(s).clone()
+        i = (torch.searchsorted(grid, s.contiguous(), right=True) - 1).clamp(0, len(grid) - 2)
+        w = (s - grid[i]) / (grid[i + 1] - grid[i])
+        return torch.exp(log_ab[i] + w * (log_ab[i + 1] - log_ab[i]))
+
+    def timestep_at(self, alpha_bar: Tensor) -> Tensor:
+        """The inverse of :meth:`alpha_bar_at`: the continuous original-scale t with that alpha_bar."""
+        grid = self.timesteps.to(torch.float64)
+        log_ab = self.alpha_bars.log()
+        target = alpha_bar.detach().to(torch.float64).cpu().log().clamp(log_ab[-1], log_ab[0])
+        if len(grid) == 1:
+            return grid[0].expand_as(target).clone()
+        # log alpha_bar decreases: search its negation, which increases.
+        i = (torch.searchsorted(-log_ab, -target.contiguous(), right=True) - 1).clamp(0, len(grid) - 2)
+        w = (target - log_ab[i]) / (log_ab[i + 1] - log_ab[i])
+        return grid[i] + w * (grid[i + 1] - grid[i])
+
     # -- constructors -----------------------------------------------------------------------
 
     @classmethod

@@ -1,9 +1,9 @@
-"""The Fréchet distance against closed forms, and the domain classifier's features."""
+"""FID against closed forms and real-vs-real splits; KID's unbiasedness; precision and recall on known sets."""
 
 import pytest
 import torch
 
-from gaussdiff.evaluate import fid_from_features, frechet_distance
+from gaussdiff.metrics import fid_from_features, frechet_distance, kernel_inception_distance, precision_recall
 
 
 def random_spd(d, g):
@@ -41,3 +41,29 @@ def test_fid_of_samples_is_small_for_one_distribution_and_large_for_two():
     shifted = torch.randn(4000, 4, generator=g, dtype=torch.float64) + 1.0
     assert fid_from_features(a, b) < 0.02
     assert fid_from_features(a, shifted) == pytest.approx(4.0, rel=0.05)
+
+
+def test_kid_is_unbiased_for_one_distribution_and_positive_for_two():
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(2, 600, 8, generator=g, dtype=torch.float64)
+    mean, std = kernel_inception_distance(a, b, subsets=50, subset_size=300)
+    # Unbiased MMD^2: zero in expectation, so within a few standard errors of 0 (it can be negative).
+    assert abs(mean) < 4 * std / 50**0.5 + 1e-3
+    shifted, _ = kernel_inception_distance(a, b + 0.5, subsets=50, subset_size=300)
+    assert shifted > 20 * max(std, 1e-4)
+
+
+def test_precision_and_recall_on_known_sets():
+    g = torch.Generator().manual_seed(4)
+    left = torch.randn(500, 2, generator=g, dtype=torch.float64) * 0.1 - 3
+    right = torch.randn(500, 2, generator=g, dtype=torch.float64) * 0.1 + 3
+    real = torch.cat([left, right])
+    same = torch.cat([torch.randn(500, 2, generator=g, dtype=torch.float64) * 0.1 - 3,
+                      torch.randn(500, 2, generator=g, dtype=torch.float64) * 0.1 + 3])
+    p, r = precision_recall(real, same)
+    assert p > 0.9 and r > 0.9
+    # Samples from one of the two modes only: every sample is realistic, half the data is missed.
+    p, r = precision_recall(real, torch.randn(1000, 2, generator=g, dtype=torch.float64) * 0.1 - 3)
+    assert p > 0.9 and abs(r - 0.5) < 0.05
+    p, r = precision_recall(real, torch.randn(1000, 2, generator=g, dtype=torch.float64) * 0.1 + 10)
+    assert p == 0.0 and r == 0.0

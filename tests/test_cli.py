@@ -125,3 +125,32 @@ def test_eval_needs_something_to_measure(trained_run, tmp_path, capsys):
     expect_error(capsys, "eval", "--samples", tmp_path / "x.npz", match="needs --data")
     np.savez(tmp_path / "y.npz", np.zeros((4, 16, 16, 1), dtype=np.uint8))
     expect_error(capsys, "eval", "--samples", tmp_path / "y.npz", "--data", "digits", match="expected 8x8")
+
+
+def test_conditional_training_guidance_and_the_classifier(tmp_path, capsys, trained_run):
+    run, clf = tmp_path / "cond", tmp_path / "clf"
+    run_cli("train", "--run-dir", run, "--train-steps", "2", "--checkpoint-every", "2", "--class-conditional",
+            "--p-uncond", "0.1", *TINY_FLAGS)
+    run_cli("sample", run, "--class", "all", "--n", "20", "--guidance", "2", "--steps", "4", "--out",
+            tmp_path / "g.npz", tmp_path / "g.png", "--device", "cpu")
+    f = np.load(tmp_path / "g.npz")
+    assert f["arr_0"].shape == (20, 8, 8, 1) and f["arr_1"].tolist() == [k for k in range(10) for _ in range(2)]
+    run_cli("train-classifier", "--run-dir", clf, "--classifier-steps", "3", "--diffusion-steps", "50",
+            "--batch-size", "16", "--classifier-channels", "16", "--device", "cpu")
+    assert (clf / "classifier.safetensors").exists() and (clf / "metrics.json").exists()
+    for sampler in ("ddpm", "ddim"):
+        run_cli("sample", run, "--class", "3", "--n", "4", "--classifier", clf, "--classifier-scale", "5",
+                "--sampler", sampler, "--steps", "5", "--out", tmp_path / f"c-{sampler}.npz", "--device", "cpu")
+        assert np.load(tmp_path / f"c-{sampler}.npz")["arr_1"].tolist() == [3] * 4
+    # Classifier guidance also steers an unconditional model.
+    run_cli("sample", trained_run, "--class", "1", "--n", "2", "--classifier", clf, "--steps", "5",
+            "--out", tmp_path / "u.npz", "--device", "cpu")
+    q = eval_json(capsys, run, "--fid", "--n", "20", "--steps", "4", "--guidance", "1")["quality"]
+    assert q["accuracy"] is not None and 0 <= q["accuracy"] <= 1
+    expect_error(capsys, "sample", trained_run, "--guidance", "2", match="class-conditional")
+    expect_error(capsys, "sample", run, "--class", "12", match="--class must be")
+    wrong = tmp_path / "clf-wrong"
+    run_cli("train-classifier", "--run-dir", wrong, "--classifier-steps", "2", "--diffusion-steps", "40",
+            "--batch-size", "8", "--classifier-channels", "16", "--device", "cpu")
+    expect_error(capsys, "sample", run, "--classifier", wrong, "--steps", "4", match="schedule")
+    expect_error(capsys, "sample", run, "--classifier", tmp_path, match="not a classifier run")

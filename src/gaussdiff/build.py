@@ -9,7 +9,7 @@ import torch
 
 from .checkpoint import load_checkpoint_config, load_state_dict_strict, load_weights, resolve_checkpoint
 from .config import ConfigError, DiffusionConfig, RunConfig
-from .diffusion import GaussianDiffusion
+from .diffusion import GaussianDiffusion, Model
 from .nets import UNet, UNetConfig
 from .schedule import NoiseSchedule
 
@@ -27,6 +27,8 @@ def build_model(config: RunConfig) -> UNet:
     c, num_classes = d.image_channels, d.num_classes
     if m.class_conditional and num_classes is None:
         raise ConfigError("class_conditional needs a labelled dataset")
+    if not 0.0 <= m.p_uncond < 1.0 or (m.p_uncond > 0 and not m.class_conditional):
+        raise ConfigError("p_uncond must lie in [0, 1) and needs --class-conditional")
     diffusion = build_diffusion(config.diffusion)
     return UNet(
         UNetConfig(
@@ -71,3 +73,49 @@ def load_trained(path: Path, ema: bool = True, device: torch.device | str = "cpu
     model = build_model(config)
     load_state_dict_strict(model, load_weights(checkpoint, ema=ema), checkpoint)
     return Trained(model.to(device).eval(), build_diffusion(config.diffusion), config, checkpoint)
+
+
+@dataclass
+class GuidanceOptions:
+    """How to steer sampling: classifier-free scale w, and/or a noise-aware classifier with scale s."""
+
+    guidance: float = 0.0
+    """Classifier-free guidance weight w (0: the plain conditional model)."""
+    classifier: Path | None = None
+    """A classifier run from ``gaussdiff train-classifier`` for classifier guidance."""
+    classifier_scale: float = 1.0
+    """Classifier guidance scale s."""
+
+
+def sampling_model(
+    trained: Trained, diffusion: GaussianDiffusion, sampler: str, options: GuidanceOptions
+) -> tuple[Model, bool]:
+    """The model a sampler should call (wrapped for guidance) and whether it needs labels ``y``.
+
+    ``diffusion`` is the one the sampler runs on (respaced when sampling strided).
+    """
+    from .guidance import ClassifierFreeGuidance, ClassifierGuidance
+    from .train_classifier import load_noisy_classifier
+
+    conditional = trained.config.model.class_conditional
+    model: Model = trained.model
+    if options.guidance < 0:
+        raise ConfigError("--guidance must be >= 0")
+    if options.guidance > 0:
+        if not conditional:
+            raise ConfigError("classifier-free guidance needs a class-conditional run (--class-conditional --p-uncond 0.1)")
+        channels = trained.config.data.image_channels if diffusion.learns_variance else 0
+        model = ClassifierFreeGuidance(model, options.guidance, trained.config.data.num_classes, channels)
+    if options.classifier is not None:
+        device = next(trained.model.parameters()).device
+        classifier, cfg = load_noisy_classifier(options.classifier, device)
+        mine, theirs = trained.config.diffusion, cfg.diffusion
+        if (mine.schedule, mine.diffusion_steps) != (theirs.schedule, theirs.diffusion_steps):
+            raise ConfigError(f"{options.classifier}: trained on a {theirs.schedule} schedule of {theirs.diffusion_steps} "
+                              f"steps, the model on {mine.schedule} with {mine.diffusion_steps}")
+        if cfg.network.num_classes != trained.config.data.num_classes and trained.config.data.num_classes is not None:
+            raise ConfigError(f"{options.classifier}: {cfg.network.num_classes} classes, the model's data has "
+                              f"{trained.config.data.num_classes}")
+        model = ClassifierGuidance(model, classifier, diffusion, options.classifier_scale,
+                                   mode="mean" if sampler == "ddpm" else "eps", pass_labels=conditional)
+    return model, conditional or options.guidance > 0 or options.classifier is not None

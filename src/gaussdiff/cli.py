@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import tyro
 
-from .build import load_trained, resolve_device
+from .build import GuidanceOptions, load_trained, resolve_device
 from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint_config
 from .config import ConfigError, RunConfig, SamplerChoice, ScheduleName
 from .data import DataError, load_data, to_model_range, to_uint8
@@ -27,6 +27,7 @@ from .features import ExtractorName
 from .samplers import SamplerStep, sample
 from .schedule import NoiseSchedule
 from .train import Trainer, describe
+from .train_classifier import ClassifierTrainConfig, train_noisy_classifier
 from .viz import save_grid, save_strips
 
 
@@ -76,13 +77,30 @@ class Train:
         print(f"done: {result.step} steps; samples in {run_dir / 'samples.png'}, loss curve in {run_dir / 'loss.png'}")
 
 
+def parse_class(value: str | None, num_classes: int | None, n: int) -> tuple[torch.Tensor | None, int | None]:
+    """``--class K`` or ``--class all`` -> labels [n] (and the grid's row length for ``all``)."""
+    if value is None:
+        return None, None
+    if num_classes is None:
+        raise UsageError("--class needs a run trained on labelled data")
+    if value == "all":
+        per_class = -(-n // num_classes)
+        return torch.arange(num_classes).repeat_interleave(per_class), per_class
+    if not value.isdigit() or not 0 <= int(value) < num_classes:
+        raise UsageError(f"--class must be 'all' or a class in 0..{num_classes - 1}, not {value!r}")
+    return torch.full((n,), int(value)), None
+
+
 @dataclass
 class Sample:
-    """Draw samples from a trained run: a PNG grid and/or a .npz (uint8 [N, H, W, C] in arr_0)."""
+    """Draw samples from a trained run: a PNG grid and/or a .npz (uint8 [N, H, W, C] in arr_0, labels in arr_1)."""
 
     checkpoint: tyro.conf.Positional[Path]
     """A run directory (its newest checkpoint) or a checkpoint directory."""
+    guide: Annotated[GuidanceOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=GuidanceOptions)
     n: int = 64
+    label: Annotated[str | None, tyro.conf.arg(name="class")] = None
+    """A class index, or 'all' for one row per class (conditional or guided sampling)."""
     sampler: SamplerChoice = "ddim"
     steps: int | None = 50
     """Respaced steps (None: all of the run's steps)."""
@@ -101,27 +119,37 @@ class Sample:
                 raise UsageError(f"--out {path}: expected a .png or .npz file")
         if self.n < 1:
             raise UsageError("--n must be at least 1")
-        device = resolve_device(self.device)
-        trained = load_trained(self.checkpoint, ema=self.ema, device=device)
+        trained = load_trained(self.checkpoint, ema=self.ema, device=resolve_device(self.device))
         if self.steps is not None and not 1 <= self.steps <= trained.diffusion.num_steps:
             raise UsageError(f"--steps must lie in 1..{trained.diffusion.num_steps}")
-        d = trained.config.data
-        g = torch.Generator(device).manual_seed(self.seed)
-        chunks = []
-        for start in range(0, self.n, self.batch_size):
-            b = min(self.batch_size, self.n - start)
-            x = sample(trained.model, trained.diffusion, (b, d.image_channels, d.image_size, d.image_size),
-                       sampler=self.sampler, steps=self.steps, eta=self.eta, generator=g, clip_denoised=True,
-                       device=device)
-            chunks.append(to_uint8(x).cpu())
-        images = torch.cat(chunks)
+        labels, row = parse_class(self.label, trained.config.data.num_classes, self.n)
+        n = self.n if labels is None else len(labels)
+        if labels is None and (trained.config.model.class_conditional or self.guide.guidance > 0 or self.guide.classifier):
+            labels = torch.randint(0, trained.config.data.num_classes, (n,), generator=torch.Generator().manual_seed(self.seed))
+        images = generate(trained, n, self.sampler, self.steps, self.eta, self.seed, self.batch_size, labels, self.guide)
         for path in self.out:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.suffix == ".png":
-                save_grid(images, path)
+                save_grid(images, path, nrow=row)
+            elif labels is not None:
+                np.savez(path, images.permute(0, 2, 3, 1).numpy(), labels.numpy())
             else:
                 np.savez(path, images.permute(0, 2, 3, 1).numpy())
             print(f"wrote {path}")
+
+
+@dataclass
+class TrainClassifier:
+    """Train the noise-aware classifier p(y | x_t, t) used by classifier guidance (--classifier RUN)."""
+
+    config: Annotated[ClassifierTrainConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=ClassifierTrainConfig)
+    run_dir: Path = Path("runs/classifier")
+
+    def __call__(self) -> None:
+        if (self.run_dir / "classifier.safetensors").exists():
+            raise UsageError(f"{self.run_dir} already holds a classifier: pass another --run-dir")
+        accuracy = train_noisy_classifier(self.config, self.run_dir)
+        print(f"classifier in {self.run_dir}; held-out accuracy: " + ", ".join(f"{k.split('_at_')[1]}: {v:.3f}" for k, v in accuracy.items()))
 
 
 @dataclass
@@ -217,6 +245,7 @@ class Eval:
 
     checkpoint: tyro.conf.Positional[Path | None] = None
     """A run or checkpoint directory (not needed with --samples)."""
+    guide: Annotated[GuidanceOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=GuidanceOptions)
     bpd: bool = False
     ode: bool = False
     fid: bool = False
@@ -304,7 +333,12 @@ class Eval:
                     if n == 1000:
                         print("gaussdiff: Inception on CPU is slow: 1000 samples by default (pass --n)", file=sys.stderr)
                 steps = self.steps if self.steps is not None else 50
-                images = generate(trained, n, self.sampler, steps, self.eta, self.seed, self.batch_size, progress=not self.json)
+                needs_labels = trained.config.model.class_conditional or self.guide.guidance > 0 or self.guide.classifier
+                if needs_labels:
+                    # Balanced classes, so that the classifier's accuracy speaks for every class.
+                    labels = torch.arange(n) % trained.config.data.num_classes
+                images = generate(trained, n, self.sampler, steps, self.eta, self.seed, self.batch_size, labels,
+                                  self.guide, progress=not self.json)
             limit = len(images) if self.features == "inception" else None
             q = evaluate_quality(images, data_name, reference, self.features, labels, reference_limit=limit,
                                  device=str(device))
@@ -348,6 +382,7 @@ class Show:
 
 COMMANDS = {
     "train": Train,
+    "train-classifier": TrainClassifier,
     "sample": Sample,
     "eval": Eval,
     "show": Show,

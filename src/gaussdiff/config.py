@@ -55,6 +55,8 @@ class ModelConfig:
     scale_shift: bool = True
     class_conditional: bool = False
     """Embed the dataset's labels (for guidance); needs a labelled dataset."""
+    p_uncond: float = 0.0
+    """Classifier-free guidance training: the share of labels replaced by the null label."""
 
 
 @dataclass

@@ -22,7 +22,8 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from .build import Trained  # noqa: E402
+from .build import GuidanceOptions, Trained, sampling_model  # noqa: E402
+from .config import ConfigError  # noqa: E402
 from .data import ImageData, to_model_range, to_uint8  # noqa: E402
 from .diffusion import Likelihood  # noqa: E402
 from .features import ExtractorName, make_extractor, reference_features  # noqa: E402
@@ -109,7 +110,6 @@ def rate_distortion_rows(report: BpdReport, rows: int = 8) -> list[tuple[int, fl
     return [(report.timesteps[i], report.rate[i], report.distortion[i]) for i in idx]
 
 
-@torch.no_grad()
 def generate(
     trained: Trained,
     n: int,
@@ -119,19 +119,28 @@ def generate(
     seed: int = 0,
     batch_size: int = 256,
     labels: Tensor | None = None,
+    guidance: GuidanceOptions | None = None,
     progress: bool = True,
 ) -> Tensor:
-    """``n`` samples as ``uint8 [n, C, H, W]`` (conditioned on ``labels: [n]`` when given)."""
+    """``n`` samples as ``uint8 [n, C, H, W]``, conditioned on ``labels: [n]`` and guided as asked.
+
+    A conditional or guided model without ``labels`` samples classes uniformly from the seed.
+    """
     d = trained.config.data
     device = next(trained.model.parameters()).device
+    diffusion = trained.diffusion if steps is None else trained.diffusion.respace(steps)
+    model, needs_labels = sampling_model(trained, diffusion, sampler, guidance or GuidanceOptions())
+    if needs_labels and labels is None:
+        if d.num_classes is None:
+            raise ConfigError("guidance needs class labels, and this run's data has none")
+        labels = torch.randint(0, d.num_classes, (n,), generator=torch.Generator().manual_seed(seed))
     g = torch.Generator(device).manual_seed(seed)
     out = []
     for i in tqdm(range(0, n, batch_size), desc="sampling", disable=not progress or n <= batch_size, leave=False):
         b = min(batch_size, n - i)
-        cond = {} if labels is None else {"y": labels[i : i + b].to(device)}
-        x = sample(trained.model, trained.diffusion, (b, d.image_channels, d.image_size, d.image_size),
-                   sampler=sampler, steps=steps, eta=eta, generator=g, clip_denoised=True, progress=False,
-                   device=device, **cond)  # type: ignore[arg-type]
+        cond = {"y": labels[i : i + b].to(device)} if needs_labels else {}
+        x = sample(model, diffusion, (b, d.image_channels, d.image_size, d.image_size), sampler=sampler,  # type: ignore[arg-type]
+                   eta=eta, generator=g, clip_denoised=True, progress=progress and n <= batch_size, device=device, **cond)
         out.append(to_uint8(x).cpu())
     return torch.cat(out)
 

@@ -125,7 +125,11 @@ class Trainer:
             x0 = x0.contiguous(memory_format=torch.channels_last)
         cond = {}
         if self.config.model.class_conditional:
-            cond["y"] = self.data.labels[idx].to(self.device)
+            y = self.data.labels[idx].clone()
+            # Label dropout (Ho & Salimans 2022): one network learns eps(x_t, t, y) and eps(x_t, t).
+            drop = torch.rand(len(y), generator=self.generator) < self.config.model.p_uncond
+            y[drop] = self.data.num_classes
+            cond["y"] = y.to(self.device)
         t, weights = self.timestep_sampler.sample(len(idx), generator=self.generator)
         t, weights = t.to(self.device), weights.to(self.device)
         noise = torch.randn(x0.shape, generator=self.noise_generator, device=self.device)

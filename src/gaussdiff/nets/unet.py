@@ -140,72 +140,39 @@ class Level(nn.Module):
         self.attentions = nn.ModuleList([a if a is not None else nn.Identity() for a in attentions])
 
 
-class UNet(nn.Module):
-    """The DDPM/ADM U-Net. ``forward(x_t [B, C, H, W], t [B], y [B] | None, context [B, L, D] | None) -> [B, out, H, W]``."""
+class DownPath(nn.Module):
+    """The encoder half: stem, residual levels (with attention where asked) and downsampling.
 
-    def __init__(self, config: UNetConfig) -> None:
+    ``forward(x, emb, context)`` returns the deepest features and the skip activations, in order.
+    Shared by :class:`UNet` and the noise-aware classifier.
+    """
+
+    def __init__(self, c: UNetConfig, emb_dim: int) -> None:
         super().__init__()
-        self.config = c = config
-        emb_dim = 4 * c.channels
-        self.time_mlp = nn.Sequential(nn.Linear(c.channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.label_emb = nn.Embedding(c.num_classes + 1, emb_dim) if c.num_classes is not None else None
         self.stem = nn.Conv2d(c.in_channels, c.channels, 3, padding=1)
-
-        def attention(ch: int, res: int) -> Attention | None:
-            return Attention(ch, c.num_heads, c.context_dim) if res in c.attention_resolutions else None
-
-        def res_block(i: int, o: int) -> ResBlock:
-            return ResBlock(i, o, emb_dim, c.dropout, c.scale_shift)
-
         ch, res = c.channels, c.image_size
-        skips = [ch]
-        self.down = nn.ModuleList()
+        self.skip_channels = [ch]
+        self.levels = nn.ModuleList()
         self.downsample = nn.ModuleList()
         for level, mult in enumerate(c.channel_mult):
             blocks, attns = [], []
             for _ in range(c.num_res_blocks):
-                blocks.append(res_block(ch, mult * c.channels))
+                blocks.append(ResBlock(ch, mult * c.channels, emb_dim, c.dropout, c.scale_shift))
                 ch = mult * c.channels
-                attns.append(attention(ch, res))
-                skips.append(ch)
-            self.down.append(Level(blocks, attns))
+                attns.append(Attention(ch, c.num_heads, c.context_dim) if res in c.attention_resolutions else None)
+                self.skip_channels.append(ch)
+            self.levels.append(Level(blocks, attns))
             last = level == len(c.channel_mult) - 1
             self.downsample.append(nn.Identity() if last else nn.Conv2d(ch, ch, 3, stride=2, padding=1))
             if not last:
-                skips.append(ch)
+                self.skip_channels.append(ch)
                 res = (res + 1) // 2
+        self.out_channels, self.out_resolution = ch, res
 
-        self.mid1 = res_block(ch, ch)
-        self.mid_attn = Attention(ch, c.num_heads, c.context_dim)
-        self.mid2 = res_block(ch, ch)
-
-        self.up = nn.ModuleList()
-        self.upsample = nn.ModuleList()
-        for level, mult in reversed(list(enumerate(c.channel_mult))):
-            blocks, attns = [], []
-            for _ in range(c.num_res_blocks + 1):
-                blocks.append(res_block(ch + skips.pop(), mult * c.channels))
-                ch = mult * c.channels
-                attns.append(attention(ch, res))
-            self.up.append(Level(blocks, attns))
-            self.upsample.append(nn.Conv2d(ch, ch, 3, padding=1) if level > 0 else nn.Identity())
-            if level > 0:
-                res = res * 2
-        self.out = nn.Sequential(group_norm(ch), nn.SiLU(), zero_init(nn.Conv2d(ch, c.out_channels, 3, padding=1)))
-
-    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, context: Tensor | None = None) -> Tensor:
-        c = self.config
-        emb = self.time_mlp(timestep_embedding(t, c.channels).to(x.dtype))
-        if self.label_emb is not None:
-            # No label means the unconditional branch: the null label (classifier-free guidance).
-            labels = y if y is not None else torch.full((x.shape[0],), c.num_classes, device=x.device, dtype=torch.long)
-            emb = emb + self.label_emb(labels)
-        elif y is not None:
-            raise ValueError("this U-Net is unconditional: it takes no class labels")
-
+    def forward(self, x: Tensor, emb: Tensor, context: Tensor | None) -> tuple[Tensor, list[Tensor]]:
         h = self.stem(x)
         hs = [h]
-        for level, down in zip(self.down, self.downsample):
+        for level, down in zip(self.levels, self.downsample):
             for block, attn in zip(level.blocks, level.attentions):
                 h = block(h, emb)
                 h = attn(h, context) if isinstance(attn, Attention) else h
@@ -213,6 +180,63 @@ class UNet(nn.Module):
             if not isinstance(down, nn.Identity):
                 h = down(h)
                 hs.append(h)
+        return h, hs
+
+
+class Embedding(nn.Module):
+    """The sinusoidal timestep embedding through an MLP, plus the class embedding when conditional."""
+
+    def __init__(self, channels: int, num_classes: int | None) -> None:
+        super().__init__()
+        self.channels, self.num_classes = channels, num_classes
+        self.dim = 4 * channels
+        self.time_mlp = nn.Sequential(nn.Linear(channels, self.dim), nn.SiLU(), nn.Linear(self.dim, self.dim))
+        self.label_emb = nn.Embedding(num_classes + 1, self.dim) if num_classes is not None else None
+
+    def forward(self, t: Tensor, y: Tensor | None, dtype: torch.dtype) -> Tensor:
+        emb = self.time_mlp(timestep_embedding(t, self.channels).to(dtype))
+        if self.label_emb is not None:
+            # No label means the unconditional branch: the null label (classifier-free guidance).
+            labels = y if y is not None else torch.full((t.shape[0],), self.num_classes, device=t.device, dtype=torch.long)
+            emb = emb + self.label_emb(labels)
+        elif y is not None:
+            raise ValueError("this network is unconditional: it takes no class labels")
+        return emb
+
+
+class UNet(nn.Module):
+    """The DDPM/ADM U-Net. ``forward(x_t [B, C, H, W], t [B], y [B] | None, context [B, L, D] | None) -> [B, out, H, W]``."""
+
+    def __init__(self, config: UNetConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self.embedding = Embedding(c.channels, c.num_classes)
+        emb_dim = self.embedding.dim
+        self.down = DownPath(c, emb_dim)
+        ch, res = self.down.out_channels, self.down.out_resolution
+        skips = list(self.down.skip_channels)
+
+        self.mid1 = ResBlock(ch, ch, emb_dim, c.dropout, c.scale_shift)
+        self.mid_attn = Attention(ch, c.num_heads, c.context_dim)
+        self.mid2 = ResBlock(ch, ch, emb_dim, c.dropout, c.scale_shift)
+
+        self.up = nn.ModuleList()
+        self.upsample = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(c.channel_mult))):
+            blocks, attns = [], []
+            for _ in range(c.num_res_blocks + 1):
+                blocks.append(ResBlock(ch + skips.pop(), mult * c.channels, emb_dim, c.dropout, c.scale_shift))
+                ch = mult * c.channels
+                attns.append(Attention(ch, c.num_heads, c.context_dim) if res in c.attention_resolutions else None)
+            self.up.append(Level(blocks, attns))
+            self.upsample.append(nn.Conv2d(ch, ch, 3, padding=1) if level > 0 else nn.Identity())
+            if level > 0:
+                res = res * 2
+        self.out = nn.Sequential(group_norm(ch), nn.SiLU(), zero_init(nn.Conv2d(ch, c.out_channels, 3, padding=1)))
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, context: Tensor | None = None) -> Tensor:
+        emb = self.embedding(t, y, x.dtype)
+        h, hs = self.down(x, emb, context)
         h = self.mid2(self.mid_attn(self.mid1(h, emb), context), emb)
         for level, up in zip(self.up, self.upsample):
             for block, attn in zip(level.blocks, level.attentions):

@@ -12,12 +12,12 @@ steps. With ``--readme`` the table replaces the one between the ``iddpm-table`` 
 from __future__ import annotations
 
 import argparse
-import re
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _readme import write_table
 
 from gaussdiff.build import Trained
 from gaussdiff.config import RunConfig
@@ -71,12 +71,7 @@ def main() -> None:
     text = "\n".join(table)
     print("\n" + text)
     if args.readme is not None:
-        readme = args.readme.read_text()
-        block = f"<!-- iddpm-table -->\n{text}\n<!-- /iddpm-table -->"
-        readme, count = re.subn(r"<!-- iddpm-table -->.*?<!-- /iddpm-table -->", block, readme, flags=re.S)
-        if count == 0:
-            raise SystemExit(f"{args.readme}: no iddpm-table markers")
-        args.readme.write_text(readme)
+        write_table(args.readme, "iddpm-table", text)
 
 
 if __name__ == "__main__":

@@ -22,13 +22,13 @@ from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint_confi
 from .config import ConfigError, RunConfig, SamplerChoice, ScheduleName
 from .data import DataError, load_data, to_model_range, to_uint8
 from .diffusion import GaussianDiffusion
-from .evaluate import evaluate_bpd, evaluate_ode, evaluate_quality, generate, plot_bpd, rate_distortion_rows
+from .evaluate import evaluate_bpd, evaluate_ode, evaluate_quality, generate, rate_distortion_rows
 from .features import ExtractorName
 from .samplers import SamplerStep, sample
 from .schedule import NoiseSchedule
 from .train import Trainer, describe
 from .train_classifier import ClassifierTrainConfig, train_noisy_classifier
-from .viz import save_grid, save_strips
+from .viz import plot_bpd, save_grid, save_strips
 
 
 class UsageError(ValueError):

@@ -12,24 +12,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
-import matplotlib
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
-
-from .build import GuidanceOptions, Trained, sampling_model  # noqa: E402
-from .config import ConfigError  # noqa: E402
-from .data import ImageData, to_model_range, to_uint8  # noqa: E402
-from .diffusion import Likelihood  # noqa: E402
-from .features import ExtractorName, make_extractor, reference_features  # noqa: E402
-from .likelihood import ode_likelihood, rate_distortion  # noqa: E402
-from .metrics import fid_from_features, kernel_inception_distance, precision_recall  # noqa: E402
-from .samplers import sample  # noqa: E402
+from .build import GuidanceOptions, Trained, sampling_model
+from .config import ConfigError
+from .data import ImageData, to_model_range, to_uint8
+from .diffusion import Likelihood
+from .features import ExtractorName, make_extractor, reference_features
+from .likelihood import ode_likelihood, rate_distortion
+from .metrics import fid_from_features, kernel_inception_distance, precision_recall
+from .samplers import sample
 
 
 @dataclass
@@ -84,24 +79,6 @@ def evaluate_bpd(
         rate=rd.rate.tolist(),
         distortion=rd.distortion.tolist(),
     )
-
-
-def plot_bpd(report: BpdReport, path: Path) -> Path:
-    """The bound's terms per step (Improved DDPM Fig. 2) and the rate-distortion curve (DDPM Fig. 5)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    ax = axes[0]
-    ax.plot(report.timesteps, report.vb_per_step)
-    ax.set_yscale("log"), ax.set_xlabel("t"), ax.set_ylabel("bits/dim"), ax.grid(alpha=0.3)
-    ax.set_title(f"terms of the bound (L_0 = {report.l0:.3f}, total {report.bpd:.3f} bits/dim)")
-    ax = axes[1]
-    ax.plot(report.rate, report.distortion, marker=".", markersize=2)
-    ax.set_xlabel("rate (bits/dim)"), ax.set_ylabel("distortion (RMSE, [0, 255])"), ax.grid(alpha=0.3)
-    ax.set_title("progressive lossy compression")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def rate_distortion_rows(report: BpdReport, rows: int = 8) -> list[tuple[int, float, float]]:

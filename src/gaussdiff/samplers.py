@@ -58,18 +58,35 @@ class Sampler(Protocol):
     ) -> Tensor: ...
 
 
-def _steps(diffusion: GaussianDiffusion, x_T: Tensor, progress: bool, desc: str) -> Sequence[int]:
-    indices = range(diffusion.num_steps - 1, -1, -1)
-    return tqdm(indices, desc=desc, disable=not progress, leave=False)  # type: ignore[return-value]
-
-
 def _noise(x: Tensor, generator: torch.Generator | None) -> Tensor:
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
-def _report(callback: Callback | None, i: int, diffusion: GaussianDiffusion, t: Tensor, x: Tensor, est: PosteriorEstimate) -> None:
-    if callback is not None:
-        callback(SamplerStep(i, diffusion.model_timesteps(t), x, est.x0))
+Update = Callable[[Tensor, Tensor, int, PosteriorEstimate], Tensor]
+
+
+def _reverse_chain(
+    model: Model,
+    diffusion: GaussianDiffusion,
+    x_T: Tensor,
+    update: Update,
+    desc: str,
+    clip_denoised: bool,
+    callback: Callback | None,
+    progress: bool,
+    cond: Mapping[str, Tensor] | None,
+) -> Tensor:
+    """Run t = T-1, ..., 0: estimate p(x_{t-1} | x_t) with the model, then ``update(x_t, t, step, estimate)``."""
+    cond = dict(cond or {})
+    x = x_T
+    steps = range(diffusion.num_steps - 1, -1, -1)
+    for i, step in enumerate(tqdm(steps, desc=desc, disable=not progress, leave=False)):
+        t = torch.full((x.shape[0],), step, device=x.device, dtype=torch.long)
+        est = diffusion.p_mean_variance(model, x, t, clip_denoised=clip_denoised, **cond)
+        x = update(x, t, step, est)
+        if callback is not None:
+            callback(SamplerStep(i, diffusion.model_timesteps(t), x, est.x0))
+    return x
 
 
 @torch.no_grad()
@@ -96,16 +113,13 @@ def ancestral(
     Returns:
         x0: ``[B, ...]``.
     """
-    cond = dict(cond or {})
-    x = x_T
-    for i, step in enumerate(_steps(diffusion, x_T, progress, "ddpm")):
-        t = torch.full((x.shape[0],), step, device=x.device, dtype=torch.long)
-        est = diffusion.p_mean_variance(model, x, t, clip_denoised=clip_denoised, **cond)
-        x = est.mean
-        if step > 0:
-            x = x + torch.exp(0.5 * est.log_variance) * _noise(x, generator)
-        _report(callback, i, diffusion, t, x, est)
-    return x
+
+    def update(x: Tensor, t: Tensor, step: int, est: PosteriorEstimate) -> Tensor:
+        if step == 0:
+            return est.mean
+        return est.mean + torch.exp(0.5 * est.log_variance) * _noise(x, generator)
+
+    return _reverse_chain(model, diffusion, x_T, update, "ddpm", clip_denoised, callback, progress, cond)
 
 
 def ddim_sigma(diffusion: GaussianDiffusion, t: Tensor, x: Tensor, eta: float) -> Tensor:
@@ -149,15 +163,13 @@ def ddim(
     Returns:
         x0: ``[B, ...]``.
     """
-    cond = dict(cond or {})
-    x = x_T
-    for i, step in enumerate(_steps(diffusion, x_T, progress, "ddim")):
-        t = torch.full((x.shape[0],), step, device=x.device, dtype=torch.long)
-        est = diffusion.p_mean_variance(model, x, t, clip_denoised=clip_denoised, **cond)
+
+    def update(x: Tensor, t: Tensor, step: int, est: PosteriorEstimate) -> Tensor:
+        # Draw noise only when it is used, so that eta = 1 consumes the generator as DDPM does.
         noise = _noise(x, generator) if eta > 0 and step > 0 else torch.zeros_like(x)
-        x = ddim_step(diffusion, x, t, est.x0, est.eps, eta, noise)
-        _report(callback, i, diffusion, t, x, est)
-    return x
+        return ddim_step(diffusion, x, t, est.x0, est.eps, eta, noise)
+
+    return _reverse_chain(model, diffusion, x_T, update, "ddim", clip_denoised, callback, progress, cond)
 
 
 SAMPLERS: dict[str, Sampler] = {"ddpm": ancestral, "ddim": ddim}

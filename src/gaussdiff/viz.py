@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import matplotlib
 
@@ -18,6 +18,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 from torch import Tensor  # noqa: E402
+
+if TYPE_CHECKING:
+    from .evaluate import BpdReport
 
 MIN_CELL = 64  # pixels: images smaller than this are enlarged by an integer factor
 
@@ -111,3 +114,21 @@ def plot_loss(metrics_path: Path, out: Path) -> Path | None:
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def plot_bpd(report: "BpdReport", path: Path) -> Path:
+    """The bound's terms per step (Improved DDPM Fig. 2) and the rate-distortion curve (DDPM Fig. 5)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    ax = axes[0]
+    ax.plot(report.timesteps, report.vb_per_step)
+    ax.set_yscale("log"), ax.set_xlabel("t"), ax.set_ylabel("bits/dim"), ax.grid(alpha=0.3)
+    ax.set_title(f"terms of the bound (L_0 = {report.l0:.3f}, total {report.bpd:.3f} bits/dim)")
+    ax = axes[1]
+    ax.plot(report.rate, report.distortion, marker=".", markersize=2)
+    ax.set_xlabel("rate (bits/dim)"), ax.set_ylabel("distortion (RMSE, [0, 255])"), ax.grid(alpha=0.3)
+    ax.set_title("progressive lossy compression")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -87,6 +87,11 @@ class GuidanceOptions:
     """Classifier guidance scale s."""
 
 
+def needs_labels(trained: Trained, options: GuidanceOptions) -> bool:
+    """Whether sampling takes class labels: a conditional model, or any guidance."""
+    return trained.config.model.class_conditional or options.guidance > 0 or options.classifier is not None
+
+
 def sampling_model(
     trained: Trained, diffusion: GaussianDiffusion, sampler: str, options: GuidanceOptions
 ) -> tuple[Model, bool]:
@@ -118,4 +123,4 @@ def sampling_model(
                               f"{trained.config.data.num_classes}")
         model = ClassifierGuidance(model, classifier, diffusion, options.classifier_scale,
                                    mode="mean" if sampler == "ddpm" else "eps", pass_labels=conditional)
-    return model, conditional or options.guidance > 0 or options.classifier is not None
+    return model, needs_labels(trained, options)

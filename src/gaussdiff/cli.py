@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import tyro
 
-from .build import GuidanceOptions, load_trained, resolve_device
-from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint_config
+from .build import GuidanceOptions, load_trained, needs_labels, resolve_device
+from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint_config, resolve_checkpoint
 from .config import ConfigError, RunConfig, SamplerChoice, ScheduleName
 from .data import DataError, load_data, to_model_range, to_uint8
 from .diffusion import GaussianDiffusion
@@ -124,7 +124,7 @@ class Sample:
             raise UsageError(f"--steps must lie in 1..{trained.diffusion.num_steps}")
         labels, row = parse_class(self.label, trained.config.data.num_classes, self.n)
         n = self.n if labels is None else len(labels)
-        if labels is None and (trained.config.model.class_conditional or self.guide.guidance > 0 or self.guide.classifier):
+        if labels is None and needs_labels(trained, self.guide):
             labels = torch.randint(0, trained.config.data.num_classes, (n,), generator=torch.Generator().manual_seed(self.seed))
         images = generate(trained, n, self.sampler, self.steps, self.eta, self.seed, self.batch_size, labels, self.guide)
         for path in self.out:
@@ -169,7 +169,7 @@ class ShowForward:
 
     def __call__(self) -> None:
         if self.run is not None:
-            config = load_checkpoint_config(_checkpoint_of(self.run))
+            config = load_checkpoint_config(resolve_checkpoint(self.run))
             schedule = getattr(NoiseSchedule, config.diffusion.schedule)(config.diffusion.diffusion_steps)
             data = load_data(config.data.data, "train", config.data.image_size, config.data.image_channels, config.data.data_dir)
         else:
@@ -333,8 +333,7 @@ class Eval:
                     if n == 1000:
                         print("gaussdiff: Inception on CPU is slow: 1000 samples by default (pass --n)", file=sys.stderr)
                 steps = self.steps if self.steps is not None else 50
-                needs_labels = trained.config.model.class_conditional or self.guide.guidance > 0 or self.guide.classifier
-                if needs_labels:
+                if needs_labels(trained, self.guide):
                     # Balanced classes, so that the classifier's accuracy speaks for every class.
                     labels = torch.arange(n) % trained.config.data.num_classes
                 images = generate(trained, n, self.sampler, steps, self.eta, self.seed, self.batch_size, labels,
@@ -358,12 +357,6 @@ class Eval:
             print(json.dumps(figures))
         else:
             print("\n".join(lines))
-
-
-def _checkpoint_of(path: Path) -> Path:
-    from .checkpoint import resolve_checkpoint
-
-    return resolve_checkpoint(path)
 
 
 @tyro.conf.configure(tyro.conf.OmitSubcommandPrefixes)

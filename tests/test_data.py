@@ -1,6 +1,5 @@
 """Datasets: built-ins, folders, .npz, and a one-line error for every kind of bad input."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest

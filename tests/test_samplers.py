@@ -69,7 +69,7 @@ def test_every_parameterization_gives_the_same_ddim_trajectory():
         d = GaussianDiffusion(s, prediction=prediction)
         trajectory = []
         results[prediction] = sample(OptimalDenoiser(MIXTURE, s, prediction), d, (64, 2), sampler="ddim", steps=50,
-                                     x_T=x_T, progress=False, callback=lambda st: trajectory.append(st.x_t))
+                                     x_T=x_T, progress=False, callback=lambda st, trajectory=trajectory: trajectory.append(st.x_t))
         results[prediction + "_traj"] = torch.stack(trajectory)
     for prediction in ("x0", "v"):
         torch.testing.assert_close(results[prediction + "_traj"], results["eps_traj"], rtol=1e-7, atol=1e-7)

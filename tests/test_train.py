@@ -1,6 +1,5 @@
 """The trainer end to end: few-step training, exact resume, atomic checkpoints."""
 
-from pathlib import Path
 
 import pytest
 import torch

@@ -148,6 +148,7 @@ def test_conditional_training_guidance_and_the_classifier(tmp_path, capsys, trai
     q = eval_json(capsys, run, "--fid", "--n", "20", "--steps", "4", "--guidance", "1")["quality"]
     assert q["accuracy"] is not None and 0 <= q["accuracy"] <= 1
     expect_error(capsys, "sample", trained_run, "--guidance", "2", match="class-conditional")
+    expect_error(capsys, "sample", trained_run, "--class", "3", match="--class needs a class-conditional run")
     expect_error(capsys, "sample", run, "--class", "12", match="--class must be")
     wrong = tmp_path / "clf-wrong"
     run_cli("train-classifier", "--run-dir", wrong, "--classifier-steps", "2", "--diffusion-steps", "40",

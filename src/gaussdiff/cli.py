@@ -122,6 +122,8 @@ class Sample:
         trained = load_trained(self.checkpoint, ema=self.ema, device=resolve_device(self.device))
         if self.steps is not None and not 1 <= self.steps <= trained.diffusion.num_steps:
             raise UsageError(f"--steps must lie in 1..{trained.diffusion.num_steps}")
+        if self.label is not None and not needs_labels(trained, self.guide):
+            raise UsageError("--class needs a class-conditional run or --classifier")
         labels, row = parse_class(self.label, trained.config.data.num_classes, self.n)
         n = self.n if labels is None else len(labels)
         if labels is None and needs_labels(trained, self.guide):

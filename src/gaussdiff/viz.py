@@ -77,6 +77,14 @@ def save_strips(rows: Sequence[Tensor], path: Path, column_labels: Sequence[str]
     return path
 
 
+def _save_figure(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def read_metrics(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -109,11 +117,7 @@ def plot_loss(metrics_path: Path, out: Path) -> Path | None:
         ax.set_title("loss by timestep (last window)")
     else:
         ax.axis("off")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return _save_figure(fig, out)
 
 
 def plot_bpd(report: "BpdReport", path: Path) -> Path:
@@ -127,8 +131,4 @@ def plot_bpd(report: "BpdReport", path: Path) -> Path:
     ax.plot(report.rate, report.distortion, marker=".", markersize=2)
     ax.set_xlabel("rate (bits/dim)"), ax.set_ylabel("distortion (RMSE, [0, 255])"), ax.grid(alpha=0.3)
     ax.set_title("progressive lossy compression")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)

@@ -57,7 +57,7 @@ def main() -> None:
         trained = Trained(trainer.ema.module.eval(), trainer.diffusion, trainer.config, Path(tmp))
         for steps in (1000, 100, 50):
             bound = evaluate_bpd(trained, held_out.images, steps=None if steps == 1000 else steps, progress=False)
-            images = generate(trained, args.n, sampler="ddpm", steps=steps, progress=False)
+            images, _ = generate(trained, args.n, sampler="ddpm", steps=steps, progress=False)
             q = evaluate_quality(images, args.data, reference)
             rows.append((name, elapsed, steps, bound.bpd, bound.bpd_stderr, q.fid, q.precision, q.recall))
             print(rows[-1], flush=True)

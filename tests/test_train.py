@@ -112,3 +112,17 @@ def test_ema_warmup_then_decay():
     torch.testing.assert_close(ema[0], torch.tensor([0.9]))
     update(ema, p, torch.tensor(1000))  # warm: decay 0.9
     torch.testing.assert_close(ema[0], torch.tensor([0.91]))
+
+
+def test_data_order_is_a_stream_of_epoch_permutations(tmp_path):
+    """Batch k holds positions k*B..(k+1)*B of the concatenated per-epoch permutations, so each epoch
+    visits every image once, and the order depends on the step alone (what exact resume relies on)."""
+    cfg = tiny_config(batch_size=7)
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    n = len(trainer.data)
+    steps = (3 * n) // 7 + 2
+    stream = torch.cat([trainer.batch_indices(k) for k in range(steps)])
+    for epoch in range(3):
+        assert sorted(stream[epoch * n : (epoch + 1) * n].tolist()) == list(range(n))
+    assert torch.equal(trainer.batch_indices(steps - 1), stream[-7:])  # asked again, out of order
+    assert not torch.equal(stream[:n], stream[n : 2 * n])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Union
 
@@ -17,15 +17,13 @@ import numpy as np
 import torch
 import tyro
 
-from .build import GuidanceOptions, load_trained, needs_labels, resolve_device
+from .build import GuidanceOptions, Trained, build_diffusion, load_trained, needs_labels, resolve_device
 from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint_config, resolve_checkpoint
-from .config import ConfigError, RunConfig, SamplerChoice, ScheduleName
-from .data import DataError, load_data, to_model_range, to_uint8
-from .diffusion import GaussianDiffusion
+from .config import ConfigError, DataConfig, DiffusionConfig, RunConfig, SamplerChoice, ScheduleName
+from .data import DataError, load_configured, load_data, to_model_range, to_uint8
 from .evaluate import evaluate_bpd, evaluate_ode, evaluate_quality, generate, rate_distortion_rows
 from .features import ExtractorName
 from .samplers import SamplerStep, sample
-from .schedule import NoiseSchedule
 from .train import Trainer, describe
 from .train_classifier import ClassifierTrainConfig, train_noisy_classifier
 from .viz import plot_bpd, save_grid, save_strips
@@ -77,6 +75,12 @@ class Train:
         print(f"done: {result.step} steps; samples in {run_dir / 'samples.png'}, loss curve in {run_dir / 'loss.png'}")
 
 
+def check_steps(steps: int | None, trained: Trained) -> None:
+    """``--steps`` must be a respacing of the run's schedule."""
+    if steps is not None and not 1 <= steps <= trained.diffusion.num_steps:
+        raise UsageError(f"--steps must lie in 1..{trained.diffusion.num_steps}")
+
+
 def parse_class(value: str | None, num_classes: int | None, n: int) -> tuple[torch.Tensor | None, int | None]:
     """``--class K`` or ``--class all`` -> labels [n] (and the grid's row length for ``all``)."""
     if value is None:
@@ -120,15 +124,12 @@ class Sample:
         if self.n < 1:
             raise UsageError("--n must be at least 1")
         trained = load_trained(self.checkpoint, ema=self.ema, device=resolve_device(self.device))
-        if self.steps is not None and not 1 <= self.steps <= trained.diffusion.num_steps:
-            raise UsageError(f"--steps must lie in 1..{trained.diffusion.num_steps}")
+        check_steps(self.steps, trained)
         if self.label is not None and not needs_labels(trained, self.guide):
             raise UsageError("--class needs a class-conditional run or --classifier")
         labels, row = parse_class(self.label, trained.config.data.num_classes, self.n)
         n = self.n if labels is None else len(labels)
-        if labels is None and needs_labels(trained, self.guide):
-            labels = torch.randint(0, trained.config.data.num_classes, (n,), generator=torch.Generator().manual_seed(self.seed))
-        images = generate(trained, n, self.sampler, self.steps, self.eta, self.seed, self.batch_size, labels, self.guide)
+        images, labels = generate(trained, n, self.sampler, self.steps, self.eta, self.seed, self.batch_size, labels, self.guide)
         for path in self.out:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.suffix == ".png":
@@ -172,18 +173,17 @@ class ShowForward:
     def __call__(self) -> None:
         if self.run is not None:
             config = load_checkpoint_config(resolve_checkpoint(self.run))
-            schedule = getattr(NoiseSchedule, config.diffusion.schedule)(config.diffusion.diffusion_steps)
-            data = load_data(config.data.data, "train", config.data.image_size, config.data.image_channels, config.data.data_dir)
+            diffusion = build_diffusion(config.diffusion)
+            data = load_configured(config.data, "train")
         else:
-            schedule = getattr(NoiseSchedule, self.schedule)(self.diffusion_steps)
+            diffusion = build_diffusion(DiffusionConfig(diffusion_steps=self.diffusion_steps, schedule=self.schedule))
             data = load_data(self.data)
-        bad = [t for t in self.t if not 0 <= t < len(schedule)]
+        bad = [t for t in self.t if not 0 <= t < diffusion.num_steps]
         if bad:
-            raise UsageError(f"--t {bad[0]} is outside 0..{len(schedule) - 1}")
+            raise UsageError(f"--t {bad[0]} is outside 0..{diffusion.num_steps - 1}")
         bad_i = [i for i in self.index if not 0 <= i < len(data)]
         if bad_i:
             raise UsageError(f"--index {bad_i[0]} is outside 0..{len(data) - 1}")
-        diffusion = GaussianDiffusion(schedule)
         x0 = to_model_range(data.images[list(self.index)])
         g = torch.Generator().manual_seed(self.seed)
         noise = torch.randn(x0.shape, generator=g)
@@ -216,9 +216,8 @@ class ShowTrajectory:
             raise UsageError("--frames must be at least 2")
         device = resolve_device(self.device)
         trained = load_trained(self.checkpoint, device=device)
+        check_steps(self.steps, trained)
         total = self.steps or trained.diffusion.num_steps
-        if not 1 <= total <= trained.diffusion.num_steps:
-            raise UsageError(f"--steps must lie in 1..{trained.diffusion.num_steps}")
         keep = set(np.linspace(0, total - 1, min(self.frames, total)).round().astype(int).tolist())
         frames: list[SamplerStep] = []
 
@@ -282,10 +281,8 @@ class Eval:
         data_name = self.data or (trained.config.data.data if trained else None)
         if data_name is None:
             raise UsageError("--samples needs --data (the real images to compare with)")
-        cfg = trained.config.data if trained else None
-        size = cfg.image_size if cfg else None
-        channels = cfg.image_channels if cfg else None
-        data_dir = cfg.data_dir if cfg else None
+        # The run's size and channels, for the data asked for (the run's own by default).
+        data_config = replace(trained.config.data, data=data_name) if trained else DataConfig(data=data_name)
         figures: dict[str, object] = {"data": data_name}
         if trained is not None:
             figures["checkpoint"] = str(trained.checkpoint)
@@ -293,12 +290,11 @@ class Eval:
         lines: list[str] = []
 
         if self.bpd or self.ode:
-            held_out = load_data(data_name, "test", size, channels, data_dir)
+            held_out = load_configured(data_config, "test")
             n = min(self.n or 1000, len(held_out))
             images = held_out.images[:n]
             if self.bpd:
-                if self.steps is not None and not 1 <= self.steps <= trained.diffusion.num_steps:
-                    raise UsageError(f"--steps must lie in 1..{trained.diffusion.num_steps}")
+                check_steps(self.steps, trained)
                 report = evaluate_bpd(trained, images, steps=self.steps, batch_size=self.batch_size, seed=self.seed,
                                       progress=not self.json)
                 plot = plot_bpd(report, out_dir / "bpd.png")
@@ -321,7 +317,7 @@ class Eval:
                              f"{result['ode_bpd_stderr']:.4f} bits/dim (dequantized, {result['ode_nfe']} evaluations)")
 
         if self.fid or self.samples is not None:
-            reference = load_data(data_name, "train", size, channels, data_dir)
+            reference = load_configured(data_config, "train")
             labels = None
             if self.samples is not None:
                 given = load_data(str(self.samples), image_size=reference.shape[-1], channels=reference.shape[0])
@@ -338,8 +334,8 @@ class Eval:
                 if needs_labels(trained, self.guide):
                     # Balanced classes, so that the classifier's accuracy speaks for every class.
                     labels = torch.arange(n) % trained.config.data.num_classes
-                images = generate(trained, n, self.sampler, steps, self.eta, self.seed, self.batch_size, labels,
-                                  self.guide, progress=not self.json)
+                images, labels = generate(trained, n, self.sampler, steps, self.eta, self.seed, self.batch_size, labels,
+                                          self.guide, progress=not self.json)
             limit = len(images) if self.features == "inception" else None
             q = evaluate_quality(images, data_name, reference, self.features, labels, reference_limit=limit,
                                  device=str(device))

@@ -17,6 +17,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from .config import DataConfig
+
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -191,3 +193,8 @@ def load_data(
     if channels is not None and out.images.shape[1] != channels:
         raise DataError(f"{data} has {out.images.shape[1]} channels, not {channels}")
     return out
+
+
+def load_configured(config: DataConfig, split: str = "train") -> ImageData:
+    """The ``split`` of the data a :class:`~gaussdiff.config.DataConfig` names, at its size and channels."""
+    return load_data(config.data, split, config.image_size, config.image_channels, config.data_dir)

@@ -98,8 +98,9 @@ def generate(
     labels: Tensor | None = None,
     guidance: GuidanceOptions | None = None,
     progress: bool = True,
-) -> Tensor:
-    """``n`` samples as ``uint8 [n, C, H, W]``, conditioned on ``labels: [n]`` and guided as asked.
+) -> tuple[Tensor, Tensor | None]:
+    """``n`` samples as ``uint8 [n, C, H, W]``, conditioned on ``labels: [n]`` and guided as asked,
+    with the labels they were drawn with (None for an unconditional, unguided model).
 
     A conditional or guided model without ``labels`` samples classes uniformly from the seed.
     """
@@ -119,7 +120,7 @@ def generate(
         x = sample(model, diffusion, (b, d.image_channels, d.image_size, d.image_size), sampler=sampler,  # type: ignore[arg-type]
                    eta=eta, generator=g, clip_denoised=True, progress=progress and n <= batch_size, device=device, **cond)
         out.append(to_uint8(x).cpu())
-    return torch.cat(out)
+    return torch.cat(out), labels if needs_labels else None
 
 
 @dataclass

@@ -31,7 +31,7 @@ from .checkpoint import (
 )
 from .build import build_diffusion, build_model, resolve_device
 from .config import RunConfig, save_config, to_dict
-from .data import ImageData, load_data, to_model_range, to_uint8
+from .data import ImageData, load_configured, to_model_range, to_uint8
 from .samplers import sample
 from .timestep_sampling import make_timestep_sampler
 from .viz import plot_loss, read_metrics, save_grid
@@ -66,7 +66,7 @@ class Trainer:
         self.run_dir = run_dir
         self.progress = progress
         d, t = config.data, config.train
-        self.data = data if data is not None else load_data(d.data, "train", d.image_size, d.image_channels, d.data_dir)
+        self.data = data if data is not None else load_configured(d, "train")
         d.image_channels, d.image_size = self.data.shape[0], self.data.shape[-1]
         d.num_classes = self.data.num_classes
         self.device = resolve_device(t.device)
@@ -104,13 +104,13 @@ class Trainer:
     def batch_indices(self, step: int) -> Tensor:
         """Indices of batch ``step``: a stream of per-epoch permutations seeded by (seed, epoch)."""
         n, b = len(self.data), self.config.train.batch_size
-        pos, parts = step * b, []
-        while sum(len(p) for p in parts) < b:
+        pos, end, parts = step * b, (step + 1) * b, []
+        while pos < end:
             epoch, offset = divmod(pos, n)
             if self._perm is None or self._perm[0] != epoch:
                 g = torch.Generator().manual_seed(self.config.train.seed * 1_000_003 + epoch)
                 self._perm = (epoch, torch.randperm(n, generator=g))
-            take = min(b - sum(len(p) for p in parts), n - offset)
+            take = min(end - pos, n - offset)
             parts.append(self._perm[1][offset : offset + take])
             pos += take
         return torch.cat(parts)

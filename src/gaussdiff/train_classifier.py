@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .build import build_diffusion, resolve_device
 from .checkpoint import CheckpointError, load_state_dict_strict
 from .config import ConfigError, DataConfig, DiffusionConfig, from_dict, to_dict
-from .data import DataError, load_data, to_model_range
+from .data import DataError, load_configured, to_model_range
 from .nets.noisy_classifier import NoisyClassifier, NoisyClassifierConfig
 
 
@@ -55,10 +55,10 @@ def _atomic_write(path: Path, write) -> None:
 def train_noisy_classifier(config: ClassifierTrainConfig, run_dir: Path, progress: bool = True) -> dict[str, float]:
     """Train, save into ``run_dir`` and return the held-out accuracies by noise level."""
     d = config.data
-    data = load_data(d.data, "train", d.image_size, d.image_channels, d.data_dir)
+    data = load_configured(d, "train")
     if data.labels is None or data.num_classes is None:
         raise DataError(f"{d.data}: classifier guidance needs a labelled dataset")
-    held_out = load_data(d.data, "test", d.image_size, d.image_channels, d.data_dir)
+    held_out = load_configured(d, "test")
     d.image_channels, d.image_size, d.num_classes = data.shape[0], data.shape[-1], data.num_classes
     n = config.network
     n.image_size, n.in_channels, n.num_classes = data.shape[-1], data.shape[0], data.num_classes

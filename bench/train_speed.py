@@ -1,12 +1,18 @@
 """Training and sampling speed of gaussdiff's U-Net against diffusers' UNet2DModel, side by side.
 
-    python bench/train_speed.py [--device cpu|cuda] [--repeats 5] [--iters 5] [--batch 32]
+    python bench/train_speed.py [--device cpu|cuda] [--repeats 9] [--iters 3] [--batch 32]
 
 The CIFAR-sized network of the issue: 32x32x3 images, channels 64/128/128, two residual blocks
-per level, attention at 16x16, batch 32. Training = forward + MSE backward + AdamW step;
-sampling = one no-grad forward at the same batch (one step of any sampler). Each figure is the
-median of ``--repeats`` timings of ``--iters`` iterations after a warm-up, both libraries
-interleaved in the same process so that machine noise hits both. Needs the ``bench`` extra.
+per level, attention at 16x16 (4 heads of 32), batch 32. Each library is built twice, once per
+way of feeding the timestep embedding to a residual block (ADM's scale-shift of the norm, our
+default; or DDPM's addition, diffusers' default), so that every comparison is between the same
+architecture with the same parameter count. Training = forward + MSE backward + AdamW step;
+sampling = one no-grad forward at the same batch (one step of any sampler).
+
+All networks run interleaved in one process: each round times ``--iters`` iterations of every
+network, and a speed ratio is taken within each round before the median over ``--repeats``
+rounds, so that the machine's slow and fast spells hit both sides of a ratio alike. Needs the
+``bench`` extra.
 """
 
 from __future__ import annotations
@@ -14,26 +20,31 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from gaussdiff.nets import UNet, UNetConfig
 
+TIME_EMBEDDINGS = {"scale-shift": True, "additive": False}
 
-def ours() -> torch.nn.Module:
+
+def ours(scale_shift: bool) -> torch.nn.Module:
     net = UNet(UNetConfig(image_size=32, in_channels=3, out_channels=3, channels=64, channel_mult=(1, 2, 2),
-                          num_res_blocks=2, attention_resolutions=(16,), num_heads=4))
+                          num_res_blocks=2, attention_resolutions=(16,), num_heads=4, scale_shift=scale_shift))
     return _Wrap(net, lambda m, x, t: m(x, t))
 
 
-def theirs() -> torch.nn.Module:
+def theirs(scale_shift: bool) -> torch.nn.Module:
     from diffusers import UNet2DModel
 
     net = UNet2DModel(sample_size=32, in_channels=3, out_channels=3, layers_per_block=2,
                       block_out_channels=(64, 128, 128),
                       down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
-                      up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"), attention_head_dim=32)
+                      up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"), attention_head_dim=32,
+                      resnet_time_scale_shift="scale_shift" if scale_shift else "default")
     return _Wrap(net, lambda m, x, t: m(x, t).sample)
 
 
@@ -46,6 +57,21 @@ class _Wrap(torch.nn.Module):
         return self.call(self.net, x, t)
 
 
+@dataclass
+class Contender:
+    library: str
+    time_embedding: str
+    memory_format: torch.memory_format
+    net: torch.nn.Module
+    train: list[float]
+    sample: list[float]
+
+    @property
+    def name(self) -> str:
+        layout = ", channels_last" if self.memory_format == torch.channels_last else ""
+        return f"{self.library} ({self.time_embedding}{layout})"
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -55,73 +81,74 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--readme", type=Path, help="also write the table into this README")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    # gaussdiff's trainer offers channels_last (--memory-format); diffusers' default layout is contiguous.
-    nets = {
-        "gaussdiff UNet": ours().to(device),
-        "gaussdiff, channels_last": ours().to(device, memory_format=torch.channels_last),
-        "diffusers UNet2DModel": theirs().to(device),
-    }
-    opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in nets.items()}
+    # gaussdiff's trainer offers channels_last (--memory-format); diffusers runs in its default layout,
+    # which is also its faster one here (channels_last slows UNet2DModel down on CPU).
+    contenders = []
+    for emb, scale_shift in TIME_EMBEDDINGS.items():
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            net = ours(scale_shift).to(device, memory_format=fmt)
+            contenders.append(Contender("gaussdiff", emb, fmt, net, [], []))
+        contenders.append(Contender("diffusers", emb, torch.contiguous_format, theirs(scale_shift).to(device), [], []))
+    opts = [torch.optim.AdamW(c.net.parameters(), lr=1e-4) for c in contenders]
     x = torch.randn(args.batch, 3, 32, 32, device=device)
-    x_cl = x.contiguous(memory_format=torch.channels_last)
-    inputs = {k: x_cl if "channels_last" in k else x for k in nets}
     t = torch.randint(0, 1000, (args.batch,), device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
-    def train_iter(name: str) -> None:
+    def train_iter(c: Contender, opt: torch.optim.Optimizer) -> None:
         with autocast:
-            loss = F.mse_loss(nets[name](inputs[name], t).float(), x)
-        opts[name].zero_grad(set_to_none=True)
+            loss = F.mse_loss(c.net(x.contiguous(memory_format=c.memory_format), t).float(), x)
+        opt.zero_grad(set_to_none=True)
         loss.backward()
-        opts[name].step()
+        opt.step()
 
     @torch.no_grad()
-    def sample_iter(name: str) -> None:
+    def sample_iter(c: Contender, _: torch.optim.Optimizer) -> None:
         with autocast:
-            nets[name](inputs[name], t)
+            c.net(x.contiguous(memory_format=c.memory_format), t)
 
-    def timed(fn, name: str) -> float:
+    def timed(fn, c: Contender, opt: torch.optim.Optimizer) -> float:
         sync(device)
         start = time.perf_counter()
         for _ in range(args.iters):
-            fn(name)
+            fn(c, opt)
         sync(device)
         return (time.perf_counter() - start) / args.iters
 
-    train_times = {k: [] for k in nets}
-    sample_times = {k: [] for k in nets}
-    for name in nets:  # warm-up (allocator, kernels, autotuning)
+    for c, opt in zip(contenders, opts):  # warm-up (allocator, kernels, autotuning)
         for _ in range(2):
-            train_iter(name)
-            sample_iter(name)
+            train_iter(c, opt)
+            sample_iter(c, opt)
     for _ in range(args.repeats):
-        for name in nets:
-            train_times[name].append(timed(train_iter, name))
-            sample_times[name].append(timed(sample_iter, name))
+        for c, opt in zip(contenders, opts):
+            c.train.append(timed(train_iter, c, opt))
+            c.sample.append(timed(sample_iter, c, opt))
 
-    print(f"\n{device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}),"
-          f" batch {args.batch}, {args.precision}, median of {args.repeats} x {args.iters} iterations\n")
-    print(f"| {'network':<26} | {'params':>7} | {'train img/s':>11} | {'sample ms/step':>14} |")
-    print(f"|{'-' * 28}|{'-' * 9}|{'-' * 13}|{'-' * 16}|")
-    speeds = {}
-    for name, net in nets.items():
-        params = sum(p.numel() for p in net.parameters())
-        tr = statistics.median(train_times[name])
-        sa = statistics.median(sample_times[name])
-        speeds[name] = (params, args.batch / tr, sa)
-        print(f"| {name:<26} | {params / 1e6:6.2f}M | {args.batch / tr:11.1f} | {1000 * sa:14.1f} |")
-    p2, s2, m2 = speeds["diffusers UNet2DModel"]
-    print()
-    for name in ("gaussdiff UNet", "gaussdiff, channels_last"):
-        p1, s1, m1 = speeds[name]
-        print(f"{name} / diffusers: training {s1 / s2:.2f}x images/s, sampling {m2 / m1:.2f}x faster per step, "
-              f"parameters {p1 / p2:.2f}x")
+    threads = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    lines = [f"{device} ({threads}), batch {args.batch}, {args.precision}, "
+             f"median of {args.repeats} rounds x {args.iters} iterations", "",
+             "| network | params | train img/s | sample ms/step | train ratio | sample ratio |",
+             "|---|---|---|---|---|---|"]
+    for c in contenders:
+        ref = next(d for d in contenders if d.library == "diffusers" and d.time_embedding == c.time_embedding)
+        # Paired: the ratio within each round, then the median over rounds.
+        train_ratio = statistics.median(r / o for o, r in zip(c.train, ref.train))
+        sample_ratio = statistics.median(r / o for o, r in zip(c.sample, ref.sample))
+        params = sum(p.numel() for p in c.net.parameters())
+        lines.append(f"| {c.name} | {params / 1e6:.2f}M | {args.batch / statistics.median(c.train):.1f} | "
+                     f"{1000 * statistics.median(c.sample):.1f} | {train_ratio:.2f}x | {sample_ratio:.2f}x |")
+    table = "\n".join(lines)
+    print("\n" + table + "\n\nratio = diffusers' time / this network's time, against diffusers with the same time embedding")
+    if args.readme:
+        from _readme import write_table
+
+        write_table(args.readme, f"train-speed-{device.type}-{args.precision}", table)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from gaussdiff.nets import UNet, UNetConfig
-from gaussdiff.nets.unet import timestep_embedding
+import torch.nn.functional as F
+
+from gaussdiff.nets.unet import Upsample, timestep_embedding
 
 
 @pytest.mark.parametrize("size, channels", [(8, 1), (28, 1), (32, 3), (64, 3), (16, 4)])
@@ -59,3 +61,25 @@ def test_cross_attention_uses_the_context():
     assert (net(x, t, context=c1) - net(x, t, context=c2)).abs().max().item() > 1e-5
     with pytest.raises(ValueError, match="context"):
         net(x, t)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("shape, size", [((5, 7), None), ((4, 4), (8, 8)), ((4, 4), (7, 7))])
+def test_upsample_equals_nearest_then_conv(memory_format, shape, size):
+    """The phase-split upsampling is conv3x3(nearest_upsample(x)) exactly, values and gradients.
+
+    A 3x3 window on a 2x nearest-upsampled image reads at most 2x2 input pixels, so the layer can
+    run as four 2x2 convolutions at the low resolution; 4 -> 7 is not a 2x repeat and interpolates.
+    """
+    torch.manual_seed(0)
+    up = Upsample(6).double()
+    x = torch.randn(3, 6, *shape, dtype=torch.float64).contiguous(memory_format=memory_format).requires_grad_()
+    out_size = size or (2 * shape[0], 2 * shape[1])
+    ours = up(x, size)
+    ref = F.conv2d(F.interpolate(x, size=out_size, mode="nearest"), up.weight, up.bias, padding=1)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-12)
+    assert ours.is_contiguous(memory_format=memory_format)  # the layout the next layer expects
+    g = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(ours, (x, up.weight, up.bias), g),
+                    torch.autograd.grad(ref, (x, up.weight, up.bias), g)):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-11)

@@ -1,5 +1,6 @@
 """The trainer end to end: few-step training, exact resume, atomic checkpoints."""
 
+import json
 
 import pytest
 import torch
@@ -36,6 +37,23 @@ def test_training_on_an_image_folder_with_learned_variance(tmp_path, image_folde
     assert trained.model.config.out_channels == 6 and trained.model.config.num_classes == 2
 
 
+def test_auto_layout_trains_32x32_in_channels_last_and_saves_plain_weights(tmp_path, image_folder):
+    # auto picks channels_last from 32x32 up on CPU; the checkpoint must still load into a fresh
+    # (contiguous) network with the weights the trainer ended with.
+    cfg = tiny_config(str(image_folder), steps=2)
+    cfg.data.image_size, cfg.data.image_channels = 32, 3
+    cfg.model.attention_resolutions = (16,)
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    assert trainer.channels_last
+    assert trainer.model.down.stem.weight.is_contiguous(memory_format=torch.channels_last)
+    trainer.run()
+    trained = load_trained(tmp_path / "run", ema=False)
+    for (k, v), w in zip(trainer.model.state_dict().items(), trained.model.state_dict().values()):
+        assert torch.equal(v, w), k
+    cfg.data.image_size = 8
+    assert not Trainer(cfg, tmp_path / "small", progress=False).channels_last
+
+
 class Interrupted(Exception):
     pass
 
@@ -69,7 +87,7 @@ def test_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path):
     a, b = load_trained(tmp_path / "full"), load_trained(tmp_path / "cut")
     for (k, v), w in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         assert torch.equal(v, w), k
-    steps = [r["step"] for r in map(eval, (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines())]
+    steps = [r["step"] for r in map(json.loads, (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines())]
     assert steps == sorted(set(steps)), "metrics logged after the checkpoint are not repeated"
 
 

@@ -88,7 +88,7 @@ class TrainConfig:
     """Mixed precision on CUDA: bf16 autocast, or fp16 with a gradient scaler."""
     compile: bool = False
     memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
-    """``auto``: channels_last on CUDA. On CPU it pays off for 32x32 and larger (bench/train_speed.py)."""
+    """``auto``: channels_last on CUDA, and on CPU for images of 32x32 and larger (bench/train_speed.py)."""
     seed: int = 0
     log_every: int = 50
     sample_every: int = 1000

@@ -75,7 +75,10 @@ class Trainer:
         self.diffusion = build_diffusion(config.diffusion)
         self.model = build_model(config).to(self.device)
         self.cuda = self.device.type == "cuda"
-        self.channels_last = t.memory_format == "channels_last" or (t.memory_format == "auto" and self.cuda)
+        # auto: convolutions in channels_last win on CUDA, and on CPU from 32x32 up (bench/train_speed.py);
+        # at 8x8 the layout's slower norms and activations outweigh them.
+        auto_channels_last = self.cuda or d.image_size >= 32
+        self.channels_last = t.memory_format == "channels_last" or (t.memory_format == "auto" and auto_channels_last)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = AveragedModel(self.model, multi_avg_fn=ema_with_warmup(t.ema_decay), use_buffers=True)

@@ -98,8 +98,10 @@ class Attention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.norm = group_norm(channels)
-        self.qkv = nn.Linear(channels, 3 * channels)
-        self.proj = zero_init(nn.Linear(channels, channels))
+        # The projections are 1x1 convolutions (ADM's conv1d): the same per-position linear map as
+        # nn.Linear on the tokens, and on CPU oneDNN runs it about twice as fast as the BLAS matmul.
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = zero_init(nn.Conv2d(channels, channels, 1))
         self.cross = None
         if context_dim is not None:
             self.cross_norm = nn.LayerNorm(channels)
@@ -115,20 +117,32 @@ class Attention(nn.Module):
         B, H, L, D = x.shape
         return x.transpose(1, 2).reshape(B, L, H * D)
 
+    @staticmethod
+    def _tokens(x: Tensor) -> Tensor:
+        return x.flatten(2).transpose(1, 2)  # [B, C, H, W] -> [B, HW, C], a view for channels_last
+
+    @staticmethod
+    def _image(tokens: Tensor, H: int, W: int) -> Tensor:
+        B, L, C = tokens.shape
+        return tokens.transpose(1, 2).reshape(B, C, H, W)  # channels_last strides: a view
+
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         B, C, H, W = x.shape
-        tokens = self.norm(x).flatten(2).transpose(1, 2)  # [B, HW, C]
-        q, k, v = self.qkv(tokens).chunk(3, dim=-1)
+        # Work in channels_last, where the tokens [B, HW, C] are views of the image and the 1x1
+        # projections take oneDNN's fast path; a contiguous input pays two small copies.
+        layout = torch.contiguous_format if x.is_contiguous() else torch.channels_last
+        x = x.contiguous(memory_format=torch.channels_last)
+        q, k, v = self._tokens(self.qkv(self.norm(x))).chunk(3, dim=-1)
         out = F.scaled_dot_product_attention(self._heads(q), self._heads(k), self._heads(v))
-        h = x.flatten(2).transpose(1, 2) + self.proj(self._merge(out))
+        h = x + self.proj(self._image(self._merge(out), H, W))
         if self.cross is not None:
             if context is None:
                 raise ValueError("this U-Net cross-attends: pass context=[B, L, D]")
-            q = self.cross_q(self.cross_norm(h))
+            q = self.cross_q(self.cross_norm(self._tokens(h)))
             k, v = self.cross_kv(context).chunk(2, dim=-1)
             out = F.scaled_dot_product_attention(self._heads(q), self._heads(k), self._heads(v))
-            h = h + self.cross(self._merge(out))
-        return h.transpose(1, 2).reshape(B, C, H, W)
+            h = h + self._image(self.cross(self._merge(out)), H, W)
+        return h.contiguous(memory_format=layout)
 
 
 class Upsample(nn.Conv2d):

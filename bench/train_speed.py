@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -63,8 +63,12 @@ class Contender:
     time_embedding: str
     memory_format: torch.memory_format
     net: torch.nn.Module
-    train: list[float]
-    sample: list[float]
+    x: torch.Tensor  # the batch, in this contender's memory layout
+    train: list[float] = field(default_factory=list)
+    sample: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=1e-4)
 
     @property
     def name(self) -> str:
@@ -90,45 +94,44 @@ def main() -> None:
     torch.manual_seed(0)
     # gaussdiff's trainer offers channels_last (--memory-format); diffusers runs in its default layout,
     # which is also its faster one here (channels_last slows UNet2DModel down on CPU).
-    contenders = []
-    for emb, scale_shift in TIME_EMBEDDINGS.items():
-        for fmt in (torch.contiguous_format, torch.channels_last):
-            net = ours(scale_shift).to(device, memory_format=fmt)
-            contenders.append(Contender("gaussdiff", emb, fmt, net, [], []))
-        contenders.append(Contender("diffusers", emb, torch.contiguous_format, theirs(scale_shift).to(device), [], []))
-    opts = [torch.optim.AdamW(c.net.parameters(), lr=1e-4) for c in contenders]
     x = torch.randn(args.batch, 3, 32, 32, device=device)
     t = torch.randint(0, 1000, (args.batch,), device=device)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    contenders = []
+    for emb, scale_shift in TIME_EMBEDDINGS.items():
+        for fmt, batch in ((torch.contiguous_format, x), (torch.channels_last, x_cl)):
+            contenders.append(Contender("gaussdiff", emb, fmt, ours(scale_shift).to(device, memory_format=fmt), batch))
+        contenders.append(Contender("diffusers", emb, torch.contiguous_format, theirs(scale_shift).to(device), x))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
-    def train_iter(c: Contender, opt: torch.optim.Optimizer) -> None:
+    def train_iter(c: Contender) -> None:
         with autocast:
-            loss = F.mse_loss(c.net(x.contiguous(memory_format=c.memory_format), t).float(), x)
-        opt.zero_grad(set_to_none=True)
+            loss = F.mse_loss(c.net(c.x, t).float(), x)
+        c.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        c.optimizer.step()
 
     @torch.no_grad()
-    def sample_iter(c: Contender, _: torch.optim.Optimizer) -> None:
+    def sample_iter(c: Contender) -> None:
         with autocast:
-            c.net(x.contiguous(memory_format=c.memory_format), t)
+            c.net(c.x, t)
 
-    def timed(fn, c: Contender, opt: torch.optim.Optimizer) -> float:
+    def timed(fn, c: Contender) -> float:
         sync(device)
         start = time.perf_counter()
         for _ in range(args.iters):
-            fn(c, opt)
+            fn(c)
         sync(device)
         return (time.perf_counter() - start) / args.iters
 
-    for c, opt in zip(contenders, opts):  # warm-up (allocator, kernels, autotuning)
+    for c in contenders:  # warm-up (allocator, kernels, autotuning)
         for _ in range(2):
-            train_iter(c, opt)
-            sample_iter(c, opt)
+            train_iter(c)
+            sample_iter(c)
     for _ in range(args.repeats):
-        for c, opt in zip(contenders, opts):
-            c.train.append(timed(train_iter, c, opt))
-            c.sample.append(timed(sample_iter, c, opt))
+        for c in contenders:
+            c.train.append(timed(train_iter, c))
+            c.sample.append(timed(sample_iter, c))
 
     threads = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
     lines = [f"{device} ({threads}), batch {args.batch}, {args.precision}, "

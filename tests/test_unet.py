@@ -2,10 +2,9 @@
 
 import pytest
 import torch
-
-from gaussdiff.nets import UNet, UNetConfig
 import torch.nn.functional as F
 
+from gaussdiff.nets import UNet, UNetConfig
 from gaussdiff.nets.unet import Upsample, timestep_embedding
 
 

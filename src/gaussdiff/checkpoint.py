@@ -122,11 +122,11 @@ def load_state_dict_strict(module: torch.nn.Module, state: dict[str, torch.Tenso
             f"{source}: weights do not match the model ({len(missing)} missing, {len(extra)} unexpected; e.g. "
             f"{(missing or extra)[0]})"
         )
+    # An nn.Linear saved where the model now has the equivalent 1x1 convolution (the attention
+    # projections before they became convolutions) loads as that convolution.
+    state = {k: v[:, :, None, None] if v.dim() == 2 and own[k].shape == (*v.shape, 1, 1) else v
+             for k, v in state.items()}
     for k, v in state.items():
-        if v.dim() == 2 and own[k].shape == (*v.shape, 1, 1):
-            # An nn.Linear saved where the model now has the equivalent 1x1 convolution (the
-            # attention projections before they became convolutions).
-            state[k] = v = v[:, :, None, None]
         if own[k].shape != v.shape:
             raise CheckpointError(f"{source}: weight {k} has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)}")
     module.load_state_dict(state)

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from gaussdiff import sample
 from gaussdiff.config import RunConfig
 from gaussdiff.data import load_data, to_model_range, to_uint8
-from gaussdiff.evaluate import classifier_features, domain_classifier, fid_from_features
+from gaussdiff.features import make_extractor
+from gaussdiff.metrics import fid_from_features
 from gaussdiff.train import Trainer
 
 
@@ -86,12 +87,12 @@ def main() -> None:
     torch.set_num_threads(2)
 
     train, test = load_data("digits"), load_data("digits", "test")
-    classifier = domain_classifier("digits", train)
-    ref, _ = classifier_features(classifier, train.images)
+    extractor = make_extractor("classifier", "digits", train)
+    ref = extractor(train.images).features
 
     def score(images: torch.Tensor) -> tuple[float, float]:
-        feats, logits = classifier_features(classifier, images)
-        return fid_from_features(ref, feats), logits.softmax(1).max(1).values.mean().item()
+        fake = extractor(images)
+        return fid_from_features(ref, fake.features), fake.logits.softmax(1).max(1).values.mean().item()
 
     rows = [("real test split (floor)", "-", "-", "-", *score(test.images))]
     draw, steps, elapsed, params = train_gaussdiff(args.budget)

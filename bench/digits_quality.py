@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from gaussdiff import sample
 from gaussdiff.config import RunConfig
 from gaussdiff.data import load_data, to_model_range, to_uint8
-from gaussdiff.features import make_extractor
+from gaussdiff.features import make_extractor, reference_features
 from gaussdiff.metrics import fid_from_features
 from gaussdiff.train import Trainer
 
@@ -88,7 +88,7 @@ def main() -> None:
 
     train, test = load_data("digits"), load_data("digits", "test")
     extractor = make_extractor("classifier", "digits", train)
-    ref = extractor(train.images).features
+    ref = reference_features(extractor, "digits", train)  # cached, as `gaussdiff eval` does
 
     def score(images: torch.Tensor) -> tuple[float, float]:
         fake = extractor(images)

@@ -1,9 +1,12 @@
 """The U-Net: shapes at every resolution the product uses, conditioning, and its embedding."""
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+from gaussdiff.checkpoint import load_state_dict_strict
 from gaussdiff.nets import UNet, UNetConfig
 from gaussdiff.nets.unet import Upsample, timestep_embedding
 
@@ -94,22 +97,20 @@ def test_channels_last_and_contiguous_inputs_give_the_same_output():
         torch.nn.init.normal_(p, std=0.1)
     x, t, ctx = torch.randn(2, 3, 16, 16, dtype=torch.float64), torch.tensor([3, 700]), torch.randn(2, 4, 6, dtype=torch.float64)
     plain = net(x, t, context=ctx)
-    net_cl = net.to(memory_format=torch.channels_last)
-    cl = net_cl(x.contiguous(memory_format=torch.channels_last), t, context=ctx)
+    net.to(memory_format=torch.channels_last)  # in place
+    cl = net(x.contiguous(memory_format=torch.channels_last), t, context=ctx)
     torch.testing.assert_close(cl, plain, rtol=0, atol=1e-12)
     assert plain.is_contiguous() and cl.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_attention_projections_load_from_linear_weights(tmp_path):
+def test_attention_projections_load_from_linear_weights():
     """Checkpoints from when the attention projections were nn.Linear ([out, in]) still load."""
-    from gaussdiff.checkpoint import load_state_dict_strict
-
     net = UNet(UNetConfig(image_size=8, in_channels=1, out_channels=1, channels=16, channel_mult=(1, 2), num_res_blocks=1))
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.1)
     old = {k: v[:, :, 0, 0] if k.endswith(("qkv.weight", "proj.weight")) else v for k, v in net.state_dict().items()}
     assert old["mid_attn.qkv.weight"].dim() == 2
     fresh = UNet(net.config)
-    load_state_dict_strict(fresh, old, tmp_path)
+    load_state_dict_strict(fresh, old, Path("old-linear-checkpoint"))
     x, t = torch.randn(2, 1, 8, 8), torch.tensor([1, 2])
     torch.testing.assert_close(fresh(x, t), net(x, t))

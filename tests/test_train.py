@@ -8,6 +8,7 @@ import torch
 from conftest import tiny_config
 from gaussdiff.build import load_trained
 from gaussdiff.checkpoint import CheckpointError, list_checkpoints
+from gaussdiff.config import ConfigError
 from gaussdiff.train import Trainer, ema_with_warmup
 
 
@@ -52,6 +53,26 @@ def test_auto_layout_trains_32x32_in_channels_last_and_saves_plain_weights(tmp_p
         assert torch.equal(v, w), k
     cfg.data.image_size = 8
     assert not Trainer(cfg, tmp_path / "small", progress=False).channels_last
+
+
+def test_bf16_on_cpu_runs_the_network_under_autocast_and_fp16_is_refused(tmp_path, image_folder):
+    # --precision bf16 must reach the convolutions on CPU too (it used to be dropped silently off
+    # CUDA): a hook sees the stem's output in bf16 while the weights and the loss stay fp32.
+    cfg = tiny_config(str(image_folder), steps=2)
+    cfg.data.image_size, cfg.data.image_channels = 32, 3
+    cfg.model.attention_resolutions = (16,)
+    cfg.train.precision = "bf16"
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    assert not trainer.channels_last  # oneDNN's bf16 convolutions are faster in the default layout
+    seen = []
+    trainer.model.down.stem.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    result = trainer.run()
+    assert seen and set(seen) == {torch.bfloat16}
+    assert trainer.model.down.stem.weight.dtype == torch.float32
+    assert all(torch.isfinite(torch.tensor(result.losses)))
+    cfg.train.precision = "fp16"
+    with pytest.raises(ConfigError, match="fp16 needs CUDA"):
+        Trainer(cfg, tmp_path / "fp16", progress=False)
 
 
 class Interrupted(Exception):

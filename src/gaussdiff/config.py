@@ -85,10 +85,11 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     precision: Precision = "fp32"
-    """Mixed precision on CUDA: bf16 autocast, or fp16 with a gradient scaler."""
+    """Mixed precision: bf16 autocast (CUDA, or a CPU with AVX-512 BF16 or AMX to gain from it), or fp16
+    with a gradient scaler (CUDA only)."""
     compile: bool = False
     memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
-    """``auto``: channels_last on CUDA, and on CPU for images of 32x32 and larger (bench/train_speed.py)."""
+    """``auto``: channels_last on CUDA, and on CPU in fp32 for images of 32x32 and larger (bench/train_speed.py)."""
     seed: int = 0
     log_every: int = 50
     sample_every: int = 1000

@@ -1,8 +1,8 @@
 """The training loop (Ho et al. 2020 Algorithm 1): sample x0, t, eps; step on the loss; keep an EMA.
 
 Boring on purpose: AdamW with linear warm-up, gradient clipping, an EMA of the weights through
-``torch.optim.swa_utils.AveragedModel``, ``torch.amp`` autocast (bf16, or fp16 with a
-``GradScaler``) and ``channels_last`` on CUDA, optional ``torch.compile``. Every source of
+``torch.optim.swa_utils.AveragedModel``, ``torch.amp`` autocast (bf16 on CUDA or CPU, fp16 with a
+``GradScaler`` on CUDA), ``channels_last`` where it is faster, optional ``torch.compile``. Every source of
 randomness is either a pure function of the step (the data order) or a generator whose state
 is checkpointed, so a resumed run continues with exactly the losses of an uninterrupted one.
 """
@@ -30,7 +30,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .build import build_diffusion, build_model, resolve_device
-from .config import RunConfig, save_config, to_dict
+from .config import ConfigError, RunConfig, save_config, to_dict
 from .data import ImageData, load_configured, to_model_range, to_uint8
 from .samplers import sample
 from .timestep_sampling import make_timestep_sampler
@@ -75,9 +75,12 @@ class Trainer:
         self.diffusion = build_diffusion(config.diffusion)
         self.model = build_model(config).to(self.device)
         self.cuda = self.device.type == "cuda"
-        # auto: convolutions in channels_last win on CUDA, and on CPU from 32x32 up (bench/train_speed.py);
-        # at 8x8 the layout's slower norms and activations outweigh them.
-        auto_channels_last = self.cuda or d.image_size >= 32
+        if t.precision == "fp16" and not self.cuda:
+            raise ConfigError("--precision fp16 needs CUDA (its gradient scaler and kernels); on CPU use bf16")
+        # auto: convolutions in channels_last win on CUDA, and on CPU in fp32 from 32x32 up
+        # (bench/train_speed.py); at 8x8 the layout's slower norms and activations outweigh them,
+        # and oneDNN's bf16 convolutions run faster on CPU in the default layout.
+        auto_channels_last = self.cuda or (d.image_size >= 32 and t.precision == "fp32")
         self.channels_last = t.memory_format == "channels_last" or (t.memory_format == "auto" and auto_channels_last)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -139,7 +142,7 @@ class Trainer:
         t, weights = self.timestep_sampler.sample(len(idx), generator=self.generator)
         t, weights = t.to(self.device), weights.to(self.device)
         noise = torch.randn(x0.shape, generator=self.noise_generator, device=self.device)
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None and self.cuda):
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
             terms = self.diffusion.training_losses(self.forward, x0, t, noise, **cond)
         per_example = terms["loss"].float()
         loss = (per_example * weights).mean()

@@ -12,7 +12,8 @@ sampling = one no-grad forward at the same batch (one step of any sampler).
 All networks run interleaved in one process: each round times ``--iters`` iterations of every
 network, and a speed ratio is taken within each round before the median over ``--repeats``
 rounds, so that the machine's slow and fast spells hit both sides of a ratio alike. Needs the
-``bench`` extra.
+``bench`` extra. ``--breakdown`` also profiles one training step of each network and splits its
+time by kind of operator, which shows how much of a step is convolution work both libraries share.
 """
 
 from __future__ import annotations
@@ -76,6 +77,28 @@ class Contender:
         return f"{self.library} ({self.time_embedding}{layout})"
 
 
+# Operator name fragments -> the kind of work, first match wins; the rest is "other".
+KINDS = {"convolution": ("convolution",), "attention": ("scaled_dot_product", "attention"),
+         "matmul": ("aten::mm", "aten::addmm", "aten::bmm"), "norm": ("group_norm", "layer_norm"),
+         "activation": ("silu",)}
+
+
+def breakdown(step, steps: int = 2) -> dict[str, float]:
+    """Milliseconds per call of ``step`` by kind of operator (self time, so nothing counts twice)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    times = dict.fromkeys([*KINDS, "other"], 0.0)
+    for event in prof.key_averages():
+        if event.key.startswith(("autograd::", "torch::autograd")) or "::" not in event.key:
+            continue  # wrappers and profiler markers, whose own time is bookkeeping
+        kind = next((k for k, names in KINDS.items() if any(n in event.key for n in names)), "other")
+        times[kind] += event.self_cpu_time_total / 1000 / steps
+    return times
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -88,6 +111,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--breakdown", action="store_true", help="also split a training step by kind of operator")
     parser.add_argument("--readme", type=Path, help="also write the table into this README")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -148,6 +172,17 @@ def main() -> None:
                      f"{1000 * statistics.median(c.sample):.1f} | {train_ratio:.2f}x | {sample_ratio:.2f}x |")
     table = "\n".join(lines)
     print("\n" + table + "\n\nratio = diffusers' time / this network's time, against diffusers with the same time embedding")
+    if args.breakdown:
+        rows = {c.name: breakdown(lambda: train_iter(c)) for c in contenders}
+        kinds = [*KINDS, "other"]
+        print("\nms per training step by kind of operator (torch.profiler self time, "
+              "CPU side; on CUDA this is launch time, not kernel time)\n")
+        print("| network | " + " | ".join(kinds) + " | total | convolution share |")
+        print("|---|" + "---|" * (len(kinds) + 2))
+        for name, times in rows.items():
+            total = sum(times.values())
+            print(f"| {name} | " + " | ".join(f"{times[k]:.0f}" for k in kinds)
+                  + f" | {total:.0f} | {times['convolution'] / total:.0%} |")
     if args.readme:
         from _readme import write_table
 

@@ -1,6 +1,6 @@
 """Training and sampling speed of gaussdiff's U-Net against diffusers' UNet2DModel, side by side.
 
-    python bench/train_speed.py [--device cpu|cuda] [--repeats 9] [--iters 3] [--batch 32]
+    python bench/train_speed.py [--device cpu|cuda] [--repeats 9] [--iters 3] [--batch 32] [--precision fp32 bf16] [--breakdown]
 
 The CIFAR-sized network of the issue: 32x32x3 images, channels 64/128/128, two residual blocks
 per level, attention at 16x16 (4 heads of 32), batch 32. Each library is built twice, once per
@@ -63,6 +63,7 @@ class Contender:
     library: str
     time_embedding: str
     memory_format: torch.memory_format
+    precision: str  # fp32, or bf16 autocast
     net: torch.nn.Module
     x: torch.Tensor  # the batch, in this contender's memory layout
     train: list[float] = field(default_factory=list)
@@ -74,7 +75,7 @@ class Contender:
     @property
     def name(self) -> str:
         layout = ", channels_last" if self.memory_format == torch.channels_last else ""
-        return f"{self.library} ({self.time_embedding}{layout})"
+        return f"{self.library} ({self.time_embedding}{layout}, {self.precision})"
 
 
 # Operator name fragments -> the kind of work, first match wins; the rest is "other".
@@ -110,7 +111,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--iters", type=int, default=3)
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], nargs="+", default=["fp32"],
+                        help="one or both; each network is built once per precision, in the same run")
     parser.add_argument("--breakdown", action="store_true", help="also split a training step by kind of operator")
     parser.add_argument("--readme", type=Path, help="also write the table into this README")
     args = parser.parse_args()
@@ -122,14 +124,18 @@ def main() -> None:
     t = torch.randint(0, 1000, (args.batch,), device=device)
     x_cl = x.contiguous(memory_format=torch.channels_last)
     contenders = []
-    for emb, scale_shift in TIME_EMBEDDINGS.items():
-        for fmt, batch in ((torch.contiguous_format, x), (torch.channels_last, x_cl)):
-            contenders.append(Contender("gaussdiff", emb, fmt, ours(scale_shift).to(device, memory_format=fmt), batch))
-        contenders.append(Contender("diffusers", emb, torch.contiguous_format, theirs(scale_shift).to(device), x))
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    for precision in args.precision:
+        for emb, scale_shift in TIME_EMBEDDINGS.items():
+            for fmt, batch in ((torch.contiguous_format, x), (torch.channels_last, x_cl)):
+                net = ours(scale_shift).to(device, memory_format=fmt)
+                contenders.append(Contender("gaussdiff", emb, fmt, precision, net, batch))
+            contenders.append(Contender("diffusers", emb, torch.contiguous_format, precision, theirs(scale_shift).to(device), x))
+
+    def autocast(c: Contender) -> torch.autocast:
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=c.precision == "bf16")
 
     def train_iter(c: Contender) -> None:
-        with autocast:
+        with autocast(c):
             loss = F.mse_loss(c.net(c.x, t).float(), x)
         c.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -137,7 +143,7 @@ def main() -> None:
 
     @torch.no_grad()
     def sample_iter(c: Contender) -> None:
-        with autocast:
+        with autocast(c):
             c.net(c.x, t)
 
     def timed(fn, c: Contender) -> float:
@@ -158,12 +164,13 @@ def main() -> None:
             c.sample.append(timed(sample_iter, c))
 
     threads = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
-    lines = [f"{device} ({threads}), batch {args.batch}, {args.precision}, "
+    lines = [f"{device} ({threads}), batch {args.batch}, {' and '.join(args.precision)}, "
              f"median of {args.repeats} rounds x {args.iters} iterations", "",
              "| network | params | train img/s | sample ms/step | train ratio | sample ratio |",
              "|---|---|---|---|---|---|"]
     for c in contenders:
-        ref = next(d for d in contenders if d.library == "diffusers" and d.time_embedding == c.time_embedding)
+        ref = next(d for d in contenders if d.library == "diffusers" and d.time_embedding == c.time_embedding
+                   and d.precision == c.precision)
         # Paired: the ratio within each round, then the median over rounds.
         train_ratio = statistics.median(r / o for o, r in zip(c.train, ref.train))
         sample_ratio = statistics.median(r / o for o, r in zip(c.sample, ref.sample))
@@ -171,7 +178,8 @@ def main() -> None:
         lines.append(f"| {c.name} | {params / 1e6:.2f}M | {args.batch / statistics.median(c.train):.1f} | "
                      f"{1000 * statistics.median(c.sample):.1f} | {train_ratio:.2f}x | {sample_ratio:.2f}x |")
     table = "\n".join(lines)
-    print("\n" + table + "\n\nratio = diffusers' time / this network's time, against diffusers with the same time embedding")
+    print("\n" + table + "\n\nratio = diffusers' time / this network's time, against diffusers with the same time "
+          "embedding and precision")
     if args.breakdown:
         rows = {c.name: breakdown(lambda: train_iter(c)) for c in contenders}
         kinds = [*KINDS, "other"]
@@ -186,7 +194,7 @@ def main() -> None:
     if args.readme:
         from _readme import write_table
 
-        write_table(args.readme, f"train-speed-{device.type}-{args.precision}", table)
+        write_table(args.readme, f"train-speed-{device.type}-{'-'.join(args.precision)}", table)
 
 
 if __name__ == "__main__":

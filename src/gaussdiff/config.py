@@ -85,7 +85,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     precision: Precision = "fp32"
-    """Mixed precision: bf16 autocast (CUDA, or a CPU with AVX-512 BF16 or AMX to gain from it), or fp16
+    """Mixed precision: bf16 autocast on CUDA or CPU (faster on CPUs with AVX-512 BF16 or AMX), or fp16
     with a gradient scaler (CUDA only)."""
     compile: bool = False
     memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"

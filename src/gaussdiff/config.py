@@ -75,7 +75,7 @@ class DiffusionConfig:
 class TrainConfig:
     """The optimisation and the run's bookkeeping."""
 
-    train_steps: int = 2500
+    train_steps: int = 2000
     batch_size: int = 64
     lr: float = 2e-3
     warmup: int = 200

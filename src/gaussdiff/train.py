@@ -66,17 +66,18 @@ class Trainer:
         self.run_dir = run_dir
         self.progress = progress
         d, t = config.data, config.train
+        # Device and precision first: a bad pair fails before the data is read or the model built.
+        self.device = resolve_device(t.device)
+        self.cuda = self.device.type == "cuda"
+        if t.precision == "fp16" and not self.cuda:
+            raise ConfigError("--precision fp16 needs CUDA (its gradient scaler and kernels); on CPU use bf16")
         self.data = data if data is not None else load_configured(d, "train")
         d.image_channels, d.image_size = self.data.shape[0], self.data.shape[-1]
         d.num_classes = self.data.num_classes
-        self.device = resolve_device(t.device)
         # The initial weights and dropout draw from the global RNG: seed it so runs repeat.
         torch.manual_seed(t.seed)
         self.diffusion = build_diffusion(config.diffusion)
         self.model = build_model(config).to(self.device)
-        self.cuda = self.device.type == "cuda"
-        if t.precision == "fp16" and not self.cuda:
-            raise ConfigError("--precision fp16 needs CUDA (its gradient scaler and kernels); on CPU use bf16")
         # auto: convolutions in channels_last win on CUDA, and on CPU in fp32 from 32x32 up
         # (bench/train_speed.py); at 8x8 the layout's slower norms and activations outweigh them,
         # and oneDNN's bf16 convolutions run faster on CPU in the default layout.

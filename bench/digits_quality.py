@@ -2,13 +2,13 @@
 
     python bench/digits_quality.py [--budget 300] [--n 1000] [--train-steps N]
 
-Both train on the digits training split: gaussdiff runs its main job (whose step count is chosen
-to fit 5 minutes on 2 CPU cores; ``--train-steps`` changes it, and the table reports the time it
+Both train on the digits training split: gaussdiff runs its main job (whose step count is chosen to
+fit 5 minutes on 2 CPU cores; ``--train-steps`` changes it, and the table reports the time it
 took), diffusers trains for ``--budget`` seconds of wall time with the script a diffusers user
-would write (UNet2DModel + DDPMScheduler, MSE on eps, AdamW 2e-4,
-batch 64, DDIM-100 sampling). Quality is FID in the features of gaussdiff's domain classifier
-(99% test accuracy on digits) against the training set, with the classifier's mean confidence on
-the samples; the real test split gives the floor. Needs the ``bench`` extra (diffusers).
+would write (UNet2DModel + DDPMScheduler, MSE on eps, AdamW 2e-4, batch 64, DDIM-100 sampling).
+Quality is FID in the features of gaussdiff's domain classifier (99% test accuracy on digits)
+against the training set, with the classifier's mean confidence on the samples; the real test split
+gives the floor. Needs the ``bench`` extra (diffusers).
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ def build_model(config: RunConfig) -> UNet:
             dropout=m.dropout,
             scale_shift=m.scale_shift,
             num_classes=num_classes if m.class_conditional else None,
+            conv=m.conv,
         )
     )
 

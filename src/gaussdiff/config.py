@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import tyro
 
 from .diffusion import LossType, Prediction, Variance
+from .nets.winograd import ConvAlgorithm
 
 ScheduleName = Literal["linear", "cosine"]
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -57,6 +58,9 @@ class ModelConfig:
     """Embed the dataset's labels (for guidance); needs a labelled dataset."""
     p_uncond: float = 0.0
     """Classifier-free guidance training: the share of labels replaced by the null label."""
+    conv: ConvAlgorithm = "auto"
+    """How the residual blocks' 3x3 convolutions compute: ``winograd`` (F(4x4, 3x3), 4x fewer multiply-adds),
+    ``direct``, or ``auto``: Winograd on CPU in fp32 for layers of 64+ channels at 8x8 and up. Same weights."""
 
 
 @dataclass

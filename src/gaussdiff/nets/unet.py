@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .winograd import Conv3x3, ConvAlgorithm
+
 
 @dataclass
 class UNetConfig:
@@ -30,6 +32,8 @@ class UNetConfig:
         scale_shift: the timestep embedding scales and shifts the norm (ADM) instead of being added.
         num_classes: class-conditional when set (label ``num_classes`` is the null label).
         context_dim: cross-attention to a ``[B, L, context_dim]`` context when set.
+        conv: how the residual blocks' 3x3 convolutions compute (:class:`~gaussdiff.nets.winograd.Conv3x3`);
+            the same function and weights either way.
     """
 
     image_size: int = 32
@@ -44,6 +48,7 @@ class UNetConfig:
     scale_shift: bool = True
     num_classes: int | None = None
     context_dim: int | None = None
+    conv: ConvAlgorithm = "auto"
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
@@ -68,15 +73,16 @@ def zero_init(module: nn.Module) -> nn.Module:
 
 
 class ResBlock(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float, scale_shift: bool) -> None:
+    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float, scale_shift: bool,
+                 conv: ConvAlgorithm = "auto") -> None:
         super().__init__()
         self.scale_shift = scale_shift
         self.norm1 = group_norm(in_ch)
-        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.conv1 = Conv3x3(in_ch, out_ch, conv)
         self.emb = nn.Linear(emb_dim, 2 * out_ch if scale_shift else out_ch)
         self.norm2 = group_norm(out_ch)
         self.dropout = nn.Dropout(dropout)
-        self.conv2 = zero_init(nn.Conv2d(out_ch, out_ch, 3, padding=1))
+        self.conv2 = zero_init(Conv3x3(out_ch, out_ch, conv))
         self.skip = nn.Identity() if in_ch == out_ch else nn.Conv2d(in_ch, out_ch, 1)
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
@@ -206,7 +212,7 @@ class DownPath(nn.Module):
         for level, mult in enumerate(c.channel_mult):
             blocks, attns = [], []
             for _ in range(c.num_res_blocks):
-                blocks.append(ResBlock(ch, mult * c.channels, emb_dim, c.dropout, c.scale_shift))
+                blocks.append(ResBlock(ch, mult * c.channels, emb_dim, c.dropout, c.scale_shift, c.conv))
                 ch = mult * c.channels
                 attns.append(Attention(ch, c.num_heads, c.context_dim) if res in c.attention_resolutions else None)
                 self.skip_channels.append(ch)
@@ -265,16 +271,16 @@ class UNet(nn.Module):
         ch, res = self.down.out_channels, self.down.out_resolution
         skips = list(self.down.skip_channels)
 
-        self.mid1 = ResBlock(ch, ch, emb_dim, c.dropout, c.scale_shift)
+        self.mid1 = ResBlock(ch, ch, emb_dim, c.dropout, c.scale_shift, c.conv)
         self.mid_attn = Attention(ch, c.num_heads, c.context_dim)
-        self.mid2 = ResBlock(ch, ch, emb_dim, c.dropout, c.scale_shift)
+        self.mid2 = ResBlock(ch, ch, emb_dim, c.dropout, c.scale_shift, c.conv)
 
         self.up = nn.ModuleList()
         self.upsample = nn.ModuleList()
         for level, mult in reversed(list(enumerate(c.channel_mult))):
             blocks, attns = [], []
             for _ in range(c.num_res_blocks + 1):
-                blocks.append(ResBlock(ch + skips.pop(), mult * c.channels, emb_dim, c.dropout, c.scale_shift))
+                blocks.append(ResBlock(ch + skips.pop(), mult * c.channels, emb_dim, c.dropout, c.scale_shift, c.conv))
                 ch = mult * c.channels
                 attns.append(Attention(ch, c.num_heads, c.context_dim) if res in c.attention_resolutions else None)
             self.up.append(Level(blocks, attns))

@@ -1,0 +1,289 @@
+"""3x3 convolutions by Winograd's minimal filtering algorithm F(4x4, 3x3) (Lavin & Gray 2016, §4).
+
+A 4x4 tile of a 3x3 convolution's output, from its 6x6 input tile ``d`` and the filter ``g``, is
+
+    Y = A^T [ (G g G^T) * (B^T d B) ] A                                        (Lavin & Gray, Eq. 8)
+
+with ``*`` elementwise: 36 multiplies instead of 144. Summed over input channels, the elementwise
+product becomes 36 independent matrix products, one per position p of the transformed 6x6 tile,
+``M[p] = V[p] @ U[p]``, so the forward pass and both gradients (``dV = dM U^T``, ``dU = V^T dM``) take
+4x fewer multiply-adds than the direct convolution. B^T and A^T hold the small integers of the
+interpolation points 0, +-1, +-2 and infinity, so the data transforms are a few additions per element,
+written out below with their common subexpressions; G holds fractions and touches only the weights.
+In fp32 the result differs from the direct convolution by about 2e-6 relative (direct's own rounding
+is about 4e-7), far below what training notices; in float64 the two agree to rounding.
+
+The batch is processed a few images at a time, channels last, so that a chunk's transformed tiles
+(2.25x its input) stay in cache from the transform through the matrix product to the inverse
+transform; the backward pass recomputes V per chunk from the saved input instead of keeping 2.25x
+the activations alive.
+
+| symbol          | variable  | shape                                                  |
+|-----------------|-----------|--------------------------------------------------------|
+| x               | ``x``     | ``[B, C, H, W]``, H and W multiples of 4               |
+| g               | ``weight``| ``[K, C, 3, 3]``                                       |
+| d               | ``padded``| a chunk of x, channels last with a zero border: ``[b, H + 2, W + 2, C]`` |
+| B^T d B         | ``V``     | ``[6, 6, b, H/4, W/4, C]``, seen as ``[36, tiles, C]`` |
+| G g G^T         | ``U``     | ``[36, C, K]``                                         |
+| V @ U           | ``M``     | ``[6, 6, b, H/4, W/4, K]``                             |
+| A^T M A         | ``y``     | ``[B, H, W, K]``, returned as ``[B, K, H, W]`` (channels_last) |
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+ConvAlgorithm = Literal["auto", "direct", "winograd"]
+
+# The filter transform G of F(4, 3) (Lavin & Gray, §4.2); B^T and A^T live in the functions below.
+G = ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
+     (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0, 0, 1))
+# Transformed tiles per chunk, in bytes: small enough to stay in cache, large enough that the
+# per-chunk call overhead stays small (bench/conv_speed.py's sweep).
+CHUNK_BYTES = 4 << 20
+
+
+def filter_transform(weight: Tensor) -> Tensor:
+    """U = G g G^T for every filter: ``[K, C, 3, 3] -> [36, C, K]``."""
+    g = weight.new_tensor(G)
+    K, C = weight.shape[:2]
+    return torch.einsum("ak,ockl,bl->abco", g, weight, g).reshape(36, C, K).contiguous()
+
+
+def filter_transform_adjoint(grad_U: Tensor) -> Tensor:
+    """The adjoint of :func:`filter_transform`: ``[36, C, K] -> [K, C, 3, 3]``."""
+    g = grad_U.new_tensor(G)
+    C, K = grad_U.shape[1:]
+    return torch.einsum("ak,abco,bl->ockl", g, grad_U.view(6, 6, C, K), g).contiguous()
+
+
+def _input_1d(d: list[Tensor], out: list[Tensor], tmp: list[Tensor]) -> None:
+    """``out[k] = sum_r B^T[k, r] d[r]`` along one axis of the tile (6 -> 6), with two scratch tensors.
+
+    B^T = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+           [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]
+    """
+    d0, d1, d2, d3, d4, d5 = d
+    torch.add(d4, d0, alpha=4, out=out[0]).add_(d2, alpha=-5)
+    torch.add(d1, d2, out=tmp[0])
+    torch.add(d3, d4, out=out[1]).add_(tmp[0], alpha=-4)
+    torch.sub(d1, d2, out=tmp[0])
+    torch.sub(d4, d3, out=out[2]).add_(tmp[0], alpha=4)
+    torch.sub(d4, d2, out=tmp[0])
+    torch.sub(d3, d1, out=tmp[1])
+    torch.add(tmp[0], tmp[1], alpha=2, out=out[3])
+    torch.add(tmp[0], tmp[1], alpha=-2, out=out[4])
+    torch.add(d5, d1, alpha=4, out=out[5]).add_(d3, alpha=-5)
+
+
+def _input_1d_adjoint(v: list[Tensor], out: list[Tensor], dim: int, tmp: list[Tensor]) -> None:
+    """The adjoint of the tiled :func:`_input_1d` along one axis: components -> input positions.
+
+    ``v[k]`` holds component k of every tile along axis ``dim``. Tiles start every 4 positions and
+    span 6, so padded position ``4j + q`` gathers ``sum_k B^T[k, q] v[k]`` of tile j and, for q < 2,
+    ``sum_k B^T[k, q + 4] v[k]`` of tile j - 1. ``out[s]`` receives unpadded position ``4j + s``
+    (padded ``4j + s + 1``), so the zero border is never formed. Four scratch tensors.
+    """
+    v0, v1, v2, v3, v4, v5 = v
+    n = v0.shape[dim]
+    s12, d12, s34, d34 = tmp
+    torch.add(v1, v2, out=s12)
+    torch.sub(v1, v2, out=d12)
+    torch.add(v3, v4, out=s34)
+    torch.sub(v3, v4, out=d34)
+    # padded 4j+1: -4(v1 - v2) - 2(v3 - v4) + 4 v5 of tile j, plus v5 of tile j - 1
+    torch.add(d12, d34, alpha=0.5, out=out[0]).mul_(-4).add_(v5, alpha=4)
+    out[0].narrow(dim, 1, n - 1).add_(v5.narrow(dim, 0, n - 1))
+    # padded 4j+2: -5 v0 - 4(v1 + v2) - (v3 + v4)
+    torch.add(s34, s12, alpha=4, out=out[1]).add_(v0, alpha=5).neg_()
+    # padded 4j+3: (v1 - v2) + 2(v3 - v4) - 5 v5
+    torch.add(d12, d34, alpha=2, out=out[2]).add_(v5, alpha=-5)
+    # padded 4j+4: v0 + (v1 + v2) + (v3 + v4) of tile j, plus 4 v0 of tile j + 1
+    torch.add(s12, s34, out=out[3]).add_(v0)
+    out[3].narrow(dim, 0, n - 1).add_(v0.narrow(dim, 1, n - 1), alpha=4)
+
+
+def _output_1d(m: list[Tensor], out: list[Tensor], tmp: list[Tensor]) -> None:
+    """``out[a] = sum_k A^T[a, k] m[k]`` (6 -> 4), with four scratch tensors.
+
+    A^T = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]
+    """
+    m0, m1, m2, m3, m4, m5 = m
+    s12, d12, s34, d34 = tmp
+    torch.add(m1, m2, out=s12)
+    torch.sub(m1, m2, out=d12)
+    torch.add(m3, m4, out=s34)
+    torch.sub(m3, m4, out=d34)
+    torch.add(m0, s12, out=out[0]).add_(s34)
+    torch.add(d12, d34, alpha=2, out=out[1])
+    torch.add(s12, s34, alpha=4, out=out[2])
+    torch.add(d12, d34, alpha=8, out=out[3]).add_(m5)
+
+
+def _output_1d_adjoint(dy: list[Tensor], out: list[Tensor], tmp: list[Tensor]) -> None:
+    """``out[k] = sum_a A^T[a, k] dy[a]`` (4 -> 6), the adjoint of :func:`_output_1d`; two scratch tensors."""
+    y0, y1, y2, y3 = dy
+    even, odd = tmp
+    out[0].copy_(y0)
+    out[5].copy_(y3)
+    torch.add(y0, y2, out=even)
+    torch.add(y1, y3, out=odd)
+    torch.add(even, odd, out=out[1])
+    torch.sub(even, odd, out=out[2])
+    torch.add(y0, y2, alpha=4, out=even)
+    torch.add(y1, y3, alpha=4, out=odd)
+    torch.add(even, odd, alpha=2, out=out[3])
+    torch.add(even, odd, alpha=-2, out=out[4])
+
+
+def input_transform(padded: Tensor, V: Tensor) -> None:
+    """V = B^T d B for every tile: ``padded [b, 4 nH + 2, 4 nW + 2, C] -> V [6, 6, b, nH, nW, C]``."""
+    b, Hp, Wp, C = padded.shape
+    nH, nW = (Hp - 2) // 4, (Wp - 2) // 4
+    rows = padded.new_empty(8, b, nH, Wp, C)  # six components and two scratch
+    _input_1d([padded[:, r : r + 4 * nH : 4] for r in range(6)], list(rows[:6]), list(rows[6:]))
+    tmp = V.new_empty(2, 6, b, nH, nW, C)
+    _input_1d([rows[:6, :, :, c : c + 4 * nW : 4] for c in range(6)], list(V.transpose(0, 1)), list(tmp))
+
+
+def input_transform_adjoint(grad_V: Tensor, grad_x: Tensor) -> None:
+    """The adjoint of :func:`input_transform`, cropped to the interior: ``[6, 6, b, nH, nW, C] -> [b, 4 nH, 4 nW, C]``."""
+    _, _, b, nH, nW, C = grad_V.shape
+    cols = grad_V.new_empty(6, b, nH, nW, 4, C)
+    _input_1d_adjoint(list(grad_V.unbind(1)), list(cols.unbind(4)), 3, list(grad_V.new_empty(4, 6, b, nH, nW, C)))
+    _input_1d_adjoint(list(cols.view(6, b, nH, 4 * nW, C).unbind(0)), list(grad_x.view(b, nH, 4, 4 * nW, C).unbind(2)),
+                      1, list(grad_V.new_empty(4, b, nH, 4 * nW, C)))
+
+
+def output_transform(M: Tensor, y: Tensor) -> None:
+    """y = A^T M A for every tile: ``M [6, 6, b, nH, nW, K] -> y [b, nH, 4, nW, 4, K]``."""
+    rows = M.new_empty(2, 4, 6, *M.shape[2:])  # four components and four scratch
+    _output_1d(list(M), list(rows[0]), list(rows[1]))
+    _output_1d(list(rows[0].unbind(1)), list(y.permute(4, 2, 0, 1, 3, 5)), list(M.new_empty(4, 4, *M.shape[2:])))
+
+
+def output_transform_adjoint(grad_y: Tensor, grad_M: Tensor) -> None:
+    """The adjoint of :func:`output_transform`: ``[b, nH, 4, nW, 4, K] -> [6, 6, b, nH, nW, K]``."""
+    b, nH, _, nW, _, K = grad_y.shape
+    rows = grad_y.new_empty(6, b, nH, nW, 4, K)
+    _output_1d_adjoint(list(grad_y.unbind(2)), list(rows), list(grad_y.new_empty(2, b, nH, nW, 4, K)))
+    _output_1d_adjoint(list(rows.unbind(4)), list(grad_M.transpose(0, 1)), list(grad_M.new_empty(2, 6, b, nH, nW, K)))
+
+
+def _chunks(batch: int, H: int, W: int, channels: int) -> list[tuple[int, int]]:
+    per_image = 36 * (H // 4) * (W // 4) * channels * 4
+    n = max(1, min(batch, CHUNK_BYTES // per_image))
+    return [(start, min(n, batch - start)) for start in range(0, batch, n)]
+
+
+class _Buffers:
+    """Per-chunk work tensors, made once per chunk size and reused across chunks."""
+
+    def __init__(self, like: Tensor, H: int, W: int, shapes: dict[str, int]) -> None:
+        self.like, self.H, self.W, self.shapes = like, H, W, shapes
+        self.size, self.tensors = 0, {}
+
+    def get(self, b: int) -> dict[str, Tensor]:
+        if b != self.size:
+            nH, nW = self.H // 4, self.W // 4
+            self.size = b
+            self.tensors = {name: self.like.new_empty(6, 6, b, nH, nW, ch) for name, ch in self.shapes.items()}
+            # The zero border is the convolution's padding; each chunk overwrites only the interior.
+            self.tensors["padded"] = self.like.new_zeros(b, self.H + 2, self.W + 2, self.like.shape[1])
+        return self.tensors
+
+    def load(self, x_nhwc: Tensor, start: int, b: int) -> dict[str, Tensor]:
+        t = self.get(b)
+        t["padded"][:, 1 : self.H + 1, 1 : self.W + 1].copy_(x_nhwc[start : start + b])
+        input_transform(t["padded"], t["V"])
+        return t
+
+
+class _WinogradConv3x3(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        B, C, H, W = x.shape
+        K = weight.shape[0]
+        x_nhwc = x.permute(0, 2, 3, 1)  # a view when x is channels_last
+        U = filter_transform(weight)
+        y = x.new_empty(B, H, W, K)
+        buffers = _Buffers(x, H, W, {"V": C, "M": K})
+        for start, b in _chunks(B, H, W, max(C, K)):
+            t = buffers.load(x_nhwc, start, b)
+            torch.bmm(t["V"].view(36, -1, C), U, out=t["M"].view(36, -1, K))
+            if bias is not None:
+                # Column 1 of A^T is all ones, so component (1, 1) reaches every output of its tile once.
+                t["M"][1, 1].add_(bias)
+            output_transform(t["M"], y[start : start + b].view(b, H // 4, 4, W // 4, 4, K))
+        ctx.save_for_backward(x, U)
+        ctx.has_bias = bias is not None
+        return y.permute(0, 3, 1, 2)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        x, U = ctx.saved_tensors
+        B, C, H, W = x.shape
+        K = U.shape[-1]
+        x_nhwc, grad_y_nhwc = x.permute(0, 2, 3, 1), grad_y.permute(0, 2, 3, 1)
+        grad_x = x.new_empty(B, H, W, C)
+        grad_U = torch.zeros_like(U)
+        U_T = U.transpose(1, 2)
+        buffers = _Buffers(x, H, W, {"V": C, "M": K, "grad_V": C})
+        for start, b in _chunks(B, H, W, max(C, K)):
+            t = buffers.load(x_nhwc, start, b)
+            grad_M = t["M"]
+            output_transform_adjoint(grad_y_nhwc[start : start + b].reshape(b, H // 4, 4, W // 4, 4, K), grad_M)
+            torch.bmm(grad_M.view(36, -1, K), U_T, out=t["grad_V"].view(36, -1, C))
+            input_transform_adjoint(t["grad_V"], grad_x[start : start + b])
+            grad_U.baddbmm_(t["V"].view(36, -1, C).transpose(1, 2), grad_M.view(36, -1, K))
+        grad_bias = grad_y_nhwc.sum((0, 1, 2)) if ctx.has_bias else None
+        return grad_x.permute(0, 3, 1, 2), filter_transform_adjoint(grad_U), grad_bias
+
+
+def winograd_conv3x3(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``F.conv2d(x, weight, bias, padding=1)`` by F(4x4, 3x3): ``x [B, C, H, W]`` with H, W multiples of 4,
+    ``weight [K, C, 3, 3]`` -> ``[B, K, H, W]`` in channels_last. Differentiable once (no double backward)."""
+    if x.shape[-1] % 4 or x.shape[-2] % 4:
+        raise ValueError(f"F(4x4, 3x3) needs H and W divisible by 4, got {tuple(x.shape[-2:])}")
+    return _WinogradConv3x3.apply(x, weight, bias)
+
+
+class Conv3x3(nn.Conv2d):
+    """``nn.Conv2d(in_ch, out_ch, 3, padding=1)`` that computes by F(4x4, 3x3) where that is faster.
+
+    The same parameters and state-dict keys as ``nn.Conv2d``, so checkpoints do not depend on the
+    algorithm. ``algorithm``: ``direct`` (PyTorch's convolution), ``winograd`` (wherever the input
+    allows it: H and W divisible by 4, fp32 or fp64, no autocast, not under ``torch.compile``) or
+    ``auto``: Winograd on CPU for layers of at least 64 input and output channels at 8x8 or more,
+    where bench/conv_speed.py measures it faster, and the direct convolution elsewhere (cuDNN
+    already picks Winograd kernels on CUDA; at small widths the transforms cost more than they save).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, algorithm: ConvAlgorithm = "auto") -> None:
+        super().__init__(in_channels, out_channels, 3, padding=1)
+        self.algorithm = algorithm
+
+    def uses_winograd(self, x: Tensor) -> bool:
+        if self.algorithm == "direct":
+            return False
+        H, W = x.shape[-2:]
+        possible = (H % 4 == 0 and W % 4 == 0 and x.dtype in (torch.float32, torch.float64)
+                    and not torch.is_autocast_enabled(x.device.type) and not torch.compiler.is_compiling())
+        if self.algorithm == "winograd":
+            return possible
+        return (possible and x.device.type == "cpu" and H * W >= 64
+                and min(self.in_channels, self.out_channels) >= 64)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.uses_winograd(x):
+            return winograd_conv3x3(x, self.weight, self.bias)
+        return F.conv2d(x, self.weight, self.bias, padding=1)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, algorithm={self.algorithm}"

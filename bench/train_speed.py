@@ -1,12 +1,15 @@
 """Training and sampling speed of gaussdiff's U-Net against diffusers' UNet2DModel, side by side.
 
-    python bench/train_speed.py [--device cpu|cuda] [--repeats 9] [--iters 3] [--batch 32] [--precision fp32 bf16] [--breakdown]
+    python bench/train_speed.py [--device cpu|cuda] [--repeats 9] [--iters 3] [--batch 32] [--precision fp32 bf16]
+                                [--conv direct auto] [--breakdown]
 
 The CIFAR-sized network of the issue: 32x32x3 images, channels 64/128/128, two residual blocks
 per level, attention at 16x16 (4 heads of 32), batch 32. Each library is built twice, once per
 way of feeding the timestep embedding to a residual block (ADM's scale-shift of the norm, our
 default; or DDPM's addition, diffusers' default), so that every comparison is between the same
-architecture with the same parameter count. Training = forward + MSE backward + AdamW step;
+architecture with the same parameter count. ``--conv`` picks how gaussdiff's residual blocks compute
+their 3x3 convolutions (``auto``, the default, is F(4x4, 3x3) Winograd on CPU in fp32; ``direct`` is
+PyTorch's kernel), one network per choice. Training = forward + MSE backward + AdamW step;
 sampling = one no-grad forward at the same batch (one step of any sampler).
 
 All networks run interleaved in one process: each round times ``--iters`` iterations of every
@@ -32,9 +35,10 @@ from gaussdiff.nets import UNet, UNetConfig
 TIME_EMBEDDINGS = {"scale-shift": True, "additive": False}
 
 
-def ours(scale_shift: bool) -> torch.nn.Module:
+def ours(scale_shift: bool, conv: str) -> torch.nn.Module:
     net = UNet(UNetConfig(image_size=32, in_channels=3, out_channels=3, channels=64, channel_mult=(1, 2, 2),
-                          num_res_blocks=2, attention_resolutions=(16,), num_heads=4, scale_shift=scale_shift))
+                          num_res_blocks=2, attention_resolutions=(16,), num_heads=4, scale_shift=scale_shift,
+                          conv=conv))
     return _Wrap(net, lambda m, x, t: m(x, t))
 
 
@@ -62,6 +66,7 @@ class _Wrap(torch.nn.Module):
 class Contender:
     library: str
     time_embedding: str
+    conv: str | None  # gaussdiff's convolution algorithm; None for diffusers
     memory_format: torch.memory_format
     precision: str  # fp32, or bf16 autocast
     net: torch.nn.Module
@@ -74,8 +79,9 @@ class Contender:
 
     @property
     def name(self) -> str:
+        conv = f", {self.conv} conv" if self.conv else ""
         layout = ", channels_last" if self.memory_format == torch.channels_last else ""
-        return f"{self.library} ({self.time_embedding}{layout}, {self.precision})"
+        return f"{self.library} ({self.time_embedding}{conv}{layout}, {self.precision})"
 
 
 # Operator name fragments -> the kind of work, first match wins; the rest is "other".
@@ -113,6 +119,8 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--precision", choices=["fp32", "bf16"], nargs="+", default=["fp32"],
                         help="one or both; each network is built once per precision, in the same run")
+    parser.add_argument("--conv", choices=["auto", "direct", "winograd"], nargs="+", default=["auto"],
+                        help="gaussdiff's 3x3 convolution algorithm(s); one network each")
     parser.add_argument("--breakdown", action="store_true", help="also split a training step by kind of operator")
     parser.add_argument("--readme", type=Path, help="also write the table into this README")
     args = parser.parse_args()
@@ -126,10 +134,12 @@ def main() -> None:
     contenders = []
     for precision in args.precision:
         for emb, scale_shift in TIME_EMBEDDINGS.items():
-            for fmt, batch in ((torch.contiguous_format, x), (torch.channels_last, x_cl)):
-                net = ours(scale_shift).to(device, memory_format=fmt)
-                contenders.append(Contender("gaussdiff", emb, fmt, precision, net, batch))
-            contenders.append(Contender("diffusers", emb, torch.contiguous_format, precision, theirs(scale_shift).to(device), x))
+            for conv in args.conv:
+                for fmt, batch in ((torch.contiguous_format, x), (torch.channels_last, x_cl)):
+                    net = ours(scale_shift, conv).to(device, memory_format=fmt)
+                    contenders.append(Contender("gaussdiff", emb, conv, fmt, precision, net, batch))
+            contenders.append(Contender("diffusers", emb, None, torch.contiguous_format, precision,
+                                        theirs(scale_shift).to(device), x))
 
     def autocast(c: Contender) -> torch.autocast:
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=c.precision == "bf16")

@@ -95,25 +95,27 @@ def test_sizes_that_are_not_multiples_of_four_are_refused():
         winograd_conv3x3(torch.randn(1, 2, 6, 8), torch.randn(3, 2, 3, 3))
 
 
-@pytest.mark.parametrize("algorithm, channels, size, dtype, autocast, expected", [
-    ("auto", 64, 8, torch.float32, False, True),     # wide enough, large enough: Winograd
-    ("auto", 32, 8, torch.float32, False, False),    # narrow: the transforms cost more than they save
-    ("auto", 64, 4, torch.float32, False, False),    # one tile per image
-    ("auto", 64, 28, torch.float32, False, True),
-    ("auto", 64, 14, torch.float32, False, False),   # 14 is not a multiple of 4
-    ("auto", 64, 8, torch.bfloat16, False, False),   # Winograd computes in fp32/fp64 only
-    ("auto", 64, 8, torch.float32, True, False),     # under autocast the bf16 direct kernels run
-    ("winograd", 16, 4, torch.float32, False, True),
-    ("winograd", 16, 6, torch.float32, False, False),
-    ("direct", 64, 16, torch.float32, False, False),
+@pytest.mark.parametrize("algorithm, channels, size, dtype, autocast, grad, expected", [
+    ("auto", 64, 8, torch.float32, False, True, True),     # wide enough, large enough, trained: Winograd
+    ("auto", 64, 8, torch.float32, False, False, False),   # a forward pass alone: the direct kernel
+    ("auto", 32, 8, torch.float32, False, True, False),    # narrow: the transforms cost more than they save
+    ("auto", 64, 4, torch.float32, False, True, False),    # one tile per image
+    ("auto", 64, 28, torch.float32, False, True, True),
+    ("auto", 64, 14, torch.float32, False, True, False),   # 14 is not a multiple of 4
+    ("auto", 64, 8, torch.bfloat16, False, True, False),   # Winograd computes in fp32/fp64 only
+    ("auto", 64, 8, torch.float32, True, True, False),     # under autocast the bf16 direct kernels run
+    ("winograd", 16, 4, torch.float32, False, False, True),
+    ("winograd", 16, 6, torch.float32, False, True, False),
+    ("direct", 64, 16, torch.float32, False, True, False),
 ])
-def test_conv3x3_chooses_its_algorithm_and_computes_the_same_function(algorithm, channels, size, dtype, autocast, expected):
+def test_conv3x3_chooses_its_algorithm_and_computes_the_same_function(algorithm, channels, size, dtype, autocast, grad,
+                                                                      expected):
     torch.manual_seed(5)
     conv = Conv3x3(channels, channels, algorithm).to(dtype)
     reference = torch.nn.Conv2d(channels, channels, 3, padding=1).to(dtype)
     reference.load_state_dict(conv.state_dict())  # same parameters, same keys
     x = torch.randn(2, channels, size, size, dtype=dtype)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), torch.set_grad_enabled(grad):
         assert conv.uses_winograd(x) == expected
         y, y_ref = conv(x), reference(x)
     tol = 1e-4 if y.dtype == torch.float32 else 2e-2

@@ -60,7 +60,8 @@ class ModelConfig:
     """Classifier-free guidance training: the share of labels replaced by the null label."""
     conv: ConvAlgorithm = "auto"
     """How the residual blocks' 3x3 convolutions compute: ``winograd`` (F(4x4, 3x3), 4x fewer multiply-adds),
-    ``direct``, or ``auto``: Winograd on CPU in fp32 for layers of 64+ channels at 8x8 and up. Same weights."""
+    ``direct``, or ``auto``: Winograd when training on CPU in fp32, for layers of 64+ channels at 8x8 and up.
+    Same weights either way."""
 
 
 @dataclass

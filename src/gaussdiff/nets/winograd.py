@@ -260,9 +260,12 @@ class Conv3x3(nn.Conv2d):
     The same parameters and state-dict keys as ``nn.Conv2d``, so checkpoints do not depend on the
     algorithm. ``algorithm``: ``direct`` (PyTorch's convolution), ``winograd`` (wherever the input
     allows it: H and W divisible by 4, fp32 or fp64, no autocast, not under ``torch.compile``) or
-    ``auto``: Winograd on CPU for layers of at least 64 input and output channels at 8x8 or more,
-    where bench/conv_speed.py measures it faster, and the direct convolution elsewhere (cuDNN
-    already picks Winograd kernels on CUDA; at small widths the transforms cost more than they save).
+    ``auto``: Winograd on CPU when a backward pass will follow, for layers of at least 64 input and
+    output channels at 8x8 or more, where bench/conv_speed.py measures forward + backward 1.2-1.8x
+    faster; the direct convolution elsewhere. Narrower or smaller layers lose (0.7-0.9x: the
+    transforms cost more than they save); a forward pass alone gains little (0.9-1.2x, oneDNN's
+    forward kernel runs near the CPU's peak, its backward kernels do not), so sampling keeps the
+    direct kernel; and cuDNN already has Winograd kernels of its own on CUDA.
     """
 
     def __init__(self, in_channels: int, out_channels: int, algorithm: ConvAlgorithm = "auto") -> None:
@@ -277,7 +280,8 @@ class Conv3x3(nn.Conv2d):
                     and not torch.is_autocast_enabled(x.device.type) and not torch.compiler.is_compiling())
         if self.algorithm == "winograd":
             return possible
-        return (possible and x.device.type == "cpu" and H * W >= 64
+        backward = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
+        return (possible and backward and x.device.type == "cpu" and H * W >= 64
                 and min(self.in_channels, self.out_channels) >= 64)
 
     def forward(self, x: Tensor) -> Tensor:

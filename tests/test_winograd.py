@@ -58,7 +58,8 @@ def test_transforms_and_their_adjoints_are_transposes():
 ])
 def test_values_and_gradients_equal_the_direct_convolution(monkeypatch, B, C, K, H, W, bias, layout):
     # A tiny chunk budget forces several chunks and a short last one (5 images, 2 per chunk).
-    monkeypatch.setattr(winograd, "CHUNK_BYTES", 2 * 36 * (H // 4) * (W // 4) * max(C, K) * 4)
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 2 * 36 * (H // 4) * (W // 4) * max(C, K) * 8)
+    assert [b for _, b in winograd._chunks(B, H, W, max(C, K), 8)] == [2] * (B // 2) + [1] * (B % 2)
     g_ = torch.Generator().manual_seed(2)
     x = rand(B, C, H, W, generator=g_).contiguous(memory_format=layout).requires_grad_()
     w = rand(K, C, 3, 3, generator=g_).requires_grad_()

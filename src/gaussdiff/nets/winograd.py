@@ -175,8 +175,9 @@ def output_transform_adjoint(grad_y: Tensor, grad_M: Tensor) -> None:
     _output_1d_adjoint(list(rows.unbind(4)), list(grad_M.transpose(0, 1)), list(grad_M.new_empty(2, 6, b, nH, nW, K)))
 
 
-def _chunks(batch: int, H: int, W: int, channels: int) -> list[tuple[int, int]]:
-    per_image = 36 * (H // 4) * (W // 4) * channels * 4
+def _chunks(batch: int, H: int, W: int, channels: int, element_size: int) -> list[tuple[int, int]]:
+    """(start, size) of each chunk of images whose transformed tiles fit in ``CHUNK_BYTES``."""
+    per_image = 36 * (H // 4) * (W // 4) * channels * element_size
     n = max(1, min(batch, CHUNK_BYTES // per_image))
     return [(start, min(n, batch - start)) for start in range(0, batch, n)]
 
@@ -213,7 +214,7 @@ class _WinogradConv3x3(torch.autograd.Function):
         U = filter_transform(weight)
         y = x.new_empty(B, H, W, K)
         buffers = _Buffers(x, H, W, {"V": C, "M": K})
-        for start, b in _chunks(B, H, W, max(C, K)):
+        for start, b in _chunks(B, H, W, max(C, K), x.element_size()):
             t = buffers.load(x_nhwc, start, b)
             torch.bmm(t["V"].view(36, -1, C), U, out=t["M"].view(36, -1, K))
             if bias is not None:
@@ -235,7 +236,7 @@ class _WinogradConv3x3(torch.autograd.Function):
         grad_U = torch.zeros_like(U)
         U_T = U.transpose(1, 2)
         buffers = _Buffers(x, H, W, {"V": C, "M": K, "grad_V": C})
-        for start, b in _chunks(B, H, W, max(C, K)):
+        for start, b in _chunks(B, H, W, max(C, K), x.element_size()):
             t = buffers.load(x_nhwc, start, b)
             grad_M = t["M"]
             output_transform_adjoint(grad_y_nhwc[start : start + b].reshape(b, H // 4, 4, W // 4, 4, K), grad_M)

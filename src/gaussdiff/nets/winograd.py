@@ -31,6 +31,7 @@ the activations alive.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -141,38 +142,85 @@ def _output_1d_adjoint(dy: list[Tensor], out: list[Tensor], tmp: list[Tensor]) -
     torch.add(even, odd, alpha=-2, out=out[4])
 
 
+# Each 2-D transform is two passes of a 1-D one, rows then columns. A plan makes the views both
+# passes read and write once, and returns the function that runs them: the chunk loop reuses a plan
+# for every chunk, since building ~30 views costs as much Python time as the small ops themselves.
+
+
+def _input_plan(padded: Tensor, V: Tensor, rows: Tensor, tmp: Tensor) -> Callable[[], None]:
+    """V = B^T d B from ``padded``; ``rows [8, b, nH, 4 nW + 2, C]`` and ``tmp [2, 6, b, nH, nW, C]`` are scratch."""
+    nH, nW = V.shape[3], V.shape[4]
+    by_rows = ([padded[:, r : r + 4 * nH : 4] for r in range(6)], list(rows[:6]), list(rows[6:]))
+    by_cols = ([rows[:6, :, :, c : c + 4 * nW : 4] for c in range(6)], list(V.transpose(0, 1)), list(tmp))
+
+    def run() -> None:
+        _input_1d(*by_rows)
+        _input_1d(*by_cols)
+
+    return run
+
+
+def _input_adjoint_plan(grad_V: Tensor, cols: Tensor, tmp_cols: Tensor, tmp_rows: Tensor) -> Callable[[Tensor], None]:
+    """grad_V -> grad_x (the argument, ``[b, 4 nH, 4 nW, C]``); ``cols [6, b, nH, nW, 4, C]`` and the tmps are scratch."""
+    _, _, b, nH, nW, C = grad_V.shape
+    by_cols = (list(grad_V.unbind(1)), list(cols.unbind(4)), 3, list(tmp_cols))
+    rows, tmp = list(cols.view(6, b, nH, 4 * nW, C).unbind(0)), list(tmp_rows)
+
+    def run(grad_x: Tensor) -> None:
+        _input_1d_adjoint(*by_cols)
+        _input_1d_adjoint(rows, list(grad_x.view(b, nH, 4, 4 * nW, C).unbind(2)), 1, tmp)
+
+    return run
+
+
+def _output_plan(M: Tensor, rows: Tensor, tmp_rows: Tensor, tmp_cols: Tensor) -> Callable[[Tensor], None]:
+    """M -> y (the argument, ``[b, nH, 4, nW, 4, K]``); ``rows``, ``tmp_rows [4, 6, ...]``, ``tmp_cols [4, 4, ...]`` scratch."""
+    by_rows = (list(M), list(rows), list(tmp_rows))
+    cols, tmp = list(rows.unbind(1)), list(tmp_cols)
+
+    def run(y: Tensor) -> None:
+        _output_1d(*by_rows)
+        _output_1d(cols, list(y.permute(4, 2, 0, 1, 3, 5)), tmp)
+
+    return run
+
+
+def _output_adjoint_plan(grad_M: Tensor, rows: Tensor, tmp_rows: Tensor, tmp_cols: Tensor) -> Callable[[Tensor], None]:
+    """grad_y (the argument, ``[b, nH, 4, nW, 4, K]``) -> grad_M; ``rows [6, b, nH, nW, 4, K]`` and the tmps scratch."""
+    rows_out, tmp = list(rows), list(tmp_rows)
+    by_cols = (list(rows.unbind(4)), list(grad_M.transpose(0, 1)), list(tmp_cols))
+
+    def run(grad_y: Tensor) -> None:
+        _output_1d_adjoint(list(grad_y.unbind(2)), rows_out, tmp)
+        _output_1d_adjoint(*by_cols)
+
+    return run
+
+
 def input_transform(padded: Tensor, V: Tensor) -> None:
     """V = B^T d B for every tile: ``padded [b, 4 nH + 2, 4 nW + 2, C] -> V [6, 6, b, nH, nW, C]``."""
-    b, Hp, Wp, C = padded.shape
-    nH, nW = (Hp - 2) // 4, (Wp - 2) // 4
-    rows = padded.new_empty(8, b, nH, Wp, C)  # six components and two scratch
-    _input_1d([padded[:, r : r + 4 * nH : 4] for r in range(6)], list(rows[:6]), list(rows[6:]))
-    tmp = V.new_empty(2, 6, b, nH, nW, C)
-    _input_1d([rows[:6, :, :, c : c + 4 * nW : 4] for c in range(6)], list(V.transpose(0, 1)), list(tmp))
+    b, nH, nW, C = V.shape[2:]
+    _input_plan(padded, V, V.new_empty(8, b, nH, padded.shape[2], C), V.new_empty(2, 6, b, nH, nW, C))()
 
 
 def input_transform_adjoint(grad_V: Tensor, grad_x: Tensor) -> None:
     """The adjoint of :func:`input_transform`, cropped to the interior: ``[6, 6, b, nH, nW, C] -> [b, 4 nH, 4 nW, C]``."""
-    _, _, b, nH, nW, C = grad_V.shape
-    cols = grad_V.new_empty(6, b, nH, nW, 4, C)
-    _input_1d_adjoint(list(grad_V.unbind(1)), list(cols.unbind(4)), 3, list(grad_V.new_empty(4, 6, b, nH, nW, C)))
-    _input_1d_adjoint(list(cols.view(6, b, nH, 4 * nW, C).unbind(0)), list(grad_x.view(b, nH, 4, 4 * nW, C).unbind(2)),
-                      1, list(grad_V.new_empty(4, b, nH, 4 * nW, C)))
+    b, nH, nW, C = grad_V.shape[2:]
+    new = grad_V.new_empty
+    _input_adjoint_plan(grad_V, new(6, b, nH, nW, 4, C), new(4, 6, b, nH, nW, C), new(4, b, nH, 4 * nW, C))(grad_x)
 
 
 def output_transform(M: Tensor, y: Tensor) -> None:
     """y = A^T M A for every tile: ``M [6, 6, b, nH, nW, K] -> y [b, nH, 4, nW, 4, K]``."""
-    rows = M.new_empty(2, 4, 6, *M.shape[2:])  # four components and four scratch
-    _output_1d(list(M), list(rows[0]), list(rows[1]))
-    _output_1d(list(rows[0].unbind(1)), list(y.permute(4, 2, 0, 1, 3, 5)), list(M.new_empty(4, 4, *M.shape[2:])))
+    tile = M.shape[2:]
+    _output_plan(M, M.new_empty(4, 6, *tile), M.new_empty(4, 6, *tile), M.new_empty(4, 4, *tile))(y)
 
 
 def output_transform_adjoint(grad_y: Tensor, grad_M: Tensor) -> None:
     """The adjoint of :func:`output_transform`: ``[b, nH, 4, nW, 4, K] -> [6, 6, b, nH, nW, K]``."""
-    b, nH, _, nW, _, K = grad_y.shape
-    rows = grad_y.new_empty(6, b, nH, nW, 4, K)
-    _output_1d_adjoint(list(grad_y.unbind(2)), list(rows), list(grad_y.new_empty(2, b, nH, nW, 4, K)))
-    _output_1d_adjoint(list(rows.unbind(4)), list(grad_M.transpose(0, 1)), list(grad_M.new_empty(2, 6, b, nH, nW, K)))
+    b, nH, nW, K = grad_M.shape[2:]
+    new = grad_M.new_empty
+    _output_adjoint_plan(grad_M, new(6, b, nH, nW, 4, K), new(2, b, nH, nW, 4, K), new(2, 6, b, nH, nW, K))(grad_y)
 
 
 def _chunks(batch: int, H: int, W: int, channels: int, element_size: int) -> list[tuple[int, int]]:
@@ -182,27 +230,33 @@ def _chunks(batch: int, H: int, W: int, channels: int, element_size: int) -> lis
     return [(start, min(n, batch - start)) for start in range(0, batch, n)]
 
 
-class _Buffers:
-    """Per-chunk work tensors, made once per chunk size and reused across chunks."""
+class _Workspace:
+    """The work tensors and transform plans of one chunk size, made once and reused by every chunk."""
 
-    def __init__(self, like: Tensor, H: int, W: int, shapes: dict[str, int]) -> None:
-        self.like, self.H, self.W, self.shapes = like, H, W, shapes
-        self.size, self.tensors = 0, {}
+    def __init__(self, like: Tensor, b: int, H: int, W: int, K: int, backward: bool) -> None:
+        C, nH, nW, new = like.shape[1], H // 4, W // 4, like.new_empty
+        self.size = b
+        # The zero border is the convolution's padding; each chunk overwrites only the interior.
+        padded = like.new_zeros(b, H + 2, W + 2, C)
+        self.interior = padded[:, 1 : H + 1, 1 : W + 1]
+        self.V, self.M = new(6, 6, b, nH, nW, C), new(6, 6, b, nH, nW, K)
+        self.V_mat, self.M_mat = self.V.view(36, -1, C), self.M.view(36, -1, K)
+        self.input = _input_plan(padded, self.V, new(8, b, nH, W + 2, C), new(2, 6, b, nH, nW, C))
+        if not backward:
+            self.output = _output_plan(self.M, new(4, 6, b, nH, nW, K), new(4, 6, b, nH, nW, K), new(4, 4, b, nH, nW, K))
+            return
+        # Backward: M holds grad_M.
+        self.grad_V = new(6, 6, b, nH, nW, C)
+        self.grad_V_mat = self.grad_V.view(36, -1, C)
+        self.output_adjoint = _output_adjoint_plan(self.M, new(6, b, nH, nW, 4, K), new(2, b, nH, nW, 4, K),
+                                                   new(2, 6, b, nH, nW, K))
+        self.input_adjoint = _input_adjoint_plan(self.grad_V, new(6, b, nH, nW, 4, C), new(4, 6, b, nH, nW, C),
+                                                 new(4, b, nH, 4 * nW, C))
 
-    def get(self, b: int) -> dict[str, Tensor]:
-        if b != self.size:
-            nH, nW = self.H // 4, self.W // 4
-            self.size = b
-            self.tensors = {name: self.like.new_empty(6, 6, b, nH, nW, ch) for name, ch in self.shapes.items()}
-            # The zero border is the convolution's padding; each chunk overwrites only the interior.
-            self.tensors["padded"] = self.like.new_zeros(b, self.H + 2, self.W + 2, self.like.shape[1])
-        return self.tensors
-
-    def load(self, x_nhwc: Tensor, start: int, b: int) -> dict[str, Tensor]:
-        t = self.get(b)
-        t["padded"][:, 1 : self.H + 1, 1 : self.W + 1].copy_(x_nhwc[start : start + b])
-        input_transform(t["padded"], t["V"])
-        return t
+    def load(self, x_nhwc: Tensor) -> None:
+        """V of a chunk of the input, ``x_nhwc [b, H, W, C]``."""
+        self.interior.copy_(x_nhwc)
+        self.input()
 
 
 class _WinogradConv3x3(torch.autograd.Function):
@@ -213,14 +267,16 @@ class _WinogradConv3x3(torch.autograd.Function):
         x_nhwc = x.permute(0, 2, 3, 1)  # a view when x is channels_last
         U = filter_transform(weight)
         y = x.new_empty(B, H, W, K)
-        buffers = _Buffers(x, H, W, {"V": C, "M": K})
+        ws = None
         for start, b in _chunks(B, H, W, max(C, K), x.element_size()):
-            t = buffers.load(x_nhwc, start, b)
-            torch.bmm(t["V"].view(36, -1, C), U, out=t["M"].view(36, -1, K))
+            if ws is None or ws.size != b:
+                ws = _Workspace(x, b, H, W, K, backward=False)
+            ws.load(x_nhwc[start : start + b])
+            torch.bmm(ws.V_mat, U, out=ws.M_mat)
             if bias is not None:
                 # Column 1 of A^T is all ones, so component (1, 1) reaches every output of its tile once.
-                t["M"][1, 1].add_(bias)
-            output_transform(t["M"], y[start : start + b].view(b, H // 4, 4, W // 4, 4, K))
+                ws.M[1, 1].add_(bias)
+            ws.output(y[start : start + b].view(b, H // 4, 4, W // 4, 4, K))
         ctx.save_for_backward(x, U)
         ctx.has_bias = bias is not None
         return y.permute(0, 3, 1, 2)
@@ -234,16 +290,20 @@ class _WinogradConv3x3(torch.autograd.Function):
         x_nhwc, grad_y_nhwc = x.permute(0, 2, 3, 1), grad_y.permute(0, 2, 3, 1)
         grad_x = x.new_empty(B, H, W, C)
         grad_U = torch.zeros_like(U)
+        grad_bias = x.new_zeros(K) if ctx.has_bias else None
         U_T = U.transpose(1, 2)
-        buffers = _Buffers(x, H, W, {"V": C, "M": K, "grad_V": C})
+        ws = None
         for start, b in _chunks(B, H, W, max(C, K), x.element_size()):
-            t = buffers.load(x_nhwc, start, b)
-            grad_M = t["M"]
-            output_transform_adjoint(grad_y_nhwc[start : start + b].reshape(b, H // 4, 4, W // 4, 4, K), grad_M)
-            torch.bmm(grad_M.view(36, -1, K), U_T, out=t["grad_V"].view(36, -1, C))
-            input_transform_adjoint(t["grad_V"], grad_x[start : start + b])
-            grad_U.baddbmm_(t["V"].view(36, -1, C).transpose(1, 2), grad_M.view(36, -1, K))
-        grad_bias = grad_y_nhwc.sum((0, 1, 2)) if ctx.has_bias else None
+            if ws is None or ws.size != b:
+                ws = _Workspace(x, b, H, W, K, backward=True)
+            ws.load(x_nhwc[start : start + b])
+            ws.output_adjoint(grad_y_nhwc[start : start + b].reshape(b, H // 4, 4, W // 4, 4, K))
+            torch.bmm(ws.M_mat, U_T, out=ws.grad_V_mat)
+            ws.input_adjoint(grad_x[start : start + b])
+            grad_U.baddbmm_(ws.V_mat.transpose(1, 2), ws.M_mat)
+            if grad_bias is not None:
+                # Row 1 of A is all ones: grad_M[1, 1] already sums each tile's 16 output gradients.
+                grad_bias += ws.M[1, 1].sum((0, 1, 2))
         return grad_x.permute(0, 3, 1, 2), filter_transform_adjoint(grad_U), grad_bias
 
 

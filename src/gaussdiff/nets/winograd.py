@@ -142,16 +142,19 @@ def _output_1d_adjoint(dy: list[Tensor], out: list[Tensor], tmp: list[Tensor]) -
     torch.add(even, odd, alpha=-2, out=out[4])
 
 
-# Each 2-D transform is two passes of a 1-D one, rows then columns. A plan makes the views both
-# passes read and write once, and returns the function that runs them: the chunk loop reuses a plan
-# for every chunk, since building ~30 views costs as much Python time as the small ops themselves.
+# Each 2-D transform is two passes of a 1-D one, rows then columns. A plan allocates the scratch and
+# makes the views both passes read and write once, and returns the function that runs them: the chunk
+# loop reuses a plan for every chunk, since building ~30 views costs as much Python time as the small
+# ops themselves.
 
 
-def _input_plan(padded: Tensor, V: Tensor, rows: Tensor, tmp: Tensor) -> Callable[[], None]:
-    """V = B^T d B from ``padded``; ``rows [8, b, nH, 4 nW + 2, C]`` and ``tmp [2, 6, b, nH, nW, C]`` are scratch."""
-    nH, nW = V.shape[3], V.shape[4]
+def _input_plan(padded: Tensor, V: Tensor) -> Callable[[], None]:
+    """V = B^T d B from ``padded`` (see :func:`input_transform`)."""
+    b, nH, nW, C = V.shape[2:]
+    rows = V.new_empty(8, b, nH, padded.shape[2], C)  # six components and two scratch
     by_rows = ([padded[:, r : r + 4 * nH : 4] for r in range(6)], list(rows[:6]), list(rows[6:]))
-    by_cols = ([rows[:6, :, :, c : c + 4 * nW : 4] for c in range(6)], list(V.transpose(0, 1)), list(tmp))
+    by_cols = ([rows[:6, :, :, c : c + 4 * nW : 4] for c in range(6)], list(V.transpose(0, 1)),
+               list(V.new_empty(2, 6, b, nH, nW, C)))
 
     def run() -> None:
         _input_1d(*by_rows)
@@ -160,11 +163,12 @@ def _input_plan(padded: Tensor, V: Tensor, rows: Tensor, tmp: Tensor) -> Callabl
     return run
 
 
-def _input_adjoint_plan(grad_V: Tensor, cols: Tensor, tmp_cols: Tensor, tmp_rows: Tensor) -> Callable[[Tensor], None]:
-    """grad_V -> grad_x (the argument, ``[b, 4 nH, 4 nW, C]``); ``cols [6, b, nH, nW, 4, C]`` and the tmps are scratch."""
-    _, _, b, nH, nW, C = grad_V.shape
-    by_cols = (list(grad_V.unbind(1)), list(cols.unbind(4)), 3, list(tmp_cols))
-    rows, tmp = list(cols.view(6, b, nH, 4 * nW, C).unbind(0)), list(tmp_rows)
+def _input_adjoint_plan(grad_V: Tensor) -> Callable[[Tensor], None]:
+    """grad_V -> grad_x, the argument (see :func:`input_transform_adjoint`)."""
+    b, nH, nW, C = grad_V.shape[2:]
+    cols = grad_V.new_empty(6, b, nH, nW, 4, C)
+    by_cols = (list(grad_V.unbind(1)), list(cols.unbind(4)), 3, list(grad_V.new_empty(4, 6, b, nH, nW, C)))
+    rows, tmp = list(cols.view(6, b, nH, 4 * nW, C).unbind(0)), list(grad_V.new_empty(4, b, nH, 4 * nW, C))
 
     def run(grad_x: Tensor) -> None:
         _input_1d_adjoint(*by_cols)
@@ -173,10 +177,12 @@ def _input_adjoint_plan(grad_V: Tensor, cols: Tensor, tmp_cols: Tensor, tmp_rows
     return run
 
 
-def _output_plan(M: Tensor, rows: Tensor, tmp_rows: Tensor, tmp_cols: Tensor) -> Callable[[Tensor], None]:
-    """M -> y (the argument, ``[b, nH, 4, nW, 4, K]``); ``rows``, ``tmp_rows [4, 6, ...]``, ``tmp_cols [4, 4, ...]`` scratch."""
-    by_rows = (list(M), list(rows), list(tmp_rows))
-    cols, tmp = list(rows.unbind(1)), list(tmp_cols)
+def _output_plan(M: Tensor) -> Callable[[Tensor], None]:
+    """M -> y, the argument (see :func:`output_transform`)."""
+    tile = M.shape[2:]
+    rows = M.new_empty(4, 6, *tile)
+    by_rows = (list(M), list(rows), list(M.new_empty(4, 6, *tile)))
+    cols, tmp = list(rows.unbind(1)), list(M.new_empty(4, 4, *tile))
 
     def run(y: Tensor) -> None:
         _output_1d(*by_rows)
@@ -185,10 +191,12 @@ def _output_plan(M: Tensor, rows: Tensor, tmp_rows: Tensor, tmp_cols: Tensor) ->
     return run
 
 
-def _output_adjoint_plan(grad_M: Tensor, rows: Tensor, tmp_rows: Tensor, tmp_cols: Tensor) -> Callable[[Tensor], None]:
-    """grad_y (the argument, ``[b, nH, 4, nW, 4, K]``) -> grad_M; ``rows [6, b, nH, nW, 4, K]`` and the tmps scratch."""
-    rows_out, tmp = list(rows), list(tmp_rows)
-    by_cols = (list(rows.unbind(4)), list(grad_M.transpose(0, 1)), list(tmp_cols))
+def _output_adjoint_plan(grad_M: Tensor) -> Callable[[Tensor], None]:
+    """grad_y, the argument -> grad_M (see :func:`output_transform_adjoint`)."""
+    b, nH, nW, K = grad_M.shape[2:]
+    rows = grad_M.new_empty(6, b, nH, nW, 4, K)
+    rows_out, tmp = list(rows), list(grad_M.new_empty(2, b, nH, nW, 4, K))
+    by_cols = (list(rows.unbind(4)), list(grad_M.transpose(0, 1)), list(grad_M.new_empty(2, 6, b, nH, nW, K)))
 
     def run(grad_y: Tensor) -> None:
         _output_1d_adjoint(list(grad_y.unbind(2)), rows_out, tmp)
@@ -199,28 +207,22 @@ def _output_adjoint_plan(grad_M: Tensor, rows: Tensor, tmp_rows: Tensor, tmp_col
 
 def input_transform(padded: Tensor, V: Tensor) -> None:
     """V = B^T d B for every tile: ``padded [b, 4 nH + 2, 4 nW + 2, C] -> V [6, 6, b, nH, nW, C]``."""
-    b, nH, nW, C = V.shape[2:]
-    _input_plan(padded, V, V.new_empty(8, b, nH, padded.shape[2], C), V.new_empty(2, 6, b, nH, nW, C))()
+    _input_plan(padded, V)()
 
 
 def input_transform_adjoint(grad_V: Tensor, grad_x: Tensor) -> None:
     """The adjoint of :func:`input_transform`, cropped to the interior: ``[6, 6, b, nH, nW, C] -> [b, 4 nH, 4 nW, C]``."""
-    b, nH, nW, C = grad_V.shape[2:]
-    new = grad_V.new_empty
-    _input_adjoint_plan(grad_V, new(6, b, nH, nW, 4, C), new(4, 6, b, nH, nW, C), new(4, b, nH, 4 * nW, C))(grad_x)
+    _input_adjoint_plan(grad_V)(grad_x)
 
 
 def output_transform(M: Tensor, y: Tensor) -> None:
     """y = A^T M A for every tile: ``M [6, 6, b, nH, nW, K] -> y [b, nH, 4, nW, 4, K]``."""
-    tile = M.shape[2:]
-    _output_plan(M, M.new_empty(4, 6, *tile), M.new_empty(4, 6, *tile), M.new_empty(4, 4, *tile))(y)
+    _output_plan(M)(y)
 
 
 def output_transform_adjoint(grad_y: Tensor, grad_M: Tensor) -> None:
     """The adjoint of :func:`output_transform`: ``[b, nH, 4, nW, 4, K] -> [6, 6, b, nH, nW, K]``."""
-    b, nH, nW, K = grad_M.shape[2:]
-    new = grad_M.new_empty
-    _output_adjoint_plan(grad_M, new(6, b, nH, nW, 4, K), new(2, b, nH, nW, 4, K), new(2, 6, b, nH, nW, K))(grad_y)
+    _output_adjoint_plan(grad_M)(grad_y)
 
 
 def _chunks(batch: int, H: int, W: int, channels: int, element_size: int) -> list[tuple[int, int]]:
@@ -241,17 +243,15 @@ class _Workspace:
         self.interior = padded[:, 1 : H + 1, 1 : W + 1]
         self.V, self.M = new(6, 6, b, nH, nW, C), new(6, 6, b, nH, nW, K)
         self.V_mat, self.M_mat = self.V.view(36, -1, C), self.M.view(36, -1, K)
-        self.input = _input_plan(padded, self.V, new(8, b, nH, W + 2, C), new(2, 6, b, nH, nW, C))
+        self.input = _input_plan(padded, self.V)
         if not backward:
-            self.output = _output_plan(self.M, new(4, 6, b, nH, nW, K), new(4, 6, b, nH, nW, K), new(4, 4, b, nH, nW, K))
+            self.output = _output_plan(self.M)
             return
         # Backward: M holds grad_M.
         self.grad_V = new(6, 6, b, nH, nW, C)
         self.grad_V_mat = self.grad_V.view(36, -1, C)
-        self.output_adjoint = _output_adjoint_plan(self.M, new(6, b, nH, nW, 4, K), new(2, b, nH, nW, 4, K),
-                                                   new(2, 6, b, nH, nW, K))
-        self.input_adjoint = _input_adjoint_plan(self.grad_V, new(6, b, nH, nW, 4, C), new(4, 6, b, nH, nW, C),
-                                                 new(4, b, nH, 4 * nW, C))
+        self.output_adjoint = _output_adjoint_plan(self.M)
+        self.input_adjoint = _input_adjoint_plan(self.grad_V)
 
     def load(self, x_nhwc: Tensor) -> None:
         """V of a chunk of the input, ``x_nhwc [b, H, W, C]``."""

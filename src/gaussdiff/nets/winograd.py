@@ -31,7 +31,7 @@ the activations alive.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import torch
@@ -259,19 +259,27 @@ class _Workspace:
         self.input()
 
 
+def _chunk_workspaces(x: Tensor, K: int, backward: bool) -> Iterator[tuple[int, int, _Workspace]]:
+    """(start, size, workspace) for each chunk of ``x [B, C, H, W]``, the V of that chunk loaded;
+    a workspace is made once per chunk size (the last chunk may be shorter)."""
+    B, C, H, W = x.shape
+    x_nhwc = x.permute(0, 2, 3, 1)  # a view when x is channels_last
+    ws = None
+    for start, b in _chunks(B, H, W, max(C, K), x.element_size()):
+        if ws is None or ws.size != b:
+            ws = _Workspace(x, b, H, W, K, backward)
+        ws.load(x_nhwc[start : start + b])
+        yield start, b, ws
+
+
 class _WinogradConv3x3(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         B, C, H, W = x.shape
         K = weight.shape[0]
-        x_nhwc = x.permute(0, 2, 3, 1)  # a view when x is channels_last
         U = filter_transform(weight)
         y = x.new_empty(B, H, W, K)
-        ws = None
-        for start, b in _chunks(B, H, W, max(C, K), x.element_size()):
-            if ws is None or ws.size != b:
-                ws = _Workspace(x, b, H, W, K, backward=False)
-            ws.load(x_nhwc[start : start + b])
+        for start, b, ws in _chunk_workspaces(x, K, backward=False):
             torch.bmm(ws.V_mat, U, out=ws.M_mat)
             if bias is not None:
                 # Column 1 of A^T is all ones, so component (1, 1) reaches every output of its tile once.
@@ -287,16 +295,12 @@ class _WinogradConv3x3(torch.autograd.Function):
         x, U = ctx.saved_tensors
         B, C, H, W = x.shape
         K = U.shape[-1]
-        x_nhwc, grad_y_nhwc = x.permute(0, 2, 3, 1), grad_y.permute(0, 2, 3, 1)
+        grad_y_nhwc = grad_y.permute(0, 2, 3, 1)
         grad_x = x.new_empty(B, H, W, C)
         grad_U = torch.zeros_like(U)
         grad_bias = x.new_zeros(K) if ctx.has_bias else None
         U_T = U.transpose(1, 2)
-        ws = None
-        for start, b in _chunks(B, H, W, max(C, K), x.element_size()):
-            if ws is None or ws.size != b:
-                ws = _Workspace(x, b, H, W, K, backward=True)
-            ws.load(x_nhwc[start : start + b])
+        for start, b, ws in _chunk_workspaces(x, K, backward=True):
             ws.output_adjoint(grad_y_nhwc[start : start + b].reshape(b, H // 4, 4, W // 4, 4, K))
             torch.bmm(ws.M_mat, U_T, out=ws.grad_V_mat)
             ws.input_adjoint(grad_x[start : start + b])

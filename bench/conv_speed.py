@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gaussdiff.nets import winograd
-from gaussdiff.nets.winograd import Conv3x3, winograd_conv3x3
+from gaussdiff.nets.kernels import winograd
+from gaussdiff.nets.kernels.winograd import Conv3x3, winograd_conv3x3
 
 # (batch, in channels, out channels, size): the CIFAR-sized U-Net, then the digits U-Net.
 LAYERS = [(32, 64, 64, 32), (32, 128, 64, 32), (32, 192, 64, 32), (32, 64, 128, 16), (32, 128, 128, 16),

@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 
 from gaussdiff import sample
-from gaussdiff.config import RunConfig
-from gaussdiff.data import load_data, to_model_range, to_uint8
-from gaussdiff.features import make_extractor, reference_features
-from gaussdiff.metrics import fid_from_features
-from gaussdiff.train import Trainer
+from gaussdiff.training.config import RunConfig
+from gaussdiff.data.datasets import load_data, to_model_range, to_uint8
+from gaussdiff.evaluation.features import make_extractor, reference_features
+from gaussdiff.evaluation.metrics import fid_from_features
+from gaussdiff.training.trainer import Trainer
 
 
 def train_diffusers(budget: float, seed: int = 0):

@@ -19,13 +19,13 @@ from pathlib import Path
 import torch
 from _readme import write_table
 
-from gaussdiff.config import RunConfig
-from gaussdiff.data import load_data, to_uint8
-from gaussdiff.evaluate import evaluate_quality
-from gaussdiff.guidance import ClassifierFreeGuidance, ClassifierGuidance
-from gaussdiff.samplers import sample
-from gaussdiff.train import Trainer
-from gaussdiff.train_classifier import ClassifierTrainConfig, load_noisy_classifier, train_noisy_classifier
+from gaussdiff.training.config import RunConfig
+from gaussdiff.data.datasets import load_data, to_uint8
+from gaussdiff.evaluation.evaluate import evaluate_quality
+from gaussdiff.conditioning.guidance import ClassifierFreeGuidance, ClassifierGuidance
+from gaussdiff.samplers.ddpm import sample
+from gaussdiff.training.trainer import Trainer
+from gaussdiff.training.classifier import ClassifierTrainConfig, load_noisy_classifier, train_noisy_classifier
 
 
 def main() -> None:

@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 from _readme import write_table
 
-from gaussdiff.build import Trained
-from gaussdiff.config import RunConfig
-from gaussdiff.data import load_data
-from gaussdiff.evaluate import evaluate_bpd, evaluate_quality, generate
-from gaussdiff.train import Trainer
+from gaussdiff.training.run import Trained
+from gaussdiff.training.config import RunConfig
+from gaussdiff.data.datasets import load_data
+from gaussdiff.evaluation.evaluate import evaluate_bpd, evaluate_quality, generate
+from gaussdiff.training.trainer import Trainer
 
 RECIPES = {
     "L_simple, fixed beta_tilde": dict(variance="fixed_small", loss="mse"),

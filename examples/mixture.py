@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from gaussdiff import GaussianDiffusion, NoiseSchedule, sample  # noqa: E402
-from gaussdiff.oracle import GaussianMixture, OptimalDenoiser  # noqa: E402
+from gaussdiff.diffusion.oracle import GaussianMixture, OptimalDenoiser  # noqa: E402
 
 
 def main() -> None:

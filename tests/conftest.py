@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gaussdiff.config import RunConfig
+from gaussdiff.training.config import RunConfig
 
 
 def tiny_config(data: str = "digits", steps: int = 4, **train) -> RunConfig:

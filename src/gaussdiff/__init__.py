@@ -1,9 +1,9 @@
 """gaussdiff: Denoising Diffusion Probabilistic Models and their family, exact to the math."""
 
-from .diffusion import GaussianDiffusion, Likelihood, PosteriorEstimate
-from .samplers import SamplerStep, ancestral, ddim, sample
-from .schedule import NoiseSchedule
-from .timestep_sampling import LossSecondMomentSampler, UniformSampler
+from .diffusion.process import GaussianDiffusion, Likelihood, PosteriorEstimate
+from .samplers.ddpm import SamplerStep, ancestral, ddim, sample
+from .diffusion.schedule import NoiseSchedule
+from .diffusion.timestep_sampling import LossSecondMomentSampler, UniformSampler
 
 __all__ = [
     "GaussianDiffusion",

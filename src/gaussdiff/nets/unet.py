@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .winograd import Conv3x3, ConvAlgorithm
+from .kernels.winograd import Conv3x3, ConvAlgorithm
 
 
 @dataclass

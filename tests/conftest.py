@@ -1,6 +1,8 @@
 """Shared helpers: a tiny run config so that end-to-end tests train in seconds."""
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -9,25 +11,30 @@ from PIL import Image
 from gaussdiff.training.config import RunConfig
 
 
-def tiny_config(data: str = "digits", steps: int = 4, **train) -> RunConfig:
-    cfg = RunConfig()
-    cfg.data.data = data
-    cfg.model.channels = 16
-    cfg.model.channel_mult = (1, 2)
-    cfg.model.num_res_blocks = 1
-    cfg.model.attention_resolutions = (4,)
-    cfg.diffusion.diffusion_steps = 50
-    cfg.train.train_steps = steps
-    cfg.train.batch_size = 8
-    cfg.train.warmup = 2
-    cfg.train.log_every = 2
-    cfg.train.sample_every = steps
-    cfg.train.checkpoint_every = steps
-    cfg.train.preview_steps = 5
-    cfg.train.device = "cpu"
-    for k, v in train.items():
-        setattr(cfg.train, k, v)
-    return cfg
+def override(config: Any, **changes: Any) -> Any:
+    """A copy of a frozen (nested) config with ``changes`` keyed by dotted paths: ``override(c, **{"data.image_size": 8})``."""
+    nested: dict[str, dict[str, Any]] = {}
+    flat = {}
+    for path, value in changes.items():
+        head, _, rest = path.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            flat[head] = value
+    for head, inner in nested.items():
+        flat[head] = override(getattr(config, head), **inner)
+    return dataclasses.replace(config, **flat)
+
+
+def tiny_config(data: str = "digits", steps: int = 4, **changes: Any) -> RunConfig:
+    """A run of ``steps`` steps of a 16-channel U-Net on 50 diffusion steps; ``changes`` as for :func:`override`."""
+    cfg = override(RunConfig(), **{
+        "data.data": data, "model.channels": 16, "model.channel_mult": (1, 2), "model.num_res_blocks": 1,
+        "model.attention_resolutions": (4,), "diffusion.diffusion_steps": 50, "train.train_steps": steps,
+        "train.batch_size": 8, "train.optim.warmup": 2, "train.log_every": 2, "train.sample_every": steps,
+        "train.checkpoint_every": steps, "train.preview_steps": 5, "train.device": "cpu",
+    })
+    return override(cfg, **changes)
 
 
 TINY_FLAGS = [

@@ -1,11 +1,16 @@
-"""gaussdiff: Denoising Diffusion Probabilistic Models and their family, exact to the math."""
+"""gaussdiff: Denoising Diffusion Probabilistic Models and their family, exact to the math.
 
-from .diffusion.process import GaussianDiffusion, Likelihood, PosteriorEstimate
-from .samplers.ddpm import SamplerStep, ancestral, ddim, sample
-from .diffusion.schedule import NoiseSchedule
-from .diffusion.timestep_sampling import LossSecondMomentSampler, UniformSampler
+The rooms (see docs/architecture.md): :mod:`gaussdiff.diffusion` (the math), :mod:`gaussdiff.samplers`,
+:mod:`gaussdiff.conditioning`, :mod:`gaussdiff.nets`, :mod:`gaussdiff.data`, :mod:`gaussdiff.training`,
+:mod:`gaussdiff.evaluation`, :mod:`gaussdiff.viz` and :mod:`gaussdiff.cli`.
+"""
+
+from .diffusion import DiffusionConfig, GaussianDiffusion, Likelihood, LossSecondMomentSampler, NoiseSchedule
+from .diffusion import PosteriorEstimate, UniformSampler
+from .samplers import SamplerStep, ancestral, ddim, sample
 
 __all__ = [
+    "DiffusionConfig",
     "GaussianDiffusion",
     "Likelihood",
     "LossSecondMomentSampler",
@@ -17,4 +22,4 @@ __all__ = [
     "ddim",
     "sample",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 if TYPE_CHECKING:
-    from .evaluation.evaluate import BpdReport
+    from .evaluation.bpd import BpdReport
 
 MIN_CELL = 64  # pixels: images smaller than this are enlarged by an integer factor
 

@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from gaussdiff import GaussianDiffusion, NoiseSchedule
-from gaussdiff.conditioning.guidance import ClassifierFreeGuidance, ClassifierGuidance, classifier_log_prob_grad
-from gaussdiff.nets import UNet, UNetConfig
-from gaussdiff.nets.noisy_classifier import NoisyClassifier, NoisyClassifierConfig
+from gaussdiff.conditioning import ClassLabel, ClassifierFreeGuidance, ClassifierGuidance, classifier_log_prob_grad
+from gaussdiff.nets import NoisyClassifier, NoisyClassifierConfig, UNet, UNetConfig
 from gaussdiff.samplers.ddpm import ddim_step
 
 F64 = torch.float64
+LABELS = [ClassLabel(10)]  # ten classes; label 10 is the null label
 
 
 def conditional_unet(out_channels=1):
@@ -31,10 +31,10 @@ def test_classifier_free_guidance_identities():
     x, t, y = inputs()
     conditional, unconditional = net(x, t, y=y), net(x, t, y=torch.full_like(y, 10))
     # w = 0 is the plain conditional model.
-    torch.testing.assert_close(ClassifierFreeGuidance(net, 0.0, 10)(x, t, y=y), conditional)
+    torch.testing.assert_close(ClassifierFreeGuidance(net, 0.0, LABELS)(x, t, y=y), conditional)
     # The batched pass equals two separate passes: (w + 1) eps(x, t, y) - w eps(x, t, null).
     for w in (1.0, 3.0):
-        torch.testing.assert_close(ClassifierFreeGuidance(net, w, 10)(x, t, y=y), (w + 1) * conditional - w * unconditional)
+        torch.testing.assert_close(ClassifierFreeGuidance(net, w, LABELS)(x, t, y=y), (w + 1) * conditional - w * unconditional)
     # The unconditional branch is the null-label model, which is also what y=None gives.
     torch.testing.assert_close(net(x, t), unconditional)
 
@@ -42,14 +42,15 @@ def test_classifier_free_guidance_identities():
 def test_classifier_free_guidance_keeps_the_conditional_variance():
     net = conditional_unet(out_channels=2)
     x, t, y = inputs()
-    guided = ClassifierFreeGuidance(net, 2.0, 10, variance_channels=1)(x, t, y=y)
+    guided = ClassifierFreeGuidance(net, 2.0, LABELS, variance_channels=1)(x, t, y=y)
     torch.testing.assert_close(guided[:, 1:], net(x, t, y=y)[:, 1:])
     torch.testing.assert_close(guided[:, :1], 3 * net(x, t, y=y)[:, :1] - 2 * net(x, t)[:, :1])
 
 
 def tiny_classifier():
     torch.manual_seed(2)
-    clf = NoisyClassifier(NoisyClassifierConfig(channels=16, num_res_blocks=1)).double()
+    clf = NoisyClassifier(NoisyClassifierConfig(UNetConfig(image_size=8, in_channels=1, channels=16, channel_mult=(1, 2),
+                                                    num_res_blocks=1, attention_resolutions=(4,)))).double()
     for p in clf.parameters():
         torch.nn.init.normal_(p, std=0.1)
     return clf.eval()

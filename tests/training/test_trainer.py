@@ -5,16 +5,18 @@ import json
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import override, tiny_config
+from gaussdiff.cli.logger import RunLogger
+from gaussdiff.errors import CheckpointError, ConfigError
+from gaussdiff.training.checkpoint import list_checkpoints
+from gaussdiff.training.loop import ema_with_warmup
 from gaussdiff.training.run import load_trained
-from gaussdiff.training.checkpoint import CheckpointError, list_checkpoints
-from gaussdiff.training.config import ConfigError
-from gaussdiff.training.trainer import Trainer, ema_with_warmup
+from gaussdiff.training.trainer import Trainer
 
 
 def test_a_few_steps_on_digits_write_the_whole_run(tmp_path):
     cfg = tiny_config(steps=4)
-    result = Trainer(cfg, tmp_path / "run", progress=False).run()
+    result = Trainer(cfg, tmp_path / "run", progress=False, logger=RunLogger()).run()
     run = tmp_path / "run"
     assert result.step == 4 and len(result.losses) == 4
     assert all(torch.isfinite(torch.tensor(result.losses)))
@@ -27,23 +29,22 @@ def test_a_few_steps_on_digits_write_the_whole_run(tmp_path):
 
 
 def test_training_on_an_image_folder_with_learned_variance(tmp_path, image_folder):
-    cfg = tiny_config(str(image_folder), steps=3)
-    cfg.data.image_size, cfg.data.image_channels = 8, 3
-    cfg.diffusion.variance, cfg.diffusion.loss = "learned_range", "hybrid"
-    cfg.diffusion.timestep_sampler = "loss_second_moment"
-    cfg.model.class_conditional = True
+    cfg = tiny_config(str(image_folder), steps=3, **{
+        "data.image_size": 8, "data.image_channels": 3, "diffusion.variance": "learned_range",
+        "diffusion.loss": "hybrid", "diffusion.timestep_sampler": "loss_second_moment",
+        "conditioning.class_conditional": True})
     result = Trainer(cfg, tmp_path / "run", progress=False).run()
     assert result.step == 3
     trained = load_trained(tmp_path / "run")
     assert trained.model.config.out_channels == 6 and trained.model.config.num_classes == 2
+    assert cfg.data.image_size == 8 and cfg.model.num_classes is None  # the given config is left as it was
 
 
 def test_auto_layout_trains_32x32_in_channels_last_and_saves_plain_weights(tmp_path, image_folder):
     # auto picks channels_last from 32x32 up on CPU; the checkpoint must still load into a fresh
     # (contiguous) network with the weights the trainer ended with.
-    cfg = tiny_config(str(image_folder), steps=2)
-    cfg.data.image_size, cfg.data.image_channels = 32, 3
-    cfg.model.attention_resolutions = (16,)
+    cfg = tiny_config(str(image_folder), steps=2, **{"data.image_size": 32, "data.image_channels": 3,
+                                                      "model.attention_resolutions": (16,)})
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     assert trainer.channels_last
     assert trainer.model.down.stem.weight.is_contiguous(memory_format=torch.channels_last)
@@ -51,17 +52,15 @@ def test_auto_layout_trains_32x32_in_channels_last_and_saves_plain_weights(tmp_p
     trained = load_trained(tmp_path / "run", ema=False)
     for (k, v), w in zip(trainer.model.state_dict().items(), trained.model.state_dict().values()):
         assert torch.equal(v, w), k
-    cfg.data.image_size = 8
+    cfg = override(cfg, **{"data.image_size": 8})
     assert not Trainer(cfg, tmp_path / "small", progress=False).channels_last
 
 
 def test_bf16_on_cpu_runs_the_network_under_autocast_and_fp16_is_refused(tmp_path, image_folder):
     # --precision bf16 must reach the convolutions on CPU too (it used to be dropped silently off
     # CUDA): a hook sees the stem's output in bf16 while the weights and the loss stay fp32.
-    cfg = tiny_config(str(image_folder), steps=2)
-    cfg.data.image_size, cfg.data.image_channels = 32, 3
-    cfg.model.attention_resolutions = (16,)
-    cfg.train.precision = "bf16"
+    cfg = tiny_config(str(image_folder), steps=2, **{"data.image_size": 32, "data.image_channels": 3,
+                                                      "model.attention_resolutions": (16,), "train.optim.precision": "bf16"})
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     assert not trainer.channels_last  # oneDNN's bf16 convolutions are faster in the default layout
     seen = []
@@ -70,7 +69,7 @@ def test_bf16_on_cpu_runs_the_network_under_autocast_and_fp16_is_refused(tmp_pat
     assert seen and set(seen) == {torch.bfloat16}
     assert trainer.model.down.stem.weight.dtype == torch.float32
     assert all(torch.isfinite(torch.tensor(result.losses)))
-    cfg.train.precision = "fp16"
+    cfg = override(cfg, **{"train.optim.precision": "fp16"})
     with pytest.raises(ConfigError, match="fp16 needs CUDA"):
         Trainer(cfg, tmp_path / "fp16", progress=False)
 
@@ -93,17 +92,16 @@ class CrashAt(Trainer):
 def test_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path):
     # Dropout and the second-moment sampler exercise the global RNG and the sampler's history.
     def config():
-        cfg = tiny_config(steps=8, checkpoint_every=3, sample_every=100)
-        cfg.model.dropout = 0.1
-        cfg.diffusion.variance, cfg.diffusion.loss = "learned_range", "hybrid"
-        cfg.diffusion.timestep_sampler = "loss_second_moment"
-        return cfg
+        return tiny_config(steps=8, **{
+            "train.checkpoint_every": 3, "train.sample_every": 100, "model.dropout": 0.1,
+            "diffusion.variance": "learned_range", "diffusion.loss": "hybrid",
+            "diffusion.timestep_sampler": "loss_second_moment"})
 
     full = Trainer(config(), tmp_path / "full", progress=False).run().losses
     with pytest.raises(Interrupted):
-        CrashAt(config(), tmp_path / "cut", progress=False).run()
+        CrashAt(config(), tmp_path / "cut", progress=False, logger=RunLogger()).run()
     assert [p.name for p in list_checkpoints(tmp_path / "cut")] == ["step-0000003"]
-    resumed = Trainer(config(), tmp_path / "cut", progress=False).run(resume=True)
+    resumed = Trainer(config(), tmp_path / "cut", progress=False, logger=RunLogger()).run(resume=True)
     assert resumed.losses == full[3:]
     a, b = load_trained(tmp_path / "full"), load_trained(tmp_path / "cut")
     for (k, v), w in zip(a.model.state_dict().items(), b.model.state_dict().values()):
@@ -113,14 +111,14 @@ def test_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path):
 
 
 def test_a_crash_while_writing_leaves_the_last_good_checkpoint(tmp_path, monkeypatch):
-    cfg = tiny_config(steps=4, checkpoint_every=2, sample_every=100)
+    cfg = tiny_config(steps=4, **{"train.checkpoint_every": 2, "train.sample_every": 100})
     Trainer(cfg, tmp_path / "run", progress=False).run()
     before = (list_checkpoints(tmp_path / "run")[-1] / "model.safetensors").read_bytes()
 
     def power_cut(*args, **kwargs):
         raise OSError("simulated crash while writing")
 
-    cfg.train.train_steps = 6
+    cfg = override(cfg, **{"train.train_steps": 6})
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     monkeypatch.setattr("gaussdiff.training.checkpoint.torch.save", power_cut)
     with pytest.raises(OSError, match="simulated"):
@@ -138,8 +136,7 @@ def test_resume_without_checkpoint_and_mismatched_weights(tmp_path):
     with pytest.raises(CheckpointError, match="nothing to resume"):
         Trainer(tiny_config(), tmp_path / "new", progress=False).run(resume=True)
     Trainer(tiny_config(steps=2), tmp_path / "run", progress=False).run()
-    wider = tiny_config(steps=4)
-    wider.model.channels = 32
+    wider = tiny_config(steps=4, **{"model.channels": 32})
     with pytest.raises(CheckpointError, match="shape"):
         Trainer(wider, tmp_path / "run", progress=False).run(resume=True)
 
@@ -156,7 +153,7 @@ def test_ema_warmup_then_decay():
 def test_data_order_is_a_stream_of_epoch_permutations(tmp_path):
     """Batch k holds positions k*B..(k+1)*B of the concatenated per-epoch permutations, so each epoch
     visits every image once, and the order depends on the step alone (what exact resume relies on)."""
-    cfg = tiny_config(batch_size=7)
+    cfg = tiny_config(**{"train.batch_size": 7})
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     n = len(trainer.data)
     steps = (3 * n) // 7 + 2

@@ -1,0 +1,25 @@
+"""Wrappers and conditions that keep ``model(x_t, t, **cond)``: guidance, and what a model is conditioned on."""
+
+from .conditions import ClassLabel, Condition, ConditioningConfig, drop_conditions, null_conditions
+from .guidance import (
+    PAIRED_MODE,
+    ClassifierFreeGuidance,
+    ClassifierGuidance,
+    GuidanceConfig,
+    classifier_log_prob_grad,
+    guide,
+)
+
+__all__ = [
+    "PAIRED_MODE",
+    "ClassLabel",
+    "ClassifierFreeGuidance",
+    "ClassifierGuidance",
+    "Condition",
+    "ConditioningConfig",
+    "GuidanceConfig",
+    "classifier_log_prob_grad",
+    "drop_conditions",
+    "guide",
+    "null_conditions",
+]

@@ -1,8 +1,8 @@
 """Guidance as model wrappers: each keeps ``model(x_t, t, **cond)``, so every sampler works unchanged.
 
-- :class:`ClassifierFreeGuidance` (Ho & Salimans 2022): eps~ = (w + 1) eps(x_t, t, y) - w eps(x_t, t),
-  both branches in one batched forward pass, the unconditional one with the null label. w = 0 is
-  the plain conditional model. The combination is applied to the model's prediction: x0 and v are
+- :class:`ClassifierFreeGuidance` (Ho & Salimans 2022): eps~ = (w + 1) eps(x_t, t, c) - w eps(x_t, t),
+  both branches in one batched forward pass, the unconditional one with every condition replaced by
+  its null (:mod:`gaussdiff.conditioning.conditions`). w = 0 is the plain conditional model. The combination is applied to the model's prediction: x0 and v are
   affine in eps with coefficients that sum to one, so it means the same for every parameterization.
   A learned variance is taken from the conditional branch.
 - :class:`ClassifierGuidance` (Dhariwal & Nichol 2021) with a noise-aware classifier p_phi(y | x_t, t):
@@ -11,10 +11,17 @@
   s Sigma grad log p_phi(y | x_t), which the wrapper returns as the equivalent change of the model's
   prediction (x0 moves by s Sigma grad / c_x0, c_x0 the posterior-mean coefficient of x0; exact when
   x0 is not clipped). The wrapper is given the diffusion the sampler runs on (respaced or not).
+  Dhariwal & Nichol pair Algorithm 1 with ancestral sampling and Algorithm 2 with DDIM;
+  :data:`PAIRED_MODE` keeps that pairing as data, and ``--classifier-mode`` overrides it.
+
+:func:`guide` wraps a model as a :class:`GuidanceConfig` asks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Literal
 
 import torch
@@ -22,34 +29,51 @@ from torch import Tensor
 
 from ..diffusion.process import GaussianDiffusion, Model
 from ..diffusion.schedule import extract
+from ..errors import ConfigError
+from .conditions import Condition, null_conditions
 
 GuidanceMode = Literal["mean", "eps"]
+# Dhariwal & Nichol 2021: Algorithm 1 (the mean moves) for ancestral sampling, Algorithm 2 (eps moves) for DDIM.
+PAIRED_MODE: dict[str, GuidanceMode] = {"ddpm": "mean", "ddim": "eps"}
+
+
+@dataclass(frozen=True)
+class GuidanceConfig:
+    """How to steer sampling: classifier-free scale w, and/or a noise-aware classifier with scale s."""
+
+    guidance: float = 0.0
+    """Classifier-free guidance weight w (0: the plain conditional model)."""
+    classifier: Path | None = None
+    """A classifier run from ``gaussdiff train-classifier`` for classifier guidance."""
+    classifier_scale: float = 1.0
+    """Classifier guidance scale s."""
+    classifier_mode: Literal["paired", "mean", "eps"] = "paired"
+    """Which update classifier guidance moves: ``mean`` (Algorithm 1), ``eps`` (Algorithm 2), or ``paired``:
+    the paper's pairing, mean for ddpm and eps for ddim."""
 
 
 class ClassifierFreeGuidance:
-    """``(w + 1) model(x_t, t, y) - w model(x_t, t, y=null)`` in one batched call.
+    """``(w + 1) model(x_t, t, **cond) - w model(x_t, t, **null cond)`` in one batched call.
 
     Args:
-        model: a class-conditional ``model(x_t, t, y=..., **cond)`` whose label ``null_label`` is the
-            unconditional branch.
+        model: a conditional ``model(x_t, t, **cond)`` that learned the null of each condition as
+            its unconditional branch.
         scale: w >= 0.
-        null_label: the null token (gaussdiff's U-Net uses ``num_classes``).
+        conditions: the conditions to guide by (each replaced by its null in the unconditional branch).
         variance_channels: how many trailing output channels (on dim 1) are a learned variance,
             which is not guided (0 for fixed variance; C for a 2C-channel output).
     """
 
-    def __init__(self, model: Model, scale: float, null_label: int, variance_channels: int = 0) -> None:
+    def __init__(self, model: Model, scale: float, conditions: Sequence[Condition], variance_channels: int = 0) -> None:
         self.model = model
         self.scale = scale
-        self.null_label = null_label
+        self.conditions = tuple(conditions)
         self.variance_channels = variance_channels
 
-    def __call__(self, x_t: Tensor, t: Tensor, y: Tensor | None = None, **cond: Tensor) -> Tensor:
-        if y is None:
-            raise ValueError("classifier-free guidance needs class labels y")
-        null = torch.full_like(y, self.null_label)
-        both = {k: torch.cat([v, v]) for k, v in cond.items()}
-        out = self.model(torch.cat([x_t, x_t]), torch.cat([t, t]), y=torch.cat([y, null]), **both)
+    def __call__(self, x_t: Tensor, t: Tensor, **cond: Tensor) -> Tensor:
+        null = null_conditions(cond, self.conditions)
+        both = {k: torch.cat([v, null[k]]) for k, v in cond.items()}
+        out = self.model(torch.cat([x_t, x_t]), torch.cat([t, t]), **both)
         conditional, unconditional = out.chunk(2)
         guided = (self.scale + 1.0) * conditional - self.scale * unconditional
         if self.variance_channels:
@@ -124,3 +148,30 @@ class ClassifierGuidance:
             eps = d.eps_from_x0(x_t, i, x0)
         guided = d.prediction_target(x0, eps, i)
         return guided if var_part is None else torch.cat([guided, var_part], dim=1)
+
+
+def guide(
+    model: Model,
+    diffusion: GaussianDiffusion,
+    config: GuidanceConfig,
+    sampler: str,
+    conditions: Sequence[Condition],
+    variance_channels: int = 0,
+    classifier: Callable[..., Tensor] | None = None,
+) -> Model:
+    """``model`` wrapped for the guidance ``config`` asks for, for sampling with ``sampler`` on ``diffusion``.
+
+    ``conditions`` are the model's own; ``classifier`` is the loaded network of ``config.classifier``.
+    Classifier-free guidance wraps first, so that classifier guidance moves the guided prediction.
+    """
+    if config.guidance < 0:
+        raise ConfigError("--guidance must be >= 0")
+    if config.guidance > 0:
+        if not conditions:
+            raise ConfigError("classifier-free guidance needs a class-conditional run (--class-conditional --p-uncond 0.1)")
+        model = ClassifierFreeGuidance(model, config.guidance, conditions, variance_channels)
+    if classifier is not None:
+        mode = PAIRED_MODE[sampler] if config.classifier_mode == "paired" else config.classifier_mode
+        model = ClassifierGuidance(model, classifier, diffusion, config.classifier_scale, mode=mode,
+                                   pass_labels=any(c.key == "y" for c in conditions))
+    return model

@@ -1,30 +1,46 @@
 """Datasets: built-in (scikit-learn's digits, Debian's Fashion-MNIST), image folders and .npz files.
 
 Everything loads into memory as ``uint8 [N, C, H, W]`` with optional ``int64 [N]`` labels; the
-trainer scales to [-1, 1] on the fly (``to_model_range``). Bad input raises :class:`DataError`
-with a one-line message that names the file.
+trainer scales to [-1, 1] on the fly (``to_model_range``). A dataset offers its conditions as a
+dict (:attr:`ImageData.conditions`: ``{"y": labels}`` for labelled data), which the trainer hands
+to the model as keywords without knowing their names. Bad input raises :class:`DataError` with a
+one-line message that names the file.
 """
 
 from __future__ import annotations
 
 import gzip
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
+import tyro
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from ..training.config import DataConfig
+from ..errors import DataError
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
-class DataError(ValueError):
-    """A dataset could not be read; the message is one line meant for the user."""
+@dataclass(frozen=True)
+class DataConfig:
+    """What to train on."""
+
+    data: str = "digits"
+    """``digits``, ``fashion-mnist``, a folder of images (sub-folders = classes) or a ``.npz``."""
+    image_size: int | None = None
+    """Resolution; built-in datasets fix it, folders default to 32."""
+    image_channels: int | None = None
+    """1 (grey) or 3 (RGB); folders default to 3."""
+    data_dir: Path | None = None
+    """Where Fashion-MNIST's IDX files are (default /usr/share/datasets/fashion-mnist)."""
+    # Read from the data when a run starts (None: unlabelled); not an option.
+    num_classes: Annotated[int | None, tyro.conf.Suppress] = None
 
 
 @dataclass
@@ -46,6 +62,16 @@ class ImageData:
     def shape(self) -> tuple[int, int, int]:
         """(C, H, W)."""
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def conditions(self) -> dict[str, Tensor]:
+        """Every condition the data offers, by the model keyword it feeds, ``[N, ...]`` each:
+        ``{"y": labels}`` for labelled data, ``{}`` otherwise."""
+        return {} if self.labels is None else {"y": self.labels}
+
+    def resolve(self, config: DataConfig) -> DataConfig:
+        """``config`` with the size, channels and classes of this data filled in."""
+        return replace(config, image_channels=self.shape[0], image_size=self.shape[-1], num_classes=self.num_classes)
 
 
 def to_model_range(images: Tensor) -> Tensor:
@@ -196,5 +222,5 @@ def load_data(
 
 
 def load_configured(config: DataConfig, split: str = "train") -> ImageData:
-    """The ``split`` of the data a :class:`~gaussdiff.config.DataConfig` names, at its size and channels."""
+    """The ``split`` of the data a :class:`DataConfig` names, at its size and channels."""
     return load_data(config.data, split, config.image_size, config.image_channels, config.data_dir)

@@ -22,23 +22,50 @@ The diffusion object owns no weights: every method that needs the network takes 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, Literal, get_args
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from .losses import discretized_gaussian_log_likelihood, mean_flat, nats_to_bits, normal_kl
-from .schedule import NoiseSchedule, Spacing, extract
+from .schedule import NoiseSchedule, ScheduleName, Spacing, extract
+from .timestep_sampling import TimestepSamplerName
 
 Prediction = Literal["eps", "x0", "v"]
 Variance = Literal["fixed_small", "fixed_large", "learned", "learned_range"]
 LossType = Literal["mse", "l1", "kl", "rescaled_kl", "hybrid"]
 Model = Callable[..., Tensor]
 
-PREDICTIONS: tuple[str, ...] = ("eps", "x0", "v")
-VARIANCES: tuple[str, ...] = ("fixed_small", "fixed_large", "learned", "learned_range")
-LOSSES: tuple[str, ...] = ("mse", "l1", "kl", "rescaled_kl", "hybrid")
+
+
+def to_x0(prediction: Prediction, pred: Tensor, x_t: Tensor, sqrt_ab: Tensor, sqrt_1m_ab: Tensor) -> Tensor:
+    """The x0 a prediction implies, from x_t = sqrt(a_bar) x0 + sqrt(1 - a_bar) eps (Eq. 4).
+
+    eps: x0 = (x_t - sqrt(1 - a_bar) eps) / sqrt(a_bar); v (Salimans & Ho 2022 §4):
+    x0 = sqrt(a_bar) x_t - sqrt(1 - a_bar) v. ``sqrt_ab``, ``sqrt_1m_ab`` broadcast against ``x_t``;
+    they may come from a step of the schedule or from a continuous t (the probability-flow ODE).
+    """
+    if prediction == "eps":
+        return (x_t - sqrt_1m_ab * pred) / sqrt_ab
+    if prediction == "x0":
+        return pred
+    return sqrt_ab * x_t - sqrt_1m_ab * pred
+
+
+def to_eps(x_t: Tensor, x0: Tensor, sqrt_ab: Tensor, sqrt_1m_ab: Tensor) -> Tensor:
+    """eps = (x_t - sqrt(a_bar) x0) / sqrt(1 - a_bar) (Eq. 4 solved for eps)."""
+    return (x_t - sqrt_ab * x0) / sqrt_1m_ab
+
+
+def to_prediction(prediction: Prediction, x0: Tensor, eps: Tensor, sqrt_ab: Tensor, sqrt_1m_ab: Tensor) -> Tensor:
+    """What a model of type ``prediction`` should output for this x0 and eps: eps, x0, or
+    v = sqrt(a_bar) eps - sqrt(1 - a_bar) x0."""
+    if prediction == "eps":
+        return eps
+    if prediction == "x0":
+        return x0
+    return sqrt_ab * eps - sqrt_1m_ab * x0
 
 
 @dataclass
@@ -103,9 +130,9 @@ class GaussianDiffusion:
         vlb_weight: float = 1e-3,
     ) -> None:
         for name, value, choices in (
-            ("prediction", prediction, PREDICTIONS),
-            ("variance", variance, VARIANCES),
-            ("loss", loss, LOSSES),
+            ("prediction", prediction, get_args(Prediction)),
+            ("variance", variance, get_args(Variance)),
+            ("loss", loss, get_args(LossType)),
         ):
             if value not in choices:
                 raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
@@ -176,43 +203,48 @@ class GaussianDiffusion:
 
     # -- parameterizations (x_t = sqrt(a_bar) x0 + sqrt(1 - a_bar) eps) ---------------------
 
+    def coefficients(self, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        """sqrt(alpha_bar_t) and sqrt(1 - alpha_bar_t) at steps ``t: [B]``, shaped to broadcast against ``x``."""
+        s = self.schedule
+        return extract(s.sqrt_alpha_bars, t, x), extract(s.sqrt_one_minus_alpha_bars, t, x)
+
+    def coefficients_at(self, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The same at continuous original-scale times ``t: [B]`` (:meth:`NoiseSchedule.alpha_bar_at`)."""
+        ab = self.schedule.alpha_bar_at(t).to(x.device, x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
+        return ab.sqrt(), (1.0 - ab).sqrt()
+
     def x0_from_eps(self, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
         """x0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t) (Eq. 4 solved for x0)."""
-        s = self.schedule
-        return extract(1.0 / s.sqrt_alpha_bars, t, x_t) * x_t - extract(
-            (1.0 / s.alpha_bars - 1.0).sqrt(), t, x_t
-        ) * eps
+        return to_x0("eps", eps, x_t, *self.coefficients(t, x_t))
 
     def eps_from_x0(self, x_t: Tensor, t: Tensor, x0: Tensor) -> Tensor:
         """eps = (x_t - sqrt(alpha_bar_t) x0) / sqrt(1 - alpha_bar_t)."""
-        s = self.schedule
-        return (x_t - extract(s.sqrt_alpha_bars, t, x_t) * x0) / extract(s.sqrt_one_minus_alpha_bars, t, x_t)
+        return to_eps(x_t, x0, *self.coefficients(t, x_t))
 
     def v_from_x0_eps(self, x0: Tensor, eps: Tensor, t: Tensor) -> Tensor:
         """v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x0 (Salimans & Ho 2022 §4)."""
-        s = self.schedule
-        return extract(s.sqrt_alpha_bars, t, x0) * eps - extract(s.sqrt_one_minus_alpha_bars, t, x0) * x0
+        return to_prediction("v", x0, eps, *self.coefficients(t, x0))
 
     def x0_from_v(self, x_t: Tensor, t: Tensor, v: Tensor) -> Tensor:
         """x0 = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v."""
-        s = self.schedule
-        return extract(s.sqrt_alpha_bars, t, x_t) * x_t - extract(s.sqrt_one_minus_alpha_bars, t, x_t) * v
+        return to_x0("v", v, x_t, *self.coefficients(t, x_t))
 
     def prediction_target(self, x0: Tensor, eps: Tensor, t: Tensor) -> Tensor:
         """What the model's mean output should equal for this x0 and noise: eps, x0 or v."""
-        if self.prediction == "eps":
-            return eps
-        if self.prediction == "x0":
-            return x0
-        return self.v_from_x0_eps(x0, eps, t)
+        return to_prediction(self.prediction, x0, eps, *self.coefficients(t, x0))
 
     def x0_from_prediction(self, x_t: Tensor, t: Tensor, pred: Tensor) -> Tensor:
         """The x0 estimate implied by a model prediction of type ``self.prediction``."""
+        return to_x0(self.prediction, pred, x_t, *self.coefficients(t, x_t))
+
+    def eps_at(self, output: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+        """The eps implied by a raw model output at continuous original-scale times ``t: [B]``, for
+        the probability-flow ODE; a learned variance plays no part there and is dropped."""
+        pred, _ = self.split_output(output.to(x_t.dtype), x_t)
         if self.prediction == "eps":
-            return self.x0_from_eps(x_t, t, pred)
-        if self.prediction == "x0":
             return pred
-        return self.x0_from_v(x_t, t, pred)
+        coefs = self.coefficients_at(t, x_t)
+        return to_eps(x_t, to_x0(self.prediction, pred, x_t, *coefs), *coefs)
 
     # -- reverse process ---------------------------------------------------------------------
 
@@ -371,3 +403,19 @@ class GaussianDiffusion:
         prior = self.prior_bpd(x0)
         return Likelihood(vb.sum(dim=1) + prior, prior, vb, x0_mse, eps_mse)
 
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """The process and its training objective; :meth:`build` makes the :class:`GaussianDiffusion`."""
+
+    diffusion_steps: int = 1000
+    schedule: ScheduleName = "cosine"
+    prediction: Prediction = "eps"
+    variance: Variance = "fixed_small"
+    loss: LossType = "mse"
+    timestep_sampler: TimestepSamplerName = "uniform"
+
+    def build(self) -> GaussianDiffusion:
+        builders = {"linear": NoiseSchedule.linear, "cosine": NoiseSchedule.cosine}
+        return GaussianDiffusion(builders[self.schedule](self.diffusion_steps), self.prediction, self.variance, self.loss)

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 Spacing = Literal["leading", "trailing", "linspace"]
+ScheduleName = Literal["linear", "cosine"]
 
 
 class NoiseSchedule:

@@ -26,8 +26,14 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..data.datasets import DataError, ImageData, to_model_range
+from ..data.datasets import ImageData, to_model_range
+from ..errors import DataError
 from ..nets.classifier import ClassifierConfig, DomainClassifier
+from ..training.files import atomic_write
+from ..training.loop import OptimConfig, Optimization
+
+# The domain classifier's optimisation: AdamW over one cycle, no clipping, no EMA.
+DOMAIN_OPTIM = OptimConfig(lr=2e-3, warmup=0, lr_schedule="one_cycle", weight_decay=1e-4, grad_clip=None, ema_decay=None)
 
 DEFAULT_CACHE = Path.home() / ".cache" / "gaussdiff"
 ExtractorName = Literal["classifier", "inception"]
@@ -40,11 +46,8 @@ def _digest(data: ImageData) -> str:
     return h.hexdigest()[:16]
 
 
-def _atomic_save(tensors: dict[str, Tensor], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
-    tmp.replace(path)
+def _save(tensors: dict[str, Tensor], path: Path) -> None:
+    atomic_write(path, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, tmp))
 
 
 # -- the domain classifier ------------------------------------------------------------------------
@@ -58,17 +61,12 @@ def train_domain_classifier(data: ImageData, steps: int = 1500, batch_size: int 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = DomainClassifier(ClassifierConfig(in_channels=data.shape[0], num_classes=data.num_classes))
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
+    optim = Optimization(model, DOMAIN_OPTIM, steps, torch.device("cpu"))
     for _ in tqdm(range(steps), desc="domain classifier", leave=False):
         idx = torch.randint(0, len(data), (batch_size,), generator=g)
         x = to_model_range(data.images[idx])
         dx, dy = torch.randint(-1, 2, (2,), generator=g).tolist()
-        loss = F.cross_entropy(model(torch.roll(x, shifts=(dy, dx), dims=(2, 3))), data.labels[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        optim.step(F.cross_entropy(model(torch.roll(x, shifts=(dy, dx), dims=(2, 3))), data.labels[idx]))
     return model.eval()
 
 
@@ -80,7 +78,7 @@ def domain_classifier(name: str, data: ImageData, cache_dir: Path = DEFAULT_CACH
         model.load_state_dict(load_file(path))
         return model.eval()
     model = train_domain_classifier(data)
-    _atomic_save(model.state_dict(), path)
+    _save(model.state_dict(), path)
     return model
 
 
@@ -169,5 +167,5 @@ def reference_features(
     if path.exists():
         return load_file(path)["features"]
     feats = extractor(images).features.double()
-    _atomic_save({"features": feats}, path)
+    _save({"features": feats}, path)
     return feats

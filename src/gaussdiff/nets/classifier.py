@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-@dataclass
+@dataclass(frozen=True)
 class ClassifierConfig:
     in_channels: int = 1
     num_classes: int = 10

@@ -8,48 +8,46 @@ learned positions, attends over all positions) or a mean pool, then logits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+import tyro
 from torch import Tensor, nn
 
 from .unet import Attention, DownPath, Embedding, ResBlock, UNetConfig, group_norm
 
 
-@dataclass
+@dataclass(frozen=True)
 class NoisyClassifierConfig:
-    image_size: int = 8
-    in_channels: int = 1
-    num_classes: int = 10
-    channels: int = 32
-    channel_mult: tuple[int, ...] = (1, 2)
-    num_res_blocks: int = 2
-    attention_resolutions: tuple[int, ...] = (4,)
-    num_heads: int = 4
-    dropout: float = 0.0
+    """The encoder is a U-Net's down path (its ``out_channels`` unused); ``num_classes`` comes from the data."""
+
+    encoder: Annotated[UNetConfig, tyro.conf.OmitArgPrefixes] = field(
+        default_factory=lambda: UNetConfig(image_size=8, in_channels=1, channels=32, channel_mult=(1, 2),
+                                           attention_resolutions=(4,))
+    )
     pool: Literal["attention", "mean"] = "attention"
+    """How the positions become one vector: ADM's attention pool, or their mean."""
+    num_classes: Annotated[int, tyro.conf.Suppress] = 10
 
 
 class NoisyClassifier(nn.Module):
     def __init__(self, config: NoisyClassifierConfig) -> None:
         super().__init__()
-        self.config = c = config
-        unet = UNetConfig(image_size=c.image_size, in_channels=c.in_channels, out_channels=c.in_channels,
-                          channels=c.channels, channel_mult=tuple(c.channel_mult), num_res_blocks=c.num_res_blocks,
-                          attention_resolutions=tuple(c.attention_resolutions), num_heads=c.num_heads, dropout=c.dropout)
+        self.config = config
+        c = config.encoder
         self.embedding = Embedding(c.channels, None)
-        self.down = DownPath(unet, self.embedding.dim)
+        self.down = DownPath(c, self.embedding.dim)
         ch, res = self.down.out_channels, self.down.out_resolution
-        self.mid1 = ResBlock(ch, ch, self.embedding.dim, c.dropout, True)
+        self.mid1 = ResBlock(ch, ch, self.embedding.dim, c.dropout, c.scale_shift, c.conv)
         self.mid_attn = Attention(ch, c.num_heads, None)
-        self.mid2 = ResBlock(ch, ch, self.embedding.dim, c.dropout, True)
+        self.mid2 = ResBlock(ch, ch, self.embedding.dim, c.dropout, c.scale_shift, c.conv)
         self.norm = group_norm(ch)
-        if c.pool == "attention":
+        if config.pool == "attention":
             self.positions = nn.Parameter(torch.randn(res * res + 1, ch) / ch**0.5)
             self.qkv = nn.Linear(ch, 3 * ch)
-        self.head = nn.Linear(ch, c.num_classes)
+        self.head = nn.Linear(ch, config.num_classes)
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         emb = self.embedding(t, None, x.dtype)
@@ -61,7 +59,7 @@ class NoisyClassifier(nn.Module):
         tokens = torch.cat([tokens.mean(1, keepdim=True), tokens], dim=1) + self.positions
         q, k, v = self.qkv(tokens).chunk(3, dim=-1)
         B, L, C = q.shape
-        heads = self.config.num_heads
+        heads = self.config.encoder.num_heads
 
         def split(a: Tensor) -> Tensor:
             return a.reshape(B, a.shape[1], heads, C // heads).transpose(1, 2)

@@ -11,44 +11,49 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
+import tyro
 from torch import Tensor, nn
 
 from .kernels.winograd import Conv3x3, ConvAlgorithm
 
 
-@dataclass
+@dataclass(frozen=True)
 class UNetConfig:
-    """Shape of the network.
+    """The U-Net's shape. The fields marked ``Suppress`` are not options: a run sets them from its data and
+    diffusion (resolution, channels, classes; 2C outputs when the variance is learned)."""
 
-    Attributes:
-        image_size: H = W of the input (attention resolutions are relative to it).
-        in_channels: C of x_t. out_channels: C, or 2C when the variance is learned.
-        channels: width of the first level. channel_mult: width multiplier per level.
-        num_res_blocks: residual blocks per level. attention_resolutions: resolutions with attention.
-        num_heads: attention heads. dropout: in every residual block.
-        scale_shift: the timestep embedding scales and shifts the norm (ADM) instead of being added.
-        num_classes: class-conditional when set (label ``num_classes`` is the null label).
-        context_dim: cross-attention to a ``[B, L, context_dim]`` context when set.
-        conv: how the residual blocks' 3x3 convolutions compute (:class:`~gaussdiff.nets.winograd.Conv3x3`);
-            the same function and weights either way.
-    """
-
-    image_size: int = 32
-    in_channels: int = 3
-    out_channels: int = 3
+    image_size: Annotated[int, tyro.conf.Suppress] = 32
+    """H = W of the input (attention resolutions are relative to it)."""
+    in_channels: Annotated[int, tyro.conf.Suppress] = 3
+    """C of x_t."""
+    out_channels: Annotated[int, tyro.conf.Suppress] = 3
+    """C, or 2C when the variance is learned."""
     channels: int = 64
+    """Width of the first level."""
     channel_mult: tuple[int, ...] = (1, 2, 2)
+    """Width multiplier per level (each level after the first halves the resolution)."""
     num_res_blocks: int = 2
+    """Residual blocks per level."""
     attention_resolutions: tuple[int, ...] = (16,)
+    """Resolutions with self-attention."""
     num_heads: int = 4
+    """Attention heads."""
     dropout: float = 0.0
+    """Dropout in every residual block."""
     scale_shift: bool = True
-    num_classes: int | None = None
-    context_dim: int | None = None
+    """The timestep embedding scales and shifts the norm (ADM's AdaGN) instead of being added."""
+    num_classes: Annotated[int | None, tyro.conf.Suppress] = None
+    """Class-conditional when set (label ``num_classes`` is the null label)."""
+    context_dim: Annotated[int | None, tyro.conf.Suppress] = None
+    """Cross-attention to a ``[B, L, context_dim]`` context when set."""
     conv: ConvAlgorithm = "auto"
+    """How the residual blocks' 3x3 convolutions compute: ``winograd`` (F(4x4, 3x3), 4x fewer multiply-adds),
+    ``direct``, or ``auto``: Winograd when training on CPU in fp32, for layers of 64+ channels at 8x8 and up.
+    Same weights either way."""
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:

@@ -1,0 +1,33 @@
+"""Training: the run configs, the trainers sharing one optimisation step, checkpoints, and loading a run."""
+
+from .checkpoint import list_checkpoints, load_checkpoint_config, resolve_checkpoint
+from .classifier import load_noisy_classifier, train_noisy_classifier
+from .config import ClassifierTrainConfig, RunConfig, TrainConfig, describe, load_config, save_config
+from .files import atomic_write
+from .loop import OptimConfig, Optimization, resolve_device
+from .run import Trained, load_trained
+from .trainer import Logger, NullLogger, Trainer, TrainResult
+
+__all__ = [
+    "ClassifierTrainConfig",
+    "Logger",
+    "NullLogger",
+    "OptimConfig",
+    "Optimization",
+    "RunConfig",
+    "TrainConfig",
+    "TrainResult",
+    "Trained",
+    "Trainer",
+    "atomic_write",
+    "describe",
+    "list_checkpoints",
+    "load_checkpoint_config",
+    "load_config",
+    "load_noisy_classifier",
+    "load_trained",
+    "resolve_checkpoint",
+    "resolve_device",
+    "save_config",
+    "train_noisy_classifier",
+]

@@ -9,7 +9,6 @@ of checkpoints or the new one, never a half-written directory that could be resu
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,21 +17,16 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..errors import CheckpointError
 from .config import RunConfig, load_config, save_config
+from .files import atomic_write
 
 PREFIX = "step-"
 
 
-class CheckpointError(ValueError):
-    """A missing, incomplete or mismatched checkpoint; the message is one line for the user."""
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
+    """A state dict as safetensors (plain, contiguous CPU tensors)."""
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, path)
 
 
 def save_checkpoint(
@@ -45,24 +39,15 @@ def save_checkpoint(
     keep: int,
 ) -> Path:
     """Write checkpoint ``step`` atomically and keep only the newest ``keep`` checkpoints."""
-    root = run_dir / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"{PREFIX}{step:07d}"
-    tmp = root / f".tmp-{PREFIX}{step:07d}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.items()}, tmp / "model.safetensors")
-    save_file({k: v.detach().contiguous().cpu() for k, v in ema.items()}, tmp / "ema.safetensors")
-    torch.save(training, tmp / "training.pt")
-    save_config(config, tmp / "config.json")
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    _fsync_dir(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _fsync_dir(root)
+
+    def write(tmp: Path) -> None:
+        tmp.mkdir()
+        save_weights(model, tmp / "model.safetensors")
+        save_weights(ema, tmp / "ema.safetensors")
+        torch.save(training, tmp / "training.pt")
+        save_config(config, tmp / "config.json")
+
+    final = atomic_write(run_dir / "checkpoints" / f"{PREFIX}{step:07d}", write)
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final

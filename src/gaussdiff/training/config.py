@@ -1,7 +1,17 @@
-"""Typed configs: saved as JSON with every run and checkpoint, and the source of the CLI's flags.
+"""The run configs: typed, saved as JSON with every run and checkpoint, and the source of the CLI's flags.
 
-Field names are unique across the nested configs so that the CLI can show them flat
-(``--data digits --lr 2e-3``). ``to_dict``/``from_dict`` round-trip them through JSON.
+Each config lives beside what it configures (:class:`~gaussdiff.nets.UNetConfig` with the U-Net,
+:class:`~gaussdiff.diffusion.DiffusionConfig` with the diffusion, :class:`~gaussdiff.data.DataConfig`
+with the datasets, :class:`~gaussdiff.training.loop.OptimConfig` with the optimisation step); the
+run configs here nest them, so that every field is declared once. Field names are unique across a
+command's nested configs so that the CLI shows them flat (``--data digits --lr 2e-3``).
+
+Configs are frozen: a run resolves the fields its data decides (:meth:`RunConfig.resolve`) into a
+new config, the one it saves, and never changes the one it was given.
+
+``format`` says which layout a saved config has. Configs of gaussdiff 0.1 (no ``format``; the
+U-Net's knobs, the labels and the optimiser flat in ``model`` and ``train``) are converted on load
+by :func:`upgrade`, so runs saved by 0.1 still load, sample and resume.
 """
 
 from __future__ import annotations
@@ -9,89 +19,32 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import tyro
 
-from ..diffusion.process import LossType, Prediction, Variance
-from ..nets.kernels.winograd import ConvAlgorithm
+from ..conditioning.conditions import Condition, ConditioningConfig
+from ..data.datasets import DataConfig, ImageData
+from ..diffusion.process import DiffusionConfig
+from ..errors import ConfigError, DataError
+from ..nets.noisy_classifier import NoisyClassifierConfig
+from ..nets.unet import UNetConfig
+from ..samplers.run import SamplerName
+from .files import atomic_write
+from .loop import OptimConfig
 
-ScheduleName = Literal["linear", "cosine"]
-Precision = Literal["fp32", "bf16", "fp16"]
-SamplerChoice = Literal["ddpm", "ddim"]
-
-
-class ConfigError(ValueError):
-    """A config file that does not match this version of gaussdiff."""
-
-
-@dataclass
-class DataConfig:
-    """What to train on."""
-
-    data: str = "digits"
-    """``digits``, ``fashion-mnist``, a folder of images (sub-folders = classes) or a ``.npz``."""
-    image_size: int | None = None
-    """Resolution; built-in datasets fix it, folders default to 32."""
-    image_channels: int | None = None
-    """1 (grey) or 3 (RGB); folders default to 3."""
-    data_dir: Path | None = None
-    """Where Fashion-MNIST's IDX files are (default /usr/share/datasets/fashion-mnist)."""
-    # Filled in from the data when training starts (None: unlabelled); not an option.
-    num_classes: Annotated[int | None, tyro.conf.Suppress] = None
+FORMAT = 2
 
 
-@dataclass
-class ModelConfig:
-    """The U-Net (see :class:`gaussdiff.nets.UNetConfig`); the data fixes its input shape."""
-
-    channels: int = 32
-    channel_mult: tuple[int, ...] = (1, 2)
-    num_res_blocks: int = 2
-    attention_resolutions: tuple[int, ...] = (4,)
-    num_heads: int = 4
-    dropout: float = 0.0
-    scale_shift: bool = True
-    class_conditional: bool = False
-    """Embed the dataset's labels (for guidance); needs a labelled dataset."""
-    p_uncond: float = 0.0
-    """Classifier-free guidance training: the share of labels replaced by the null label."""
-    conv: ConvAlgorithm = "auto"
-    """How the residual blocks' 3x3 convolutions compute: ``winograd`` (F(4x4, 3x3), 4x fewer multiply-adds),
-    ``direct``, or ``auto``: Winograd when training on CPU in fp32, for layers of 64+ channels at 8x8 and up.
-    Same weights either way."""
-
-
-@dataclass
-class DiffusionConfig:
-    """The process and its training objective (see :class:`gaussdiff.GaussianDiffusion`)."""
-
-    diffusion_steps: int = 1000
-    schedule: ScheduleName = "cosine"
-    prediction: Prediction = "eps"
-    variance: Variance = "fixed_small"
-    loss: LossType = "mse"
-    timestep_sampler: Literal["uniform", "loss_second_moment"] = "uniform"
-
-
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """The optimisation and the run's bookkeeping."""
 
     train_steps: int = 2000
     batch_size: int = 64
-    lr: float = 2e-3
-    warmup: int = 200
-    lr_schedule: Literal["constant", "cosine"] = "cosine"
-    """After warm-up: constant, or cosine decay to zero at the last step."""
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    precision: Precision = "fp32"
-    """Mixed precision: bf16 autocast on CUDA or CPU (faster on CPUs with AVX-512 BF16 or AMX), or fp16
-    with a gradient scaler (CUDA only)."""
+    optim: Annotated[OptimConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=OptimConfig)
     compile: bool = False
     memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
     """``auto``: channels_last on CUDA, and on CPU in fp32 for images of 32x32 and larger (bench/train_speed.py)."""
@@ -100,20 +53,75 @@ class TrainConfig:
     sample_every: int = 1000
     checkpoint_every: int = 1000
     keep_checkpoints: int = 2
-    preview_sampler: SamplerChoice = "ddim"
+    preview_sampler: SamplerName = "ddim"
     preview_steps: int = 50
     device: str = "auto"
     """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``..."""
 
 
-@dataclass
+def _main_job_unet() -> UNetConfig:
+    # The main job's network: narrow, so that 2000 steps fit in minutes on 2 CPU cores (README).
+    return UNetConfig(channels=32, channel_mult=(1, 2), attention_resolutions=(4,))
+
+
+@dataclass(frozen=True)
 class RunConfig:
-    """Everything a training run needs; saved as ``config.json`` in the run directory."""
+    """Everything a training run needs; saved as ``config.json`` in the run directory and every checkpoint."""
 
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: UNetConfig = field(default_factory=_main_job_unet)
+    conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    format: Annotated[int, tyro.conf.Suppress] = FORMAT
+
+    def conditions(self) -> tuple[Condition, ...]:
+        """The conditions the model takes (``model(x_t, t, **cond)``)."""
+        return self.conditioning.conditions(self.data.num_classes)
+
+    def resolve(self, data: ImageData) -> RunConfig:
+        """This config with what ``data`` decides filled in: its size, channels and classes, and the
+        U-Net's input, output (2C when the variance is learned) and label embedding."""
+        d = data.resolve(self.data)
+        resolved = replace(self, data=d)
+        conditions = resolved.conditions()
+        c = d.image_channels
+        model = replace(self.model, image_size=d.image_size, in_channels=c,
+                        out_channels=self.diffusion.build().out_channels(c),
+                        num_classes=next((k.num_classes for k in conditions if k.key == "y"), None))
+        return replace(resolved, model=model)
+
+
+@dataclass(frozen=True)
+class ClassifierTrainConfig:
+    """A noise-aware classifier and its training."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    """Only the schedule matters: it must match the diffusion model's."""
+    classifier: Annotated[NoisyClassifierConfig, tyro.conf.OmitArgPrefixes] = field(
+        default_factory=NoisyClassifierConfig)
+    classifier_steps: int = 3000
+    batch_size: int = 128
+    optim: Annotated[OptimConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=lambda: OptimConfig(
+        lr=1e-3, warmup=0, lr_schedule="one_cycle", weight_decay=0.05, grad_clip=None, ema_decay=None))
+    seed: int = 0
+    device: str = "auto"
+    format: Annotated[int, tyro.conf.Suppress] = FORMAT
+
+    def resolve(self, data: ImageData) -> ClassifierTrainConfig:
+        """The network's input and classes from ``data``; attention only below the input resolution."""
+        if data.num_classes is None:
+            raise DataError(f"{self.data.data}: classifier guidance needs a labelled dataset")
+        size, c = data.shape[-1], data.shape[0]
+        encoder = self.classifier.encoder
+        attention = tuple(r for r in encoder.attention_resolutions if r < size) or ((size + 1) // 2,)
+        encoder = replace(encoder, image_size=size, in_channels=c, out_channels=c, attention_resolutions=attention)
+        return replace(self, data=data.resolve(self.data),
+                       classifier=replace(self.classifier, encoder=encoder, num_classes=data.num_classes))
+
+
+# -- JSON -----------------------------------------------------------------------------------------
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -152,12 +160,55 @@ def from_dict(cls: type, data: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
-def save_config(config: RunConfig, path: Path) -> None:
-    path.write_text(json.dumps(to_dict(config), indent=2) + "\n")
+_OPTIM_FIELDS = ("lr", "warmup", "lr_schedule", "weight_decay", "grad_clip", "ema_decay", "precision")
 
 
-def load_config(path: Path) -> RunConfig:
+def upgrade(raw: dict[str, Any], cls: type) -> dict[str, Any]:
+    """A saved config of gaussdiff 0.1 in today's layout (today's configs pass through unchanged).
+
+    0.1 kept the U-Net's knobs with the labels in ``model`` (its shape in ``data``), the optimiser
+    flat in ``train``, and the classifier's knobs flat beside a resolved ``network``.
+    """
+    if "format" in raw:
+        return raw
+    raw = json.loads(json.dumps(raw))  # a deep copy
+    if cls is RunConfig:
+        data, model, diffusion, train = raw["data"], raw["model"], raw["diffusion"], raw["train"]
+        conditioning = {"class_conditional": model.pop("class_conditional"), "p_uncond": model.pop("p_uncond")}
+        if data.get("image_size") is not None:
+            c = data["image_channels"]
+            learned = diffusion["variance"] in ("learned", "learned_range")
+            model.update(image_size=data["image_size"], in_channels=c, out_channels=2 * c if learned else c,
+                         num_classes=data["num_classes"] if conditioning["class_conditional"] else None)
+        train["optim"] = {k: train.pop(k) for k in _OPTIM_FIELDS}
+        return {**raw, "conditioning": conditioning, "format": FORMAT}
+    if cls is ClassifierTrainConfig:
+        network = raw.pop("network")
+        for knob in ("classifier_channels", "classifier_channel_mult", "classifier_pool"):
+            raw.pop(knob)
+        pool, num_classes = network.pop("pool"), network.pop("num_classes")
+        encoder = {**network, "out_channels": network["in_channels"]}
+        raw["classifier"] = {"encoder": encoder, "pool": pool, "num_classes": num_classes}
+        raw["optim"] = {"lr": raw.pop("lr"), "warmup": 0, "lr_schedule": "one_cycle",
+                        "weight_decay": raw.pop("weight_decay"), "grad_clip": None, "ema_decay": None,
+                        "precision": "fp32"}
+        return {**raw, "format": FORMAT}
+    return raw
+
+
+def save_config(config: Any, path: Path) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(to_dict(config), indent=2) + "\n"))
+
+
+def load_config(path: Path, cls: type = RunConfig) -> Any:
+    """A config saved by :func:`save_config` (or by gaussdiff 0.1), as ``cls``."""
     try:
-        return from_dict(RunConfig, json.loads(path.read_text()))
-    except (OSError, json.JSONDecodeError, TypeError) as e:
-        raise ConfigError(f"{path}: not a gaussdiff config ({e})") from None
+        raw = json.loads(path.read_text())
+        return from_dict(cls, upgrade(raw, cls))
+    except (OSError, json.JSONDecodeError, TypeError, KeyError, AttributeError) as e:
+        raise ConfigError(f"{path}: not a gaussdiff config ({type(e).__name__}: {e})") from None
+
+
+def describe(config: Any) -> str:
+    """The resolved config as indented JSON (for ``--dry-run``)."""
+    return json.dumps(to_dict(config), indent=2)

@@ -1,54 +1,68 @@
-"""The training loop (Ho et al. 2020 Algorithm 1): sample x0, t, eps; step on the loss; keep an EMA.
+"""The diffusion training loop (Ho et al. 2020 Algorithm 1): sample x0, t, eps; step on the loss; keep an EMA.
 
-Boring on purpose: AdamW with linear warm-up, gradient clipping, an EMA of the weights through
-``torch.optim.swa_utils.AveragedModel``, ``torch.amp`` autocast (bf16 on CUDA or CPU, fp16 with a
-``GradScaler`` on CUDA), ``channels_last`` where it is faster, optional ``torch.compile``. Every source of
-randomness is either a pure function of the step (the data order) or a generator whose state
-is checkpointed, so a resumed run continues with exactly the losses of an uninterrupted one.
+Boring on purpose: the optimisation step is :class:`~gaussdiff.training.loop.Optimization`'s;
+``channels_last`` where it is faster, optional ``torch.compile``. Conditions come from the data as a
+dict and go to ``model(x_t, t, **cond)``, each dropped for classifier-free training by its own
+probability; the trainer knows none by name. It writes checkpoints; everything a person looks at
+(metrics.jsonl, previews, plots) goes to the :class:`Logger` it is handed. Every source of
+randomness is either a pure function of the step (the data order) or a generator whose state is
+checkpointed, so a resumed run continues with exactly the losses of an uninterrupted one.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
-from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel
+from torch import Tensor
 from tqdm.auto import tqdm
 
-from .checkpoint import (
-    CheckpointError,
-    list_checkpoints,
-    load_state_dict_strict,
-    load_training_state,
-    load_weights,
-    save_checkpoint,
-)
-from .run import build_diffusion, build_model, resolve_device
-from .config import ConfigError, RunConfig, save_config, to_dict
+from ..conditioning.conditions import drop_conditions
 from ..data.datasets import ImageData, load_configured, to_model_range, to_uint8
-from ..samplers.ddpm import sample
 from ..diffusion.timestep_sampling import make_timestep_sampler
-from ..viz import plot_loss, read_metrics, save_grid
+from ..errors import CheckpointError
+from ..nets.unet import UNet
+from ..samplers.run import sample
+from .checkpoint import list_checkpoints, load_state_dict_strict, load_training_state, load_weights, save_checkpoint
+from .config import RunConfig, save_config
+from .loop import Optimization, check_precision, resolve_device
 
 LOSS_BUCKETS = 10
 
 
-def ema_with_warmup(decay: float):
-    """EMA update for AveragedModel: decay min(decay, (1 + n) / (10 + n)), so early averages are not
-    dominated by the random initialisation (the warm-up of TensorFlow's ExponentialMovingAverage)."""
+class Logger(Protocol):
+    """Where a run's figures and pictures go; the CLI's writes metrics.jsonl, sample grids and loss.png."""
 
-    def update(ema_params: list[Tensor], params: list[Tensor], num_averaged: Tensor) -> None:
-        n = int(num_averaged)
-        d = min(decay, (1 + n) / (10 + n))
-        torch._foreach_lerp_(ema_params, params, 1.0 - d)
+    def start(self, run_dir: Path, step: int) -> None:
+        """A run in ``run_dir`` starts (or resumes) at ``step``."""
 
-    return update
+    def log(self, row: dict[str, Any]) -> None:
+        """One row of metrics: step, loss, lr, grad_norm, images_per_s, loss_by_t."""
+
+    def images(self, step: int, images: Tensor, per_row: int | None) -> None:
+        """The preview grid at ``step``: ``uint8 [N, C, H, W]``, ``per_row`` a row (None: square)."""
+
+    def close(self) -> None:
+        """The run stopped (finished, or interrupted)."""
+
+
+class NullLogger:
+    """Keeps nothing: for benchmarks and tests that look only at the losses."""
+
+    def start(self, run_dir: Path, step: int) -> None:
+        pass
+
+    def log(self, row: dict[str, Any]) -> None:
+        pass
+
+    def images(self, step: int, images: Tensor, per_row: int | None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass
@@ -59,55 +73,47 @@ class TrainResult:
 
 
 class Trainer:
-    """One training run in ``run_dir``: config.json, checkpoints/, metrics.jsonl, loss.png, samples/."""
+    """One training run in ``run_dir``: config.json and checkpoints/, and what it hands ``logger``.
 
-    def __init__(self, config: RunConfig, run_dir: Path, data: ImageData | None = None, progress: bool = True) -> None:
-        self.config = config
+    ``config`` is resolved against the data into :attr:`config` (the one saved); the given one is not changed.
+    """
+
+    def __init__(self, config: RunConfig, run_dir: Path, data: ImageData | None = None, progress: bool = True,
+                 logger: Logger | None = None) -> None:
         self.run_dir = run_dir
         self.progress = progress
-        d, t = config.data, config.train
+        self.logger = logger or NullLogger()
+        t = config.train
         # Device and precision first: a bad pair fails before the data is read or the model built.
         self.device = resolve_device(t.device)
         self.cuda = self.device.type == "cuda"
-        if t.precision == "fp16" and not self.cuda:
-            raise ConfigError("--precision fp16 needs CUDA (its gradient scaler and kernels); on CPU use bf16")
-        self.data = data if data is not None else load_configured(d, "train")
-        d.image_channels, d.image_size = self.data.shape[0], self.data.shape[-1]
-        d.num_classes = self.data.num_classes
+        check_precision(t.optim.precision, self.device)
+        self.data = data if data is not None else load_configured(config.data, "train")
+        self.config = config.resolve(self.data)
+        self.conditions = self.config.conditions()
         # The initial weights and dropout draw from the global RNG: seed it so runs repeat.
         torch.manual_seed(t.seed)
-        self.diffusion = build_diffusion(config.diffusion)
-        self.model = build_model(config).to(self.device)
+        self.diffusion = self.config.diffusion.build()
+        self.model = UNet(self.config.model).to(self.device)
         # auto: convolutions in channels_last win on CUDA, and on CPU in fp32 from 32x32 up
         # (bench/train_speed.py); at 8x8 the layout's slower norms and activations outweigh them,
         # and oneDNN's bf16 convolutions run faster on CPU in the default layout.
-        auto_channels_last = self.cuda or (d.image_size >= 32 and t.precision == "fp32")
+        auto_channels_last = self.cuda or (self.data.shape[-1] >= 32 and t.optim.precision == "fp32")
         self.channels_last = t.memory_format == "channels_last" or (t.memory_format == "auto" and auto_channels_last)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.ema = AveragedModel(self.model, multi_avg_fn=ema_with_warmup(t.ema_decay), use_buffers=True)
+        self.optim = Optimization(self.model, t.optim, t.train_steps, self.device)
         self.forward = torch.compile(self.model) if t.compile else self.model
-        # The fused kernel updates all tensors in one pass: 5x faster than the per-tensor loop on CPU,
-        # about 5% of a step of the small default network.
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay,
-                                           fused=self.device.type in ("cpu", "cuda"))
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.cuda and t.precision == "fp16")
-        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
-        self.timestep_sampler = make_timestep_sampler(config.diffusion.timestep_sampler, self.diffusion.num_steps)
+        self.timestep_sampler = make_timestep_sampler(self.config.diffusion.timestep_sampler, self.diffusion.num_steps)
         self.generator = torch.Generator().manual_seed(t.seed)
         self.noise_generator = torch.Generator(self.device).manual_seed(t.seed + 1)
         self.step = 0
         self._perm: tuple[int, Tensor] | None = None
 
-    def _lr_factor(self, step: int) -> float:
-        t = self.config.train
-        if step < t.warmup:
-            return (step + 1) / t.warmup
-        if t.lr_schedule == "constant":
-            return 1.0
-        progress = (step - t.warmup) / max(1, t.train_steps - t.warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    @property
+    def ema_model(self) -> torch.nn.Module:
+        """The averaged network (the model itself when the run keeps no EMA)."""
+        return self.optim.ema.module if self.optim.ema is not None else self.model
 
     # -- data order: a pure function of the step ---------------------------------------------
 
@@ -127,34 +133,22 @@ class Trainer:
 
     # -- one optimisation step -----------------------------------------------------------------
 
-    def train_step(self) -> tuple[float, Tensor, Tensor, float]:
-        t_cfg = self.config.train
+    def train_step(self) -> tuple[float, Tensor, Tensor, float | None]:
         idx = self.batch_indices(self.step)
         x0 = to_model_range(self.data.images[idx]).to(self.device, non_blocking=True)
         if self.channels_last:
             x0 = x0.contiguous(memory_format=torch.channels_last)
-        cond = {}
-        if self.config.model.class_conditional:
-            y = self.data.labels[idx].clone()
-            # Label dropout (Ho & Salimans 2022): one network learns eps(x_t, t, y) and eps(x_t, t).
-            drop = torch.rand(len(y), generator=self.generator) < self.config.model.p_uncond
-            y[drop] = self.data.num_classes
-            cond["y"] = y.to(self.device)
+        offered = self.data.conditions
+        cond = drop_conditions({c.key: offered[c.key][idx] for c in self.conditions}, self.conditions, self.generator)
+        cond = {k: v.to(self.device) for k, v in cond.items()}
         t, weights = self.timestep_sampler.sample(len(idx), generator=self.generator)
         t, weights = t.to(self.device), weights.to(self.device)
         noise = torch.randn(x0.shape, generator=self.noise_generator, device=self.device)
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+        with self.optim.autocast():
             terms = self.diffusion.training_losses(self.forward, x0, t, noise, **cond)
         per_example = terms["loss"].float()
         loss = (per_example * weights).mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), t_cfg.grad_clip))
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
-        self.ema.update_parameters(self.model)
+        grad_norm = self.optim.step(loss)
         self.timestep_sampler.update(t, terms.get("vb", per_example).detach())
         self.step += 1
         return loss.item(), t.cpu(), per_example.detach().cpu(), grad_norm
@@ -164,10 +158,7 @@ class Trainer:
     def training_state(self) -> dict[str, Any]:
         state = {
             "step": self.step,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "ema_n_averaged": self.ema.n_averaged.cpu(),
+            **self.optim.state_dict(),
             "generator": self.generator.get_state(),
             "noise_generator": self.noise_generator.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -178,26 +169,16 @@ class Trainer:
         return state
 
     def save(self) -> Path:
-        return save_checkpoint(
-            self.run_dir,
-            self.step,
-            self.config,
-            self.model.state_dict(),
-            self.ema.module.state_dict(),
-            self.training_state(),
-            self.config.train.keep_checkpoints,
-        )
+        return save_checkpoint(self.run_dir, self.step, self.config, self.model.state_dict(),
+                               self.ema_model.state_dict(), self.training_state(), self.config.train.keep_checkpoints)
 
     def load(self, checkpoint: Path) -> None:
         """Restore everything from ``checkpoint`` (weights, EMA, optimizer, scaler, RNG, step)."""
         load_state_dict_strict(self.model, load_weights(checkpoint, ema=False), checkpoint)
-        load_state_dict_strict(self.ema.module, load_weights(checkpoint, ema=True), checkpoint)
+        load_state_dict_strict(self.ema_model, load_weights(checkpoint, ema=True), checkpoint)
         state = load_training_state(checkpoint)
         try:
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-            self.scaler.load_state_dict(state["scaler"])
-            self.ema.n_averaged.copy_(state["ema_n_averaged"])
+            self.optim.load_state_dict(state)
             self.generator.set_state(state["generator"])
             self.noise_generator.set_state(state["noise_generator"])
             torch.set_rng_state(state["torch_rng"])
@@ -211,38 +192,30 @@ class Trainer:
     # -- pictures ------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def preview(self, n: int = 64) -> Path:
-        """A grid of EMA samples from a fixed seed, so that previews are comparable across steps."""
+    def preview(self, n: int = 64) -> tuple[Tensor, int | None]:
+        """EMA samples ``uint8 [n, C, H, W]`` from a fixed seed, so that previews are comparable across
+        steps, and their grid's row length (one row per condition value)."""
         t = self.config.train
-        cond = {}
-        if self.config.model.class_conditional:
-            cond["y"] = torch.arange(n, device=self.device) % self.data.num_classes
+        cond = {c.key: c.examples(n, self.device) for c in self.conditions}
         g = torch.Generator(self.device).manual_seed(1234)
-        x = sample(self.ema.module.eval(), self.diffusion, (n, *self.data.shape), sampler=t.preview_sampler,
-                   steps=t.preview_steps, generator=g, clip_denoised=True, progress=False, device=self.device, **cond)
-        self.ema.module.train()
-        path = save_grid(to_uint8(x), self.run_dir / "samples" / f"step-{self.step:07d}.png",
-                         nrow=self.data.num_classes if cond else None)
-        save_grid(to_uint8(x), self.run_dir / "samples.png", nrow=self.data.num_classes if cond else None)
-        return path
+        ema = self.ema_model.eval()
+        x = sample(ema, self.diffusion, (n, *self.data.shape), sampler=t.preview_sampler, steps=t.preview_steps,
+                   generator=g, clip_denoised=True, progress=False, device=self.device, **cond)
+        ema.train()
+        return to_uint8(x).cpu(), self.conditions[0].per_row if self.conditions else None
 
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self, resume: bool = False) -> TrainResult:
         t = self.config.train
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        metrics_path = self.run_dir / "metrics.jsonl"
         if resume:
             found = list_checkpoints(self.run_dir)
             if not found:
                 raise CheckpointError(f"{self.run_dir}: nothing to resume (no checkpoint)")
             self.load(found[-1])
-            # Metrics logged after the checkpoint would be repeated: drop them.
-            kept = [r for r in read_metrics(metrics_path) if r.get("step", 0) <= self.step]
-            metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        else:
-            metrics_path.write_text("")
         save_config(self.config, self.run_dir / "config.json")
+        self.logger.start(self.run_dir, self.step)
 
         losses: list[float] = []
         window: list[float] = []
@@ -250,7 +223,7 @@ class Trainer:
         bucket_n = torch.zeros(LOSS_BUCKETS, dtype=torch.float64)
         bar = tqdm(total=t.train_steps, initial=self.step, desc="train", disable=not self.progress, dynamic_ncols=True)
         tick = time.perf_counter()
-        with open(metrics_path, "a") as metrics:
+        try:
             while self.step < t.train_steps:
                 loss, steps, per_example, grad_norm = self.train_step()
                 losses.append(loss)
@@ -264,13 +237,12 @@ class Trainer:
                     row = {
                         "step": self.step,
                         "loss": sum(window) / len(window),
-                        "lr": self.scheduler.get_last_lr()[0],
+                        "lr": self.optim.lr,
                         "grad_norm": grad_norm,
                         "images_per_s": len(window) * t.batch_size / max(elapsed, 1e-9),
                         "loss_by_t": (bucket_sum / bucket_n.clamp(min=1)).tolist(),
                     }
-                    metrics.write(json.dumps(row) + "\n")
-                    metrics.flush()
+                    self.logger.log(row)
                     bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}")
                     window.clear()
                     bucket_sum.zero_(), bucket_n.zero_()
@@ -278,13 +250,9 @@ class Trainer:
                 if self.step % t.checkpoint_every == 0 or self.step == t.train_steps:
                     self.save()
                 if self.step % t.sample_every == 0 or self.step == t.train_steps:
-                    self.preview()
-                    plot_loss(metrics_path, self.run_dir / "loss.png")
-        bar.close()
-        plot_loss(metrics_path, self.run_dir / "loss.png")
+                    self.logger.images(self.step, *self.preview())
+        finally:
+            bar.close()
+            self.logger.close()
         return TrainResult(self.run_dir, self.step, losses)
 
-
-def describe(config: RunConfig) -> str:
-    """The resolved config as indented JSON (for ``--dry-run``)."""
-    return json.dumps(to_dict(config), indent=2)

@@ -1,0 +1,157 @@
+"""``gaussdiff eval``: bits/dim (bound and ODE) on held-out data, and sample quality, of a run or a .npz."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import tyro
+
+from ..conditioning.guidance import GuidanceConfig
+from ..data.datasets import DataConfig, load_configured, load_data
+from ..errors import UsageError
+from ..evaluation.bpd import evaluate_bpd, evaluate_ode, rate_distortion_rows
+from ..evaluation.features import ExtractorName
+from ..evaluation.generate import generate, takes_labels
+from ..evaluation.quality import evaluate_quality
+from ..samplers.run import SamplerName
+from ..training.loop import resolve_device
+from ..training.run import Trained, load_trained
+from ..viz import plot_bpd
+from .options import check_steps
+
+
+@dataclass
+class Eval:
+    """Measure a run: --bpd (the bound on held-out data), --ode (probability-flow likelihood), --fid
+    (FID, KID, precision/recall of samples); or score a .npz of samples with --samples and --data."""
+
+    checkpoint: tyro.conf.Positional[Path | None] = None
+    """A run or checkpoint directory (not needed with --samples)."""
+    guide: Annotated[GuidanceConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=GuidanceConfig)
+    bpd: bool = False
+    ode: bool = False
+    fid: bool = False
+    data: str | None = None
+    """The real data (default: the run's); --bpd and --ode use its held-out split."""
+    samples: Path | None = None
+    """A .npz of uint8 [N, H, W, C] samples (arr_0; labels in arr_1) to score instead of sampling."""
+    n: int | None = None
+    """Images for --bpd/--ode (default 1000, at most the split) or samples for --fid (default 10000;
+    1000 for Inception on CPU)."""
+    steps: int | None = None
+    """--bpd on a respaced schedule; for --fid the sampler's steps (default 50)."""
+    sampler: SamplerName = "ddim"
+    eta: float = 0.0
+    features: ExtractorName = "classifier"
+    """FID features: the domain classifier (labelled built-in data) or Inception-v3."""
+    seed: int = 0
+    batch_size: int = 256
+    json: bool = False
+    """Print one JSON object with the figures instead of tables."""
+    out_dir: Path | None = None
+    """Where plots go (default: RUN/eval)."""
+    device: str = "auto"
+
+    def __call__(self) -> None:
+        if not (self.bpd or self.ode or self.fid or self.samples):
+            raise UsageError("say what to measure: --bpd, --ode, --fid, or --samples FILE.npz --data DATA")
+        if self.checkpoint is None and (self.bpd or self.ode or (self.fid and self.samples is None)):
+            raise UsageError("--bpd, --ode and --fid need a run (or --samples with --data)")
+        device = resolve_device(self.device)
+        trained = load_trained(self.checkpoint, device=device) if self.checkpoint is not None else None
+        data_name = self.data or (trained.config.data.data if trained else None)
+        if data_name is None:
+            raise UsageError("--samples needs --data (the real images to compare with)")
+        # The run's size and channels, for the data asked for (the run's own by default).
+        data_config = replace(trained.config.data, data=data_name) if trained else DataConfig(data=data_name)
+        figures: dict[str, object] = {"data": data_name}
+        if trained is not None:
+            figures["checkpoint"] = str(trained.checkpoint)
+        lines: list[str] = []
+        if self.bpd or self.ode:
+            lines += self.likelihood(trained, data_config, figures)
+        if self.fid or self.samples is not None:
+            lines += self.quality(trained, data_config, device, figures)
+        print(json.dumps(figures) if self.json else "\n".join(lines))
+
+    def likelihood(self, trained: Trained, data_config: DataConfig, figures: dict[str, object]) -> list[str]:
+        """--bpd and --ode on the held-out split; a conditional model given each image's own conditions."""
+        held_out = load_configured(data_config, "test")
+        n = min(self.n or 1000, len(held_out))
+        images = held_out.images[:n]
+        offered = held_out.conditions
+        missing = [c.key for c in trained.conditions if c.key not in offered]
+        if missing:
+            raise UsageError(f"the model takes {missing[0]!r}, which {data_config.data}'s held-out split does not have")
+        cond = {c.key: offered[c.key][:n] for c in trained.conditions}
+        given = f" given their {', '.join('labels' if k == 'y' else k for k in cond)}" if cond else ""
+        figures["conditioned_on"] = sorted(cond)
+        lines = []
+        if self.bpd:
+            check_steps(self.steps, trained)
+            report = evaluate_bpd(trained, images, cond, steps=self.steps, batch_size=self.batch_size, seed=self.seed,
+                                  progress=not self.json)
+            out_dir = self.out_dir or self.checkpoint / "eval"
+            plot = plot_bpd(report, out_dir / "bpd.png")
+            rows = rate_distortion_rows(report)
+            figures["bpd"] = report.summary()
+            figures["rate_distortion"] = [{"t": t, "rate": r, "distortion": d} for t, r, d in rows]
+            lines += [
+                f"variational bound on {n} held-out images{given}, {report.steps} steps (bits/dim)",
+                f"  total          {report.bpd:.4f} ± {report.bpd_stderr:.4f}",
+                f"  L_0 (decoder)  {report.l0:.4f}",
+                f"  sum L_t-1      {report.sum_l_t:.4f}",
+                f"  L_T (prior)    {report.prior:.6f}",
+                "  progressive compression:    t   rate (bits/dim)   distortion (RMSE /255)",
+                *[f"                          {t:5d}   {r:15.4f}   {d:10.3f}" for t, r, d in rows],
+                f"  plot: {plot}",
+            ]
+        if self.ode:
+            result = evaluate_ode(trained, images, cond, batch_size=self.batch_size, seed=self.seed)
+            figures["ode"] = result
+            lines.append(f"probability-flow ODE on {n} held-out images{given}: {result['ode_bpd']:.4f} ± "
+                         f"{result['ode_bpd_stderr']:.4f} bits/dim (dequantized, {result['ode_nfe']} evaluations)")
+        return lines
+
+    def quality(self, trained: Trained | None, data_config: DataConfig, device: torch.device,
+                figures: dict[str, object]) -> list[str]:
+        """--fid on fresh samples, or --samples FILE.npz, against the training split."""
+        reference = load_configured(data_config, "train")
+        labels = None
+        if self.samples is not None:
+            given = load_data(str(self.samples), image_size=reference.shape[-1], channels=reference.shape[0])
+            images, labels = given.images, given.labels
+            if self.n is not None:
+                images, labels = images[: self.n], None if labels is None else labels[: self.n]
+        else:
+            n = self.n
+            if n is None:
+                n = 1000 if self.features == "inception" and device.type == "cpu" else 10000
+                if n == 1000:
+                    print("gaussdiff: Inception on CPU is slow: 1000 samples by default (pass --n)", file=sys.stderr)
+            steps = self.steps if self.steps is not None else 50
+            if takes_labels(trained, self.guide):
+                # Balanced classes, so that the classifier's accuracy speaks for every class.
+                labels = torch.arange(n) % trained.config.data.num_classes
+            images, labels = generate(trained, n, self.sampler, steps, self.eta, self.seed, self.batch_size, labels,
+                                      self.guide, progress=not self.json)
+        limit = len(images) if self.features == "inception" else None
+        q = evaluate_quality(images, data_config.data, reference, self.features, labels, reference_limit=limit,
+                             device=str(device))
+        figures["quality"] = asdict(q)
+        source = str(self.samples) if self.samples else f"{self.sampler}, {self.steps or 50} steps"
+        lines = [
+            f"sample quality of {q.n} samples ({source}) against {data_config.data}, {q.features} features",
+            f"  FID        {q.fid:.3f}",
+            f"  KID        {q.kid:.5f} ± {q.kid_std:.5f}",
+            f"  precision  {q.precision:.3f}",
+            f"  recall     {q.recall:.3f}",
+        ]
+        if q.accuracy is not None:
+            lines.append(f"  classifier accuracy on the labels  {q.accuracy:.3f}")
+        return lines

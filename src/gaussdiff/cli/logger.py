@@ -1,0 +1,49 @@
+"""The run logger the CLI hands a trainer: metrics.jsonl, sample grids and the loss plot in the run directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import IO, Any
+
+from torch import Tensor
+
+from ..viz import plot_loss, read_metrics, save_grid
+
+
+class RunLogger:
+    """``metrics.jsonl`` (one JSON row per log), ``samples/step-*.png`` and ``samples.png`` (the newest),
+    and ``loss.png``, redrawn with every preview and at the end."""
+
+    def __init__(self) -> None:
+        self.run_dir: Path | None = None
+        self._metrics: IO[str] | None = None
+
+    @property
+    def metrics_path(self) -> Path:
+        assert self.run_dir is not None, "start() first"
+        return self.run_dir / "metrics.jsonl"
+
+    def start(self, run_dir: Path, step: int) -> None:
+        self.run_dir = run_dir
+        # A resumed run repeats the steps after its checkpoint: drop the rows logged for them.
+        kept = [r for r in read_metrics(self.metrics_path) if r.get("step", 0) <= step] if step > 0 else []
+        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        self._metrics = open(self.metrics_path, "a")
+
+    def log(self, row: dict[str, Any]) -> None:
+        assert self._metrics is not None, "start() first"
+        self._metrics.write(json.dumps(row) + "\n")
+        self._metrics.flush()
+
+    def images(self, step: int, images: Tensor, per_row: int | None) -> None:
+        assert self.run_dir is not None, "start() first"
+        save_grid(images, self.run_dir / "samples" / f"step-{step:07d}.png", nrow=per_row)
+        save_grid(images, self.run_dir / "samples.png", nrow=per_row)
+        plot_loss(self.metrics_path, self.run_dir / "loss.png")
+
+    def close(self) -> None:
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None
+            plot_loss(self.metrics_path, self.run_dir / "loss.png")

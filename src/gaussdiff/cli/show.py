@@ -1,0 +1,130 @@
+"""``gaussdiff show``: the forward process, and a sampling run's x_t and x0 estimates (DDPM Fig. 6-7)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Union
+
+import numpy as np
+import torch
+import tyro
+
+from ..data.datasets import load_configured, load_data, to_model_range, to_uint8
+from ..diffusion.process import DiffusionConfig
+from ..diffusion.schedule import ScheduleName
+from ..errors import UsageError
+from ..samplers.base import SamplerStep
+from ..samplers.run import SamplerName, sample
+from ..training.checkpoint import load_checkpoint_config, resolve_checkpoint
+from ..training.loop import resolve_device
+from ..training.run import load_trained
+from ..viz import save_strips
+from .options import check_steps, parse_class
+
+
+@dataclass
+class ShowForward:
+    """A strip of images through the forward process q(x_t | x0) at chosen t (DDPM Fig. 6 style)."""
+
+    data: str = "digits"
+    run: Path | None = None
+    """Take the schedule and data from this run instead."""
+    index: tuple[int, ...] = (0, 1, 2, 3)
+    """Which images of the dataset, one row each."""
+    t: tuple[int, ...] = (0, 50, 100, 200, 300, 400, 500, 600, 800, 999)
+    schedule: ScheduleName = "cosine"
+    diffusion_steps: int = 1000
+    seed: int = 0
+    out: Path = Path("forward.png")
+
+    def __call__(self) -> None:
+        if self.run is not None:
+            config = load_checkpoint_config(resolve_checkpoint(self.run))
+            diffusion = config.diffusion.build()
+            data = load_configured(config.data, "train")
+        else:
+            diffusion = DiffusionConfig(diffusion_steps=self.diffusion_steps, schedule=self.schedule).build()
+            data = load_data(self.data)
+        bad = [t for t in self.t if not 0 <= t < diffusion.num_steps]
+        if bad:
+            raise UsageError(f"--t {bad[0]} is outside 0..{diffusion.num_steps - 1}")
+        bad_i = [i for i in self.index if not 0 <= i < len(data)]
+        if bad_i:
+            raise UsageError(f"--index {bad_i[0]} is outside 0..{len(data) - 1}")
+        x0 = to_model_range(data.images[list(self.index)])
+        g = torch.Generator().manual_seed(self.seed)
+        noise = torch.randn(x0.shape, generator=g)
+        rows = []
+        for i in range(len(x0)):
+            t = torch.tensor(self.t)
+            x_t = diffusion.q_sample(x0[i : i + 1].expand(len(t), *x0.shape[1:]), t, noise[i : i + 1].expand(len(t), *x0.shape[1:]))
+            rows.append(to_uint8(x_t))
+        save_strips(rows, self.out, [f"t={t}" for t in self.t])
+        print(f"wrote {self.out}")
+
+
+@dataclass
+class ShowTrajectory:
+    """Strips of x_t and of the x0 estimate along one sampling run (DDPM Fig. 6-7: progressive generation)."""
+
+    checkpoint: tyro.conf.Positional[Path]
+    n: int = 3
+    """How many samples (two rows each: x_t, then the x0 estimate)."""
+    label: Annotated[str | None, tyro.conf.arg(name="class")] = None
+    """For a class-conditional run: a class index (default: classes 0, 1, 2, ... one per sample)."""
+    frames: int = 10
+    sampler: SamplerName = "ddpm"
+    steps: int | None = None
+    eta: float = 0.0
+    seed: int = 0
+    out: Path = Path("trajectory.png")
+    device: str = "auto"
+
+    def __call__(self) -> None:
+        if self.frames < 2:
+            raise UsageError("--frames must be at least 2")
+        device = resolve_device(self.device)
+        trained = load_trained(self.checkpoint, device=device)
+        check_steps(self.steps, trained)
+        total = self.steps or trained.diffusion.num_steps
+        keep = set(np.linspace(0, total - 1, min(self.frames, total)).round().astype(int).tolist())
+        frames: list[SamplerStep] = []
+
+        def record(step: SamplerStep) -> None:
+            if step.i in keep:
+                frames.append(step)
+
+        m = trained.config.model
+        # The trajectory of the model that samples: a conditional one is given its conditions.
+        cond = {c.key: c.examples(self.n, device) for c in trained.conditions}
+        if self.label is not None:
+            if "y" not in cond:
+                raise UsageError("--class needs a class-conditional run")
+            cond["y"] = parse_class(self.label, trained.config.data.num_classes, self.n)[0].to(device)
+        g = torch.Generator(device).manual_seed(self.seed)
+        sample(trained.model, trained.diffusion, (self.n, m.in_channels, m.image_size, m.image_size),
+               sampler=self.sampler, steps=self.steps, eta=self.eta, generator=g, clip_denoised=True,
+               callback=record, device=device, **cond)
+        rows, labels = [], []
+        for j in range(self.n):
+            rows.append(to_uint8(torch.stack([f.x_t[j] for f in frames])).cpu())
+            rows.append(to_uint8(torch.stack([f.x0[j] for f in frames])).cpu())
+            name = f" {cond['y'][j].item()}" if "y" in cond else ""
+            labels += [f"x_t{name}", f"x0 est.{name}"]
+        save_strips(rows, self.out, [f"t={int(f.t[0])}" for f in frames], labels)
+        print(f"wrote {self.out}")
+
+
+@tyro.conf.configure(tyro.conf.OmitSubcommandPrefixes)
+@dataclass
+class Show:
+    """Pictures: the forward process (forward) or a sampling run's x_t and x0 estimates (trajectory)."""
+
+    what: Union[
+        Annotated[ShowForward, tyro.conf.subcommand("forward")],
+        Annotated[ShowTrajectory, tyro.conf.subcommand("trajectory")],
+    ]
+
+    def __call__(self) -> None:
+        self.what()

@@ -1,0 +1,59 @@
+"""``gaussdiff train``: train a diffusion model; ``--resume`` continues a run exactly."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import tyro
+
+from ..errors import CheckpointError, UsageError
+from ..training.checkpoint import list_checkpoints, load_checkpoint_config
+from ..training.config import RunConfig, describe
+from ..training.trainer import Trainer
+from .logger import RunLogger
+
+
+@dataclass
+class Train:
+    """Train a diffusion model (with no options: the main job, digits in about 5 minutes on 2 CPU cores)."""
+
+    config: Annotated[RunConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=RunConfig)
+    run_dir: Path | None = None
+    """Where the run lives (default: runs/<data>-<date>-<time>)."""
+    resume: bool = False
+    """Continue the run in --run-dir from its newest checkpoint, with its saved config."""
+    dry_run: bool = False
+    """Print the resolved config and exit."""
+
+    def __call__(self) -> None:
+        if self.resume:
+            if self.run_dir is None:
+                raise UsageError("--resume needs --run-dir")
+            found = list_checkpoints(self.run_dir)
+            if not found:
+                raise CheckpointError(f"{self.run_dir}: nothing to resume (no checkpoint)")
+            config = load_checkpoint_config(found[-1])
+        else:
+            config = self.config
+            if self.run_dir is not None and list_checkpoints(self.run_dir):
+                raise UsageError(f"{self.run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
+        if self.dry_run:
+            print(describe(config))
+            return
+        run_dir = self.run_dir or Path("runs") / f"{Path(config.data.data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        trainer = Trainer(config, run_dir, logger=RunLogger())
+        n_params = sum(p.numel() for p in trainer.model.parameters())
+        print(f"run {run_dir}: {len(trainer.data)} images {trainer.data.shape}, {n_params / 1e6:.2f}M parameters, "
+              f"{trainer.device}", file=sys.stderr)
+        try:
+            result = trainer.run(resume=self.resume)
+        except KeyboardInterrupt:
+            found = list_checkpoints(run_dir)
+            last = f"; resume from {found[-1]} with --resume --run-dir {run_dir}" if found else ""
+            print(f"gaussdiff: interrupted at step {trainer.step}{last}", file=sys.stderr)
+            sys.exit(130)
+        print(f"done: {result.step} steps; samples in {run_dir / 'samples.png'}, loss curve in {run_dir / 'loss.png'}")

@@ -1,0 +1,104 @@
+"""Conditions as data: what a model takes besides (x_t, t), passed as ``model(x_t, t, **cond)``.
+
+A dataset offers its conditions as a dict (``{"y": labels}``); a run's :class:`ConditioningConfig`
+says which of them the model takes, as :class:`Condition` objects. The trainer, the guidance
+wrappers and the evaluators handle every condition alike through that interface, by its ``key``,
+its ``null`` (the "no condition" value the model learns for classifier-free guidance) and its
+drop probability, so that none of them knows a condition by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+
+
+class Condition(Protocol):
+    """One keyword of ``model(x_t, t, **cond)``."""
+
+    @property
+    def key(self) -> str:
+        """The model's keyword."""
+
+    @property
+    def p_drop(self) -> float:
+        """Classifier-free training: the share of examples whose condition is replaced by the null."""
+
+    def null(self, value: Tensor) -> Tensor:
+        """The null condition in place of ``value: [B, ...]`` (the unconditional branch)."""
+
+    def examples(self, n: int, device: torch.device | str) -> Tensor:
+        """``n`` conditions for a preview grid, one row per distinct value."""
+
+    @property
+    def per_row(self) -> int:
+        """How many images of a preview grid share a row."""
+
+
+@dataclass(frozen=True)
+class ClassLabel:
+    """Class labels ``y: [B]`` in 0..K-1; label K is the null label (Ho & Salimans 2022)."""
+
+    num_classes: int
+    p_drop: float = 0.0
+    key: str = "y"
+
+    def null(self, value: Tensor) -> Tensor:
+        return torch.full_like(value, self.num_classes)
+
+    def examples(self, n: int, device: torch.device | str) -> Tensor:
+        return torch.arange(n, device=device) % self.num_classes
+
+    @property
+    def per_row(self) -> int:
+        return self.num_classes
+
+
+@dataclass(frozen=True)
+class ConditioningConfig:
+    """Which of the data's conditions the model takes, and how often training drops each."""
+
+    class_conditional: bool = False
+    """Embed the dataset's labels (for guidance); needs a labelled dataset."""
+    p_uncond: float = 0.0
+    """Classifier-free guidance training: the share of labels replaced by the null label."""
+
+    def conditions(self, num_classes: int | None) -> tuple[Condition, ...]:
+        """The model's conditions for data with ``num_classes`` classes (None: unlabelled)."""
+        if not 0.0 <= self.p_uncond < 1.0 or (self.p_uncond > 0 and not self.class_conditional):
+            raise ConfigError("p_uncond must lie in [0, 1) and needs --class-conditional")
+        if not self.class_conditional:
+            return ()
+        if num_classes is None:
+            raise ConfigError("class_conditional needs a labelled dataset")
+        return (ClassLabel(num_classes, self.p_uncond),)
+
+
+def drop_conditions(cond: Mapping[str, Tensor], conditions: Sequence[Condition],
+                    generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    """Classifier-free training: each condition replaced by its null with its own probability.
+
+    One network then learns both eps(x_t, t, c) and eps(x_t, t) (Ho & Salimans 2022, Algorithm 1).
+    A uniform draw per example and condition, on CPU from ``generator``, so that runs repeat.
+    """
+    out = dict(cond)
+    for c in conditions:
+        value = cond[c.key]
+        drop = torch.rand(len(value), generator=generator) < c.p_drop
+        mask = drop.to(value.device).reshape(-1, *([1] * (value.dim() - 1)))
+        out[c.key] = torch.where(mask, c.null(value), value)
+    return out
+
+
+def null_conditions(cond: Mapping[str, Tensor], conditions: Sequence[Condition]) -> dict[str, Tensor]:
+    """``cond`` with every one of ``conditions`` replaced by its null (the unconditional branch)."""
+    missing = [c.key for c in conditions if c.key not in cond]
+    if missing:
+        raise ValueError(f"the model takes the condition {missing[0]!r}, and none was given")
+    return {k: next((c.null(v) for c in conditions if c.key == k), v) for k, v in cond.items()}

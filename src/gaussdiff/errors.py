@@ -1,0 +1,24 @@
+"""The errors a user can cause. The CLI turns each into one line, ``gaussdiff: error: ...``, and exit 2.
+
+Every room may import this module; it imports nothing of the package.
+"""
+
+
+class GaussdiffError(ValueError):
+    """A failure the user can fix: the message is one line meant for them."""
+
+
+class ConfigError(GaussdiffError):
+    """A config (an option, or a saved config.json) that does not fit this version of gaussdiff."""
+
+
+class DataError(GaussdiffError):
+    """A dataset that could not be read; the message names the file."""
+
+
+class CheckpointError(GaussdiffError):
+    """A missing, incomplete or mismatched checkpoint or run directory."""
+
+
+class UsageError(GaussdiffError):
+    """A bad combination of command-line options."""

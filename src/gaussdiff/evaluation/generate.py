@@ -1,0 +1,75 @@
+"""Samples from a trained run as images: the model wrapped for the guidance asked for, batch by batch."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..conditioning.guidance import GuidanceConfig, guide
+from ..data.datasets import to_uint8
+from ..diffusion.process import GaussianDiffusion, Model
+from ..errors import ConfigError
+from ..samplers.run import SamplerName, sample
+from ..training.classifier import load_noisy_classifier
+from ..training.run import Trained
+
+
+def takes_labels(trained: Trained, guidance: GuidanceConfig) -> bool:
+    """Whether sampling takes class labels: a class-conditional model, or any guidance."""
+    return any(c.key == "y" for c in trained.conditions) or guidance.guidance > 0 or guidance.classifier is not None
+
+
+def guided_model(trained: Trained, diffusion: GaussianDiffusion, sampler: SamplerName, guidance: GuidanceConfig) -> Model:
+    """The model a sampler on ``diffusion`` (respaced or not) should call: ``trained.model`` wrapped as
+    ``guidance`` asks, its classifier loaded and checked against the run."""
+    classifier = None
+    if guidance.classifier is not None:
+        classifier, cfg = load_noisy_classifier(guidance.classifier, trained.device)
+        mine, theirs = trained.config.diffusion, cfg.diffusion
+        if (mine.schedule, mine.diffusion_steps) != (theirs.schedule, theirs.diffusion_steps):
+            raise ConfigError(f"{guidance.classifier}: trained on a {theirs.schedule} schedule of {theirs.diffusion_steps} "
+                              f"steps, the model on {mine.schedule} with {mine.diffusion_steps}")
+        num_classes = trained.config.data.num_classes
+        if num_classes is not None and cfg.classifier.num_classes != num_classes:
+            raise ConfigError(f"{guidance.classifier}: {cfg.classifier.num_classes} classes, the model's data has "
+                              f"{num_classes}")
+    variance_channels = trained.config.model.in_channels if diffusion.learns_variance else 0
+    return guide(trained.model, diffusion, guidance, sampler, trained.conditions, variance_channels, classifier)
+
+
+def generate(
+    trained: Trained,
+    n: int,
+    sampler: SamplerName = "ddim",
+    steps: int | None = 50,
+    eta: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 256,
+    labels: Tensor | None = None,
+    guidance: GuidanceConfig | None = None,
+    progress: bool = True,
+) -> tuple[Tensor, Tensor | None]:
+    """``n`` samples as ``uint8 [n, C, H, W]``, conditioned on ``labels: [n]`` and guided as asked,
+    with the labels they were drawn with (None for an unconditional, unguided model).
+
+    A conditional or guided model without ``labels`` samples classes uniformly from the seed.
+    """
+    guidance = guidance or GuidanceConfig()
+    m, d = trained.config.model, trained.config.data
+    diffusion = trained.diffusion if steps is None else trained.diffusion.respace(steps)
+    model = guided_model(trained, diffusion, sampler, guidance)
+    labelled = takes_labels(trained, guidance)
+    if labelled and labels is None:
+        if d.num_classes is None:
+            raise ConfigError("guidance needs class labels, and this run's data has none")
+        labels = torch.randint(0, d.num_classes, (n,), generator=torch.Generator().manual_seed(seed))
+    g = torch.Generator(trained.device).manual_seed(seed)
+    out = []
+    for i in tqdm(range(0, n, batch_size), desc="sampling", disable=not progress or n <= batch_size, leave=False):
+        b = min(batch_size, n - i)
+        cond = {"y": labels[i : i + b].to(trained.device)} if labelled else {}
+        x = sample(model, diffusion, (b, m.in_channels, m.image_size, m.image_size), sampler=sampler, eta=eta,
+                   generator=g, clip_denoised=True, progress=progress and n <= batch_size, device=trained.device, **cond)
+        out.append(to_uint8(x).cpu())
+    return torch.cat(out), labels if labelled else None

@@ -1,0 +1,145 @@
+"""The optimisation step every trainer shares: AdamW, its learning-rate schedule, AMP, clipping, EMA.
+
+Boring on purpose (EDM's ``training_loop.py``, nanoGPT's ``train.py``): ``torch.amp`` autocast (bf16
+on CUDA or CPU, fp16 with a ``GradScaler`` on CUDA), the fused AdamW kernel, and an EMA of the
+weights through ``torch.optim.swa_utils.AveragedModel``. The diffusion trainer, the noise-aware
+classifier's and the domain classifier's all step through :class:`Optimization`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel
+
+from ..errors import ConfigError
+
+Precision = Literal["fp32", "bf16", "fp16"]
+LrSchedule = Literal["constant", "cosine", "one_cycle"]
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW and what surrounds it."""
+
+    lr: float = 2e-3
+    warmup: int = 200
+    """Steps of linear warm-up (constant and cosine schedules)."""
+    lr_schedule: LrSchedule = "cosine"
+    """After warm-up: constant, or cosine decay to zero at the last step; ``one_cycle`` is torch's OneCycleLR
+    (its own warm-up over 30% of the steps)."""
+    weight_decay: float = 0.0
+    grad_clip: float | None = 1.0
+    """Clip the gradient's global norm (None: no clipping)."""
+    ema_decay: float | None = 0.999
+    """Keep an EMA of the weights with this decay (None: no EMA)."""
+    precision: Precision = "fp32"
+    """Mixed precision: bf16 autocast on CUDA or CPU (faster on CPUs with AVX-512 BF16 or AMX), or fp16
+    with a gradient scaler (CUDA only)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``...; a CUDA device without CUDA is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but CUDA is not available")
+    return device
+
+
+def check_precision(precision: Precision, device: torch.device) -> None:
+    """fp16 needs CUDA; a trainer calls this before it reads data or builds a network."""
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("--precision fp16 needs CUDA (its gradient scaler and kernels); on CPU use bf16")
+
+
+def ema_with_warmup(decay: float):
+    """EMA update for AveragedModel: decay min(decay, (1 + n) / (10 + n)), so early averages are not
+    dominated by the random initialisation (the warm-up of TensorFlow's ExponentialMovingAverage)."""
+
+    def update(ema_params: list[Tensor], params: list[Tensor], num_averaged: Tensor) -> None:
+        n = int(num_averaged)
+        d = min(decay, (1 + n) / (10 + n))
+        torch._foreach_lerp_(ema_params, params, 1.0 - d)
+
+    return update
+
+
+class Optimization:
+    """AdamW on ``model`` for ``total_steps`` steps, as ``config`` asks; :meth:`step` takes one.
+
+    Build it after the model is on its device and in its memory layout: the EMA copies the model.
+    """
+
+    def __init__(self, model: nn.Module, config: OptimConfig, total_steps: int, device: torch.device) -> None:
+        check_precision(config.precision, device)
+        self.model, self.config, self.total_steps, self.device = model, config, total_steps, device
+        # The fused kernel updates all tensors in one pass: 5x faster than the per-tensor loop on CPU,
+        # about 5% of a step of the small default network.
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                           fused=device.type in ("cpu", "cuda"))
+        if config.lr_schedule == "one_cycle":
+            self.scheduler: Any = torch.optim.lr_scheduler.OneCycleLR(self.optimizer, max_lr=config.lr,
+                                                                      total_steps=total_steps)
+        else:
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.precision == "fp16")
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+        self.ema = None
+        if config.ema_decay is not None:
+            self.ema = AveragedModel(model, multi_avg_fn=ema_with_warmup(config.ema_decay), use_buffers=True)
+
+    def lr_factor(self, step: int) -> float:
+        """The learning rate at ``step`` over the peak: linear warm-up, then constant or cosine to zero."""
+        c = self.config
+        if step < c.warmup:
+            return (step + 1) / c.warmup
+        if c.lr_schedule == "constant":
+            return 1.0
+        progress = (step - c.warmup) / max(1, self.total_steps - c.warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The forward pass's mixed-precision context (a no-op in fp32)."""
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
+
+    @property
+    def lr(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
+    def step(self, loss: Tensor) -> float | None:
+        """Backpropagate ``loss`` and update the weights, the schedule and the EMA; the gradient norm
+        before clipping (None without clipping)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        grad_norm = None
+        if self.config.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return grad_norm
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "scaler": self.scaler.state_dict()}
+        if self.ema is not None:
+            state["ema_n_averaged"] = self.ema.n_averaged.cpu()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (the EMA's weights are loaded by the caller, from safetensors)."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            self.ema.n_averaged.copy_(state["ema_n_averaged"])

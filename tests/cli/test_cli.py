@@ -1,15 +1,21 @@
 """The gaussdiff command: the tour of the README, and one line plus exit 2 for every bad input."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import TINY_FLAGS
-from gaussdiff.cli.main import main
+from gaussdiff.cli import main
+from gaussdiff.conditioning import GuidanceConfig
+from gaussdiff.data import load_data
+from gaussdiff.evaluation import evaluate_bpd, generate
+from gaussdiff.training import Trainer, list_checkpoints, load_trained
 
 
 def run_cli(*args: str) -> None:
@@ -47,13 +53,40 @@ def test_train_sample_show_and_resume(trained_run, tmp_path, capsys):
     assert np.array_equal(np.load(tmp_path / "s2.npz")["arr_0"], arr)
 
 
-def test_resume_continues_with_the_saved_config(tmp_path):
-    run = tmp_path / "run"
-    run_cli("train", "--run-dir", run, "--train-steps", "2", "--checkpoint-every", "2", *TINY_FLAGS)
+def metrics(run: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+
+
+def test_resume_reaches_steps_the_first_run_never_did_with_the_losses_of_an_uninterrupted_run(tmp_path, monkeypatch):
+    flags = [*TINY_FLAGS, "--train-steps", "6", "--checkpoint-every", "3", "--log-every", "1", "--sample-every", "100"]
+    run_cli("train", "--run-dir", tmp_path / "full", *flags)
+    real_step = Trainer.train_step
+
+    def killed_before_step_5(self):
+        if self.step == 4:
+            raise KeyboardInterrupt  # Ctrl-C after the checkpoint at step 3
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", killed_before_step_5)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("train", "--run-dir", tmp_path / "cut", *flags)
+    assert exit_info.value.code == 130
+    assert [p.name for p in list_checkpoints(tmp_path / "cut")] == ["step-0000003"] and max(metrics(tmp_path / "cut")) == 4
     with pytest.raises(SystemExit):  # an existing run is never overwritten
-        run_cli("train", "--run-dir", run, *TINY_FLAGS)
-    run_cli("train", "--run-dir", run, "--resume")
-    assert (run / "checkpoints" / "step-0000002").exists()
+        run_cli("train", "--run-dir", tmp_path / "cut", *flags)
+    taken = []
+
+    def counted(self):
+        taken.append(self.step + 1)
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", counted)
+    run_cli("train", "--run-dir", tmp_path / "cut", "--resume")  # only --resume: the run's saved config
+    # It continued from the checkpoint, not from scratch, up to steps the first run never reached...
+    assert taken == [4, 5, 6] and [p.name for p in list_checkpoints(tmp_path / "cut")][-1] == "step-0000006"
+    # ...with exactly the losses of the uninterrupted run, and no step logged twice.
+    assert metrics(tmp_path / "cut") == metrics(tmp_path / "full")
+    assert len((tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()) == 6
 
 
 def test_bad_inputs_get_one_line_and_exit_2(trained_run, tmp_path, capsys, image_folder):
@@ -150,8 +183,73 @@ def test_conditional_training_guidance_and_the_classifier(tmp_path, capsys, trai
     expect_error(capsys, "sample", trained_run, "--guidance", "2", match="class-conditional")
     expect_error(capsys, "sample", trained_run, "--class", "3", match="--class needs a class-conditional run")
     expect_error(capsys, "sample", run, "--class", "12", match="--class must be")
+    expect_error(capsys, "sample", run, "--class", "10", match="--class must be")  # 10 is the null label
     wrong = tmp_path / "clf-wrong"
     run_cli("train-classifier", "--run-dir", wrong, "--classifier-steps", "2", "--diffusion-steps", "40",
             "--batch-size", "8", "--classifier-channels", "16", "--device", "cpu")
     expect_error(capsys, "sample", run, "--classifier", wrong, "--steps", "4", match="schedule")
     expect_error(capsys, "sample", run, "--classifier", tmp_path, match="not a classifier run")
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("conditional") / "run"
+    main(["train", "--run-dir", str(run), "--train-steps", "3", "--checkpoint-every", "3", "--class-conditional",
+          "--p-uncond", "0.2", "--lr", "0.05", *TINY_FLAGS])
+    return run
+
+
+def sampled(tmp_path: Path, run: Path, *args: str) -> np.ndarray:
+    out = tmp_path / f"{len(list(tmp_path.iterdir()))}.npz"
+    run_cli("sample", run, "--n", "4", "--seed", "1", "--out", out, "--device", "cpu", *args)
+    return np.load(out)
+
+
+def test_sample_draws_what_its_options_ask_for(conditional_run, tmp_path):
+    """The images of `sample` are those of the library call with the same class, guidance weight and
+    steps, and each of these options changes them (so none of them is dropped on the way)."""
+    trained = load_trained(conditional_run)
+
+    def library(label: int, guidance: float, steps: int) -> np.ndarray:
+        images, labels = generate(trained, 4, "ddim", steps, seed=1, labels=torch.full((4,), label),
+                                  guidance=GuidanceConfig(guidance=guidance), progress=False)
+        assert labels.tolist() == [label] * 4
+        return images.permute(0, 2, 3, 1).numpy()
+
+    base = sampled(tmp_path, conditional_run, "--class", "3", "--guidance", "2", "--steps", "4")
+    assert base["arr_1"].tolist() == [3] * 4
+    assert np.array_equal(base["arr_0"], library(3, 2.0, 4))
+    for args, (label, guidance, steps) in [
+        (("--class", "4", "--guidance", "2", "--steps", "4"), (4, 2.0, 4)),
+        (("--class", "3", "--guidance", "0", "--steps", "4"), (3, 0.0, 4)),
+        (("--class", "3", "--guidance", "2", "--steps", "8"), (3, 2.0, 8)),
+    ]:
+        other = sampled(tmp_path, conditional_run, *args)
+        assert np.array_equal(other["arr_0"], library(label, guidance, steps)), args
+        assert not np.array_equal(other["arr_0"], base["arr_0"]), f"{args} changed nothing"
+
+
+def test_the_model_is_given_the_class_asked_for(conditional_run):
+    """generate passes the requested labels to the network, and classifier-free guidance adds the null label."""
+    trained = load_trained(conditional_run)
+    seen = []
+    trained.model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["y"].clone()),
+                                            with_kwargs=True)
+    generate(trained, 4, "ddim", 2, labels=torch.full((4,), 7), progress=False)
+    assert all(y.tolist() == [7] * 4 for y in seen) and len(seen) == 2
+    seen.clear()
+    generate(trained, 4, "ddim", 2, labels=torch.full((4,), 7), guidance=GuidanceConfig(guidance=1.0), progress=False)
+    assert all(y.tolist() == [7] * 4 + [10] * 4 for y in seen) and len(seen) == 2
+
+
+def test_eval_measures_a_conditional_model_given_the_labels(conditional_run, tmp_path, capsys):
+    figures = eval_json(capsys, conditional_run, "--bpd", "--ode", "--n", "6", "--steps", "4", "--out-dir", tmp_path)
+    assert figures["conditioned_on"] == ["y"] and figures["bpd"]["n"] == 6 and figures["ode"]["ode_bpd"] > 0
+    capsys.readouterr()
+    run_cli("eval", conditional_run, "--bpd", "--n", "6", "--steps", "4", "--out-dir", tmp_path, "--device", "cpu")
+    assert "held-out images given their labels" in capsys.readouterr().out
+    # The figure is the bound given each image's own label: the library's, and not the unconditional one.
+    trained, held_out = load_trained(conditional_run), load_data("digits", "test")
+    given = evaluate_bpd(trained, held_out.images[:6], {"y": held_out.labels[:6]}, steps=4, progress=False)
+    unconditional = evaluate_bpd(trained, held_out.images[:6], steps=4, progress=False)
+    assert figures["bpd"]["bpd"] == given.bpd != unconditional.bpd

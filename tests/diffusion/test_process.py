@@ -206,3 +206,20 @@ def test_variational_bound_is_tight_with_the_exact_reverse_process():
     gap = d.bpd(model, x0, clip_denoised=False, generator=g).total - nll
     stderr = gap.std().item() / math.sqrt(2000)
     assert abs(gap.mean().item()) < 0.02 + 3 * stderr, (gap.mean().item(), stderr)
+
+
+def test_l1_and_mse_losses_are_the_mean_absolute_and_squared_errors_of_the_target():
+    """L_simple's variants per example: mean |pred - target| (l1) and mean (pred - target)^2 (mse), with the
+    target of each parameterization; a model that outputs zeros has error -target."""
+    s = NoiseSchedule.cosine(100)
+    g = torch.Generator().manual_seed(8)
+    x0, noise = torch.randn(2, 6, 3, 4, generator=g, dtype=F64)
+    t = torch.randint(0, 100, (6,), generator=g)
+    zero = lambda x_t, model_t: torch.zeros_like(x_t)  # noqa: E731
+    for prediction in ("eps", "x0", "v"):
+        target = GaussianDiffusion(s, prediction=prediction).prediction_target(x0, noise, t)
+        l1 = GaussianDiffusion(s, prediction=prediction, loss="l1").training_losses(zero, x0, t, noise)
+        mse = GaussianDiffusion(s, prediction=prediction, loss="mse").training_losses(zero, x0, t, noise)
+        # Both are the same few float64 operations as the reference: equal to rounding.
+        torch.testing.assert_close(l1["loss"], target.abs().mean(dim=(1, 2)), rtol=1e-12, atol=0)
+        torch.testing.assert_close(mse["loss"], (target**2).mean(dim=(1, 2)), rtol=1e-12, atol=0)

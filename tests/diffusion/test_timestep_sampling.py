@@ -22,6 +22,15 @@ def test_second_moment_sampler_is_uniform_until_warm_then_proportional_to_rms_lo
     torch.testing.assert_close(s.probabilities(), losses / losses.sum())
 
 
+def test_second_moment_weights_by_the_root_mean_square_not_the_mean_absolute_loss():
+    """Improved DDPM Eq. 18: p(t) ∝ sqrt(E[L_t^2]). With histories {1, 3} at t = 0 and {2, 2} at t = 1 the
+    mean absolute losses tie (2 and 2) while the root mean squares are sqrt(5) and 2."""
+    s = LossSecondMomentSampler(2, history=2, uniform_prob=0.0)
+    s.update(torch.tensor([0, 1, 0, 1]), torch.tensor([1.0, 2.0, 3.0, 2.0]))
+    expected = torch.tensor([5**0.5, 2.0], dtype=torch.float64)
+    torch.testing.assert_close(s.probabilities(), expected / expected.sum(), rtol=1e-12, atol=0)
+
+
 def test_importance_weights_keep_the_estimate_unbiased():
     """E_{t~p}[w(t) L_t] with w = 1/(T p(t)) equals the uniform mean of L_t, exactly and by Monte Carlo."""
     T = 50
@@ -33,7 +42,10 @@ def test_importance_weights_keep_the_estimate_unbiased():
     assert abs((p * L / (T * p)).sum().item() - L.mean().item()) < 1e-12
     t, w = s.sample(200_000, generator=torch.Generator().manual_seed(1))
     estimate = (w.double() * L[t]).mean().item()
-    assert abs(estimate - L.mean().item()) < 0.02 * L.mean().item()
+    # 5 standard errors of a mean of 200 000 draws of w(t) L_t, t ~ p: sqrt(Var_p[w L] / n), computed exactly.
+    values = L / (T * p)
+    stderr = (((p * values**2).sum() - L.mean() ** 2) / 200_000).sqrt().item()
+    assert abs(estimate - L.mean().item()) < 5 * stderr, (estimate, L.mean().item(), stderr)
     # The history rolls: a new loss replaces the oldest.
     s.update(torch.tensor([0]), torch.tensor([100.0]))
     assert s.losses[0, -1].item() == 100.0 and s.counts[0].item() == 10

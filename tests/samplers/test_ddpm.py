@@ -16,49 +16,88 @@ MIXTURE = GaussianMixture(
 
 
 def mode_statistics(x):
-    """Assign each point to its most likely component; return the weights and per-component stds."""
+    """Assign each point to its most likely component; return the weights, per-component stds and counts."""
     _, r = MIXTURE.log_prob_noised(x, torch.ones(len(x), dtype=F64))
     k = r.argmax(1)
-    weights = torch.bincount(k, minlength=3).to(F64) / len(x)
+    counts = torch.bincount(k, minlength=3).to(F64)
     stds = torch.stack([(x[k == j] - MIXTURE.means[j]).pow(2).mean().sqrt() for j in range(3)])
-    return weights, stds
+    return counts / len(x), stds, counts
 
 
-@pytest.mark.parametrize(
-    "schedule, sampler, steps, width_rtol",
-    [
-        # 1000 ancestral steps: only Monte Carlo error (a width's standard error is about 1.5%).
-        ("linear", "ddpm", None, 0.05),
-        # DDIM is a first-order ODE solver: at 50 steps it narrows the modes by up to ~7% here
-        # (measured; it converges to the true widths as steps grow).
-        ("linear", "ddim", 50, 0.10),
-        ("cosine", "ddim", 50, 0.10),
-    ],
-)
-def test_sampler_reproduces_mixture_weights_and_widths(schedule, sampler, steps, width_rtol):
+def ddim_scale(schedule: NoiseSchedule, std: float, steps: int | None) -> float:
+    """The exact factor by which DDIM (eta = 0) scales x_T - sqrt(a_bar_T) mu for Gaussian data N(mu, std^2).
+
+    With the optimal denoiser, eps*(x_t) = b (x_t - a mu) / v (a = sqrt(a_bar_t), b = sqrt(1 - a_bar_t),
+    v = a^2 std^2 + b^2) and x0* = E[x0 | x_t] are affine in x_t, so each DDIM step (Song et al. Eq. 12)
+    x_{t-1} = a' x0* + b' eps* scales the centred sample by (a' a std^2 + b' b) / v. The product over the
+    walked steps is the whole map: an independent derivation of what the sampler must compute.
+    """
+    r = schedule if steps is None else schedule.respace(steps, "linspace")
+    factor = 1.0
+    for ab, ab_prev in zip(r.alpha_bars.tolist(), r.alpha_bars_prev.tolist()):
+        a, b, a2, b2 = ab**0.5, (1 - ab) ** 0.5, ab_prev**0.5, (1 - ab_prev) ** 0.5
+        factor *= (a2 * a * std**2 + b2 * b) / (a * a * std**2 + b * b)
+    return factor
+
+
+@pytest.mark.parametrize("schedule, sampler", [("linear", "ddpm"), ("linear", "ddim"), ("cosine", "ddim")])
+def test_sampler_reproduces_mixture_weights_and_widths(schedule, sampler):
+    """All 1000 steps, so that only Monte Carlo error and a bias bounded in closed form remain."""
     s = getattr(NoiseSchedule, schedule)(1000)
     d = GaussianDiffusion(s)
     g = torch.Generator().manual_seed(10)
-    x = sample(OptimalDenoiser(MIXTURE, s), d, (4000, 2), sampler=sampler, steps=steps,
-               generator=g, dtype=F64, progress=False)
-    weights, stds = mode_statistics(x)
-    # 4000 draws: the standard error of a weight is at most 0.008.
-    torch.testing.assert_close(weights, MIXTURE.weights, atol=0.03, rtol=0)
-    torch.testing.assert_close(stds, MIXTURE.stds, rtol=width_rtol, atol=0)
+    n = 4000
+    x = sample(OptimalDenoiser(MIXTURE, s), d, (n, 2), sampler=sampler, generator=g, dtype=F64, progress=False)
+    weights, stds, counts = mode_statistics(x)
+    # A weight is a binomial share: 4 standard errors sqrt(w (1 - w) / n).
+    w = MIXTURE.weights
+    assert bool(((weights - w).abs() < 4 * (w * (1 - w) / n).sqrt()).all()), (weights, w)
+    # A width estimated from n_k points of a 2-D isotropic component (2 n_k squared deviations about the
+    # known mean) has a relative standard error 1 / sqrt(2 * 2 n_k); allow 4 of them. DDIM adds its
+    # discretization bias, which for a lone Gaussian of the same width is |ddim_scale / exact - 1|
+    # (under 0.6% at 1000 steps); the N(0, I) prior's mismatch is in that exact map as well.
+    bias = torch.zeros(3, dtype=F64)
+    if sampler == "ddim":
+        ab_T = float(s.alpha_bars[-1])
+        exact = MIXTURE.stds / (ab_T * MIXTURE.stds**2 + 1 - ab_T).sqrt()
+        bias = torch.tensor([abs(ddim_scale(s, float(k), None) / float(e) - 1) for k, e in zip(MIXTURE.stds, exact)])
+        assert float(bias.max()) < 0.006
+    relative = (stds / MIXTURE.stds - 1).abs()
+    assert bool((relative < 4 / (4 * counts).sqrt() + bias).all()), (relative, bias)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_strided_ddim_is_the_exact_affine_map_for_gaussian_data_and_converges(schedule):
+    """DDIM on 50 respaced steps computes the closed-form map of :func:`ddim_scale` (to float64 rounding:
+    50 steps of a few operations each, relative error well below 1e-12), and the map approaches the
+    exact flow's (std / sqrt(v_T), which sends N(0, 1) to N(mu, std^2)) as the steps grow."""
+    s = getattr(NoiseSchedule, schedule)(1000)
+    mu, std = 0.3, 0.5
+    oracle = OptimalDenoiser(GaussianMixture([[mu]], [std], [1.0]), s)
+    x_T = torch.linspace(-2.0, 2.0, 7, dtype=F64)[:, None]
+    x0 = sample(oracle, GaussianDiffusion(s), (7, 1), sampler="ddim", steps=50, x_T=x_T, progress=False)
+    centre = float(s.alpha_bars[-1]) ** 0.5 * mu
+    torch.testing.assert_close(x0 - mu, ddim_scale(s, std, 50) * (x_T - centre), rtol=1e-12, atol=1e-12)
+    ab_T = float(s.alpha_bars[-1])
+    exact = std / (ab_T * std**2 + 1 - ab_T) ** 0.5
+    errors = [abs(ddim_scale(s, std, steps) - exact) for steps in (10, 50, 100, None)]
+    assert errors == sorted(errors, reverse=True) and errors[-1] < 0.005 * exact, errors
 
 
 def test_strided_ancestral_variance_brackets_the_truth():
     """With few strided steps the true reverse variance lies between beta_tilde and beta (Improved DDPM
     §3.1): fixed_small samples come out too narrow and fixed_large too wide, mode weights intact."""
     s = NoiseSchedule.linear(1000)
-    widths = {}
+    widths, n, w = {}, 4000, MIXTURE.weights
     for variance in ("fixed_small", "fixed_large"):
-        x = sample(OptimalDenoiser(MIXTURE, s), GaussianDiffusion(s, variance=variance), (4000, 2), steps=100,
+        x = sample(OptimalDenoiser(MIXTURE, s), GaussianDiffusion(s, variance=variance), (n, 2), steps=20,
                    generator=torch.Generator().manual_seed(10), dtype=F64, progress=False)
-        weights, widths[variance] = mode_statistics(x)
-        torch.testing.assert_close(weights, MIXTURE.weights, atol=0.03, rtol=0)
-    assert bool((widths["fixed_small"] < MIXTURE.stds).all()), widths
-    assert bool((widths["fixed_large"] > MIXTURE.stds).all()), widths
+        weights, widths[variance], counts = mode_statistics(x)
+        assert bool(((weights - w).abs() < 4 * (w * (1 - w) / n).sqrt()).all()), (weights, w)  # 4 binomial SEs
+        # The relative error of each width is 1 / sqrt(4 n_k) (see above): the bracket must hold by 3 of them.
+        margins = 3 / (4 * counts).sqrt()
+        sign = -1 if variance == "fixed_small" else 1
+        assert bool((sign * (widths[variance] / MIXTURE.stds - 1) > margins).all()), (variance, widths[variance])
 
 
 def test_every_parameterization_gives_the_same_ddim_trajectory():

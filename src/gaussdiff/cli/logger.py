@@ -8,6 +8,7 @@ from typing import IO, Any
 
 from torch import Tensor
 
+from ..training.files import atomic_write
 from ..viz import plot_loss, read_metrics, save_grid
 
 
@@ -28,7 +29,7 @@ class RunLogger:
         self.run_dir = run_dir
         # A resumed run repeats the steps after its checkpoint: drop the rows logged for them.
         kept = [r for r in read_metrics(self.metrics_path) if r.get("step", 0) <= step] if step > 0 else []
-        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        atomic_write(self.metrics_path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in kept)))
         self._metrics = open(self.metrics_path, "a")
 
     def log(self, row: dict[str, Any]) -> None:

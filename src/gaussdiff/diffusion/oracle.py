@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .process import Prediction
+from .process import Prediction, to_prediction, to_x0
 from .schedule import NoiseSchedule
 
 
@@ -91,6 +91,6 @@ class OptimalDenoiser:
         var = a * m.stds.to(flat.device) ** 2 + (1.0 - a)  # [B, K]
         diff = flat.unsqueeze(1) - a.sqrt().unsqueeze(-1) * m.means.to(flat.device)  # [B, K, D]
         eps = (1.0 - a).sqrt() * (r.unsqueeze(-1) * diff / var.unsqueeze(-1)).sum(1)
-        x0 = (flat - (1.0 - a).sqrt() * eps) / a.sqrt()
-        out = {"eps": eps, "x0": x0, "v": a.sqrt() * eps - (1.0 - a).sqrt() * x0}[self.prediction]
+        coefs = a.sqrt(), (1.0 - a).sqrt()
+        out = to_prediction(self.prediction, to_x0("eps", eps, flat, *coefs), eps, *coefs)
         return out.reshape(x_t.shape).to(x_t.dtype)

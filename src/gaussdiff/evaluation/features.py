@@ -22,13 +22,14 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..data.datasets import ImageData, to_model_range
 from ..errors import DataError
 from ..nets.classifier import ClassifierConfig, DomainClassifier
+from ..training.checkpoint import save_weights
 from ..training.files import atomic_write
 from ..training.loop import OptimConfig, Optimization
 
@@ -47,7 +48,7 @@ def _digest(data: ImageData) -> str:
 
 
 def _save(tensors: dict[str, Tensor], path: Path) -> None:
-    atomic_write(path, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, tmp))
+    atomic_write(path, lambda tmp: save_weights(tensors, tmp))
 
 
 # -- the domain classifier ------------------------------------------------------------------------

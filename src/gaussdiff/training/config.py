@@ -83,13 +83,12 @@ class RunConfig:
         """This config with what ``data`` decides filled in: its size, channels and classes, and the
         U-Net's input, output (2C when the variance is learned) and label embedding."""
         d = data.resolve(self.data)
-        resolved = replace(self, data=d)
-        conditions = resolved.conditions()
+        self.conditioning.conditions(d.num_classes)  # refuses labels the data does not have
         c = d.image_channels
         model = replace(self.model, image_size=d.image_size, in_channels=c,
                         out_channels=self.diffusion.build().out_channels(c),
-                        num_classes=next((k.num_classes for k in conditions if k.key == "y"), None))
-        return replace(resolved, model=model)
+                        num_classes=d.num_classes if self.conditioning.class_conditional else None)
+        return replace(self, data=d, model=model)
 
 
 @dataclass(frozen=True)

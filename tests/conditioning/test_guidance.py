@@ -2,14 +2,37 @@
 
 import pytest
 import torch
+from torch import nn
 
 from gaussdiff import GaussianDiffusion, NoiseSchedule
 from gaussdiff.conditioning import ClassLabel, ClassifierFreeGuidance, ClassifierGuidance, classifier_log_prob_grad
 from gaussdiff.nets import NoisyClassifier, NoisyClassifierConfig, UNet, UNetConfig
+from gaussdiff.nets.unet import Attention
 from gaussdiff.samplers.ddpm import ddim_step
 
 F64 = torch.float64
+EPS = torch.finfo(F64).eps  # 2 u: one correctly rounded float64 operation errs by at most u = EPS / 2
+EPS32 = torch.finfo(torch.float32).eps
 LABELS = [ClassLabel(10)]  # ten classes; label 10 is the null label
+
+
+def forward_roundings(net, size):
+    """How many roundings a forward pass chains at most, summed over its layers: each convolution's or linear
+    layer's fan-in, each norm's group (at most size^2 pixels), each attention's two sums over at most size^2 tokens.
+
+    A sum of n terms is within n u of the sum of their magnitudes (Higham's gamma_n); with O(1) activations
+    (GroupNorm) and layers that do not amplify errors (weights ~ 0.05-0.1), two float64 evaluations of the
+    network that order their sums differently (batch 8 vs 4) differ by at most 2 u N = EPS N.
+    """
+    n = 0
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            n += m.weight[0].numel()
+        elif isinstance(m, nn.GroupNorm):
+            n += m.num_channels // m.num_groups * size * size
+        elif isinstance(m, Attention):
+            n += 2 * size * size
+    return n
 
 
 def conditional_unet(out_channels=1):
@@ -30,21 +53,30 @@ def test_classifier_free_guidance_identities():
     net = conditional_unet()
     x, t, y = inputs()
     conditional, unconditional = net(x, t, y=y), net(x, t, y=torch.full_like(y, 10))
+    # One batched pass against separate ones: each output within EPS N (forward_roundings), and
+    # (w + 1) c - w u scales that by 2w + 1, plus the combination's own 2 roundings of |(w + 1) c| + |w u|.
+    net_tol = EPS * forward_roundings(net, 8)
     # w = 0 is the plain conditional model.
-    torch.testing.assert_close(ClassifierFreeGuidance(net, 0.0, LABELS)(x, t, y=y), conditional)
+    torch.testing.assert_close(ClassifierFreeGuidance(net, 0.0, LABELS)(x, t, y=y), conditional, rtol=0, atol=net_tol)
     # The batched pass equals two separate passes: (w + 1) eps(x, t, y) - w eps(x, t, null).
     for w in (1.0, 3.0):
-        torch.testing.assert_close(ClassifierFreeGuidance(net, w, LABELS)(x, t, y=y), (w + 1) * conditional - w * unconditional)
-    # The unconditional branch is the null-label model, which is also what y=None gives.
-    torch.testing.assert_close(net(x, t), unconditional)
+        combined = (w + 1) * conditional - w * unconditional
+        tol = (2 * w + 1) * net_tol + EPS * ((w + 1) * conditional.abs() + w * unconditional.abs()).max().item()
+        torch.testing.assert_close(ClassifierFreeGuidance(net, w, LABELS)(x, t, y=y), combined, rtol=0, atol=tol)
+    # The unconditional branch is the null-label model, which is also what y=None gives: the same batch through
+    # the same kernels, so bitwise.
+    torch.testing.assert_close(net(x, t), unconditional, rtol=0, atol=0)
 
 
 def test_classifier_free_guidance_keeps_the_conditional_variance():
     net = conditional_unet(out_channels=2)
     x, t, y = inputs()
     guided = ClassifierFreeGuidance(net, 2.0, LABELS, variance_channels=1)(x, t, y=y)
-    torch.testing.assert_close(guided[:, 1:], net(x, t, y=y)[:, 1:])
-    torch.testing.assert_close(guided[:, :1], 3 * net(x, t, y=y)[:, :1] - 2 * net(x, t)[:, :1])
+    conditional, unconditional = net(x, t, y=y), net(x, t)
+    net_tol = EPS * forward_roundings(net, 8)  # batched against separate passes, as above
+    torch.testing.assert_close(guided[:, 1:], conditional[:, 1:], rtol=0, atol=net_tol)
+    tol = 5 * net_tol + EPS * (3 * conditional.abs() + 2 * unconditional.abs()).max().item()  # 2w + 1 = 5
+    torch.testing.assert_close(guided[:, :1], 3 * conditional[:, :1] - 2 * unconditional[:, :1], rtol=0, atol=tol)
 
 
 def tiny_classifier():
@@ -60,13 +92,31 @@ def test_classifier_gradient_matches_finite_differences():
     clf = tiny_classifier()
     x, t, y = inputs(2)
     grad = classifier_log_prob_grad(clf, x, t, y)
-    h = 1e-6
+    f = lambda z: torch.log_softmax(clf(z, t), -1)[torch.arange(2), y].sum()  # noqa: E731
+    logits = clf(x, t)
+    # This classifier's gradients are ~1e-7..1e-5, so an absolute 1e-6 could not tell them from 0; the
+    # tolerance is the error budget of both sides instead:
+    # - the central difference with h = 1e-2: its truncation c h^2 from Richardson, (4/3) |D(h) - D(h/2)|, and its
+    #   rounding: f(x +- h e), a sum of B = 2 log-probabilities each within u N (forward_roundings), so each
+    #   within EPS N and their difference within 2 EPS N, over 2 h;
+    # - the wrapper's float32 log_softmax: d log p_y / d z = e_y - p with p to (2 max|z| + 16) u32 relative
+    #   (the logits' rounding through exp, then exp, the sum of 10 and the division) and e_y - p stored to u32,
+    #   so the gradient moves by at most u32 sum_k ((2 max|z| + 16) p_k + |e_y - p|_k) |dz_k / dx|.
+    jac = torch.autograd.functional.jacobian(lambda z: clf(z, t), x)  # [2, 10, *x.shape]
+    p = torch.softmax(logits, -1)
+    rounding = 2 * EPS * forward_roundings(clf, 8)  # of f(x + h e) - f(x - h e)
+    h = 1e-2
     for index in [(0, 0, 3, 4), (1, 0, 0, 7), (1, 0, 5, 5)]:
         e = torch.zeros_like(x)
-        e[index] = h
-        f = lambda z: torch.log_softmax(clf(z, t), -1)[torch.arange(2), y].sum()  # noqa: E731
-        numeric = (f(x + e) - f(x - e)) / (2 * h)
-        assert abs(grad[index].item() - numeric.item()) < 1e-6 * max(1.0, abs(numeric.item()))
+        e[index] = 1.0
+        central = lambda h: ((f(x + h * e) - f(x - h * e)) / (2 * h)).item()  # noqa: E731
+        numeric, half = central(h), central(h / 2)
+        b = index[0]
+        weights = (2 * logits[b].abs().max() + 16) * p[b] + (torch.nn.functional.one_hot(y[b], 10) - p[b]).abs()
+        fp32 = EPS32 / 2 * (weights * jac[b, :][(slice(None),) + index].abs()).sum().item()
+        tol = 4 / 3 * abs(numeric - half) + rounding / (2 * h) + fp32
+        assert abs(grad[index].item() - numeric) <= tol, (index, grad[index].item(), numeric, tol)
+        assert tol < abs(numeric)  # else a zero gradient would pass too
 
 
 def test_classifier_guided_ddim_step_is_algorithm_2():
@@ -88,7 +138,12 @@ def test_classifier_guided_ddim_step_is_algorithm_2():
     ab, ab_prev = (a[i].reshape(-1, 1, 1, 1) for a in (d.schedule.alpha_bars, d.schedule.alpha_bars_prev))
     x0 = (x - (1 - ab).sqrt() * eps_tilde) / ab.sqrt()
     expected = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps_tilde
-    torch.testing.assert_close(x_next, expected, rtol=1e-9, atol=1e-9)
+    # Same net and classifier outputs on both sides; the guided path converts eps -> x0 -> eps and back three
+    # times where this one does once. Each x0 = (x - sqrt(1 - ab) eps) / sqrt(ab) is ~4 roundings of terms of
+    # size |x| + |eps~|, amplified by its condition number 1/sqrt(ab) (2e4 at the last step): 4 conversions
+    # and the eps round trips between them, <= 32 u = 16 eps of that.
+    bound = 16 * EPS * (x.abs() + eps_tilde.abs()) / ab.sqrt()
+    assert bool(((x_next - expected).abs() <= bound).all())
 
 
 @pytest.mark.parametrize("prediction, variance", [("eps", "fixed_small"), ("v", "fixed_large"), ("x0", "learned_range")])
@@ -104,8 +159,16 @@ def test_classifier_guided_mean_is_algorithm_1(prediction, variance):
     plain = d.p_mean_variance(lambda a, b, y: net(a, b, y=y), x, i, y=y)
     guided = d.p_mean_variance(ClassifierGuidance(net, clf, d, 3.0, mode="mean", pass_labels=True), x, i, y=y)
     grad = classifier_log_prob_grad(clf, x, t, y)
-    torch.testing.assert_close(guided.mean, plain.mean + 3.0 * plain.variance * grad, rtol=1e-8, atol=1e-9)
-    torch.testing.assert_close(guided.variance, plain.variance)
+    # Both means are c0 x0 + cxt x_t; the guided x0 passes through up to three conversions x0 <-> eps <-> the
+    # prediction, each a few roundings amplified by at most G = max(1/sqrt(ab), 1/sqrt(1 - ab)) (157 and 21
+    # here), on terms of size |x_t| + |x0| + |eps|; then c0 scales it, and the sums round on their own terms.
+    ab = d.schedule.alpha_bars[i].reshape(-1, 1, 1, 1)
+    c0 = d.schedule.posterior_mean_coef_x0[i].reshape(-1, 1, 1, 1)
+    G = torch.maximum(ab.rsqrt(), (1 - ab).rsqrt())
+    size = (c0 * G * (x.abs() + plain.x0.abs() + plain.eps.abs()) + plain.mean.abs()
+            + 3.0 * (plain.variance * grad).abs())
+    assert bool(((guided.mean - (plain.mean + 3.0 * plain.variance * grad)).abs() <= 16 * EPS * size).all())
+    torch.testing.assert_close(guided.variance, plain.variance, rtol=0, atol=0)  # never touched by the guidance
 
 
 def test_classifier_guidance_with_scale_zero_and_wrong_steps():
@@ -113,6 +176,8 @@ def test_classifier_guidance_with_scale_zero_and_wrong_steps():
     net, clf = conditional_unet(), tiny_classifier()
     x, _, y = inputs()
     t = d.schedule.timesteps[torch.tensor([9, 5, 2, 0])]
-    torch.testing.assert_close(ClassifierGuidance(net, clf, d, 0.0, pass_labels=True)(x, t, y=y), net(x, t, y=y))
+    # Scale 0 returns the model's own output, the same call: bitwise.
+    unguided = ClassifierGuidance(net, clf, d, 0.0, pass_labels=True)(x, t, y=y)
+    torch.testing.assert_close(unguided, net(x, t, y=y), rtol=0, atol=0)
     with pytest.raises(ValueError, match="do not include t"):
         ClassifierGuidance(net, clf, d, 1.0, pass_labels=True)(x, t + 1, y=y)

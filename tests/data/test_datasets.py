@@ -4,6 +4,7 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from gaussdiff.data.datasets import FASHION_MNIST_DIR, DataError, load_data, load_fashion_mnist, to_model_range, to_uint8
 
@@ -34,11 +35,33 @@ def test_missing_fashion_mnist_says_how_to_install(tmp_path):
         load_fashion_mnist("train", tmp_path)
 
 
+def bicubic_reach(lo, hi, sizes):
+    """Bounds on a PIL bicubic resize (one pass per axis, each rounded to uint8) of pixels in [lo, hi].
+
+    Each pass is a combination with weights summing to 1, so it stays within nu (hi - lo) of [lo, hi], nu the
+    most negative weight a row has (the kernel's lobes, read off the float "F" resize of unit impulses; the
+    larger of the axes', whichever PIL does first); then rounding adds 0.5, and PIL's 22-bit fixed-point
+    weights < 1e-3.
+    """
+    nus = []
+    for n_in, n_out in sizes:
+        impulses = [Image.fromarray(np.eye(n_in, dtype=np.float32)[j : j + 1]) for j in range(n_in)]
+        w = np.stack([np.asarray(im.resize((n_out, 1), Image.Resampling.BICUBIC))[0] for im in impulses], 1)
+        nus.append(float(np.clip(-w, 0, None).sum(1).max()))
+    for _ in sizes:
+        lo, hi = max(0.0, lo - max(nus) * (hi - lo) - 0.501), min(255.0, hi + max(nus) * (hi - lo) + 0.501)
+    return lo, hi
+
+
 def test_image_folder_with_classes(image_folder):
     data = load_data(str(image_folder), image_size=8, channels=3)
     assert data.images.shape == (12, 3, 8, 8) and data.class_names == ["blue", "red"]
     red = data.images[data.labels == 1].float().mean(dim=(0, 2, 3))
-    assert red[0] > 150 and red[2] < 80
+    # The fixture's red images are (200, 30, 30) + integers in [-20, 19]; 12x10 is resized to 10x8 (12 -> 10
+    # across, 10 -> 8 down) and cropped to 8x8, so every red value and every blue value stays within reach.
+    red_lo, _ = bicubic_reach(180, 219, [(12, 10), (10, 8)])
+    _, blue_hi = bicubic_reach(10, 49, [(12, 10), (10, 8)])
+    assert red[0] >= red_lo and red[2] <= blue_hi
     grey = load_data(str(image_folder), image_size=4, channels=1)
     assert grey.images.shape == (12, 1, 4, 4)
 

@@ -13,10 +13,16 @@ def test_domain_classifier_learns_digits_and_reference_features_are_cached(tmp_p
     extractor = ClassifierExtractor(model)
     out = extractor(test.images)
     assert out.features.shape == (len(test), 128)
-    assert (out.logits.argmax(1) == test.labels).double().mean().item() > 0.85
+    # It learned more than pixel templates: it beats the nearest-class-mean classifier on the same split
+    # (a comparison, not a threshold: no accuracy is derivable for 150 steps of training).
+    means = torch.stack([train.images[train.labels == k].double().flatten(1).mean(0) for k in range(10)])
+    templates = torch.cdist(test.images.double().flatten(1), means).argmin(1)
+    accuracy = (out.logits.argmax(1) == test.labels).double().mean().item()
+    assert accuracy > (templates == test.labels).double().mean().item()
     first = reference_features(extractor, "digits", test, cache_dir=tmp_path)
     assert len(list((tmp_path / "reference").glob("*.safetensors"))) == 1
-    torch.testing.assert_close(reference_features(extractor, "digits", test, cache_dir=tmp_path), first)
+    # Read back from the cache: float64 through safetensors, bitwise.
+    torch.testing.assert_close(reference_features(extractor, "digits", test, cache_dir=tmp_path), first, rtol=0, atol=0)
 
 
 def test_inception_features_of_grey_and_colour_images():
@@ -29,5 +35,10 @@ def test_inception_features_of_grey_and_colour_images():
     colour = grey.expand(-1, 3, -1, -1).contiguous()
     a, b = extractor(grey).features, extractor(colour).features
     assert a.shape == (2, 2048)
-    torch.testing.assert_close(a, b)
-    assert (a[0] - a[1]).abs().max() > 1e-3
+    # Grey is expanded to the three equal channels colour has: the same values through the same network, bitwise.
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # Two images differ by more than float32 rounding could make one image's features differ: each feature is
+    # within u32 N of exact, N the roundings chained (the convolutions' fan-ins, and < 1000 in the pooling sums),
+    # for activations of O(1) (batch-normalised).
+    N = sum(p[0].numel() for p in extractor.model.parameters() if p.dim() > 1) + 1000
+    assert (a[0] - a[1]).abs().max() > torch.finfo(torch.float32).eps * N

@@ -1,14 +1,51 @@
 """The U-Net: shapes at every resolution the product uses, conditioning, and its embedding."""
 
+import math
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from gaussdiff.training.checkpoint import load_state_dict_strict
 from gaussdiff.nets import UNet, UNetConfig
-from gaussdiff.nets.unet import Upsample, timestep_embedding
+from gaussdiff.nets.unet import Attention, Upsample, timestep_embedding
+
+EPS = torch.finfo(torch.float64).eps  # 2 u: one correctly rounded operation errs by at most u = EPS / 2
+EPS32 = torch.finfo(torch.float32).eps
+# A sum of n terms errs by at most n u times the sum of their magnitudes (Higham's gamma_n). Modelling the
+# roundings as independent and mean zero (Higham & Mary 2019), an error made of n of them, each at most u times a
+# magnitude M, exceeds LAMBDA sqrt(n) u M only with probability 2 exp(-LAMBDA^2 / 2) (Hoeffding): 3e-8 for 6.
+LAMBDA = 6
+
+
+def layer_sums(net, size, context=0):
+    """The length of each sum a forward pass chains: every convolution's or linear layer's fan-in, every norm's
+    group (at most size^2 pixels), every attention's two sums over at most size^2 tokens (and the context's)."""
+    sums = []
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            sums.append(m.weight[0].numel())
+        elif isinstance(m, nn.GroupNorm):
+            sums.append(m.num_channels // m.num_groups * size * size)
+        elif isinstance(m, nn.LayerNorm):
+            sums.append(m.normalized_shape[0])
+        elif isinstance(m, Attention):
+            sums += [size * size] * 2 + [context] * 2
+    return sums
+
+
+def worst_rounding(net, size, eps, context=0):
+    """No two evaluations of the network can differ by more, relative to its O(1) activations (GroupNorm) and with
+    layers that do not amplify errors (weights ~ 0.05-0.1): each is within u N of the exact one, N = sum(n)."""
+    return eps * sum(layer_sums(net, size, context))
+
+
+def probable_rounding(net, size, eps, context=0):
+    """The same for N roundings modelled as independent: each evaluation within LAMBDA sqrt(N) u, so two within
+    LAMBDA sqrt(N) eps."""
+    return eps * LAMBDA * math.sqrt(sum(layer_sums(net, size, context)))
 
 
 @pytest.mark.parametrize("size, channels", [(8, 1), (28, 1), (32, 3), (64, 3), (16, 4)])
@@ -27,16 +64,24 @@ def test_zero_initialised_output_and_time_dependence():
     # Every residual branch is zero-initialised too, so t reaches the output only once trained.
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.05)
+    # In float64 (the embedding itself stays float32), by more than rounding alone could make them differ were t
+    # cut off from the output.
+    net, x = net.double(), x.double()
     a, b = net(x, torch.tensor([1, 1, 1])), net(x, torch.tensor([900, 900, 900]))
-    assert (a - b).abs().max().item() > 1e-4
+    assert (a - b).abs().max().item() > worst_rounding(net, 8, EPS)
 
 
 def test_timestep_embedding_is_sinusoidal():
     e = timestep_embedding(torch.tensor([0, 5]), 8)
     assert e.shape == (2, 8)
-    torch.testing.assert_close(e[0], torch.tensor([1.0] * 4 + [0.0] * 4))
+    torch.testing.assert_close(e[0], torch.tensor([1.0] * 4 + [0.0] * 4), rtol=0, atol=0)  # cos 0, sin 0: exact
     freqs = torch.exp(-torch.log(torch.tensor(10_000.0)) * torch.arange(4) / 4)
-    torch.testing.assert_close(e[1], torch.cat([torch.cos(5 * freqs), torch.sin(5 * freqs)]))
+    # In float32 on both sides: the exponent -log(1e4) i / 4 (up to 6.9) to 2 u32 relative, which exp turns into
+    # 2 * 6.9 u32 relative on freqs, plus exp's and the product's own 2 u32; cos and sin move by at most their
+    # argument's error (5 freqs <= 5) and round once more.
+    exponent = math.log(10_000.0) * 3 / 4
+    atol = EPS32 / 2 * (5 * (2 * exponent + 2) + 1)
+    torch.testing.assert_close(e[1], torch.cat([torch.cos(5 * freqs), torch.sin(5 * freqs)]), rtol=0, atol=atol)
 
 
 def test_class_labels_and_the_null_label():
@@ -45,9 +90,11 @@ def test_class_labels_and_the_null_label():
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.05)
     x, t = torch.randn(2, 1, 8, 8), torch.tensor([10, 10])
-    # No label means the null label (index num_classes), the unconditional branch of guidance.
-    torch.testing.assert_close(net(x, t), net(x, t, y=torch.tensor([10, 10])))
-    assert (net(x, t, y=torch.tensor([3, 3])) - net(x, t)).abs().max().item() > 1e-5
+    # No label means the null label (index num_classes), the unconditional branch of guidance: the same
+    # computation, so bitwise; and a real label differs by more than rounding could make it (in float64).
+    torch.testing.assert_close(net(x, t), net(x, t, y=torch.tensor([10, 10])), rtol=0, atol=0)
+    net64, x64 = net.double(), x.double()
+    assert (net64(x64, t, y=torch.tensor([3, 3])) - net64(x64, t)).abs().max().item() > worst_rounding(net64, 8, EPS)
     plain = UNet(UNetConfig(image_size=8, in_channels=1, out_channels=1, channels=16, channel_mult=(1, 2)))
     with pytest.raises(ValueError, match="unconditional"):
         plain(x, t, y=torch.tensor([1, 2]))
@@ -60,7 +107,9 @@ def test_cross_attention_uses_the_context():
         torch.nn.init.normal_(p, std=0.05)
     x, t = torch.randn(2, 1, 8, 8), torch.tensor([10, 10])
     c1, c2 = torch.randn(2, 2, 5, 12)
-    assert (net(x, t, context=c1) - net(x, t, context=c2)).abs().max().item() > 1e-5
+    # In float64, by more than rounding alone could make them differ were the context ignored.
+    net, x, c1, c2 = net.double(), x.double(), c1.double(), c2.double()
+    assert (net(x, t, context=c1) - net(x, t, context=c2)).abs().max().item() > worst_rounding(net, 8, EPS, context=5)
     with pytest.raises(ValueError, match="context"):
         net(x, t)
 
@@ -79,12 +128,21 @@ def test_upsample_equals_nearest_then_conv(memory_format, shape, size):
     out_size = size or (2 * shape[0], 2 * shape[1])
     ours = up(x, size)
     ref = F.conv2d(F.interpolate(x, size=out_size, mode="nearest"), up.weight, up.bias, padding=1)
-    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-12)
+    # Per element: each side is a sum of at most n = 9 C + 1 terms (the phase split merges taps first: fewer),
+    # so within LAMBDA sqrt(n) u times the same sum taken with absolute values, and the two within LAMBDA sqrt(n)
+    # eps of it. The autograd of that absolute-value layer gives the magnitudes of the gradients' sums too (over
+    # the 9 C taps and <= 4 copies for x, over the B H W outputs for the weight and the bias).
+    abs_x, abs_w, abs_b = (a.detach().abs().requires_grad_() for a in (x, up.weight, up.bias))
+    magnitude = F.conv2d(F.interpolate(abs_x, size=out_size, mode="nearest"), abs_w, abs_b, padding=1)
+    C, (B, _, H, W) = 6, ref.shape
+    assert bool(((ours - ref).abs() <= LAMBDA * math.sqrt(9 * C + 1) * EPS * magnitude).all())
     assert ours.is_contiguous(memory_format=memory_format)  # the layout the next layer expects
     g = torch.randn_like(ref)
-    for a, b in zip(torch.autograd.grad(ours, (x, up.weight, up.bias), g),
-                    torch.autograd.grad(ref, (x, up.weight, up.bias), g)):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
+    magnitudes = torch.autograd.grad(magnitude, (abs_x, abs_w, abs_b), g.abs())
+    lengths = (9 * C + 4, B * H * W, B * H * W)
+    for a, b, m, n in zip(torch.autograd.grad(ours, (x, up.weight, up.bias), g),
+                          torch.autograd.grad(ref, (x, up.weight, up.bias), g), magnitudes, lengths):
+        assert bool(((a - b).abs() <= LAMBDA * math.sqrt(n) * EPS * m).all())
 
 
 def test_channels_last_and_contiguous_inputs_give_the_same_output():
@@ -99,7 +157,8 @@ def test_channels_last_and_contiguous_inputs_give_the_same_output():
     plain = net(x, t, context=ctx)
     net.to(memory_format=torch.channels_last)  # in place
     cl = net(x.contiguous(memory_format=torch.channels_last), t, context=ctx)
-    torch.testing.assert_close(cl, plain, rtol=0, atol=1e-12)
+    # The layouts run different kernels, which order their sums differently (probable_rounding).
+    torch.testing.assert_close(cl, plain, rtol=0, atol=probable_rounding(net, 16, EPS, context=4))
     assert plain.is_contiguous() and cl.is_contiguous(memory_format=torch.channels_last)
 
 
@@ -113,4 +172,4 @@ def test_attention_projections_load_from_linear_weights():
     fresh = UNet(net.config)
     load_state_dict_strict(fresh, old, Path("old-linear-checkpoint"))
     x, t = torch.randn(2, 1, 8, 8), torch.tensor([1, 2])
-    torch.testing.assert_close(fresh(x, t), net(x, t))
+    torch.testing.assert_close(fresh(x, t), net(x, t), rtol=0, atol=0)  # the same weights, bitwise, in the same network

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -55,3 +56,21 @@ def image_folder(tmp_path: Path) -> Path:
             arr = np.clip(np.array(colour) + rng.integers(-20, 20, (10, 12, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(arr).save(root / label / f"{i}.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def conditional_trained(tmp_path_factory):
+    """A class-conditional run with learned variance, its weights randomised (an untrained network's
+    branches agree, which would hide what guidance does to them)."""
+    from gaussdiff.training import Trainer, load_trained
+
+    run = tmp_path_factory.mktemp("conditional") / "run"
+    cfg = tiny_config(steps=1, **{"conditioning.class_conditional": True, "conditioning.p_uncond": 0.2,
+                                  "diffusion.variance": "learned_range", "diffusion.loss": "hybrid"})
+    Trainer(cfg, run, progress=False).run()
+    trained = load_trained(run)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in trained.model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    return trained

@@ -253,3 +253,17 @@ def test_eval_measures_a_conditional_model_given_the_labels(conditional_run, tmp
     given = evaluate_bpd(trained, held_out.images[:6], {"y": held_out.labels[:6]}, steps=4, progress=False)
     unconditional = evaluate_bpd(trained, held_out.images[:6], steps=4, progress=False)
     assert figures["bpd"]["bpd"] == given.bpd != unconditional.bpd
+
+
+def test_trajectory_of_a_conditional_run_samples_the_class_asked_for(conditional_run, tmp_path, monkeypatch, capsys):
+    import gaussdiff.cli.show as show
+
+    seen = []
+    real = show.sample
+    monkeypatch.setattr(show, "sample", lambda *args, **kwargs: (seen.append(kwargs.get("y")), real(*args, **kwargs))[1])
+    run_cli("show", "trajectory", conditional_run, "--class", "7", "--n", "2", "--frames", "2", "--steps", "2",
+            "--out", tmp_path / "t.png", "--device", "cpu")
+    run_cli("show", "trajectory", conditional_run, "--n", "3", "--frames", "2", "--steps", "2",
+            "--out", tmp_path / "u.png", "--device", "cpu")
+    assert [y.tolist() for y in seen] == [[7, 7], [0, 1, 2]]  # the class asked for; by default one class each
+    expect_error(capsys, "show", "trajectory", conditional_run, "--class", "10", match="--class must be")

@@ -223,3 +223,17 @@ def test_l1_and_mse_losses_are_the_mean_absolute_and_squared_errors_of_the_targe
         # Both are the same few float64 operations as the reference: equal to rounding.
         torch.testing.assert_close(l1["loss"], target.abs().mean(dim=(1, 2)), rtol=1e-12, atol=0)
         torch.testing.assert_close(mse["loss"], (target**2).mean(dim=(1, 2)), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
+def test_eps_at_continuous_t_recovers_the_noise_from_every_parameterization(prediction):
+    """The ODE's conversion (alpha_bar from the schedule's log-linear interpolation, exact at the steps)
+    turns the true target of each parameterization back into eps. Float64: a handful of roundings,
+    amplified by at most 1 / sqrt(1 - alpha_bar) < 100 at these steps."""
+    s = NoiseSchedule.cosine(1000)
+    d = GaussianDiffusion(s, prediction=prediction)
+    g = torch.Generator().manual_seed(9)
+    x0, eps = torch.randn(2, 3, 4, generator=g, dtype=F64)
+    i = torch.tensor([10, 500, 990])
+    x_t = d.q_sample(x0, i, eps)
+    torch.testing.assert_close(d.eps_at(d.prediction_target(x0, eps, i), x_t, i.double()), eps, rtol=0, atol=1e-12)

@@ -9,7 +9,6 @@ from conftest import override, tiny_config
 from gaussdiff.cli.logger import RunLogger
 from gaussdiff.errors import CheckpointError, ConfigError
 from gaussdiff.training.checkpoint import list_checkpoints
-from gaussdiff.training.loop import ema_with_warmup
 from gaussdiff.training.run import load_trained
 from gaussdiff.training.trainer import Trainer
 
@@ -141,13 +140,37 @@ def test_resume_without_checkpoint_and_mismatched_weights(tmp_path):
         Trainer(wider, tmp_path / "run", progress=False).run(resume=True)
 
 
-def test_ema_warmup_then_decay():
-    update = ema_with_warmup(0.9)
-    ema, p = [torch.zeros(1)], [torch.ones(1)]
-    update(ema, p, torch.tensor(0))  # n = 0: decay min(0.9, 1/10) = 0.1 -> moves 90% of the way
-    torch.testing.assert_close(ema[0], torch.tensor([0.9]))
-    update(ema, p, torch.tensor(1000))  # warm: decay 0.9
-    torch.testing.assert_close(ema[0], torch.tensor([0.91]))
+def test_resume_restores_the_timestep_samplers_history(tmp_path):
+    def config():
+        return tiny_config(steps=6, **{"train.checkpoint_every": 3, "train.sample_every": 100,
+                                       "diffusion.variance": "learned_range", "diffusion.loss": "hybrid",
+                                       "diffusion.timestep_sampler": "loss_second_moment"})
+
+    full = Trainer(config(), tmp_path / "full", progress=False)
+    full.run()
+
+    class StopAt4(Trainer):
+        def train_step(self):
+            if self.step == 3:
+                raise Interrupted  # killed after the checkpoint at step 3
+            return super().train_step()
+
+    with pytest.raises(Interrupted):
+        StopAt4(config(), tmp_path / "cut", progress=False).run()
+    resumed = Trainer(config(), tmp_path / "cut", progress=False)
+    resumed.run(resume=True)
+    assert torch.equal(resumed.timestep_sampler.counts, full.timestep_sampler.counts)
+    assert torch.equal(resumed.timestep_sampler.losses, full.timestep_sampler.losses)
+
+
+def test_the_preview_gives_each_class_a_column(tmp_path):
+    cfg = tiny_config(steps=1, **{"conditioning.class_conditional": True, "conditioning.p_uncond": 0.2})
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    seen = []
+    trainer.ema_model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["y"]), with_kwargs=True)
+    images, per_row = trainer.preview(20)
+    assert per_row == 10 and images.shape == (20, 1, 8, 8) and images.dtype == torch.uint8
+    assert seen and all(y.tolist() == [k % 10 for k in range(20)] for y in seen)
 
 
 def test_data_order_is_a_stream_of_epoch_permutations(tmp_path):

@@ -1,0 +1,81 @@
+"""The optimisation step every trainer shares: clipping, the EMA's warm-up, the schedules, its state."""
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+from gaussdiff.training.loop import OptimConfig, Optimization, ema_with_warmup
+
+CPU = torch.device("cpu")
+
+
+def test_gradients_are_clipped_to_the_global_norm_asked_for():
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    optim = Optimization(model, OptimConfig(lr=1e-3, warmup=0, grad_clip=1.0, ema_decay=None), 10, CPU)
+    norm = optim.step(1000.0 * model(torch.randn(8, 4)).pow(2).sum())
+    after = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()])).item()
+    # clip_grad_norm_ scales by max_norm / (norm + 1e-6): the clipped norm is 1 up to that and float32 rounding.
+    assert norm > 1.0 and abs(after - 1.0) < 1e-5, (norm, after)
+    unclipped = Optimization(model, OptimConfig(grad_clip=None, ema_decay=None), 10, CPU)
+    assert unclipped.step(model(torch.randn(8, 4)).sum()) is None
+
+
+def test_the_ema_follows_the_weights_with_its_warm_up():
+    """AveragedModel takes the weights of the first step as they are; after step n + 1 the EMA moves
+    (1 - d) of the way to the new weights, d = min(decay, (1 + n) / (10 + n)): 9/11 at the second step."""
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1)
+    optim = Optimization(model, OptimConfig(lr=0.1, warmup=0, lr_schedule="constant", ema_decay=0.999), 5, CPU)
+    x = torch.randn(4, 2)
+    optim.step(model(x).pow(2).sum())
+    first = [p.detach().clone() for p in model.parameters()]
+    assert all(torch.equal(e, p) for e, p in zip(optim.ema.module.parameters(), first))
+    optim.step(model(x).pow(2).sum())
+    for f, p, e in zip(first, model.parameters(), optim.ema.module.parameters()):
+        assert not torch.equal(p, f)  # the weights moved...
+        # ...and the EMA 9/11 of the way with them (one float32 lerp: a rounding of the values' size).
+        torch.testing.assert_close(e, f + 9 / 11 * (p.detach() - f), rtol=0, atol=1e-7)
+
+
+def test_ema_warmup_then_decay():
+    update = ema_with_warmup(0.9)
+    ema, p = [torch.zeros(1)], [torch.ones(1)]
+    update(ema, p, torch.tensor(0))  # n = 0: decay min(0.9, 1/10) = 0.1 -> moves 90% of the way
+    torch.testing.assert_close(ema[0], torch.tensor([0.9]))
+    update(ema, p, torch.tensor(1000))  # warm: decay 0.9
+    torch.testing.assert_close(ema[0], torch.tensor([0.91]))
+
+
+def test_learning_rate_schedules():
+    model = nn.Linear(1, 1)
+    cosine = Optimization(model, OptimConfig(lr=1.0, warmup=4, lr_schedule="cosine", ema_decay=None), 12, CPU)
+    assert [cosine.lr_factor(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert cosine.lr_factor(8) == 0.5 * (1 + math.cos(math.pi * 0.5)) and cosine.lr_factor(12) == 0.0
+    constant = Optimization(model, OptimConfig(lr=1.0, warmup=2, lr_schedule="constant", ema_decay=None), 12, CPU)
+    assert constant.lr_factor(1) == 1.0 and constant.lr_factor(11) == 1.0
+
+
+def test_state_round_trip_continues_identically():
+    """Two optimisations, one restored from the other's state dict mid-way, take identical steps."""
+    def make():
+        torch.manual_seed(1)
+        model = nn.Linear(3, 2)
+        return model, Optimization(model, OptimConfig(lr=0.05, warmup=2), 6, CPU)
+
+    x = torch.randn(5, 3)
+    a_model, a = make()
+    for _ in range(3):
+        a.step(a_model(x).pow(2).sum())
+    b_model, b = make()
+    b_model.load_state_dict(a_model.state_dict())
+    b.ema.module.load_state_dict(a.ema.module.state_dict())
+    b.load_state_dict(copy.deepcopy(a.state_dict()))  # as from a file: no tensor shared with a
+    for _ in range(3):
+        a.step(a_model(x).pow(2).sum())
+        b.step(b_model(x).pow(2).sum())
+    for p, q in zip(list(a_model.parameters()) + list(a.ema.module.parameters()),
+                    list(b_model.parameters()) + list(b.ema.module.parameters())):
+        assert torch.equal(p, q)

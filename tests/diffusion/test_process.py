@@ -26,9 +26,11 @@ def test_q_sample_moments():
         x_t = d.q_sample(x0, full(n, step), torch.randn(n, 1, generator=g, dtype=F64))
         ab = d.schedule.alpha_bars[step].item()
         mean, var = math.sqrt(ab) * 0.8, 1 - ab
+        # 5 standard errors of a sample mean, sqrt(var / n), and of a sample variance, var sqrt(2 / n).
         assert abs(x_t.mean().item() - mean) < 5 * math.sqrt(var / n)
         assert abs(x_t.var().item() - var) < 5 * var * math.sqrt(2 / n)
         m, v, lv = d.q_mean_variance(x0[:1], full(1, step))
+        # The same one or two float64 operations on both sides: rounding, far below 1e-12.
         assert m.item() == pytest.approx(mean, rel=1e-12) and v.item() == pytest.approx(var, rel=1e-12)
         assert lv.item() == pytest.approx(math.log(var), rel=1e-12)
 
@@ -53,6 +55,7 @@ def test_posterior_is_bayes_rule_for_two_gaussians():
         precision = prec1 + prec2
         expected_mean = (prec1 * mean1 + prec2 * mean2) / precision
         mean, var, log_var = d.q_posterior(x0, x_t, t)
+        # Two routes to the same few float64 products and sums: rounding of order 1e-15, well inside 1e-10.
         torch.testing.assert_close(mean, expected_mean, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(var, torch.full_like(var, 1 / precision), rtol=1e-10, atol=0)
         torch.testing.assert_close(log_var, var.log(), rtol=1e-10, atol=0)
@@ -65,6 +68,8 @@ def test_parameterizations_round_trip():
     t = torch.randint(0, 1000, (16,), generator=g)
     x_t = d.q_sample(x0, t, eps)
     v = d.v_from_x0_eps(x0, eps, t)
+    # Round trips in float64: rounding amplified by the conversions' condition number, at most
+    # 1 / sqrt(alpha_bar_T) ~ 1e4 on the cosine schedule's last step: ~1e-12, inside 1e-9.
     torch.testing.assert_close(d.x0_from_eps(x_t, t, eps), x0, rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(d.eps_from_x0(x_t, t, x0), eps, rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(d.x0_from_v(x_t, t, v), x0, rtol=1e-9, atol=1e-9)
@@ -86,9 +91,11 @@ def test_a_model_that_knows_x0_has_zero_loss_and_exact_posterior(prediction):
         return d.prediction_target(x0, d.eps_from_x0(x_t, t, x0), t)
 
     losses = d.training_losses(oracle, x0, t, noise)
+    # The target is recomputed by the same expression: the error is exactly zero or a rounding squared.
     assert losses["loss"].abs().max().item() < 1e-20
     x_t = d.q_sample(x0, t, noise)
     est = d.p_mean_variance(oracle, x_t, t)
+    # As the round trips above: float64 rounding times a condition number below 1e3 on this schedule.
     torch.testing.assert_close(est.x0, x0, rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(est.mean, d.q_posterior(x0, x_t, t)[0], rtol=1e-9, atol=1e-9)
 
@@ -137,6 +144,7 @@ def test_kl_loss_is_zero_for_the_true_posterior_and_losses_are_validated():
     x0 = torch.rand(4, 3, dtype=F64) * 2 - 1
     t = torch.tensor([1, 5, 50, 99])
     known = lambda x_t, model_t: d.eps_from_x0(x_t, t, x0)  # noqa: E731
+    # KL of two equal Gaussians computed from means that differ by rounding (~1e-16 / beta_tilde): ~1e-20.
     assert d.training_losses(known, x0, t)["loss"].abs().max().item() < 1e-9
     rescaled = GaussianDiffusion(s, loss="rescaled_kl")
     noise = torch.randn(4, 3, dtype=F64)
@@ -203,9 +211,11 @@ def test_variational_bound_is_tight_with_the_exact_reverse_process():
     g = torch.Generator().manual_seed(7)
     x0, nll = quantized_gaussian(2000, 0.1, 0.3, g)
     _, model = exact_reverse_model(s, 0.1, 0.3)
-    gap = d.bpd(model, x0, clip_denoised=False, generator=g).total - nll
+    like = d.bpd(model, x0, clip_denoised=False, generator=g)
+    gap = like.total - nll
     stderr = gap.std().item() / math.sqrt(2000)
-    assert abs(gap.mean().item()) < 0.02 + 3 * stderr, (gap.mean().item(), stderr)
+    # The slack left is L_T (computed: the prior term) and Monte Carlo error of the per-step draws: 4 SEs.
+    assert abs(gap.mean().item()) < like.prior.mean().item() + 4 * stderr, (gap.mean().item(), stderr)
 
 
 def test_l1_and_mse_losses_are_the_mean_absolute_and_squared_errors_of_the_target():

@@ -39,6 +39,7 @@ def test_importance_weights_keep_the_estimate_unbiased():
     for _ in range(10):
         s.update(torch.arange(T), L)
     p = s.probabilities()
+    # A sum of 50 float64 terms of size ~1: rounding below 50 eps ~ 1e-14.
     assert abs((p * L / (T * p)).sum().item() - L.mean().item()) < 1e-12
     t, w = s.sample(200_000, generator=torch.Generator().manual_seed(1))
     estimate = (w.double() * L[t]).mean().item()

@@ -1,5 +1,7 @@
 """Samplers driven by the exact optimal denoiser of a Gaussian mixture must reproduce the mixture."""
 
+import math
+
 import pytest
 import torch
 
@@ -111,7 +113,9 @@ def test_every_parameterization_gives_the_same_ddim_trajectory():
                                      x_T=x_T, progress=False, callback=lambda st, trajectory=trajectory: trajectory.append(st.x_t))
         results[prediction + "_traj"] = torch.stack(trajectory)
     for prediction in ("x0", "v"):
-        torch.testing.assert_close(results[prediction + "_traj"], results["eps_traj"], rtol=1e-7, atol=1e-7)
+        # float64 rounding amplified by the x0 <-> eps conversion (1 / sqrt(alpha_bar) <= 1e4 on the cosine
+        # schedule's last step) over 50 steps: below 1e-10.
+        torch.testing.assert_close(results[prediction + "_traj"], results["eps_traj"], rtol=1e-9, atol=1e-9)
 
 
 def test_ddim_with_eta_one_is_ancestral_sampling_with_beta_tilde():
@@ -124,6 +128,7 @@ def test_ddim_with_eta_one_is_ancestral_sampling_with_beta_tilde():
     for steps in (None, 20):
         a = sample(model, d, (32, 2), "ddpm", steps=steps, x_T=x_T, generator=torch.Generator().manual_seed(1), progress=False)
         b = sample(model, d, (32, 2), "ddim", steps=steps, eta=1.0, x_T=x_T, generator=torch.Generator().manual_seed(1), progress=False)
+        # The same chain computed two ways in float64: per-step rounding over 1000 steps, ~1e-13.
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 
@@ -136,6 +141,7 @@ def test_ddim_step_is_equation_12():
     ab, ab_prev = s.alpha_bars[40].item(), s.alpha_bars[39].item()
     sigma = 0.5 * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)) ** 0.5
     expected = ab_prev**0.5 * x0 + (1 - ab_prev - sigma**2) ** 0.5 * eps + sigma * z
+    # A few float64 operations on each side: rounding of order 1e-16.
     torch.testing.assert_close(ddim_step(d, x_t, t, x0, eps, 0.5, z), expected, rtol=1e-12, atol=1e-12)
 
 
@@ -176,4 +182,6 @@ def test_sampler_handles_image_shaped_tensors_and_learned_variance():
 
     x = sample(model, d, (1000, 3, 2, 2), generator=torch.Generator().manual_seed(4), dtype=F64, progress=False)
     assert x.shape == (1000, 3, 2, 2)
-    assert abs(x.std().item() - 0.5) < 0.03 and abs(x.mean().item()) < 0.02
+    # 12 000 independent N(0, 0.25) values: 5 standard errors of the std, 0.5 / sqrt(2 n), and of the mean, 0.5 / sqrt(n).
+    n = x.numel()
+    assert abs(x.std().item() - 0.5) < 5 * 0.5 / math.sqrt(2 * n) and abs(x.mean().item()) < 5 * 0.5 / math.sqrt(n)

@@ -32,8 +32,8 @@ def tiny_config(data: str = "digits", steps: int = 4, **changes: Any) -> RunConf
     cfg = override(RunConfig(), **{
         "data.data": data, "model.channels": 16, "model.channel_mult": (1, 2), "model.num_res_blocks": 1,
         "model.attention_resolutions": (4,), "diffusion.diffusion_steps": 50, "train.train_steps": steps,
-        "train.batch_size": 8, "train.optim.warmup": 2, "train.log_every": 2, "train.sample_every": steps,
-        "train.checkpoint_every": steps, "train.preview_steps": 5, "train.device": "cpu",
+        "train.batch_size": 8, "train.optim.warmup": 2, "train.bookkeeping.log_every": 2, "train.bookkeeping.sample_every": steps,
+        "train.bookkeeping.checkpoint_every": steps, "train.preview_steps": 5, "train.device": "cpu",
     })
     return override(cfg, **changes)
 

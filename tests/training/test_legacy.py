@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from gaussdiff.cli import main
 from gaussdiff.training.classifier import load_noisy_classifier

@@ -92,7 +92,7 @@ def test_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path):
     # Dropout and the second-moment sampler exercise the global RNG and the sampler's history.
     def config():
         return tiny_config(steps=8, **{
-            "train.checkpoint_every": 3, "train.sample_every": 100, "model.dropout": 0.1,
+            "train.bookkeeping.checkpoint_every": 3, "train.bookkeeping.sample_every": 100, "model.dropout": 0.1,
             "diffusion.variance": "learned_range", "diffusion.loss": "hybrid",
             "diffusion.timestep_sampler": "loss_second_moment"})
 
@@ -110,7 +110,7 @@ def test_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path):
 
 
 def test_a_crash_while_writing_leaves_the_last_good_checkpoint(tmp_path, monkeypatch):
-    cfg = tiny_config(steps=4, **{"train.checkpoint_every": 2, "train.sample_every": 100})
+    cfg = tiny_config(steps=4, **{"train.bookkeeping.checkpoint_every": 2, "train.bookkeeping.sample_every": 100})
     Trainer(cfg, tmp_path / "run", progress=False).run()
     before = (list_checkpoints(tmp_path / "run")[-1] / "model.safetensors").read_bytes()
 
@@ -142,7 +142,7 @@ def test_resume_without_checkpoint_and_mismatched_weights(tmp_path):
 
 def test_resume_restores_the_timestep_samplers_history(tmp_path):
     def config():
-        return tiny_config(steps=6, **{"train.checkpoint_every": 3, "train.sample_every": 100,
+        return tiny_config(steps=6, **{"train.bookkeeping.checkpoint_every": 3, "train.bookkeeping.sample_every": 100,
                                        "diffusion.variance": "learned_range", "diffusion.loss": "hybrid",
                                        "diffusion.timestep_sampler": "loss_second_moment"})
 

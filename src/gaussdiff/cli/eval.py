@@ -23,12 +23,14 @@ from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import plot_bpd
 from .options import check_steps
+from .train_autoencoder import describe_reconstructions, measure_autoencoder
 
 
 @dataclass
 class Eval:
     """Measure a run: --bpd (the bound on held-out data), --ode (probability-flow likelihood), --fid
-    (FID, KID, precision/recall of samples); or score a .npz of samples with --samples and --data."""
+    (FID, KID, precision/recall of samples); or score a .npz of samples with --samples and --data. Given an
+    autoencoder run, measure its reconstructions of the held-out split (PSNR, FID)."""
 
     checkpoint: tyro.conf.Positional[Path | None] = None
     """A run or checkpoint directory (not needed with --samples)."""
@@ -58,6 +60,10 @@ class Eval:
     device: str = "auto"
 
     def __call__(self) -> None:
+        if self.checkpoint is not None and (self.checkpoint / "latent.json").exists():
+            report = measure_autoencoder(self.checkpoint, str(resolve_device(self.device)))  # an autoencoder run
+            print(json.dumps({"reconstruction": asdict(report)}) if self.json else "\n".join(describe_reconstructions(report)))
+            return
         if not (self.bpd or self.ode or self.fid or self.samples):
             raise UsageError("say what to measure: --bpd, --ode, --fid, or --samples FILE.npz --data DATA")
         if self.checkpoint is None and (self.bpd or self.ode or (self.fid and self.samples is None)):
@@ -90,6 +96,9 @@ class Eval:
             raise UsageError(f"the model takes {missing[0]!r}, which {data_config.data}'s held-out split does not have")
         cond = {c.key: offered[c.key][:n] for c in trained.conditions}
         given = f" given their {', '.join('labels' if k == 'y' else k for k in cond)}" if cond else ""
+        if trained.latent is not None:
+            given += " (their latents: bits per latent dimension, not image bits/dim)"
+            figures["latent"] = str(trained.config.latent.latent)
         figures["conditioned_on"] = sorted(cond)
         lines = []
         if self.bpd:

@@ -13,10 +13,11 @@ from ..viz import plot_loss, read_metrics, save_grid
 
 
 class RunLogger:
-    """``metrics.jsonl`` (one JSON row per log), ``samples/step-*.png`` and ``samples.png`` (the newest),
-    and ``loss.png``, redrawn with every preview and at the end."""
+    """``metrics.jsonl`` (one JSON row per log), ``PICTURE/step-*.png`` and ``PICTURE.png`` (the newest;
+    ``samples`` unless told otherwise), and ``loss.png``, redrawn with every preview and at the end."""
 
-    def __init__(self) -> None:
+    def __init__(self, picture: str = "samples") -> None:
+        self.picture = picture
         self.run_dir: Path | None = None
         self._metrics: IO[str] | None = None
 
@@ -39,8 +40,8 @@ class RunLogger:
 
     def images(self, step: int, images: Tensor, per_row: int | None) -> None:
         assert self.run_dir is not None, "start() first"
-        save_grid(images, self.run_dir / "samples" / f"step-{step:07d}.png", nrow=per_row)
-        save_grid(images, self.run_dir / "samples.png", nrow=per_row)
+        save_grid(images, self.run_dir / self.picture / f"step-{step:07d}.png", nrow=per_row)
+        save_grid(images, self.run_dir / f"{self.picture}.png", nrow=per_row)
         plot_loss(self.metrics_path, self.run_dir / "loss.png")
 
     def close(self) -> None:

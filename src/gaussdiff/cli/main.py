@@ -15,10 +15,12 @@ from .eval import Eval
 from .sample import Sample
 from .show import Show
 from .train import Train
+from .train_autoencoder import TrainAutoencoder
 from .train_classifier import LEGACY_FLAGS, TrainClassifier
 
 COMMANDS = {
     "train": Train,
+    "train-autoencoder": TrainAutoencoder,
     "train-classifier": TrainClassifier,
     "sample": Sample,
     "eval": Eval,

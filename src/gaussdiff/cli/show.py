@@ -95,7 +95,6 @@ class ShowTrajectory:
             if step.i in keep:
                 frames.append(step)
 
-        m = trained.config.model
         # The trajectory of the model that samples: a conditional one is given its conditions.
         cond = {c.key: c.examples(self.n, device) for c in trained.conditions}
         if self.label is not None:
@@ -103,13 +102,14 @@ class ShowTrajectory:
                 raise UsageError("--class needs a class-conditional run")
             cond["y"] = parse_class(self.label, trained.config.data.num_classes, self.n)[0].to(device)
         g = torch.Generator(device).manual_seed(self.seed)
-        sample(trained.model, trained.diffusion, (self.n, m.in_channels, m.image_size, m.image_size),
-               sampler=self.sampler, steps=self.steps, eta=self.eta, generator=g, clip_denoised=True,
-               callback=record, device=device, **cond)
+        sample(trained.model, trained.diffusion, (self.n, *trained.sample_shape), sampler=self.sampler,
+               steps=self.steps, eta=self.eta, generator=g, clip_denoised=trained.clip_denoised, callback=record,
+               device=device, **cond)
         rows, labels = [], []
         for j in range(self.n):
-            rows.append(to_uint8(torch.stack([f.x_t[j] for f in frames])).cpu())
-            rows.append(to_uint8(torch.stack([f.x0[j] for f in frames])).cpu())
+            # A latent run's frames are decoded to pixels.
+            rows.append(trained.images_of(torch.stack([f.x_t[j] for f in frames])))
+            rows.append(trained.images_of(torch.stack([f.x0[j] for f in frames])))
             name = f" {cond['y'][j].item()}" if "y" in cond else ""
             labels += [f"x_t{name}", f"x0 est.{name}"]
         save_strips(rows, self.out, [f"t={int(f.t[0])}" for f in frames], labels)

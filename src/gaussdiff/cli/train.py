@@ -10,8 +10,8 @@ from typing import Annotated
 
 import tyro
 
-from ..errors import CheckpointError, UsageError
-from ..training.checkpoint import list_checkpoints, load_checkpoint_config
+from ..errors import UsageError
+from ..training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint_config
 from ..training.config import RunConfig, describe
 from ..training.trainer import Trainer
 from .logger import RunLogger
@@ -33,10 +33,7 @@ class Train:
         if self.resume:
             if self.run_dir is None:
                 raise UsageError("--resume needs --run-dir")
-            found = list_checkpoints(self.run_dir)
-            if not found:
-                raise CheckpointError(f"{self.run_dir}: nothing to resume (no checkpoint)")
-            config = load_checkpoint_config(found[-1])
+            config = load_checkpoint_config(latest_checkpoint(self.run_dir))
         else:
             config = self.config
             if self.run_dir is not None and list_checkpoints(self.run_dir):

@@ -19,6 +19,7 @@ __all__ = [
     "kernel_inception_distance",
     "make_extractor",
     "precision_recall",
+    "rate_distortion_rows",
     "reference_features",
     "takes_labels",
 ]

@@ -6,7 +6,9 @@
 - :func:`evaluate_ode`: bits/dim from the probability-flow ODE (:mod:`gaussdiff.diffusion.likelihood`).
 
 A conditional model is measured given the held-out data's own conditions (``cond``: each ``[N, ...]``),
-so that the figure is the likelihood of the model that samples: log p(x0 | c).
+so that the figure is the likelihood of the model that samples: log p(x0 | c). A latent run is measured
+on the latents of the images: its bits/dim are in latent units, not comparable with an image's (the
+bound's decoder term is the 8-bit one of images, applied to latents).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..data.datasets import to_model_range
 from ..diffusion.likelihood import ode_likelihood, rate_distortion
 from ..diffusion.process import Likelihood
 from ..training.run import Trained
@@ -45,11 +46,11 @@ class BpdReport:
         return {k: v for k, v in asdict(self).items() if not isinstance(v, list)}
 
 
-def _batches(images: Tensor, cond: Mapping[str, Tensor], batch_size: int, device: torch.device):
-    """``(x0 [b, C, H, W] in [-1, 1], cond of those b)`` on ``device``, batch by batch."""
+def _batches(trained: Trained, images: Tensor, cond: Mapping[str, Tensor], batch_size: int):
+    """``(x0, cond of those b)`` on the model's device, batch by batch: x0 the pixels in [-1, 1], or their latents."""
     for i in range(0, len(images), batch_size):
-        yield (to_model_range(images[i : i + batch_size]).to(device),
-               {k: v[i : i + batch_size].to(device) for k, v in cond.items()})
+        yield (trained.x0_of(images[i : i + batch_size]),
+               {k: v[i : i + batch_size].to(trained.device) for k, v in cond.items()})
 
 
 def _mean_stderr(x: Tensor) -> tuple[float, float]:
@@ -69,9 +70,10 @@ def evaluate_bpd(
     diffusion = trained.diffusion if steps is None else trained.diffusion.respace(steps)
     g = torch.Generator(trained.device).manual_seed(seed)
     parts = []
-    batches = _batches(images, cond or {}, batch_size, trained.device)
+    batches = _batches(trained, images, cond or {}, batch_size)
     for x0, c in tqdm(batches, desc="bpd", total=-(-len(images) // batch_size), disable=not progress, leave=False):
-        parts.append(diffusion.bpd(trained.model, x0, clip_denoised=True, generator=g, progress=progress, **c))
+        parts.append(diffusion.bpd(trained.model, x0, clip_denoised=trained.clip_denoised, generator=g,
+                                   progress=progress, **c))
     like = Likelihood(*(torch.cat([getattr(p, f.name) for p in parts]).cpu().double() for f in fields(Likelihood)))
     rd = rate_distortion(like, diffusion.schedule.timesteps)
     bpd, bpd_stderr = _mean_stderr(like.total)
@@ -106,8 +108,8 @@ def evaluate_ode(trained: Trained, images: Tensor, cond: Mapping[str, Tensor] | 
         return diffusion.eps_at(trained.model(x_t, t, **c), x_t, t)
 
     bpds, nfe = [], 0
-    for x0, c in _batches(images, cond or {}, batch_size, trained.device):
-        r = ode_likelihood(eps_model, diffusion, x0, generator=g, **c)
+    for x0, c in _batches(trained, images, cond or {}, batch_size):
+        r = ode_likelihood(eps_model, diffusion, x0, dequantize=trained.latent is None, generator=g, **c)
         bpds.append(r.bpd)
         nfe = max(nfe, r.nfe)
     bpd, stderr = _mean_stderr(torch.cat(bpds))

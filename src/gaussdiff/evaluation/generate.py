@@ -7,7 +7,6 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..conditioning.guidance import GuidanceConfig, guide
-from ..data.datasets import to_uint8
 from ..diffusion.process import GaussianDiffusion, Model
 from ..errors import ConfigError
 from ..samplers.run import SamplerName, sample
@@ -34,7 +33,7 @@ def guided_model(trained: Trained, diffusion: GaussianDiffusion, sampler: Sample
         if num_classes is not None and cfg.classifier.num_classes != num_classes:
             raise ConfigError(f"{guidance.classifier}: {cfg.classifier.num_classes} classes, the model's data has "
                               f"{num_classes}")
-    variance_channels = trained.config.model.in_channels if diffusion.learns_variance else 0
+    variance_channels = trained.sample_shape[0] if diffusion.learns_variance else 0
     return guide(trained.model, diffusion, guidance, sampler, trained.conditions, variance_channels, classifier)
 
 
@@ -56,7 +55,7 @@ def generate(
     A conditional or guided model without ``labels`` samples classes uniformly from the seed.
     """
     guidance = guidance or GuidanceConfig()
-    m, d = trained.config.model, trained.config.data
+    d = trained.config.data
     diffusion = trained.diffusion if steps is None else trained.diffusion.respace(steps)
     model = guided_model(trained, diffusion, sampler, guidance)
     labelled = takes_labels(trained, guidance)
@@ -69,7 +68,8 @@ def generate(
     for i in tqdm(range(0, n, batch_size), desc="sampling", disable=not progress or n <= batch_size, leave=False):
         b = min(batch_size, n - i)
         cond = {"y": labels[i : i + b].to(trained.device)} if labelled else {}
-        x = sample(model, diffusion, (b, m.in_channels, m.image_size, m.image_size), sampler=sampler, eta=eta,
-                   generator=g, clip_denoised=True, progress=progress and n <= batch_size, device=trained.device, **cond)
-        out.append(to_uint8(x).cpu())
+        x = sample(model, diffusion, (b, *trained.sample_shape), sampler=sampler, eta=eta, generator=g,
+                   clip_denoised=trained.clip_denoised, progress=progress and n <= batch_size, device=trained.device,
+                   **cond)
+        out.append(trained.images_of(x))
     return torch.cat(out), labels if labelled else None

@@ -8,17 +8,23 @@ on 8x8 and 28x28 grey images, where Inception-v3 sees mostly upsampling artefact
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch.nn.functional as F
+import tyro
 from torch import Tensor, nn
 
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    in_channels: int = 1
-    num_classes: int = 10
+    """The domain classifier's shape: input channels and classes come from the data."""
+
+    in_channels: Annotated[int, tyro.conf.Suppress] = 1
+    num_classes: Annotated[int, tyro.conf.Suppress] = 10
     channels: int = 32
+    """Width of the first two convolutions (the last two have twice as many)."""
     feature_dim: int = 128
+    """Length of the feature vector that FID compares."""
 
 
 class DomainClassifier(nn.Module):

@@ -78,26 +78,31 @@ def zero_init(module: nn.Module) -> nn.Module:
 
 
 class ResBlock(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float, scale_shift: bool,
+    """GroupNorm, SiLU, 3x3 convolution, twice, around a skip; the embedding (when ``emb_dim`` is set:
+    the U-Net's timestep, not the autoencoder's) enters at the second norm."""
+
+    def __init__(self, in_ch: int, out_ch: int, emb_dim: int | None, dropout: float, scale_shift: bool,
                  conv: ConvAlgorithm = "auto") -> None:
         super().__init__()
         self.scale_shift = scale_shift
         self.norm1 = group_norm(in_ch)
         self.conv1 = Conv3x3(in_ch, out_ch, conv)
-        self.emb = nn.Linear(emb_dim, 2 * out_ch if scale_shift else out_ch)
+        self.emb = None if emb_dim is None else nn.Linear(emb_dim, 2 * out_ch if scale_shift else out_ch)
         self.norm2 = group_norm(out_ch)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = zero_init(Conv3x3(out_ch, out_ch, conv))
         self.skip = nn.Identity() if in_ch == out_ch else nn.Conv2d(in_ch, out_ch, 1)
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        e = self.emb(emb)[:, :, None, None]
-        if self.scale_shift:
+        if self.emb is None:
+            h = self.norm2(h)
+        elif self.scale_shift:
+            e = self.emb(emb)[:, :, None, None]
             scale, shift = e.chunk(2, dim=1)
             h = torch.addcmul(shift, self.norm2(h), 1 + scale)
         else:
-            h = self.norm2(h + e)
+            h = self.norm2(h + self.emb(emb)[:, :, None, None])
         h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
 

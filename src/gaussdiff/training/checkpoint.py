@@ -32,18 +32,18 @@ def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
 def save_checkpoint(
     run_dir: Path,
     step: int,
-    config: RunConfig,
-    model: dict[str, torch.Tensor],
-    ema: dict[str, torch.Tensor],
+    config: Any,
+    weights: dict[str, dict[str, torch.Tensor]],
     training: dict[str, Any],
     keep: int,
 ) -> Path:
-    """Write checkpoint ``step`` atomically and keep only the newest ``keep`` checkpoints."""
+    """Write checkpoint ``step`` atomically (``NAME.safetensors`` for each of ``weights``, e.g. model and
+    ema) and keep only the newest ``keep`` checkpoints."""
 
     def write(tmp: Path) -> None:
         tmp.mkdir()
-        save_weights(model, tmp / "model.safetensors")
-        save_weights(ema, tmp / "ema.safetensors")
+        for name, state in weights.items():
+            save_weights(state, tmp / f"{name}.safetensors")
         torch.save(training, tmp / "training.pt")
         save_config(config, tmp / "config.json")
 
@@ -62,6 +62,14 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
 
 
+def latest_checkpoint(run_dir: Path) -> Path:
+    """The newest checkpoint of a run to resume; a run without one is a :class:`CheckpointError`."""
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoint)")
+    return found[-1]
+
+
 def resolve_checkpoint(path: Path) -> Path:
     """A run directory (its newest checkpoint) or a checkpoint directory -> the checkpoint directory."""
     if not path.exists():
@@ -74,9 +82,9 @@ def resolve_checkpoint(path: Path) -> Path:
     return found[-1]
 
 
-def load_weights(checkpoint: Path, ema: bool = True) -> dict[str, torch.Tensor]:
-    """The model's (or EMA) weights of a checkpoint, read without unpickling anything."""
-    path = checkpoint / ("ema.safetensors" if ema else "model.safetensors")
+def load_weights(checkpoint: Path, name: str = "ema") -> dict[str, torch.Tensor]:
+    """The weights ``name`` (``model``, ``ema``, ...) of a checkpoint, read without unpickling anything."""
+    path = checkpoint / f"{name}.safetensors"
     try:
         return load_file(path)
     except (OSError, SafetensorError) as e:
@@ -90,11 +98,11 @@ def load_training_state(checkpoint: Path) -> dict[str, Any]:
         raise CheckpointError(f"{checkpoint / 'training.pt'}: cannot read training state ({type(e).__name__})") from None
 
 
-def load_checkpoint_config(checkpoint: Path) -> RunConfig:
+def load_checkpoint_config(checkpoint: Path, cls: type = RunConfig) -> Any:
     path = checkpoint / "config.json"
     if not path.exists():
         raise CheckpointError(f"{checkpoint}: no config.json")
-    return load_config(path)
+    return load_config(path, cls)
 
 
 def load_state_dict_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:

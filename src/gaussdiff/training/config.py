@@ -26,9 +26,11 @@ from typing import Annotated, Any, Literal
 import tyro
 
 from ..conditioning.conditions import Condition, ConditioningConfig
+from ..conditioning.latent import LatentConfig
 from ..data.datasets import DataConfig, ImageData
 from ..diffusion.process import DiffusionConfig
 from ..errors import ConfigError, DataError
+from ..nets.autoencoder import AutoencoderConfig, DiscriminatorConfig
 from ..nets.noisy_classifier import NoisyClassifierConfig
 from ..nets.unet import UNetConfig
 from ..samplers.run import SamplerName
@@ -36,6 +38,25 @@ from .files import atomic_write
 from .loop import OptimConfig
 
 FORMAT = 2
+
+
+@dataclass(frozen=True)
+class Bookkeeping:
+    """When a run logs its metrics, draws its previews and writes checkpoints (each also at the last step)."""
+
+    log_every: int = 50
+    """Steps between rows of metrics.jsonl (each the mean over its steps)."""
+    sample_every: int = 1000
+    """Steps between previews (samples.png, and the loss plot redrawn)."""
+    checkpoint_every: int = 1000
+    """Steps between checkpoints."""
+    keep_checkpoints: int = 2
+    """How many of the newest checkpoints to keep (0: all)."""
+
+    @staticmethod
+    def due(every: int, step: int, last: int) -> bool:
+        """Whether something done every ``every`` steps is due after ``step`` of ``last``."""
+        return step % every == 0 or step == last
 
 
 @dataclass(frozen=True)
@@ -49,10 +70,7 @@ class TrainConfig:
     memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
     """``auto``: channels_last on CUDA, and on CPU in fp32 for images of 32x32 and larger (bench/train_speed.py)."""
     seed: int = 0
-    log_every: int = 50
-    sample_every: int = 1000
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 2
+    bookkeeping: Annotated[Bookkeeping, tyro.conf.OmitArgPrefixes] = field(default_factory=Bookkeeping)
     preview_sampler: SamplerName = "ddim"
     preview_steps: int = 50
     device: str = "auto"
@@ -71,6 +89,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: UNetConfig = field(default_factory=_main_job_unet)
     conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
+    latent: Annotated[LatentConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=LatentConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     format: Annotated[int, tyro.conf.Suppress] = FORMAT
@@ -79,16 +98,19 @@ class RunConfig:
         """The conditions the model takes (``model(x_t, t, **cond)``)."""
         return self.conditioning.conditions(self.data.num_classes)
 
-    def resolve(self, data: ImageData) -> RunConfig:
+    def resolve(self, data: ImageData, latent: tuple[int, int, str] | None = None) -> RunConfig:
         """This config with what ``data`` decides filled in: its size, channels and classes, and the
-        U-Net's input, output (2C when the variance is learned) and label embedding."""
+        U-Net's input, output (2C when the variance is learned) and label embedding. For a latent run,
+        ``latent`` = (channels, size, sha256) of the autoencoder's latents: the U-Net's input is those."""
         d = data.resolve(self.data)
         self.conditioning.conditions(d.num_classes)  # refuses labels the data does not have
-        c = d.image_channels
-        model = replace(self.model, image_size=d.image_size, in_channels=c,
-                        out_channels=self.diffusion.build().out_channels(c),
+        c, size, resolved = d.image_channels, d.image_size, self
+        if latent is not None:
+            c, size, sha = latent
+            resolved = replace(self, latent=replace(self.latent, latent_sha256=sha))
+        model = replace(self.model, image_size=size, in_channels=c, out_channels=self.diffusion.build().out_channels(c),
                         num_classes=d.num_classes if self.conditioning.class_conditional else None)
-        return replace(self, data=d, model=model)
+        return replace(resolved, data=d, model=model)
 
 
 @dataclass(frozen=True)
@@ -118,6 +140,42 @@ class ClassifierTrainConfig:
         encoder = replace(encoder, image_size=size, in_channels=c, out_channels=c, attention_resolutions=attention)
         return replace(self, data=data.resolve(self.data),
                        classifier=replace(self.classifier, encoder=encoder, num_classes=data.num_classes))
+
+
+@dataclass(frozen=True)
+class AutoencoderTrainConfig:
+    """A KL autoencoder for latent diffusion, its optional patch-GAN, and their training."""
+
+    data: DataConfig = field(default_factory=lambda: DataConfig(data="fashion-mnist"))
+    autoencoder: Annotated[AutoencoderConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=AutoencoderConfig)
+    discriminator: Annotated[DiscriminatorConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=DiscriminatorConfig)
+    train_steps: int = 3000
+    batch_size: int = 64
+    optim: Annotated[OptimConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=lambda: OptimConfig(
+        lr=1e-3, warmup=100, lr_schedule="cosine", grad_clip=1.0, ema_decay=None))
+    reconstruction: Literal["l1", "l2"] = "l1"
+    """The reconstruction loss per pixel: |x - x_hat| or (x - x_hat)^2."""
+    kl_weight: float = 1e-6
+    """Weight of KL(q(z | x) || N(0, I)) per latent element against the reconstruction loss per pixel."""
+    gan_start: int | None = None
+    """Switch on the patch-GAN's hinge loss at this step (None: no adversarial loss)."""
+    gan_weight: float = 0.5
+    """Scale of the adaptive adversarial weight (Esser et al. 2021 Eq. 7)."""
+    seed: int = 0
+    bookkeeping: Annotated[Bookkeeping, tyro.conf.OmitArgPrefixes] = field(
+        default_factory=lambda: Bookkeeping(sample_every=500, checkpoint_every=500))
+    device: str = "auto"
+    format: Annotated[int, tyro.conf.Suppress] = FORMAT
+
+    def resolve(self, data: ImageData) -> AutoencoderTrainConfig:
+        """The networks' input from ``data``; the factor must divide the image size."""
+        size, c = data.shape[-1], data.shape[0]
+        if size % self.autoencoder.factor:
+            raise ConfigError(f"--factor {self.autoencoder.factor} does not divide the {size}x{size} images of "
+                              f"{self.data.data}; choose a factor that does (no padding is added)")
+        return replace(self, data=data.resolve(self.data),
+                       autoencoder=replace(self.autoencoder, image_size=size, in_channels=c),
+                       discriminator=replace(self.discriminator, in_channels=c))
 
 
 # -- JSON -----------------------------------------------------------------------------------------
@@ -180,6 +238,8 @@ def upgrade(raw: dict[str, Any], cls: type) -> dict[str, Any]:
             model.update(image_size=data["image_size"], in_channels=c, out_channels=2 * c if learned else c,
                          num_classes=data["num_classes"] if conditioning["class_conditional"] else None)
         train["optim"] = {k: train.pop(k) for k in _OPTIM_FIELDS}
+        train["bookkeeping"] = {k: train.pop(k) for k in ("log_every", "sample_every", "checkpoint_every",
+                                                           "keep_checkpoints")}
         return {**raw, "conditioning": conditioning, "format": FORMAT}
     if cls is ClassifierTrainConfig:
         network = raw.pop("network")

@@ -1,4 +1,5 @@
-"""A trained run, loaded to sample or measure: its network (EMA weights by default), diffusion and config."""
+"""A trained run, loaded to sample or measure: its network (EMA weights by default), diffusion and config,
+and for a latent run the autoencoder that maps between its latents and pixels."""
 
 from __future__ import annotations
 
@@ -6,22 +7,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from ..conditioning.conditions import Condition
+from ..conditioning.latent import LatentSpace
+from ..data.datasets import to_model_range, to_uint8
 from ..diffusion.process import GaussianDiffusion
 from ..nets.unet import UNet
 from .checkpoint import load_checkpoint_config, load_state_dict_strict, load_weights, resolve_checkpoint
 from .config import RunConfig
+from .latent import load_latent_space
 
 
 @dataclass
 class Trained:
-    """A trained model ready to sample: network (eval mode), diffusion, the run's config, its checkpoint."""
+    """A trained model ready to sample: network (eval mode), diffusion, the run's config, its checkpoint,
+    and its latent space (None for a pixel-space run)."""
 
     model: UNet
     diffusion: GaussianDiffusion
     config: RunConfig
     checkpoint: Path
+    latent: LatentSpace | None = None
 
     @property
     def conditions(self) -> tuple[Condition, ...]:
@@ -32,11 +39,35 @@ class Trained:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of what the model denoises: images, or latents."""
+        m = self.config.model
+        return m.in_channels, m.image_size, m.image_size
+
+    @property
+    def clip_denoised(self) -> bool:
+        """Clip x0 estimates to [-1, 1]: the range of images, not of latents."""
+        return self.latent is None
+
+    def x0_of(self, images: Tensor) -> Tensor:
+        """``uint8 [N, C, H, W]`` images -> what the diffusion runs on (on the model's device): pixels in
+        [-1, 1], or their latents."""
+        x = to_model_range(images).to(self.device)
+        return x if self.latent is None else self.latent.encode(x)
+
+    def images_of(self, x0: Tensor) -> Tensor:
+        """Samples of the diffusion -> ``uint8 [N, C, H, W]`` images (decoded for a latent run), on CPU."""
+        return to_uint8(x0 if self.latent is None else self.latent.decode(x0)).cpu()
+
 
 def load_trained(path: Path, ema: bool = True, device: torch.device | str = "cpu") -> Trained:
     """Load a run directory (its newest checkpoint) or a checkpoint directory, EMA weights by default."""
     checkpoint = resolve_checkpoint(path)
     config = load_checkpoint_config(checkpoint)
     model = UNet(config.model)
-    load_state_dict_strict(model, load_weights(checkpoint, ema=ema), checkpoint)
-    return Trained(model.to(device).eval(), config.diffusion.build(), config, checkpoint)
+    load_state_dict_strict(model, load_weights(checkpoint, "ema" if ema else "model"), checkpoint)
+    latent = None
+    if config.latent.latent is not None:
+        latent, _, _ = load_latent_space(config.latent.latent, device, config.latent.latent_sha256)
+    return Trained(model.to(device).eval(), config.diffusion.build(), config, checkpoint, latent)

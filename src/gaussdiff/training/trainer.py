@@ -26,9 +26,10 @@ from ..diffusion.timestep_sampling import make_timestep_sampler
 from ..errors import CheckpointError
 from ..nets.unet import UNet
 from ..samplers.run import sample
-from .checkpoint import list_checkpoints, load_state_dict_strict, load_training_state, load_weights, save_checkpoint
+from .checkpoint import latest_checkpoint, load_state_dict_strict, load_training_state, load_weights, save_checkpoint
 from .config import RunConfig, save_config
-from .loop import Optimization, check_precision, resolve_device
+from .latent import check_autoencoder_fits, load_latent_space
+from .loop import DataOrder, Optimization, check_precision, resolve_device
 
 LOSS_BUCKETS = 10
 
@@ -89,8 +90,16 @@ class Trainer:
         self.cuda = self.device.type == "cuda"
         check_precision(t.optim.precision, self.device)
         self.data = data if data is not None else load_configured(config.data, "train")
-        self.config = config.resolve(self.data)
+        self.latent, latent_shape = None, None
+        if config.latent.latent is not None:
+            self.latent, ae_config, sha = load_latent_space(config.latent.latent, self.device,
+                                                            config.latent.latent_sha256)
+            check_autoencoder_fits(config.latent.latent, ae_config, self.data)
+            latent_shape = (self.latent.channels, self.latent.size, sha)
+        self.config = config.resolve(self.data, latent_shape)
         self.conditions = self.config.conditions()
+        # Latent runs encode the data once (Rombach et al. train on cached latents too); pixel runs scale on the fly.
+        self.latents = None if self.latent is None else self.latent.encode_all(to_model_range(self.data.images))
         # The initial weights and dropout draw from the global RNG: seed it so runs repeat.
         torch.manual_seed(t.seed)
         self.diffusion = self.config.diffusion.build()
@@ -98,7 +107,7 @@ class Trainer:
         # auto: convolutions in channels_last win on CUDA, and on CPU in fp32 from 32x32 up
         # (bench/train_speed.py); at 8x8 the layout's slower norms and activations outweigh them,
         # and oneDNN's bf16 convolutions run faster on CPU in the default layout.
-        auto_channels_last = self.cuda or (self.data.shape[-1] >= 32 and t.optim.precision == "fp32")
+        auto_channels_last = self.cuda or (self.config.model.image_size >= 32 and t.optim.precision == "fp32")
         self.channels_last = t.memory_format == "channels_last" or (t.memory_format == "auto" and auto_channels_last)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -107,35 +116,23 @@ class Trainer:
         self.timestep_sampler = make_timestep_sampler(self.config.diffusion.timestep_sampler, self.diffusion.num_steps)
         self.generator = torch.Generator().manual_seed(t.seed)
         self.noise_generator = torch.Generator(self.device).manual_seed(t.seed + 1)
+        self.order = DataOrder(len(self.data), t.batch_size, t.seed)
         self.step = 0
-        self._perm: tuple[int, Tensor] | None = None
 
     @property
     def ema_model(self) -> torch.nn.Module:
         """The averaged network (the model itself when the run keeps no EMA)."""
         return self.optim.ema.module if self.optim.ema is not None else self.model
 
-    # -- data order: a pure function of the step ---------------------------------------------
-
     def batch_indices(self, step: int) -> Tensor:
-        """Indices of batch ``step``: a stream of per-epoch permutations seeded by (seed, epoch)."""
-        n, b = len(self.data), self.config.train.batch_size
-        pos, end, parts = step * b, (step + 1) * b, []
-        while pos < end:
-            epoch, offset = divmod(pos, n)
-            if self._perm is None or self._perm[0] != epoch:
-                g = torch.Generator().manual_seed(self.config.train.seed * 1_000_003 + epoch)
-                self._perm = (epoch, torch.randperm(n, generator=g))
-            take = min(end - pos, n - offset)
-            parts.append(self._perm[1][offset : offset + take])
-            pos += take
-        return torch.cat(parts)
+        """Indices of batch ``step`` (:class:`~gaussdiff.training.loop.DataOrder`)."""
+        return self.order.indices(step)
 
     # -- one optimisation step -----------------------------------------------------------------
 
     def train_step(self) -> tuple[float, Tensor, Tensor, float | None]:
         idx = self.batch_indices(self.step)
-        x0 = to_model_range(self.data.images[idx]).to(self.device, non_blocking=True)
+        x0 = (to_model_range(self.data.images[idx]) if self.latents is None else self.latents[idx]).to(self.device)
         if self.channels_last:
             x0 = x0.contiguous(memory_format=torch.channels_last)
         offered = self.data.conditions
@@ -169,13 +166,14 @@ class Trainer:
         return state
 
     def save(self) -> Path:
-        return save_checkpoint(self.run_dir, self.step, self.config, self.model.state_dict(),
-                               self.ema_model.state_dict(), self.training_state(), self.config.train.keep_checkpoints)
+        weights = {"model": self.model.state_dict(), "ema": self.ema_model.state_dict()}
+        return save_checkpoint(self.run_dir, self.step, self.config, weights, self.training_state(),
+                               self.config.train.bookkeeping.keep_checkpoints)
 
     def load(self, checkpoint: Path) -> None:
         """Restore everything from ``checkpoint`` (weights, EMA, optimizer, scaler, RNG, step)."""
-        load_state_dict_strict(self.model, load_weights(checkpoint, ema=False), checkpoint)
-        load_state_dict_strict(self.ema_model, load_weights(checkpoint, ema=True), checkpoint)
+        load_state_dict_strict(self.model, load_weights(checkpoint, "model"), checkpoint)
+        load_state_dict_strict(self.ema_model, load_weights(checkpoint, "ema"), checkpoint)
         state = load_training_state(checkpoint)
         try:
             self.optim.load_state_dict(state)
@@ -199,9 +197,13 @@ class Trainer:
         cond = {c.key: c.examples(n, self.device) for c in self.conditions}
         g = torch.Generator(self.device).manual_seed(1234)
         ema = self.ema_model.eval()
-        x = sample(ema, self.diffusion, (n, *self.data.shape), sampler=t.preview_sampler, steps=t.preview_steps,
-                   generator=g, clip_denoised=True, progress=False, device=self.device, **cond)
+        m = self.config.model
+        x = sample(ema, self.diffusion, (n, m.in_channels, m.image_size, m.image_size), sampler=t.preview_sampler,
+                   steps=t.preview_steps, generator=g, clip_denoised=self.latent is None, progress=False,
+                   device=self.device, **cond)
         ema.train()
+        if self.latent is not None:
+            x = self.latent.decode(x)
         return to_uint8(x).cpu(), self.conditions[0].per_row if self.conditions else None
 
     # -- the loop ------------------------------------------------------------------------------
@@ -210,10 +212,7 @@ class Trainer:
         t = self.config.train
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
-            found = list_checkpoints(self.run_dir)
-            if not found:
-                raise CheckpointError(f"{self.run_dir}: nothing to resume (no checkpoint)")
-            self.load(found[-1])
+            self.load(latest_checkpoint(self.run_dir))
         save_config(self.config, self.run_dir / "config.json")
         self.logger.start(self.run_dir, self.step)
 
@@ -222,6 +221,7 @@ class Trainer:
         bucket_sum = torch.zeros(LOSS_BUCKETS, dtype=torch.float64)
         bucket_n = torch.zeros(LOSS_BUCKETS, dtype=torch.float64)
         bar = tqdm(total=t.train_steps, initial=self.step, desc="train", disable=not self.progress, dynamic_ncols=True)
+        b = t.bookkeeping
         tick = time.perf_counter()
         try:
             while self.step < t.train_steps:
@@ -232,7 +232,7 @@ class Trainer:
                 bucket_sum.index_add_(0, buckets, per_example.double())
                 bucket_n.index_add_(0, buckets, torch.ones_like(per_example, dtype=torch.float64))
                 bar.update(1)
-                if self.step % t.log_every == 0 or self.step == t.train_steps:
+                if b.due(b.log_every, self.step, t.train_steps):
                     elapsed = time.perf_counter() - tick
                     row = {
                         "step": self.step,
@@ -247,9 +247,9 @@ class Trainer:
                     window.clear()
                     bucket_sum.zero_(), bucket_n.zero_()
                     tick = time.perf_counter()
-                if self.step % t.checkpoint_every == 0 or self.step == t.train_steps:
+                if b.due(b.checkpoint_every, self.step, t.train_steps):
                     self.save()
-                if self.step % t.sample_every == 0 or self.step == t.train_steps:
+                if b.due(b.sample_every, self.step, t.train_steps):
                     self.logger.images(self.step, *self.preview())
         finally:
             bar.close()

@@ -1,0 +1,195 @@
+"""Training the KL autoencoder of latent diffusion (Rombach et al. 2022 §3.1, App. G).
+
+Loss per example: the reconstruction (L1 or L2, mean per pixel) + ``kl_weight`` x KL(q(z | x) || N(0, I))
+per pixel, and, from step ``gan_start``, the patch-GAN generator loss -D(x_hat) weighted adaptively by
+lambda = |grad_L rec| / (|grad_L gan| + 1e-4) at the decoder's last layer L (Esser et al. 2021 Eq. 7),
+while the discriminator learns the hinge loss. Both networks step through the shared
+:class:`~gaussdiff.training.loop.Optimization`; checkpoints and the data order are the diffusion
+trainer's, so a run resumes exactly.
+
+A finished run directory holds ``autoencoder.safetensors``, ``config.json`` and ``latent.json`` (the
+latent scale, 1 / std of the encoded training set, so that nobody types 0.18215), each written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..conditioning.latent import LatentSpace
+from ..data.datasets import ImageData, load_configured, to_model_range, to_uint8
+from ..errors import CheckpointError
+from ..nets.autoencoder import Autoencoder, PatchDiscriminator
+from .checkpoint import latest_checkpoint, load_state_dict_strict, load_training_state, load_weights, save_checkpoint
+from .checkpoint import save_weights
+from .config import AutoencoderTrainConfig, save_config
+from .files import atomic_write
+from .loop import DataOrder, Optimization, check_precision, resolve_device
+from .trainer import Logger, NullLogger, TrainResult
+
+
+def adaptive_weight(rec_loss: Tensor, gan_loss: Tensor, last_layer: Tensor, scale: float) -> Tensor:
+    """lambda = scale |grad_L rec_loss| / (|grad_L gan_loss| + 1e-4), clamped to [0, 1e4] and detached
+    (Esser et al. 2021 Eq. 7): the adversarial term's gradient at the decoder's last layer ``L`` is
+    brought to the size of the reconstruction's."""
+    (rec_grad,) = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)
+    (gan_grad,) = torch.autograd.grad(gan_loss, last_layer, retain_graph=True)
+    return (scale * rec_grad.norm() / (gan_grad.norm() + 1e-4)).clamp(0.0, 1e4).detach()
+
+
+def hinge_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """The discriminator's hinge loss: mean relu(1 - D(x)) + mean relu(1 + D(x_hat)), halved."""
+    return 0.5 * (F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean())
+
+
+@dataclass
+class ReconstructionPreview:
+    """Held-out originals above their reconstructions, ``uint8 [2n, C, H, W]``, n per row."""
+
+    images: Tensor
+    per_row: int
+
+
+class AutoencoderTrainer:
+    """One autoencoder run in ``run_dir``: config.json, checkpoints/, and, when done, the weights and latent scale."""
+
+    def __init__(self, config: AutoencoderTrainConfig, run_dir: Path, data: ImageData | None = None,
+                 progress: bool = True, logger: Logger | None = None) -> None:
+        self.run_dir, self.progress, self.logger = run_dir, progress, logger or NullLogger()
+        self.device = resolve_device(config.device)
+        check_precision(config.optim.precision, self.device)
+        self.data = data if data is not None else load_configured(config.data, "train")
+        self.config = c = config.resolve(self.data)
+        # The preview shows held-out images; data handed in directly previews its own first images.
+        self.held_out = (load_configured(c.data, "test") if data is None else self.data).images[:8]
+        torch.manual_seed(c.seed)
+        self.model = Autoencoder(c.autoencoder).to(self.device)
+        self.optim = Optimization(self.model, c.optim, c.train_steps, self.device)
+        self.disc = self.disc_optim = None
+        if c.gan_start is not None:
+            self.disc = PatchDiscriminator(c.discriminator).to(self.device)
+            self.disc_optim = Optimization(self.disc, c.optim, c.train_steps, self.device)
+        self.order = DataOrder(len(self.data), c.batch_size, c.seed)
+        self.generator = torch.Generator(self.device).manual_seed(c.seed + 1)
+        self.step = 0
+
+    @property
+    def adversarial(self) -> bool:
+        return self.disc is not None and self.step >= self.config.gan_start
+
+    def losses(self, x: Tensor) -> dict[str, Tensor]:
+        """The terms of the loss on a batch ``x: [B, C, H, W]`` in [-1, 1] (scalars)."""
+        c = self.config
+        with self.optim.autocast():
+            x_hat, posterior = self.model(x, self.generator)
+        error = (x_hat.float() - x).abs() if c.reconstruction == "l1" else (x_hat.float() - x) ** 2
+        rec = error.mean()
+        kl = posterior.kl().float().mean() / x[0].numel()  # per pixel, like the reconstruction
+        terms = {"rec": rec, "kl": kl, "loss": rec + c.kl_weight * kl, "x_hat": x_hat}
+        if self.adversarial:
+            gan = -self.disc(x_hat).float().mean()
+            terms["gan_weight"] = adaptive_weight(rec, gan, self.model.last_layer, c.gan_weight)
+            terms["gan"] = gan
+            terms["loss"] = terms["loss"] + terms["gan_weight"] * gan
+        return terms
+
+    def train_step(self) -> dict[str, float]:
+        x = to_model_range(self.data.images[self.order.indices(self.step)]).to(self.device)
+        terms = self.losses(x)
+        terms["grad_norm"] = torch.tensor(self.optim.step(terms["loss"]) or 0.0)
+        if self.adversarial:
+            terms["d_loss"] = hinge_d_loss(self.disc(x), self.disc(terms["x_hat"].detach()))
+            self.disc_optim.step(terms["d_loss"])
+        self.step += 1
+        return {k: float(v.detach()) for k, v in terms.items() if k != "x_hat"}
+
+    @torch.no_grad()
+    def preview(self) -> ReconstructionPreview:
+        self.model.eval()
+        x = self.held_out.to(self.device)
+        x_hat = self.model.decode(self.model.encode(to_model_range(x)).mean)
+        self.model.train()
+        return ReconstructionPreview(torch.cat([x.cpu(), to_uint8(x_hat).cpu()]), len(x))
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def save(self) -> Path:
+        weights = {"model": self.model.state_dict()}
+        state: dict[str, Any] = {"step": self.step, **self.optim.state_dict(), "generator": self.generator.get_state(),
+                                 "torch_rng": torch.get_rng_state()}
+        if self.disc is not None:
+            weights["discriminator"] = self.disc.state_dict()
+            state["discriminator"] = self.disc_optim.state_dict()
+        return save_checkpoint(self.run_dir, self.step, self.config, weights, state, self.config.bookkeeping.keep_checkpoints)
+
+    def load(self, checkpoint: Path) -> None:
+        load_state_dict_strict(self.model, load_weights(checkpoint, "model"), checkpoint)
+        state = load_training_state(checkpoint)
+        try:
+            self.optim.load_state_dict(state)
+            if self.disc is not None:
+                load_state_dict_strict(self.disc, load_weights(checkpoint, "discriminator"), checkpoint)
+                self.disc_optim.load_state_dict(state["discriminator"])
+            self.generator.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            self.step = int(state["step"])
+        except (KeyError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{checkpoint}: training state does not match this run ({e})") from None
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self, resume: bool = False) -> TrainResult:
+        c = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self.load(latest_checkpoint(self.run_dir))
+        save_config(c, self.run_dir / "config.json")
+        self.logger.start(self.run_dir, self.step)
+        losses, window = [], []
+        bar = tqdm(total=c.train_steps, initial=self.step, desc="autoencoder", disable=not self.progress,
+                   dynamic_ncols=True)
+        b = c.bookkeeping
+        tick = time.perf_counter()
+        try:
+            while self.step < c.train_steps:
+                terms = self.train_step()
+                losses.append(terms["loss"])
+                window.append(terms)
+                bar.update(1)
+                if b.due(b.log_every, self.step, c.train_steps):
+                    row = {k: sum(w.get(k, 0.0) for w in window) / len(window) for k in window[-1]}
+                    elapsed = time.perf_counter() - tick
+                    row.update(step=self.step, lr=self.optim.lr,
+                               images_per_s=len(window) * c.batch_size / max(elapsed, 1e-9))
+                    self.logger.log(row)
+                    bar.set_postfix(rec=f"{row['rec']:.4f}", kl=f"{row['kl']:.3g}")
+                    window.clear()
+                    tick = time.perf_counter()
+                if b.due(b.checkpoint_every, self.step, c.train_steps):
+                    self.save()
+                if b.due(b.sample_every, self.step, c.train_steps):
+                    p = self.preview()
+                    self.logger.images(self.step, p.images, p.per_row)
+        finally:
+            bar.close()
+            self.logger.close()
+        self.finish()
+        return TrainResult(self.run_dir, self.step, losses)
+
+    def finish(self, n: int = 2048) -> float:
+        """Estimate the latent scale on up to ``n`` training images and write the finished run's files."""
+        self.model.eval()
+        space = LatentSpace(self.model, 1.0)
+        z = space.encode_all(to_model_range(self.data.images[:n]))
+        scale = float(1.0 / z.float().std())
+        atomic_write(self.run_dir / "autoencoder.safetensors", lambda tmp: save_weights(self.model.state_dict(), tmp))
+        atomic_write(self.run_dir / "latent.json", lambda tmp: tmp.write_text(json.dumps({"scale": scale}) + "\n"))
+        return scale

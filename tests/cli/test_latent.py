@@ -1,0 +1,104 @@
+"""Latent diffusion from the command line: train-autoencoder, train --latent, sample, eval, show; bad input."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import TINY_FLAGS
+from gaussdiff.cli import main
+from gaussdiff.training import load_trained
+
+AE_FLAGS = ["--data", "digits", "--factor", "2", "--channels", "8", "--latent-channels", "2", "--batch-size", "8",
+            "--train-steps", "4", "--log-every", "2", "--sample-every", "4", "--checkpoint-every", "4", "--device", "cpu"]
+
+
+def expect_error(capsys, *args, match: str) -> None:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and match in err and "\n" not in err, err
+
+
+@pytest.fixture(scope="module")
+def autoencoder_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("ae") / "run"
+    main(["train-autoencoder", "--run-dir", str(run), *AE_FLAGS, "--gan-start", "2"])
+    return run
+
+
+@pytest.fixture(scope="module")
+def latent_run(tmp_path_factory, autoencoder_run) -> Path:
+    run = tmp_path_factory.mktemp("latent") / "run"
+    main(["train", "--run-dir", str(run), "--latent", str(autoencoder_run), *TINY_FLAGS, "--attention-resolutions",
+          "2", "--train-steps", "2", "--checkpoint-every", "2", "--sample-every", "2", "--class-conditional",
+          "--p-uncond", "0.2"])
+    return run
+
+
+def test_the_autoencoder_run_holds_its_weights_scale_pictures_and_figures(autoencoder_run, capsys):
+    for name in ("autoencoder.safetensors", "latent.json", "config.json", "metrics.json", "reconstructions.png",
+                 "loss.png", "metrics.jsonl"):
+        assert (autoencoder_run / name).exists(), name
+    assert json.loads((autoencoder_run / "latent.json").read_text())["scale"] > 0
+    capsys.readouterr()
+    main(["eval", str(autoencoder_run), "--json", "--device", "cpu"])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["reconstruction"]
+    assert report == json.loads((autoencoder_run / "metrics.json").read_text())
+    assert report["n"] == 179 and report["psnr"] > 0 and report["fid"] > report["fid_originals"] > 0
+
+
+def test_a_latent_run_trains_samples_and_is_measured(latent_run, autoencoder_run, tmp_path, capsys):
+    trained = load_trained(latent_run)
+    assert trained.latent is not None and trained.sample_shape == (2, 4, 4)
+    assert trained.config.latent.latent == autoencoder_run and len(trained.config.latent.latent_sha256) == 64
+    assert (latent_run / "samples.png").exists()
+    for sampler in ("ddpm", "ddim"):
+        main(["sample", str(latent_run), "--class", "all", "--n", "10", "--guidance", "2", "--sampler", sampler,
+              "--steps", "3", "--out", str(tmp_path / f"{sampler}.npz"), "--device", "cpu"])
+        images = np.load(tmp_path / f"{sampler}.npz")["arr_0"]
+        assert images.shape == (10, 8, 8, 1) and images.dtype == np.uint8  # decoded to pixels
+    capsys.readouterr()
+    main(["eval", str(latent_run), "--fid", "--bpd", "--n", "20", "--steps", "3", "--json", "--out-dir",
+          str(tmp_path), "--device", "cpu"])
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["quality"]["n"] == 20 and figures["latent"] == str(autoencoder_run)
+    main(["eval", str(latent_run), "--bpd", "--n", "4", "--steps", "3", "--out-dir", str(tmp_path), "--device", "cpu"])
+    assert "not image bits/dim" in capsys.readouterr().out
+    main(["show", "trajectory", str(latent_run), "--n", "2", "--frames", "2", "--steps", "3", "--out",
+          str(tmp_path / "t.png"), "--device", "cpu"])
+    assert (tmp_path / "t.png").exists()
+
+
+def test_a_latent_run_refuses_a_changed_or_mismatched_autoencoder(autoencoder_run, latent_run, tmp_path, capsys,
+                                                                   image_folder):
+    expect_error(capsys, "train", "--latent", autoencoder_run, "--data", image_folder, "--image-size", "8",
+                 *TINY_FLAGS, match="an autoencoder of 1-channel 8x8 images")
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    for f in autoencoder_run.iterdir():
+        if f.is_file():
+            (changed / f.name).write_bytes(f.read_bytes())
+    run = tmp_path / "run"
+    main(["train", "--run-dir", str(run), "--latent", str(changed), *TINY_FLAGS, "--attention-resolutions", "2",
+          "--train-steps", "1", "--checkpoint-every", "1", "--sample-every", "1"])
+    retrained = tmp_path / "retrained"
+    main(["train-autoencoder", "--run-dir", str(retrained), *AE_FLAGS, "--seed", "1"])
+    (changed / "autoencoder.safetensors").write_bytes((retrained / "autoencoder.safetensors").read_bytes())
+    expect_error(capsys, "sample", run, "--n", "2", "--out", tmp_path / "s.png", "--device", "cpu",
+                 match="weights changed since this run was trained")
+
+
+def test_bad_autoencoder_input_gets_one_line(tmp_path, capsys, autoencoder_run):
+    expect_error(capsys, "train", "--latent", tmp_path / "nowhere", *TINY_FLAGS, match="not a finished autoencoder run")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    for f in autoencoder_run.iterdir():
+        if f.is_file():
+            (corrupt / f.name).write_bytes(f.read_bytes())
+    (corrupt / "autoencoder.safetensors").write_bytes(b"junk")
+    expect_error(capsys, "train", "--latent", corrupt, *TINY_FLAGS, match="cannot read weights")
+    expect_error(capsys, "train-autoencoder", "--run-dir", tmp_path / "f", *AE_FLAGS, "--data", "fashion-mnist",
+                 "--factor", "8", match="--factor 8 does not divide the 28x28 images")

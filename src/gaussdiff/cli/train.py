@@ -41,13 +41,13 @@ class Train:
         if self.dry_run:
             print(describe(config))
             return
+        run_dir = self.run_dir or Path("runs") / f"{Path(config.data.data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        trainer = Trainer(config, run_dir, logger=RunLogger())
         if config.latent.latent is not None and config.diffusion.schedule == "cosine":
             # Latents cannot be clipped to [-1, 1], and the cosine schedule's last steps (alpha_bar ~ 1e-9)
             # multiply the eps error by 1 / sqrt(alpha_bar) in the x0 estimate (docs/latent.md).
             print("gaussdiff: note: latent runs sample far better on --schedule linear (LDM's) than on cosine",
                   file=sys.stderr)
-        run_dir = self.run_dir or Path("runs") / f"{Path(config.data.data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-        trainer = Trainer(config, run_dir, logger=RunLogger())
         n_params = sum(p.numel() for p in trainer.model.parameters())
         print(f"run {run_dir}: {len(trainer.data)} images {trainer.data.shape}, {n_params / 1e6:.2f}M parameters, "
               f"{trainer.device}", file=sys.stderr)

@@ -90,7 +90,6 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     train, test = load_data("fashion-mnist", "train"), load_data("fashion-mnist", "test")
-    results: dict = {"host": torch.__config__.parallel_info().splitlines()[0], "autoencoders": [], "diffusion": []}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         ae_rows, runs = [], {}

@@ -181,3 +181,16 @@ def test_classifier_guidance_with_scale_zero_and_wrong_steps():
     torch.testing.assert_close(unguided, net(x, t, y=y), rtol=0, atol=0)
     with pytest.raises(ValueError, match="do not include t"):
         ClassifierGuidance(net, clf, d, 1.0, pass_labels=True)(x, t + 1, y=y)
+
+
+def test_guide_pairs_each_sampler_with_its_algorithm_unless_told_otherwise():
+    """Dhariwal & Nichol: Algorithm 1 (the mean) with ancestral sampling, Algorithm 2 (eps) with DDIM;
+    --classifier-mode overrides the pairing for either sampler."""
+    from gaussdiff.conditioning import GuidanceConfig, guide
+
+    d = GaussianDiffusion(NoiseSchedule.linear(1000)).respace(10)
+    net, clf = conditional_unet(), tiny_classifier()
+    for sampler, mode, expected in [("ddpm", "paired", "mean"), ("ddim", "paired", "eps"),
+                                    ("ddim", "mean", "mean"), ("ddpm", "eps", "eps")]:
+        wrapped = guide(net, d, GuidanceConfig(classifier_mode=mode), sampler, LABELS, classifier=clf)
+        assert isinstance(wrapped, ClassifierGuidance) and wrapped.mode == expected, (sampler, mode)

@@ -45,11 +45,14 @@ class DataConfig:
 
 @dataclass
 class ImageData:
-    """Images ``uint8 [N, C, H, W]``, labels ``int64 [N]`` or None, and class names."""
+    """Images ``uint8 [N, C, H, W]``, labels ``int64 [N]`` or None, class names, and optionally a caption
+    per image and, for generated scenes (``shapes``), the attributes drawn, ``int64 [N, A]``."""
 
     images: Tensor
     labels: Tensor | None
     class_names: list[str] | None = None
+    captions: list[str] | None = None
+    attributes: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.images)

@@ -47,10 +47,24 @@ def image_grid(images: Tensor, nrow: int | None = None, pad: int = 2) -> Image.I
     return Image.fromarray(grid)
 
 
-def save_grid(images: Tensor, path: Path, nrow: int | None = None) -> Path:
-    """Write ``uint8 [N, C, H, W]`` as a PNG grid."""
+def label_rows(grid: Image.Image, row_labels: Sequence[str]) -> Image.Image:
+    """``grid`` with ``row_labels[i]`` written left of its i-th row of cells (class names, prompts)."""
+    draw = ImageDraw.Draw(grid)
+    width = 8 + max(int(draw.textlength(text)) for text in row_labels)
+    canvas = Image.new("RGB", (grid.width + width, grid.height), "white")
+    canvas.paste(grid, (width, 0))
+    draw = ImageDraw.Draw(canvas)
+    cell_h = (grid.height - 2) / len(row_labels)
+    for i, text in enumerate(row_labels):
+        draw.text((4, 2 + i * cell_h + cell_h / 2 - 6), text, fill="black")
+    return canvas
+
+
+def save_grid(images: Tensor, path: Path, nrow: int | None = None, row_labels: Sequence[str] = ()) -> Path:
+    """Write ``uint8 [N, C, H, W]`` as a PNG grid, ``nrow`` a row, with ``row_labels`` written beside the rows."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    image_grid(images, nrow).save(path)
+    grid = image_grid(images, nrow)
+    (label_rows(grid, row_labels) if row_labels else grid).save(path)
     return path
 
 

@@ -13,7 +13,7 @@ import tyro
 
 from ..conditioning.guidance import GuidanceConfig
 from ..data.datasets import DataConfig, load_configured, load_data
-from ..errors import UsageError
+from ..errors import DataError, UsageError
 from ..evaluation.bpd import evaluate_bpd, evaluate_ode, rate_distortion_rows
 from ..evaluation.features import ExtractorName
 from ..evaluation.generate import generate, takes_labels
@@ -90,12 +90,12 @@ class Eval:
         held_out = load_configured(data_config, "test")
         n = min(self.n or 1000, len(held_out))
         images = held_out.images[:n]
-        offered = held_out.conditions
-        missing = [c.key for c in trained.conditions if c.key not in offered]
-        if missing:
-            raise UsageError(f"the model takes {missing[0]!r}, which {data_config.data}'s held-out split does not have")
-        cond = {c.key: offered[c.key][:n] for c in trained.conditions}
-        given = f" given their {', '.join('labels' if k == 'y' else k for k in cond)}" if cond else ""
+        try:
+            cond = {c.key: c.of_data(held_out)[:n] for c in trained.conditions}
+        except DataError as e:
+            raise UsageError(f"{data_config.data}'s held-out split: {e}") from None
+        names = {"y": "labels", "tokens": "captions"}
+        given = f" given their {', '.join(names.get(k, k) for k in cond)}" if cond else ""
         if trained.latent is not None:
             given += " (their latents: bits per latent dimension, not image bits/dim)"
             figures["latent"] = str(trained.config.latent.latent)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import torch
 
 from ..errors import UsageError
@@ -26,3 +29,17 @@ def parse_class(value: str | None, num_classes: int | None, n: int) -> tuple[tor
     if not value.isdigit() or not 0 <= int(value) < num_classes:
         raise UsageError(f"--class must be 'all' or a class in 0..{num_classes - 1}, not {value!r}")
     return torch.full((n,), int(value)), None
+
+
+def read_prompts(prompts: Sequence[str], prompt_file: Path | None) -> list[str]:
+    """``--prompt`` and the lines of ``--prompt-file`` (blank lines skipped), in that order."""
+    out = list(prompts)
+    if prompt_file is not None:
+        try:
+            lines = prompt_file.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"--prompt-file {prompt_file}: cannot read it ({type(e).__name__})") from None
+        out += [line.strip() for line in lines if line.strip()]
+        if not any(line.strip() for line in lines):
+            raise UsageError(f"--prompt-file {prompt_file}: no prompts in it (one per line)")
+    return out

@@ -14,6 +14,7 @@ from ..data.datasets import load_configured, load_data, to_model_range, to_uint8
 from ..diffusion.process import DiffusionConfig
 from ..diffusion.schedule import ScheduleName
 from ..errors import UsageError
+from ..evaluation.generate import text_condition
 from ..samplers.base import SamplerStep
 from ..samplers.run import SamplerName, sample
 from ..training.checkpoint import load_checkpoint_config, resolve_checkpoint
@@ -73,6 +74,8 @@ class ShowTrajectory:
     """How many samples (two rows each: x_t, then the x0 estimate)."""
     label: Annotated[str | None, tyro.conf.arg(name="class")] = None
     """For a class-conditional run: a class index (default: classes 0, 1, 2, ... one per sample)."""
+    prompt: str | None = None
+    """For a text run: the prompt of every sample (default: the run's preview prompts, one per sample)."""
     frames: int = 10
     sampler: SamplerName = "ddpm"
     steps: int | None = None
@@ -101,6 +104,14 @@ class ShowTrajectory:
             if "y" not in cond:
                 raise UsageError("--class needs a class-conditional run")
             cond["y"] = parse_class(self.label, trained.config.data.num_classes, self.n)[0].to(device)
+        text = text_condition(trained)
+        prompts = [text.prompts[j % len(text.prompts)] for j in range(self.n)] if text is not None else []
+        if self.prompt is not None:
+            if text is None:
+                raise UsageError("--prompt needs a text run (gaussdiff train --text)")
+            prompts = [self.prompt] * self.n
+        if text is not None:
+            cond[text.key] = text.encode(prompts).to(device)
         g = torch.Generator(device).manual_seed(self.seed)
         sample(trained.model, trained.diffusion, (self.n, *trained.sample_shape), sampler=self.sampler,
                steps=self.steps, eta=self.eta, generator=g, clip_denoised=trained.clip_denoised, callback=record,
@@ -111,6 +122,7 @@ class ShowTrajectory:
             rows.append(trained.images_of(torch.stack([f.x_t[j] for f in frames])))
             rows.append(trained.images_of(torch.stack([f.x0[j] for f in frames])))
             name = f" {cond['y'][j].item()}" if "y" in cond else ""
+            name += f" {prompts[j]!r}" if prompts else ""
             labels += [f"x_t{name}", f"x0 est.{name}"]
         save_strips(rows, self.out, [f"t={int(f.t[0])}" for f in frames], labels)
         print(f"wrote {self.out}")

@@ -1,7 +1,8 @@
 """Conditions as data: what a model takes besides (x_t, t), passed as ``model(x_t, t, **cond)``.
 
-A dataset offers its conditions as a dict (``{"y": labels}``); a run's :class:`ConditioningConfig`
-says which of them the model takes, as :class:`Condition` objects. The trainer, the guidance
+A run's :class:`ConditioningConfig` says which conditions the model takes, as :class:`Condition`
+objects: class labels ``y`` (:class:`ClassLabel`) and text prompts ``tokens``
+(:class:`~gaussdiff.conditioning.text.TextPrompt`), each read from a dataset by ``of_data``. The trainer, the guidance
 wrappers and the evaluators handle every condition alike through that interface, by its ``key``,
 its ``null`` (the "no condition" value the model learns for classifier-free guidance) and its
 drop probability, so that none of them knows a condition by name.
@@ -11,12 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Annotated, Protocol
 
 import torch
+import tyro
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..data.datasets import ImageData
+from ..errors import ConfigError, DataError
+from .text import TextPrompt, Tokenizer
 
 
 class Condition(Protocol):
@@ -32,6 +36,9 @@ class Condition(Protocol):
 
     def null(self, value: Tensor) -> Tensor:
         """The null condition in place of ``value: [B, ...]`` (the unconditional branch)."""
+
+    def of_data(self, data: ImageData) -> Tensor:
+        """This condition of every example of ``data``, ``[N, ...]`` (a :class:`DataError` if it has none)."""
 
     def examples(self, n: int, device: torch.device | str) -> Tensor:
         """``n`` conditions for a preview grid, one row per distinct value."""
@@ -52,6 +59,11 @@ class ClassLabel:
     def null(self, value: Tensor) -> Tensor:
         return torch.full_like(value, self.num_classes)
 
+    def of_data(self, data: ImageData) -> Tensor:
+        if data.labels is None:
+            raise DataError("this model takes class labels, and the data has none")
+        return data.labels
+
     def examples(self, n: int, device: torch.device | str) -> Tensor:
         return torch.arange(n, device=device) % self.num_classes
 
@@ -66,18 +78,33 @@ class ConditioningConfig:
 
     class_conditional: bool = False
     """Embed the dataset's labels (for guidance); needs a labelled dataset."""
+    text: bool = False
+    """Condition on the captions through a caption encoder and cross-attention; needs captioned data."""
     p_uncond: float = 0.0
-    """Classifier-free guidance training: the share of labels replaced by the null label."""
+    """Classifier-free guidance training: the share of labels (and captions) replaced by the null one."""
+    # Read from the captions when a run starts; not options.
+    vocabulary: Annotated[tuple[str, ...], tyro.conf.Suppress] = ()
+    max_tokens: Annotated[int, tyro.conf.Suppress] = 0
+    preview_prompts: Annotated[tuple[str, ...], tyro.conf.Suppress] = ()
 
     def conditions(self, num_classes: int | None) -> tuple[Condition, ...]:
         """The model's conditions for data with ``num_classes`` classes (None: unlabelled)."""
-        if not 0.0 <= self.p_uncond < 1.0 or (self.p_uncond > 0 and not self.class_conditional):
-            raise ConfigError("p_uncond must lie in [0, 1) and needs --class-conditional")
-        if not self.class_conditional:
-            return ()
-        if num_classes is None:
-            raise ConfigError("class_conditional needs a labelled dataset")
-        return (ClassLabel(num_classes, self.p_uncond),)
+        if not 0.0 <= self.p_uncond < 1.0 or (self.p_uncond > 0 and not (self.class_conditional or self.text)):
+            raise ConfigError("p_uncond must lie in [0, 1) and needs --class-conditional or --text")
+        out: list[Condition] = []
+        if self.class_conditional:
+            if num_classes is None:
+                raise ConfigError("class_conditional needs a labelled dataset")
+            out.append(ClassLabel(num_classes, self.p_uncond))
+        if self.text:
+            if not self.vocabulary:
+                raise ConfigError("a text run's vocabulary is read from its captions when it starts")
+            out.append(TextPrompt(self.tokenizer, self.preview_prompts, self.p_uncond))
+        return tuple(out)
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return Tokenizer(self.vocabulary, self.max_tokens)
 
 
 def drop_conditions(cond: Mapping[str, Tensor], conditions: Sequence[Condition],

@@ -168,7 +168,8 @@ def guide(
         raise ConfigError("--guidance must be >= 0")
     if config.guidance > 0:
         if not conditions:
-            raise ConfigError("classifier-free guidance needs a class-conditional run (--class-conditional --p-uncond 0.1)")
+            raise ConfigError("classifier-free guidance needs a conditional run (--class-conditional or --text, "
+                              "with --p-uncond 0.1)")
         model = ClassifierFreeGuidance(model, config.guidance, conditions, variance_channels)
     if classifier is not None:
         mode = PAIRED_MODE[sampler] if config.classifier_mode == "paired" else config.classifier_mode

@@ -1,18 +1,35 @@
-"""Datasets: built-in (scikit-learn's digits, Debian's Fashion-MNIST), image folders and .npz files.
+"""Datasets: built-in (scikit-learn's digits, Debian's Fashion-MNIST, the generated ``shapes`` scenes),
+image folders and .npz files.
 
-Everything loads into memory as ``uint8 [N, C, H, W]`` with optional ``int64 [N]`` labels; the
-trainer scales to [-1, 1] on the fly (``to_model_range``). A dataset offers its conditions as a
-dict (:attr:`ImageData.conditions`: ``{"y": labels}`` for labelled data), which the trainer hands
-to the model as keywords without knowing their names. Bad input raises :class:`DataError` with a
-one-line message that names the file.
+Everything loads into memory as ``uint8 [N, C, H, W]`` with optional ``int64 [N]`` labels and an
+optional caption per image; the trainer scales to [-1, 1] on the fly (``to_model_range``). The
+conditions a model takes (labels, captions) are read from it by the run's condition objects
+(:mod:`gaussdiff.conditioning.conditions`), so the trainer knows none by name. Bad
+input raises :class:`DataError` with a one-line message that names the file (``path:LINE: ...``
+where a line is at fault).
+
+Captions come from three places:
+
+- the labelled built-ins make one per image from its class name and a template ("a photo of a
+  sneaker", "the digit seven"), the template drawn by a seeded generator (:func:`class_captions`),
+  so every call gives the same captions;
+- a folder of images may hold ``metadata.jsonl`` (``{"file_name": ..., "text": ...}`` a line) or
+  ``metadata.csv`` (columns ``file_name`` and ``text``) at its top, the convention of the Hugging
+  Face ``imagefolder`` loader, with ``file_name`` relative to the folder; every image then needs
+  exactly one caption;
+- a ``.npz`` may hold a string array ``prompts`` beside its images.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
+import json
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated
 
 import numpy as np
@@ -22,9 +39,12 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from ..errors import DataError
+from .shapes import load_shapes
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+# The caption files a folder may hold at its top (Hugging Face's imagefolder names); they are not images.
+METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 
 
 @dataclass(frozen=True)
@@ -32,7 +52,8 @@ class DataConfig:
     """What to train on."""
 
     data: str = "digits"
-    """``digits``, ``fashion-mnist``, a folder of images (sub-folders = classes) or a ``.npz``."""
+    """``digits``, ``fashion-mnist``, ``shapes``, a folder of images (sub-folders = classes; captions from its
+    metadata.jsonl or metadata.csv) or a ``.npz``."""
     image_size: int | None = None
     """Resolution; built-in datasets fix it, folders default to 32."""
     image_channels: int | None = None
@@ -66,12 +87,6 @@ class ImageData:
         """(C, H, W)."""
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
-    @property
-    def conditions(self) -> dict[str, Tensor]:
-        """Every condition the data offers, by the model keyword it feeds, ``[N, ...]`` each:
-        ``{"y": labels}`` for labelled data, ``{}`` otherwise."""
-        return {} if self.labels is None else {"y": self.labels}
-
     def resolve(self, config: DataConfig) -> DataConfig:
         """``config`` with the size, channels and classes of this data filled in."""
         return replace(config, image_channels=self.shape[0], image_size=self.shape[-1], num_classes=self.num_classes)
@@ -87,18 +102,53 @@ def to_uint8(x: Tensor) -> Tensor:
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
+# Templates for captions of a labelled image: ``{name}`` is the class's readable name, ``{a}`` the same
+# with its indefinite article ("an ankle boot").
+OBJECT_TEMPLATES = ("a photo of {a}", "{a}", "a picture of {a}", "a drawing of {a}",
+                    "a black and white photo of {a}", "a small picture of {a}")
+DIGIT_TEMPLATES = ("the digit {name}", "a handwritten {name}", "a picture of the number {name}", "{a}",
+                   "the number {name}, written by hand", "a handwritten digit {name}")
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+# Spelt with a vowel but said with a consonant ("a one", "a unicorn", "a used car"), and the reverse ("an hour").
+_A_BEFORE = ("one", "uni", "use", "usu", "eu", "ewe")
+_AN_BEFORE = ("hour", "honest", "honour", "heir")
+
+
+def with_article(noun: str) -> str:
+    """``noun`` after its indefinite article, by how its first word sounds: "an ankle boot", "a one"."""
+    word = noun.lower()
+    vowel_sound = (word[:1] in tuple("aeiou") and not word.startswith(_A_BEFORE)) or word.startswith(_AN_BEFORE)
+    return ("an " if vowel_sound else "a ") + noun
+
+
+def class_captions(labels: Tensor, names: Sequence[str], seed: int,
+                   templates: Sequence[str] = OBJECT_TEMPLATES) -> list[str]:
+    """A lower-case caption per image: one of ``templates`` filled with the readable name of its class.
+
+    ``labels``: int ``[N]`` indices into ``names``. The template of image i is the i-th draw of a numpy
+    Generator seeded with ``seed``, so the same arguments give the same captions on every call.
+    """
+    filled = [[t.format(name=n.lower(), a=with_article(n.lower())) for t in templates] for n in names]
+    choice = np.random.default_rng(seed).integers(len(templates), size=len(labels))
+    return [filled[y][k] for y, k in zip(labels.tolist(), choice.tolist())]
+
+
 def load_digits_data(split: str = "train") -> ImageData:
-    """scikit-learn's 8x8 digits (1797 images, 17 grey levels), with labels; 10% held out as 'test'."""
+    """scikit-learn's 8x8 digits (1797 images, 17 grey levels), with labels and captions ("the digit
+    seven"); 10% held out as 'test'."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     images = torch.from_numpy(np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8))[:, None]
     labels = torch.from_numpy(bunch.target.astype(np.int64))
+    # Captioned before the split, so an image has the same caption whichever split it lands in.
+    captions = class_captions(labels, DIGIT_NAMES, seed=0, templates=DIGIT_TEMPLATES)
     # A fixed permutation, so the held-out split is the same for every run.
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
     cut = len(images) - len(images) // 10
     idx = order[:cut] if split == "train" else order[cut:]
-    return ImageData(images[idx], labels[idx], [str(i) for i in range(10)])
+    return ImageData(images[idx], labels[idx], [str(i) for i in range(10)], [captions[i] for i in idx.tolist()])
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -117,10 +167,14 @@ def _read_idx(path: Path) -> np.ndarray:
 
 
 FASHION_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
+# FASHION_CLASSES as a caption says them (the dataset's own names, "Trouser" and "Ankle boot", read better).
+FASHION_NAMES = ("t-shirt", "pair of trousers", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                 "ankle boot")
 
 
 def load_fashion_mnist(split: str = "train", root: Path = FASHION_MNIST_DIR) -> ImageData:
-    """Fashion-MNIST 28x28 from the IDX files of Debian's ``dataset-fashion-mnist``."""
+    """Fashion-MNIST 28x28 from the IDX files of Debian's ``dataset-fashion-mnist``, with labels and
+    captions ("a photo of an ankle boot")."""
     prefix = "train" if split == "train" else "t10k"
     images_path = root / f"{prefix}-images-idx3-ubyte.gz"
     labels_path = root / f"{prefix}-labels-idx1-ubyte.gz"
@@ -133,7 +187,7 @@ def load_fashion_mnist(split: str = "train", root: Path = FASHION_MNIST_DIR) -> 
     labels = torch.from_numpy(_read_idx(labels_path).astype(np.int64))
     if len(images) != len(labels):
         raise DataError(f"{root}: {len(images)} images but {len(labels)} labels")
-    return ImageData(images, labels, FASHION_CLASSES)
+    return ImageData(images, labels, FASHION_CLASSES, class_captions(labels, FASHION_NAMES, seed=0))
 
 
 def _load_image(path: Path, size: int, channels: int) -> np.ndarray:
@@ -151,32 +205,143 @@ def _load_image(path: Path, size: int, channels: int) -> np.ndarray:
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
+def _read_text(path: Path) -> str:
+    """A metadata file as text (UTF-8, a byte-order mark allowed); undecodable bytes are named by line."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text ({e.reason})") from None
+
+
+def _json_type(value: object) -> str:
+    """What JSON calls the type of a decoded ``value``."""
+    names = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _caption_entry(path: Path, line: int, file_name: object, text: object) -> tuple[int, str, str]:
+    """(line, file_name, stripped caption) of one metadata entry, or a DataError naming ``path:line``."""
+    for key, value in (("file_name", file_name), ("text", text)):
+        if value is None:
+            raise DataError(f'{path}:{line}: no "{key}"')
+        if not isinstance(value, str):
+            raise DataError(f'{path}:{line}: "{key}" must be a string, not {with_article(_json_type(value))}')
+        if not value.strip():
+            raise DataError(f'{path}:{line}: "{key}" is empty')
+    return line, file_name, text.strip()  # type: ignore[return-value,union-attr]
+
+
+def _read_jsonl(path: Path) -> list[tuple[int, str, str]]:
+    """The entries of a ``metadata.jsonl``: a JSON object a line, blank lines skipped."""
+    entries = []
+    # JSON Lines ends lines with "\n" only (str.splitlines would also split at "\u2028" inside a string).
+    for n, line in enumerate(_read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{n}: not valid JSON ({e.msg}, column {e.colno})") from None
+        if not isinstance(obj, dict):
+            got = with_article(_json_type(obj))
+            raise DataError(f'{path}:{n}: expected an object with "file_name" and "text", not {got}')
+        entries.append(_caption_entry(path, n, obj.get("file_name"), obj.get("text")))
+    return entries
+
+
+def _read_csv(path: Path) -> list[tuple[int, str, str]]:
+    """The entries of a ``metadata.csv``: a header naming ``file_name`` and ``text`` (other columns are
+    ignored), then a row per image, blank lines skipped; quoted fields may hold commas and line breaks."""
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    entries = []
+    try:
+        first_row = next((row for row in reader if row), None)
+        if first_row is None:
+            return []
+        header = [h.strip() for h in first_row]
+        for key in ("file_name", "text"):
+            if key not in header:
+                raise DataError(f"{path}:{reader.line_num}: the header has no '{key}' column "
+                                "(it needs 'file_name' and 'text')")
+            if header.count(key) > 1:
+                raise DataError(f"{path}:{reader.line_num}: the header names '{key}' twice")
+        i_name, i_text = header.index("file_name"), header.index("text")
+        first = reader.line_num + 1
+        for row in reader:
+            # A quoted field may span lines, and line_num is the row's last: name the row by its first.
+            if row:
+                if len(row) != len(header):
+                    fields = f"{len(row)} field" + ("s" if len(row) != 1 else "")
+                    raise DataError(f"{path}:{first}: {fields}, but the header has {len(header)}")
+                entries.append(_caption_entry(path, first, row[i_name], row[i_text]))
+            first = reader.line_num + 1
+    except csv.Error as e:
+        raise DataError(f"{path}:{reader.line_num}: not valid CSV ({e})") from None
+    return entries
+
+
+def _folder_captions(root: Path, files: list[Path], metadata: Path) -> list[str]:
+    """The caption of each of ``files`` (images under ``root``) from ``metadata``: each image listed once."""
+    entries = _read_jsonl(metadata) if metadata.suffix == ".jsonl" else _read_csv(metadata)
+    if not entries:
+        raise DataError(f"{metadata}: no entries (an empty metadata file)")
+    images = {p.relative_to(root).as_posix() for p in files}
+    captions: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    for line, name, text in entries:
+        key = PurePosixPath(name).as_posix()  # "./a.png" and "a//b.png" name "a.png" and "a/b.png"
+        if key in first_line:
+            raise DataError(f"{metadata}:{line}: {name!r} is listed twice (first on line {first_line[key]})")
+        if key not in images:
+            raise DataError(f"{metadata}:{line}: {name!r} is not an image in {root}")
+        first_line[key], captions[key] = line, text
+    missing = [p for p in files if p.relative_to(root).as_posix() not in captions]
+    if missing:
+        more = f" ({len(missing)} images have none)" if len(missing) > 1 else ""
+        raise DataError(f"{missing[0]}: no caption in {metadata}{more}")
+    return [captions[p.relative_to(root).as_posix()] for p in files]
+
+
 def load_image_folder(root: Path, size: int, channels: int) -> ImageData:
     """Every image under ``root`` (recursive). Sub-folders of ``root`` become class labels when
-    every image sits in one; otherwise the data is unlabelled. Any other file is an error."""
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    every image sits in one; otherwise the data is unlabelled. A ``metadata.jsonl`` or ``metadata.csv``
+    at the top of ``root`` gives each image its caption. Any other file is an error."""
+    metadata = [root / name for name in METADATA_FILES if (root / name).is_file()]
+    if len(metadata) > 1:
+        raise DataError(f"{root}: both metadata.jsonl and metadata.csv give captions; keep one")
+    files = sorted(p for p in root.rglob("*")
+                   if p.is_file() and not p.name.startswith(".") and p not in metadata)
     if not files:
         raise DataError(f"{root}: no images found (an empty folder)")
     bad = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
     if bad:
         raise DataError(f"{bad[0]}: not an image file (expected one of {', '.join(sorted(IMAGE_SUFFIXES))})")
+    # Captions before pixels: a bad metadata file fails at once, not after decoding every image.
+    captions = _folder_captions(root, files, metadata[0]) if metadata else None
     images = np.stack([_load_image(p, size, channels) for p in files])
     tops = [p.relative_to(root).parts for p in files]
     labels, names = None, None
     if all(len(parts) > 1 for parts in tops):
         names = sorted({parts[0] for parts in tops})
         labels = torch.tensor([names.index(parts[0]) for parts in tops], dtype=torch.long)
-    return ImageData(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels, names)
+    return ImageData(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels, names, captions)
 
 
 def load_npz(path: Path, size: int | None = None) -> ImageData:
-    """A ``.npz`` of uint8 ``[N, H, W, C]`` images in ``arr_0`` and optional labels in ``arr_1``."""
+    """A ``.npz`` of uint8 ``[N, H, W, C]`` images in ``arr_0``, optional labels in ``arr_1`` and optional
+    captions in ``prompts``, a string array ``[N]`` (``np.savez(path, images, prompts=np.array(texts))``)."""
     try:
         with np.load(path, allow_pickle=False) as f:
             if "arr_0" not in f:
                 raise DataError(f"{path}: no 'arr_0' array of images")
             arr = f["arr_0"]
             labels = f["arr_1"] if "arr_1" in f else None
+            prompts = f["prompts"] if "prompts" in f else None
     except (OSError, ValueError) as e:
         if isinstance(e, DataError):
             raise
@@ -185,10 +350,18 @@ def load_npz(path: Path, size: int | None = None) -> ImageData:
         raise DataError(f"{path}: arr_0 must be uint8 [N, H, W, C], got {arr.dtype} {list(arr.shape)}")
     if size is not None and arr.shape[1:3] != (size, size):
         raise DataError(f"{path}: images are {arr.shape[1]}x{arr.shape[2]}, expected {size}x{size}")
+    captions = None
+    if prompts is not None:
+        if prompts.dtype.kind != "U" or prompts.ndim != 1:
+            got = f"{prompts.dtype} {list(prompts.shape)}"
+            raise DataError(f"{path}: prompts must be a 1-D array of strings, got {got}")
+        if len(prompts) != len(arr):
+            raise DataError(f"{path}: {len(prompts)} prompts for {len(arr)} images")
+        captions = [str(p) for p in prompts]
     images = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
     label_tensor = None if labels is None else torch.from_numpy(labels.astype(np.int64))
     names = None if label_tensor is None else [str(i) for i in range(int(label_tensor.max()) + 1)]
-    return ImageData(images, label_tensor, names)
+    return ImageData(images, label_tensor, names, captions)
 
 
 def load_data(
@@ -198,7 +371,7 @@ def load_data(
     channels: int | None = None,
     data_dir: Path | None = None,
 ) -> ImageData:
-    """Resolve ``data``: ``digits``, ``fashion-mnist``, a folder of images, or a ``.npz`` file.
+    """Resolve ``data``: ``digits``, ``fashion-mnist``, ``shapes``, a folder of images, or a ``.npz`` file.
 
     Built-in datasets have fixed sizes; ``image_size`` must match them when given. Folders are
     resized to ``image_size`` (default 32) with ``channels`` (default 3).
@@ -207,10 +380,13 @@ def load_data(
         out = load_digits_data(split)
     elif data == "fashion-mnist":
         out = load_fashion_mnist(split, data_dir or FASHION_MNIST_DIR)
+    elif data == "shapes":
+        scenes = load_shapes(split)
+        out = ImageData(scenes.images, None, None, scenes.captions, scenes.attributes)
     else:
         path = Path(data)
         if not path.exists():
-            raise DataError(f"{data}: no such dataset, folder or file (built-in: digits, fashion-mnist)")
+            raise DataError(f"{data}: no such dataset, folder or file (built-in: digits, fashion-mnist, shapes)")
         if path.is_dir():
             return load_image_folder(path, image_size or 32, channels or 3)
         if path.suffix == ".npz":

@@ -1,12 +1,16 @@
-"""Samples from a trained run as images: the model wrapped for the guidance asked for, batch by batch."""
+"""Samples from a trained run as images: the model wrapped for the guidance asked for, batch by batch,
+conditioned on class labels and/or text prompts."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..conditioning.guidance import GuidanceConfig, guide
+from ..conditioning.text import TextPrompt
 from ..diffusion.process import GaussianDiffusion, Model
 from ..errors import ConfigError
 from ..samplers.run import SamplerName, sample
@@ -15,8 +19,15 @@ from ..training.run import Trained
 
 
 def takes_labels(trained: Trained, guidance: GuidanceConfig) -> bool:
-    """Whether sampling takes class labels: a class-conditional model, or any guidance."""
-    return any(c.key == "y" for c in trained.conditions) or guidance.guidance > 0 or guidance.classifier is not None
+    """Whether sampling takes class labels: a class-conditional model, classifier guidance, or classifier-free
+    guidance of a model that takes no other condition (which :func:`guide` refuses in one line)."""
+    keys = {c.key for c in trained.conditions}
+    return "y" in keys or guidance.classifier is not None or (guidance.guidance > 0 and not keys)
+
+
+def text_condition(trained: Trained) -> TextPrompt | None:
+    """The run's text condition (None: the model reads no prompts)."""
+    return next((c for c in trained.conditions if isinstance(c, TextPrompt)), None)
 
 
 def guided_model(trained: Trained, diffusion: GaussianDiffusion, sampler: SamplerName, guidance: GuidanceConfig) -> Model:
@@ -48,11 +59,13 @@ def generate(
     labels: Tensor | None = None,
     guidance: GuidanceConfig | None = None,
     progress: bool = True,
+    prompts: Sequence[str] | None = None,
 ) -> tuple[Tensor, Tensor | None]:
-    """``n`` samples as ``uint8 [n, C, H, W]``, conditioned on ``labels: [n]`` and guided as asked,
-    with the labels they were drawn with (None for an unconditional, unguided model).
+    """``n`` samples as ``uint8 [n, C, H, W]``, conditioned on ``labels: [n]`` and/or ``prompts`` (n of them)
+    and guided as asked, with the labels they were drawn with (None for a model that takes none).
 
-    A conditional or guided model without ``labels`` samples classes uniformly from the seed.
+    A conditional or guided model without ``labels`` samples classes uniformly from the seed; a text
+    model without ``prompts`` takes the run's preview prompts in turn.
     """
     guidance = guidance or GuidanceConfig()
     d = trained.config.data
@@ -63,11 +76,22 @@ def generate(
         if d.num_classes is None:
             raise ConfigError("guidance needs class labels, and this run's data has none")
         labels = torch.randint(0, d.num_classes, (n,), generator=torch.Generator().manual_seed(seed))
+    text = text_condition(trained)
+    tokens = None
+    if prompts is not None:
+        if text is None:
+            raise ConfigError("prompts need a text run (gaussdiff train --text)")
+        if len(prompts) != n:
+            raise ValueError(f"{len(prompts)} prompts for {n} samples")
+    if text is not None:
+        tokens = text.encode(prompts if prompts is not None else [text.prompts[i % len(text.prompts)] for i in range(n)])
     g = torch.Generator(trained.device).manual_seed(seed)
     out = []
     for i in tqdm(range(0, n, batch_size), desc="sampling", disable=not progress or n <= batch_size, leave=False):
         b = min(batch_size, n - i)
         cond = {"y": labels[i : i + b].to(trained.device)} if labelled else {}
+        if tokens is not None:
+            cond[text.key] = tokens[i : i + b].to(trained.device)
         x = sample(model, diffusion, (b, *trained.sample_shape), sampler=sampler, eta=eta, generator=g,
                    clip_denoised=trained.clip_denoised, progress=progress and n <= batch_size, device=trained.device,
                    **cond)

@@ -4,13 +4,14 @@ Residual blocks (GroupNorm, SiLU, dropout) receive a sinusoidal timestep embeddi
 added or as a scale-shift of the second norm (ADM's AdaGN); self-attention (and optional
 cross-attention to a context ``[B, L, D]``) at chosen resolutions; channel multipliers per level;
 an optional class embedding with a learned null label (index ``num_classes``) for classifier-free
-guidance. Called as ``model(x_t, t, y=None, context=None)`` with ``x_t: [B, C, H, W]``, ``t: [B]``.
+guidance. Called as ``model(x_t, t, y=None, tokens=None)`` with ``x_t: [B, C, H, W]``, ``t: [B]``, labels ``y: [B]`` and
+prompt tokens ``[B, L]`` read by the U-Net's own caption encoder (:mod:`gaussdiff.nets.text`) when it has one.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import torch
@@ -18,7 +19,9 @@ import torch.nn.functional as F
 import tyro
 from torch import Tensor, nn
 
+from .attention import Attention, group_norm, zero_init
 from .kernels.winograd import Conv3x3, ConvAlgorithm
+from .text import START, CaptionEncoder, TextEncoderConfig
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,9 @@ class UNetConfig:
     num_classes: Annotated[int | None, tyro.conf.Suppress] = None
     """Class-conditional when set (label ``num_classes`` is the null label)."""
     context_dim: Annotated[int | None, tyro.conf.Suppress] = None
-    """Cross-attention to a ``[B, L, context_dim]`` context when set."""
+    """Cross-attention to a ``[B, L, context_dim]`` context when set (a text run sets its caption encoder's width)."""
+    text: Annotated[TextEncoderConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=TextEncoderConfig)
+    """The caption encoder, built when ``text.vocab_size`` is set: the U-Net then takes ``tokens``."""
     conv: ConvAlgorithm = "auto"
     """How the residual blocks' 3x3 convolutions compute: ``winograd`` (F(4x4, 3x3), 4x fewer multiply-adds),
     ``direct``, or ``auto``: Winograd when training on CPU in fp32, for layers of 64+ channels at 8x8 and up.
@@ -63,18 +68,6 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Ten
     args = t.float()[:, None] * freqs[None]
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
     return F.pad(emb, (0, dim % 2))
-
-
-def group_norm(channels: int) -> nn.GroupNorm:
-    # 32 groups as in DDPM where the width allows; narrower nets fall back to a divisor.
-    return nn.GroupNorm(math.gcd(32, channels), channels)
-
-
-def zero_init(module: nn.Module) -> nn.Module:
-    # Residual branches start as the identity, which keeps deep U-Nets stable early in training.
-    for p in module.parameters():
-        nn.init.zeros_(p)
-    return module
 
 
 class ResBlock(nn.Module):
@@ -105,60 +98,6 @@ class ResBlock(nn.Module):
             h = self.norm2(h + self.emb(emb)[:, :, None, None])
         h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
-
-
-class Attention(nn.Module):
-    """Multi-head self-attention over the H*W positions, then optional cross-attention to a context."""
-
-    def __init__(self, channels: int, num_heads: int, context_dim: int | None) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.norm = group_norm(channels)
-        # The projections are 1x1 convolutions (ADM's conv1d): the same per-position linear map as
-        # nn.Linear on the tokens, and on CPU oneDNN runs it about twice as fast as the BLAS matmul.
-        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
-        self.proj = zero_init(nn.Conv2d(channels, channels, 1))
-        self.cross = None
-        if context_dim is not None:
-            self.cross_norm = nn.LayerNorm(channels)
-            self.cross_q = nn.Linear(channels, channels)
-            self.cross_kv = nn.Linear(context_dim, 2 * channels)
-            self.cross = zero_init(nn.Linear(channels, channels))
-
-    def _heads(self, x: Tensor) -> Tensor:
-        B, L, C = x.shape
-        return x.reshape(B, L, self.num_heads, C // self.num_heads).transpose(1, 2)
-
-    def _merge(self, x: Tensor) -> Tensor:
-        B, H, L, D = x.shape
-        return x.transpose(1, 2).reshape(B, L, H * D)
-
-    @staticmethod
-    def _tokens(x: Tensor) -> Tensor:
-        return x.flatten(2).transpose(1, 2)  # [B, C, H, W] -> [B, HW, C], a view for channels_last
-
-    @staticmethod
-    def _image(tokens: Tensor, H: int, W: int) -> Tensor:
-        B, L, C = tokens.shape
-        return tokens.transpose(1, 2).reshape(B, C, H, W)  # channels_last strides: a view
-
-    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        B, C, H, W = x.shape
-        # Work in channels_last, where the tokens [B, HW, C] are views of the image and the 1x1
-        # projections take oneDNN's fast path; a contiguous input pays two small copies.
-        layout = torch.contiguous_format if x.is_contiguous() else torch.channels_last
-        x = x.contiguous(memory_format=torch.channels_last)
-        q, k, v = self._tokens(self.qkv(self.norm(x))).chunk(3, dim=-1)
-        out = F.scaled_dot_product_attention(self._heads(q), self._heads(k), self._heads(v))
-        h = x + self.proj(self._image(self._merge(out), H, W))
-        if self.cross is not None:
-            if context is None:
-                raise ValueError("this U-Net cross-attends: pass context=[B, L, D]")
-            q = self.cross_q(self.cross_norm(self._tokens(h)))
-            k, v = self.cross_kv(context).chunk(2, dim=-1)
-            out = F.scaled_dot_product_attention(self._heads(q), self._heads(k), self._heads(v))
-            h = h + self._image(self.cross(self._merge(out)), H, W)
-        return h.contiguous(memory_format=layout)
 
 
 class Upsample(nn.Conv2d):
@@ -234,13 +173,14 @@ class DownPath(nn.Module):
                 res = (res + 1) // 2
         self.out_channels, self.out_resolution = ch, res
 
-    def forward(self, x: Tensor, emb: Tensor, context: Tensor | None) -> tuple[Tensor, list[Tensor]]:
+    def forward(self, x: Tensor, emb: Tensor, context: Tensor | None,
+                mask: Tensor | None = None) -> tuple[Tensor, list[Tensor]]:
         h = self.stem(x)
         hs = [h]
         for level, down in zip(self.levels, self.downsample):
             for block, attn in zip(level.blocks, level.attentions):
                 h = block(h, emb)
-                h = attn(h, context) if isinstance(attn, Attention) else h
+                h = attn(h, context, mask) if isinstance(attn, Attention) else h
                 hs.append(h)
             if not isinstance(down, nn.Identity):
                 h = down(h)
@@ -270,12 +210,17 @@ class Embedding(nn.Module):
 
 
 class UNet(nn.Module):
-    """The DDPM/ADM U-Net. ``forward(x_t [B, C, H, W], t [B], y [B] | None, context [B, L, D] | None) -> [B, out, H, W]``."""
+    """The DDPM/ADM U-Net. ``forward(x_t [B, C, H, W], t [B], y [B] | None, tokens [B, L] | None,
+    context [B, L, D] | None, mask [B, L] | None) -> [B, out, H, W]``; a text U-Net makes context and mask
+    from the tokens."""
 
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()
         self.config = c = config
         self.embedding = Embedding(c.channels, c.num_classes)
+        self.text = CaptionEncoder(c.text) if c.text.vocab_size is not None else None
+        if self.text is not None and c.context_dim != c.text.text_width:
+            raise ValueError(f"context_dim {c.context_dim} must be the caption encoder's width {c.text.text_width}")
         emb_dim = self.embedding.dim
         self.down = DownPath(c, emb_dim)
         ch, res = self.down.out_channels, self.down.out_resolution
@@ -299,14 +244,24 @@ class UNet(nn.Module):
                 res = res * 2
         self.out = nn.Sequential(group_norm(ch), nn.SiLU(), zero_init(nn.Conv2d(ch, c.out_channels, 3, padding=1)))
 
-    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, context: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, tokens: Tensor | None = None,
+                context: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         emb = self.embedding(t, y, x.dtype)
-        h, hs = self.down(x, emb, context)
-        h = self.mid2(self.mid_attn(self.mid1(h, emb), context), emb)
+        if self.text is not None:
+            if context is not None:
+                raise ValueError("this U-Net encodes its own context from tokens; pass tokens, not context")
+            if tokens is None:
+                # No prompt means the unconditional branch: the empty prompt (classifier-free guidance).
+                tokens = torch.full((x.shape[0], 1), START, device=x.device, dtype=torch.long)
+            context, mask = self.text(tokens)
+        elif tokens is not None:
+            raise ValueError("this network reads no text: it takes no tokens")
+        h, hs = self.down(x, emb, context, mask)
+        h = self.mid2(self.mid_attn(self.mid1(h, emb), context, mask), emb)
         for level, up in zip(self.up, self.upsample):
             for block, attn in zip(level.blocks, level.attentions):
                 h = block(torch.cat([h, hs.pop()], dim=1), emb)
-                h = attn(h, context) if isinstance(attn, Attention) else h
+                h = attn(h, context, mask) if isinstance(attn, Attention) else h
             if not isinstance(up, nn.Identity):
                 h = up(h, size=hs[-1].shape[-2:])  # the skip's size, which also covers odd sizes
         return self.out(h)

@@ -27,6 +27,7 @@ import tyro
 
 from ..conditioning.conditions import Condition, ConditioningConfig
 from ..conditioning.latent import LatentConfig
+from ..conditioning.text import Tokenizer, preview_prompts
 from ..data.datasets import DataConfig, ImageData
 from ..diffusion.process import DiffusionConfig
 from ..errors import ConfigError, DataError
@@ -103,13 +104,25 @@ class RunConfig:
         U-Net's input, output (2C when the variance is learned) and label embedding. For a latent run,
         ``latent`` = (channels, size, sha256) of the autoencoder's latents: the U-Net's input is those."""
         d = data.resolve(self.data)
-        self.conditioning.conditions(d.num_classes)  # refuses labels the data does not have
-        c, size, resolved = d.image_channels, d.image_size, self
+        conditioning, text = self.conditioning, self.model.text
+        if conditioning.text:
+            if data.captions is None:
+                raise DataError(f"{self.data.data}: --text needs captions (built-in: shapes, digits, fashion-mnist; "
+                                "a folder with metadata.jsonl or metadata.csv)")
+            if not conditioning.vocabulary:  # a resumed run keeps the vocabulary it was trained with
+                tokenizer = Tokenizer.build(data.captions)
+                conditioning = replace(conditioning, vocabulary=tokenizer.vocabulary, max_tokens=tokenizer.max_length,
+                                       preview_prompts=preview_prompts(data.captions))
+            tokenizer = conditioning.tokenizer
+            text = replace(text, vocab_size=tokenizer.vocab_size, max_length=tokenizer.max_length)
+        conditioning.conditions(d.num_classes)  # refuses labels the data does not have
+        c, size, resolved = d.image_channels, d.image_size, replace(self, conditioning=conditioning)
         if latent is not None:
             c, size, sha = latent
-            resolved = replace(self, latent=replace(self.latent, latent_sha256=sha))
+            resolved = replace(resolved, latent=replace(self.latent, latent_sha256=sha))
         model = replace(self.model, image_size=size, in_channels=c, out_channels=self.diffusion.build().out_channels(c),
-                        num_classes=d.num_classes if self.conditioning.class_conditional else None)
+                        num_classes=d.num_classes if conditioning.class_conditional else None, text=text,
+                        context_dim=text.text_width if conditioning.text else self.model.context_dim)
         return replace(resolved, data=d, model=model)
 
 

@@ -98,6 +98,8 @@ class Trainer:
             latent_shape = (self.latent.channels, self.latent.size, sha)
         self.config = config.resolve(self.data, latent_shape)
         self.conditions = self.config.conditions()
+        # Every condition of every example, read once (labels; captions tokenized): [N, ...] each.
+        self.offered = {c.key: c.of_data(self.data) for c in self.conditions}
         # Latent runs encode the data once (Rombach et al. train on cached latents too); pixel runs scale on the fly.
         self.latents = None if self.latent is None else self.latent.encode_all(to_model_range(self.data.images))
         # The initial weights and dropout draw from the global RNG: seed it so runs repeat.
@@ -135,8 +137,7 @@ class Trainer:
         x0 = (to_model_range(self.data.images[idx]) if self.latents is None else self.latents[idx]).to(self.device)
         if self.channels_last:
             x0 = x0.contiguous(memory_format=torch.channels_last)
-        offered = self.data.conditions
-        cond = drop_conditions({c.key: offered[c.key][idx] for c in self.conditions}, self.conditions, self.generator)
+        cond = drop_conditions({k: v[idx] for k, v in self.offered.items()}, self.conditions, self.generator)
         cond = {k: v.to(self.device) for k, v in cond.items()}
         t, weights = self.timestep_sampler.sample(len(idx), generator=self.generator)
         t, weights = t.to(self.device), weights.to(self.device)

@@ -75,7 +75,8 @@ def save_strips(rows: Sequence[Tensor], path: Path, column_labels: Sequence[str]
     (x_t and the x0 estimate along a run), as in the DDPM paper's Figures 6-7.
     """
     grid = image_grid(torch.cat(list(rows)), nrow=len(column_labels))
-    label_w = 8 * max((len(r) for r in row_labels), default=0) + (8 if row_labels else 0)
+    measure = ImageDraw.Draw(grid)
+    label_w = 8 + max(int(measure.textlength(r)) for r in row_labels) if row_labels else 0
     top = 16
     canvas = Image.new("RGB", (grid.width + label_w, grid.height + top), "white")
     canvas.paste(grid, (label_w, top))

@@ -168,8 +168,8 @@ def test_the_preview_gives_each_class_a_column(tmp_path):
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     seen = []
     trainer.ema_model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["y"]), with_kwargs=True)
-    images, per_row = trainer.preview(20)
-    assert per_row == 10 and images.shape == (20, 1, 8, 8) and images.dtype == torch.uint8
+    images, per_row, names = trainer.preview(20)
+    assert per_row == 10 and names == [] and images.shape == (20, 1, 8, 8) and images.dtype == torch.uint8
     assert seen and all(y.tolist() == [k % 10 for k in range(20)] for y in seen)
 
 

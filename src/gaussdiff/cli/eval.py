@@ -13,11 +13,12 @@ import tyro
 
 from ..conditioning.guidance import GuidanceConfig
 from ..data.datasets import DataConfig, load_configured, load_data
+from ..data.shapes import attributes_of_caption
 from ..errors import DataError, UsageError
 from ..evaluation.bpd import evaluate_bpd, evaluate_ode, rate_distortion_rows
 from ..evaluation.features import ExtractorName
-from ..evaluation.generate import generate, takes_labels
-from ..evaluation.quality import evaluate_quality
+from ..evaluation.generate import generate, takes_labels, text_condition
+from ..evaluation.quality import attribute_ceiling, evaluate_quality
 from ..samplers.run import SamplerName
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
@@ -131,12 +132,15 @@ class Eval:
                 figures: dict[str, object]) -> list[str]:
         """--fid on fresh samples, or --samples FILE.npz, against the training split."""
         reference = load_configured(data_config, "train")
-        labels = None
+        labels, attributes = None, None
         if self.samples is not None:
             given = load_data(str(self.samples), image_size=reference.shape[-1], channels=reference.shape[0])
             images, labels = given.images, given.labels
+            if given.captions is not None and reference.attributes is not None:
+                attributes = scene_attributes(given.captions, self.samples)
             if self.n is not None:
                 images, labels = images[: self.n], None if labels is None else labels[: self.n]
+                attributes = None if attributes is None else attributes[: self.n]
         else:
             n = self.n
             if n is None:
@@ -144,16 +148,31 @@ class Eval:
                 if n == 1000:
                     print("gaussdiff: Inception on CPU is slow: 1000 samples by default (pass --n)", file=sys.stderr)
             steps = self.steps if self.steps is not None else 50
-            if takes_labels(trained, self.guide):
+            prompts = None
+            if text_condition(trained) is not None:
+                # The held-out split's captions in turn (with their labels and attributes, to score against).
+                held_out = load_configured(data_config, "test")
+                if held_out.captions is None:
+                    raise UsageError(f"{data_config.data}'s held-out split has no captions to prompt with")
+                idx = torch.arange(n) % len(held_out)
+                prompts = [held_out.captions[i] for i in idx.tolist()]
+                labels = None if held_out.labels is None else held_out.labels[idx]
+                attributes = None if held_out.attributes is None else held_out.attributes[idx]
+            elif takes_labels(trained, self.guide):
                 # Balanced classes, so that the classifier's accuracy speaks for every class.
                 labels = torch.arange(n) % trained.config.data.num_classes
-            images, labels = generate(trained, n, self.sampler, steps, self.eta, self.seed, self.batch_size, labels,
-                                      self.guide, progress=not self.json)
+            scored = labels
+            images, labels = generate(trained, n, self.sampler, steps, self.eta, self.seed, self.batch_size,
+                                      labels if takes_labels(trained, self.guide) else None, self.guide,
+                                      progress=not self.json, prompts=prompts)
+            labels = scored if labels is None else labels
         limit = len(images) if self.features == "inception" else None
         q = evaluate_quality(images, data_config.data, reference, self.features, labels, reference_limit=limit,
-                             device=str(device))
+                             device=str(device), attributes=attributes)
         figures["quality"] = asdict(q)
         source = str(self.samples) if self.samples else f"{self.sampler}, {self.steps or 50} steps"
+        if self.guide.guidance:
+            source += f", guidance w = {self.guide.guidance:g}"
         lines = [
             f"sample quality of {q.n} samples ({source}) against {data_config.data}, {q.features} features",
             f"  FID        {q.fid:.3f}",
@@ -163,4 +182,22 @@ class Eval:
         ]
         if q.accuracy is not None:
             lines.append(f"  classifier accuracy on the labels  {q.accuracy:.3f}")
+        if q.prompts is not None:
+            ceiling = attribute_ceiling(data_config.data, reference, load_configured(data_config, "test"))
+            figures["prompt_ceiling"] = asdict(ceiling)
+            p = q.prompts
+            lines += [
+                "  prompt accuracy (every attribute right; ceiling: the attribute classifier on real held-out scenes)",
+                f"    all                           {p.accuracy:.3f}   (ceiling {ceiling.accuracy:.3f})",
+                f"    seen pairs      ({p.n_seen:5d})      {p.seen:.3f}   (ceiling {ceiling.seen:.3f})",
+                f"    held-out pairs  ({p.n_held_out:5d})      {p.held_out:.3f}   (ceiling {ceiling.held_out:.3f})",
+            ]
         return lines
+
+
+def scene_attributes(prompts: list[str], path: Path) -> torch.Tensor:
+    """The attributes ``[N, 7]`` that ``shapes`` prompts ask for, read back from their words."""
+    try:
+        return torch.stack([torch.from_numpy(attributes_of_caption(p)) for p in prompts])
+    except ValueError as e:
+        raise UsageError(f"{path}: {e}; prompt accuracy needs the dataset's own caption templates") from None

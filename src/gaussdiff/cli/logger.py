@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,10 +39,10 @@ class RunLogger:
         self._metrics.write(json.dumps(row) + "\n")
         self._metrics.flush()
 
-    def images(self, step: int, images: Tensor, per_row: int | None) -> None:
+    def images(self, step: int, images: Tensor, per_row: int | None, row_labels: Sequence[str] = ()) -> None:
         assert self.run_dir is not None, "start() first"
-        save_grid(images, self.run_dir / self.picture / f"step-{step:07d}.png", nrow=per_row)
-        save_grid(images, self.run_dir / f"{self.picture}.png", nrow=per_row)
+        save_grid(images, self.run_dir / self.picture / f"step-{step:07d}.png", nrow=per_row, row_labels=row_labels)
+        save_grid(images, self.run_dir / f"{self.picture}.png", nrow=per_row, row_labels=row_labels)
         plot_loss(self.metrics_path, self.run_dir / "loss.png")
 
     def close(self) -> None:

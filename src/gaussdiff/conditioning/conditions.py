@@ -47,6 +47,9 @@ class Condition(Protocol):
     def per_row(self) -> int:
         """How many images of a preview grid share a row."""
 
+    def example_names(self, n: int) -> list[str]:
+        """What to write beside each row of :meth:`examples`' grid (empty: nothing)."""
+
 
 @dataclass(frozen=True)
 class ClassLabel:
@@ -70,6 +73,9 @@ class ClassLabel:
     @property
     def per_row(self) -> int:
         return self.num_classes
+
+    def example_names(self, n: int) -> list[str]:
+        return []  # each row runs through the classes: nothing per row to name
 
 
 @dataclass(frozen=True)

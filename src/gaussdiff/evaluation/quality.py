@@ -1,15 +1,42 @@
 """Sample quality: FID, KID, precision/recall and, for conditional samples, the domain classifier's
-agreement with the conditions asked for, against the real training set."""
+agreement with the conditions asked for, against the real training set: the class (labels), or every
+attribute of a ``shapes`` prompt (prompt accuracy, separately for the attribute pairs the training
+split held out)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from ..data.datasets import ImageData
-from .features import ExtractorName, make_extractor, reference_features
+from ..data.shapes import HEAD_SIZES, is_held_out
+from .features import ClassifierExtractor, ExtractorName, make_extractor, predict_heads, reference_features
 from .metrics import fid_from_features, kernel_inception_distance, precision_recall
+
+
+@dataclass
+class PromptAccuracy:
+    """The share of images whose every attribute matches its prompt, over all, the prompts whose attribute
+    pairs the training split showed (seen), and those it held out."""
+
+    accuracy: float
+    seen: float
+    held_out: float
+    n_seen: int
+    n_held_out: int
+
+
+def prompt_accuracy(logits: Tensor, attributes: Tensor) -> PromptAccuracy:
+    """Score the attribute classifier's ``logits: [N, sum(HEAD_SIZES)]`` against the prompts'
+    ``attributes: int64 [N, 7]``. A one-object layout makes the second object's heads moot."""
+    predicted = predict_heads(logits, HEAD_SIZES)
+    predicted[predicted[:, 0] < 4, 4:] = -1  # layouts 0-3 hold one object
+    match = (predicted == attributes).all(dim=1).double()
+    held = is_held_out(attributes)
+    share = lambda m: float(m.mean()) if len(m) else float("nan")  # noqa: E731
+    return PromptAccuracy(share(match), share(match[~held]), share(match[held]), int((~held).sum()), int(held.sum()))
 
 
 @dataclass
@@ -23,6 +50,8 @@ class QualityReport:
     recall: float
     accuracy: float | None = None
     """The domain classifier's agreement with the requested labels (conditional samples)."""
+    prompts: PromptAccuracy | None = None
+    """Prompt accuracy of samples of ``shapes`` prompts."""
 
 
 def evaluate_quality(
@@ -33,14 +62,28 @@ def evaluate_quality(
     labels: Tensor | None = None,
     reference_limit: int | None = None,
     device: str = "cpu",
+    attributes: Tensor | None = None,
 ) -> QualityReport:
-    """Sample quality of ``uint8 [N, C, H, W]`` images against ``reference`` (the real training set)."""
+    """Sample quality of ``uint8 [N, C, H, W]`` images against ``reference`` (the real training set);
+    ``labels: [N]`` or the prompts' ``attributes: [N, 7]`` they were asked for, if any."""
     extractor = make_extractor(features, data_name, reference, device=device)
     real = reference_features(extractor, data_name, reference, limit=reference_limit)
     fake = extractor(images)
     kid, kid_std = kernel_inception_distance(real, fake.features, subsets=50)
     precision, recall = precision_recall(real, fake.features)
-    accuracy = None
+    accuracy, prompts = None, None
     if labels is not None and fake.logits is not None:
         accuracy = float((fake.logits.argmax(1) == labels).double().mean())
-    return QualityReport(len(images), features, fid_from_features(real, fake.features), kid, kid_std, precision, recall, accuracy)
+    if attributes is not None and fake.logits is not None:
+        prompts = prompt_accuracy(fake.logits, attributes)
+    return QualityReport(len(images), features, fid_from_features(real, fake.features), kid, kid_std, precision, recall,
+                         accuracy, prompts)
+
+
+def attribute_ceiling(data_name: str, reference: ImageData, held_out: ImageData) -> PromptAccuracy:
+    """The attribute classifier's own prompt accuracy on real held-out scenes: the best a sample can score."""
+    extractor = make_extractor("classifier", data_name, reference)
+    assert isinstance(extractor, ClassifierExtractor) and held_out.attributes is not None
+    with torch.no_grad():
+        logits = extractor(held_out.images).logits
+    return prompt_accuracy(logits, held_out.attributes)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import torch
@@ -43,8 +44,9 @@ class Logger(Protocol):
     def log(self, row: dict[str, Any]) -> None:
         """One row of metrics: step, loss, lr, grad_norm, images_per_s, loss_by_t."""
 
-    def images(self, step: int, images: Tensor, per_row: int | None) -> None:
-        """The preview grid at ``step``: ``uint8 [N, C, H, W]``, ``per_row`` a row (None: square)."""
+    def images(self, step: int, images: Tensor, per_row: int | None, row_labels: Sequence[str] = ()) -> None:
+        """The preview grid at ``step``: ``uint8 [N, C, H, W]``, ``per_row`` a row (None: square), with
+        ``row_labels`` to write beside the rows (prompts)."""
 
     def close(self) -> None:
         """The run stopped (finished, or interrupted)."""
@@ -59,7 +61,7 @@ class NullLogger:
     def log(self, row: dict[str, Any]) -> None:
         pass
 
-    def images(self, step: int, images: Tensor, per_row: int | None) -> None:
+    def images(self, step: int, images: Tensor, per_row: int | None, row_labels: Sequence[str] = ()) -> None:
         pass
 
     def close(self) -> None:
@@ -191,9 +193,9 @@ class Trainer:
     # -- pictures ------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def preview(self, n: int = 64) -> tuple[Tensor, int | None]:
+    def preview(self, n: int = 64) -> tuple[Tensor, int | None, list[str]]:
         """EMA samples ``uint8 [n, C, H, W]`` from a fixed seed, so that previews are comparable across
-        steps, and their grid's row length (one row per condition value)."""
+        steps, their grid's row length (one row per condition value) and what to write beside the rows."""
         t = self.config.train
         cond = {c.key: c.examples(n, self.device) for c in self.conditions}
         g = torch.Generator(self.device).manual_seed(1234)
@@ -205,7 +207,8 @@ class Trainer:
         ema.train()
         if self.latent is not None:
             x = self.latent.decode(x)
-        return to_uint8(x).cpu(), self.conditions[0].per_row if self.conditions else None
+        first = self.conditions[-1] if self.conditions else None  # text rows over class columns
+        return to_uint8(x).cpu(), first.per_row if first else None, first.example_names(n) if first else []
 
     # -- the loop ------------------------------------------------------------------------------
 

@@ -102,3 +102,21 @@ def test_bad_autoencoder_input_gets_one_line(tmp_path, capsys, autoencoder_run):
     expect_error(capsys, "train", "--latent", corrupt, *TINY_FLAGS, match="cannot read weights")
     expect_error(capsys, "train-autoencoder", "--run-dir", tmp_path / "f", *AE_FLAGS, "--data", "fashion-mnist",
                  "--factor", "8", match="--factor 8 does not divide the 28x28 images")
+
+
+def test_a_text_run_in_latent_space_trains_samples_and_is_measured(autoencoder_run, tmp_path, capsys):
+    run = tmp_path / "text-latent"
+    main(["train", "--run-dir", str(run), "--latent", str(autoencoder_run), *TINY_FLAGS, "--attention-resolutions",
+          "2", "--train-steps", "2", "--checkpoint-every", "2", "--sample-every", "2", "--text", "--p-uncond", "0.2",
+          "--text-width", "16", "--text-layers", "1"])
+    trained = load_trained(run)
+    assert trained.latent is not None and trained.sample_shape == (2, 4, 4) and trained.model.text is not None
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("the digit three\na handwritten eight\n")
+    main(["sample", str(run), "--prompt-file", str(prompts), "--n", "4", "--guidance", "3", "--steps", "3",
+          "--out", str(tmp_path / "s.npz"), str(tmp_path / "s.png"), "--device", "cpu"])
+    with np.load(tmp_path / "s.npz", allow_pickle=False) as f:  # decoded to pixels, a prompt per sample
+        assert f["arr_0"].shape == (4, 8, 8, 1) and f["prompts"].tolist()[::2] == ["the digit three", "a handwritten eight"]
+    capsys.readouterr()
+    main(["eval", str(run), "--fid", "--n", "10", "--steps", "2", "--json", "--device", "cpu"])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["quality"]["n"] == 10

@@ -10,6 +10,8 @@ from torch import nn
 
 from gaussdiff.training.checkpoint import load_state_dict_strict
 from gaussdiff.nets import UNet, UNetConfig
+from gaussdiff.conditioning.text import Tokenizer
+from gaussdiff.nets.text import CaptionEncoder, TextEncoderConfig
 from gaussdiff.nets.unet import Attention, Upsample, timestep_embedding
 
 EPS = torch.finfo(torch.float64).eps  # 2 u: one correctly rounded operation errs by at most u = EPS / 2
@@ -33,6 +35,8 @@ def layer_sums(net, size, context=0):
             sums.append(m.normalized_shape[0])
         elif isinstance(m, Attention):
             sums += [size * size] * 2 + [context] * 2
+        elif isinstance(m, nn.MultiheadAttention):  # the caption encoder's: its input projection and two sums over tokens
+            sums += [m.embed_dim] + [context] * 2
     return sums
 
 
@@ -173,3 +177,86 @@ def test_attention_projections_load_from_linear_weights():
     load_state_dict_strict(fresh, old, Path("old-linear-checkpoint"))
     x, t = torch.randn(2, 1, 8, 8), torch.tensor([1, 2])
     torch.testing.assert_close(fresh(x, t), net(x, t), rtol=0, atol=0)  # the same weights, bitwise, in the same network
+
+
+def randomised(net: nn.Module, std: float = 0.05) -> nn.Module:
+    """``net`` in float64 with every parameter drawn afresh (a trained network's branches are not zero)."""
+    torch.manual_seed(0)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=std)
+    return net.double()
+
+
+def test_a_fresh_spatial_transformer_block_is_the_identity():
+    # Self-attention, cross-attention and feed-forward each end in a zero-initialised layer and a residual, so
+    # the block adds exact zeros: x + 0 is x, bit for bit, whatever the context.
+    block = Attention(16, 4, context_dim=12).double()
+    x, context = torch.randn(2, 16, 4, 4, dtype=torch.float64), torch.randn(2, 5, 12, dtype=torch.float64)
+    assert torch.equal(block(x, context), x)
+
+
+def test_cross_attention_reads_the_context_but_not_its_padding():
+    block = randomised(Attention(16, 4, context_dim=12))
+    x, context = torch.randn(2, 16, 4, 4, dtype=torch.float64), torch.randn(2, 5, 12, dtype=torch.float64)
+    mask = torch.tensor([[True, True, True, False, False], [True, True, True, True, True]])
+    out = block(x, context, mask)
+    # Padded positions get -inf before the softmax, so weight exactly 0 times their (finite) values: changing
+    # them changes no bit of the output.
+    scrambled = context.clone()
+    scrambled[0, 3:] = torch.randn(2, 12, dtype=torch.float64) * 10
+    assert torch.equal(block(x, scrambled, mask), out)
+    # A real token does count: by more than the rounding of two evaluations could explain.
+    moved = context.clone()
+    moved[0, 1] += 1.0
+    assert (block(x, moved, mask) - out)[0].abs().max().item() > worst_rounding(block, 4, EPS, context=5)
+
+
+def text_unet() -> tuple[UNet, Tokenizer]:
+    tok = Tokenizer.build(["a large red circle to the left of a small blue square", "a green triangle"])
+    config = UNetConfig(image_size=8, in_channels=3, out_channels=3, channels=16, channel_mult=(1, 2),
+                        num_res_blocks=1, attention_resolutions=(4,), context_dim=32,
+                        text=TextEncoderConfig(vocab_size=tok.vocab_size, max_length=tok.max_length, text_width=32))
+    return randomised(UNet(config)), tok
+
+
+def test_a_padded_prompt_gives_the_output_of_the_unpadded_one():
+    # The caption encoder attends only to real tokens and its positions are absolute, and the U-Net's
+    # cross-attention masks the padding: so padding changes the output by rounding alone (different
+    # sequence lengths may order the kernels' sums differently).
+    net, tok = text_unet()
+    x, t = torch.randn(2, 3, 8, 8, dtype=torch.float64), torch.tensor([10, 500])
+    prompts = ["a green triangle", "a small red square"]
+    padded = tok.encode(prompts)
+    short = tok.encode(prompts, length=5)  # the start token and the 4 words of the longer prompt
+    assert padded.shape[1] > short.shape[1]
+    bound = worst_rounding(net, 8, EPS, context=padded.shape[1])
+    assert (net(x, t, tokens=padded) - net(x, t, tokens=short)).abs().max().item() <= bound
+    # Sampling runs in eval mode without gradients, where PyTorch's transformer layers take another path.
+    with torch.no_grad():
+        net.eval()
+        assert (net(x, t, tokens=padded) - net(x, t, tokens=short)).abs().max().item() <= bound
+        net.train()
+    # ... and the prompt itself matters, by more than that bound.
+    other = tok.encode(["a blue circle", "a large green square"])
+    assert (net(x, t, tokens=other) - net(x, t, tokens=padded)).abs().max().item() > bound
+
+
+def test_no_prompt_is_the_empty_prompt_and_a_text_unet_refuses_a_raw_context():
+    net, tok = text_unet()
+    x, t = torch.randn(2, 3, 8, 8, dtype=torch.float64), torch.tensor([10, 500])
+    empty = tok.encode(["", ""])
+    assert (net(x, t) - net(x, t, tokens=empty)).abs().max().item() <= worst_rounding(net, 8, EPS, context=empty.shape[1])
+    with pytest.raises(ValueError, match="tokens, not context"):
+        net(x, t, context=torch.zeros(2, 3, 32, dtype=torch.float64))
+    plain = UNet(UNetConfig(image_size=8, in_channels=3, out_channels=3, channels=16, channel_mult=(1, 2)))
+    with pytest.raises(ValueError, match="no tokens"):
+        plain(x.float(), t, tokens=empty)
+
+
+def test_caption_encoder_output_mask_and_length_limit():
+    encoder = CaptionEncoder(TextEncoderConfig(vocab_size=10, max_length=6, text_width=16, text_layers=1, text_heads=2))
+    tokens = torch.tensor([[1, 4, 5, 0, 0, 0], [1, 3, 0, 0, 0, 0]])
+    context, mask = encoder(tokens)
+    assert context.shape == (2, 6, 16) and torch.equal(mask, tokens != 0)
+    with pytest.raises(ValueError, match="at most 6"):
+        encoder(torch.ones(1, 7, dtype=torch.long))

@@ -95,8 +95,7 @@ class Eval:
             cond = {c.key: c.of_data(held_out)[:n] for c in trained.conditions}
         except DataError as e:
             raise UsageError(f"{data_config.data}'s held-out split: {e}") from None
-        names = {"y": "labels", "tokens": "captions"}
-        given = f" given their {', '.join(names.get(k, k) for k in cond)}" if cond else ""
+        given = f" given their {', '.join(c.noun for c in trained.conditions)}" if cond else ""
         if trained.latent is not None:
             given += " (their latents: bits per latent dimension, not image bits/dim)"
             figures["latent"] = str(trained.config.latent.latent)
@@ -182,6 +181,9 @@ class Eval:
         ]
         if q.accuracy is not None:
             lines.append(f"  classifier accuracy on the labels  {q.accuracy:.3f}")
+        if attributes is not None and q.prompts is None:
+            print("gaussdiff: note: prompt accuracy is read by the attribute classifier: pass --features classifier",
+                  file=sys.stderr)
         if q.prompts is not None:
             ceiling = attribute_ceiling(data_config.data, reference, load_configured(data_config, "test"))
             figures["prompt_ceiling"] = asdict(ceiling)

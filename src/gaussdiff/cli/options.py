@@ -36,7 +36,7 @@ def read_prompts(prompts: Sequence[str], prompt_file: Path | None) -> list[str]:
     out = list(prompts)
     if prompt_file is not None:
         try:
-            lines = prompt_file.read_text().splitlines()
+            lines = prompt_file.read_text(encoding="utf-8-sig").splitlines()  # a BOM is not a word
         except (OSError, UnicodeDecodeError) as e:
             raise UsageError(f"--prompt-file {prompt_file}: cannot read it ({type(e).__name__})") from None
         out += [line.strip() for line in lines if line.strip()]

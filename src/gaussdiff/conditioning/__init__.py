@@ -1,4 +1,5 @@
-"""Wrappers and conditions that keep ``model(x_t, t, **cond)``: guidance, and what a model is conditioned on."""
+"""Wrappers and conditions that keep ``model(x_t, t, **cond)``: guidance, and what a model is conditioned on
+(class labels, text prompts, latents)."""
 
 from .conditions import ClassLabel, Condition, ConditioningConfig, drop_conditions, null_conditions
 from .guidance import (
@@ -9,6 +10,7 @@ from .guidance import (
     classifier_log_prob_grad,
     guide,
 )
+from .text import TextPrompt, Tokenizer
 
 __all__ = [
     "PAIRED_MODE",
@@ -18,6 +20,8 @@ __all__ = [
     "Condition",
     "ConditioningConfig",
     "GuidanceConfig",
+    "TextPrompt",
+    "Tokenizer",
     "classifier_log_prob_grad",
     "drop_conditions",
     "guide",

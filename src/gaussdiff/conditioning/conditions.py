@@ -47,6 +47,10 @@ class Condition(Protocol):
     def per_row(self) -> int:
         """How many images of a preview grid share a row."""
 
+    @property
+    def noun(self) -> str:
+        """What the condition is, in words ("labels", "captions")."""
+
     def example_names(self, n: int) -> list[str]:
         """What to write beside each row of :meth:`examples`' grid (empty: nothing)."""
 
@@ -58,6 +62,7 @@ class ClassLabel:
     num_classes: int
     p_drop: float = 0.0
     key: str = "y"
+    noun: str = "labels"
 
     def null(self, value: Tensor) -> Tensor:
         return torch.full_like(value, self.num_classes)
@@ -118,12 +123,18 @@ def drop_conditions(cond: Mapping[str, Tensor], conditions: Sequence[Condition],
     """Classifier-free training: each condition replaced by its null with its own probability.
 
     One network then learns both eps(x_t, t, c) and eps(x_t, t) (Ho & Salimans 2022, Algorithm 1).
-    A uniform draw per example and condition, on CPU from ``generator``, so that runs repeat.
+    One uniform draw u per example, on CPU from ``generator`` so that runs repeat, drops every
+    condition whose ``p_drop`` exceeds u: conditions of equal probability (a run's labels and captions)
+    are dropped together, so the all-null branch that guidance uses is trained on a share p of the
+    examples, not p squared.
     """
     out = dict(cond)
+    if not conditions:
+        return out
+    u = torch.rand(len(cond[conditions[0].key]), generator=generator)
     for c in conditions:
         value = cond[c.key]
-        drop = torch.rand(len(value), generator=generator) < c.p_drop
+        drop = u < c.p_drop
         mask = drop.to(value.device).reshape(-1, *([1] * (value.dim() - 1)))
         out[c.key] = torch.where(mask, c.null(value), value)
     return out

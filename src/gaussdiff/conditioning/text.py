@@ -103,6 +103,7 @@ class TextPrompt:
     """Prompts for preview grids, one row each."""
     p_drop: float = 0.0
     key: str = "tokens"
+    noun: str = "captions"
 
     def null(self, value: Tensor) -> Tensor:
         out = torch.full_like(value, PAD)

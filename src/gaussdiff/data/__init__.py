@@ -1,5 +1,6 @@
-"""Datasets: built-in, image folders and .npz files, as uint8 images and a dict of conditions."""
+"""Datasets: built-in (digits, Fashion-MNIST, the ``shapes`` scenes), image folders and .npz files, as uint8
+images with labels, captions and attributes."""
 
-from .datasets import DataConfig, ImageData, load_configured, load_data, to_model_range, to_uint8
+from .datasets import DataConfig, ImageData, class_captions, load_configured, load_data, to_model_range, to_uint8
 
-__all__ = ["DataConfig", "ImageData", "load_configured", "load_data", "to_model_range", "to_uint8"]
+__all__ = ["DataConfig", "ImageData", "class_captions", "load_configured", "load_data", "to_model_range", "to_uint8"]

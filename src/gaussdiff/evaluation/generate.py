@@ -84,7 +84,9 @@ def generate(
         if len(prompts) != n:
             raise ValueError(f"{len(prompts)} prompts for {n} samples")
     if text is not None:
-        tokens = text.encode(prompts if prompts is not None else [text.prompts[i % len(text.prompts)] for i in range(n)])
+        # Cut as training captions are (a user's prompts were checked in full by the CLI).
+        tokens = text.tokenizer.encode(prompts if prompts is not None else
+                                       [text.prompts[i % len(text.prompts)] for i in range(n)], truncate=True)
     g = torch.Generator(trained.device).manual_seed(seed)
     out = []
     for i in tqdm(range(0, n, batch_size), desc="sampling", disable=not progress or n <= batch_size, leave=False):

@@ -6,13 +6,14 @@ split held out)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from ..data.datasets import ImageData
 from ..data.shapes import HEAD_SIZES, is_held_out
-from .features import ClassifierExtractor, ExtractorName, make_extractor, predict_heads, reference_features
+from .features import DEFAULT_CACHE, ClassifierExtractor, ExtractorName, make_extractor, predict_heads, reference_features
 from .metrics import fid_from_features, kernel_inception_distance, precision_recall
 
 
@@ -63,11 +64,12 @@ def evaluate_quality(
     reference_limit: int | None = None,
     device: str = "cpu",
     attributes: Tensor | None = None,
+    cache_dir: Path = DEFAULT_CACHE,
 ) -> QualityReport:
     """Sample quality of ``uint8 [N, C, H, W]`` images against ``reference`` (the real training set);
     ``labels: [N]`` or the prompts' ``attributes: [N, 7]`` they were asked for, if any."""
-    extractor = make_extractor(features, data_name, reference, device=device)
-    real = reference_features(extractor, data_name, reference, limit=reference_limit)
+    extractor = make_extractor(features, data_name, reference, cache_dir, device=device)
+    real = reference_features(extractor, data_name, reference, limit=reference_limit, cache_dir=cache_dir)
     fake = extractor(images)
     kid, kid_std = kernel_inception_distance(real, fake.features, subsets=50)
     precision, recall = precision_recall(real, fake.features)
@@ -80,9 +82,10 @@ def evaluate_quality(
                          accuracy, prompts)
 
 
-def attribute_ceiling(data_name: str, reference: ImageData, held_out: ImageData) -> PromptAccuracy:
+def attribute_ceiling(data_name: str, reference: ImageData, held_out: ImageData,
+                      cache_dir: Path = DEFAULT_CACHE) -> PromptAccuracy:
     """The attribute classifier's own prompt accuracy on real held-out scenes: the best a sample can score."""
-    extractor = make_extractor("classifier", data_name, reference)
+    extractor = make_extractor("classifier", data_name, reference, cache_dir)
     assert isinstance(extractor, ClassifierExtractor) and held_out.attributes is not None
     with torch.no_grad():
         logits = extractor(held_out.images).logits

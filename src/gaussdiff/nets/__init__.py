@@ -2,6 +2,8 @@
 
 from .classifier import ClassifierConfig, DomainClassifier
 from .noisy_classifier import NoisyClassifier, NoisyClassifierConfig
+from .text import CaptionEncoder, TextEncoderConfig
 from .unet import UNet, UNetConfig
 
-__all__ = ["ClassifierConfig", "DomainClassifier", "NoisyClassifier", "NoisyClassifierConfig", "UNet", "UNetConfig"]
+__all__ = ["CaptionEncoder", "ClassifierConfig", "DomainClassifier", "NoisyClassifier", "NoisyClassifierConfig",
+           "TextEncoderConfig", "UNet", "UNetConfig"]

@@ -3,6 +3,9 @@ and App. E.2): token and learned positional embeddings, a few pre-norm transform
 norm; trained jointly with the U-Net from scratch. Its output is the context ``[B, L, width]`` that
 the U-Net's cross-attention reads, with the padding mask ``[B, L]`` (True: a real token).
 
+Notation (the paper's -> the code's): y -> ``tokens: [B, L]``; tau_theta -> :class:`CaptionEncoder`;
+tau_theta(y) -> ``context: [B, L, text_width]`` (its width d_tau: ``text_width``).
+
 Token ids: 0 pads, 1 starts every prompt (so that even the empty prompt, the null condition of
 classifier-free guidance, has one token to attend to); the words of the run's vocabulary follow
 (:mod:`gaussdiff.conditioning.text`).

@@ -50,7 +50,7 @@ def sample(
         progress: show a tqdm bar.
         callback: called with a :class:`SamplerStep` after every step.
         spacing: which steps ``steps`` keeps (see :meth:`NoiseSchedule.respace`).
-        **cond: passed to the model (class labels, context).
+        **cond: passed to the model (class labels ``y``, prompt ``tokens``).
     Returns:
         ``[B, ...]`` samples.
     """

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -207,8 +207,9 @@ class Trainer:
         ema.train()
         if self.latent is not None:
             x = self.latent.decode(x)
-        first = self.conditions[-1] if self.conditions else None  # text rows over class columns
-        return to_uint8(x).cpu(), first.per_row if first else None, first.example_names(n) if first else []
+        # The grid follows the last condition: a text run's prompts a row each (its labels, if any, cycle).
+        last = self.conditions[-1] if self.conditions else None
+        return to_uint8(x).cpu(), last.per_row if last else None, last.example_names(n) if last else []
 
     # -- the loop ------------------------------------------------------------------------------
 

@@ -91,11 +91,23 @@ def test_npz_round_trip_and_wrong_resolution(tmp_path):
     assert torch.equal(data.images.permute(0, 2, 3, 1), torch.from_numpy(arr)) and data.labels.tolist() == list(range(5))
     with pytest.raises(DataError, match="expected 16x16"):
         load_data(str(tmp_path / "s.npz"), image_size=16)
-    with pytest.raises(DataError, match="not 28x28"):
-        load_data("digits", image_size=28)
+    with pytest.raises(DataError, match="1..1024"):
+        load_data("digits", image_size=0)
     np.savez(tmp_path / "f.npz", arr.astype(np.float32))
     with pytest.raises(DataError, match="uint8"):
         load_data(str(tmp_path / "f.npz"))
     (tmp_path / "junk.npz").write_bytes(b"junk")
     with pytest.raises(DataError, match="junk.npz"):
         load_data(str(tmp_path / "junk.npz"))
+
+
+def test_a_built_in_dataset_at_another_size_is_area_downsampled_or_bicubic_upsampled():
+    # A cascade's base model trains on Fashion-MNIST at 14x14: each pixel the mean of a 2x2 block, rounded to
+    # the nearest level (area averaging); upsampling keeps a constant image constant.
+    digits = load_data("digits")
+    small = load_data("digits", image_size=4)
+    blocks = digits.images.float().reshape(-1, 1, 4, 2, 4, 2).mean(dim=(3, 5))
+    assert small.images.shape == (len(digits), 1, 4, 4) and torch.equal(small.images, blocks.round().to(torch.uint8))
+    assert torch.equal(small.labels, digits.labels) and small.captions == digits.captions
+    big = load_data("digits", image_size=16)
+    assert big.images.shape[-1] == 16 and big.images.dtype == torch.uint8

@@ -260,3 +260,41 @@ def test_caption_encoder_output_mask_and_length_limit():
     assert context.shape == (2, 6, 16) and torch.equal(mask, tokens != 0)
     with pytest.raises(ValueError, match="at most 6"):
         encoder(torch.ones(1, 7, dtype=torch.long))
+
+
+def sr_unet() -> UNet:
+    config = UNetConfig(image_size=8, in_channels=1, out_channels=1, channels=16, channel_mult=(1, 2),
+                        num_res_blocks=1, attention_resolutions=(4,), low_res_channels=1)
+    return randomised(UNet(config))
+
+
+def test_the_low_resolution_image_and_its_level_reach_a_super_resolution_unet():
+    net = sr_unet()
+    x, t = torch.randn(2, 1, 8, 8, dtype=torch.float64), torch.tensor([10, 500])
+    low, level = torch.randn(2, 1, 4, 4, dtype=torch.float64), torch.tensor([0.0, 0.2])
+    out = net(x, t, low_res=low, low_res_level=level)
+    bound = worst_rounding(net, 8, EPS)
+    assert (net(x, t, low_res=low + 0.5, low_res_level=level) - out).abs().max().item() > bound
+    assert (net(x, t, low_res=low, low_res_level=level + 0.3) - out).abs().max().item() > bound
+    # No level means s = 0, bit for bit.
+    zero = net(x, t, low_res=low, low_res_level=torch.zeros(2))
+    assert torch.equal(net(x, t, low_res=low), zero)
+    with pytest.raises(ValueError, match="super-resolves"):
+        net(x, t)
+    plain = UNet(UNetConfig(image_size=8, in_channels=1, out_channels=1, channels=16, channel_mult=(1, 2)))
+    with pytest.raises(ValueError, match="not a super-resolution stage"):
+        plain(x.float(), t, low_res=low.float())
+
+
+def test_the_concatenation_keeps_the_layout_and_the_dtype():
+    # The upsampled condition is cast to x's dtype and laid out like it: a channels_last input keeps the
+    # convolutions on their channels_last path and gives the contiguous input's output (to rounding).
+    net = sr_unet()
+    x, t = torch.randn(2, 1, 8, 8, dtype=torch.float64), torch.tensor([10, 500])
+    low = torch.randn(2, 1, 4, 4, dtype=torch.float32)  # another dtype than x
+    plain = net(x, t, low_res=low)
+    assert plain.dtype == torch.float64 and plain.is_contiguous()
+    net.to(memory_format=torch.channels_last)
+    cl = net(x.contiguous(memory_format=torch.channels_last), t, low_res=low)
+    assert cl.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(cl, plain, rtol=0, atol=probable_rounding(net, 8, EPS))

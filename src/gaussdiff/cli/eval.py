@@ -17,13 +17,15 @@ from ..data.shapes import attributes_of_caption
 from ..errors import DataError, UsageError
 from ..evaluation.bpd import evaluate_bpd, evaluate_ode, rate_distortion_rows
 from ..evaluation.features import ExtractorName
-from ..evaluation.generate import generate, takes_labels, text_condition
+from ..evaluation.generate import generate, generate_cascade, super_res_condition, takes_labels, text_condition
+from ..evaluation.super_res import evaluate_super_resolution
 from ..evaluation.quality import attribute_ceiling, evaluate_quality
 from ..samplers.run import SamplerName
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import plot_bpd
 from .options import check_steps
+from .sample import check_cascade
 from .train_autoencoder import describe_reconstructions, measure_autoencoder
 
 
@@ -59,14 +61,31 @@ class Eval:
     out_dir: Path | None = None
     """Where plots go (default: RUN/eval)."""
     device: str = "auto"
+    cascade: tuple[Path, ...] = ()
+    """With --fid: a base run and super-resolution runs; measures the cascade's final samples."""
+    super_res_test: bool = False
+    """A super-resolution run on the held-out split: PSNR and SSIM against the ground truth (beside bilinear
+    upsampling) and FID of the super-resolved images."""
+    cond_aug_level: float | None = None
+    """The conditioning-augmentation level s of super-resolution stages (default: each run's)."""
 
     def __call__(self) -> None:
+        if self.cascade:
+            if self.checkpoint is not None or not self.fid:
+                raise UsageError("--cascade BASE SR ... goes with --fid and no other run")
+            self.measure_cascade(resolve_device(self.device))
+            return
+        if self.super_res_test:
+            if self.checkpoint is None:
+                raise UsageError("--super-res-test needs a super-resolution run")
+            self.measure_super_resolution(resolve_device(self.device))
+            return
         if self.checkpoint is not None and (self.checkpoint / "latent.json").exists():
             report = measure_autoencoder(self.checkpoint, str(resolve_device(self.device)))  # an autoencoder run
             print(json.dumps({"reconstruction": asdict(report)}) if self.json else "\n".join(describe_reconstructions(report)))
             return
         if not (self.bpd or self.ode or self.fid or self.samples):
-            raise UsageError("say what to measure: --bpd, --ode, --fid, or --samples FILE.npz --data DATA")
+            raise UsageError("say what to measure: --bpd, --ode, --fid, --super-res-test, or --samples FILE.npz --data DATA")
         if self.checkpoint is None and (self.bpd or self.ode or (self.fid and self.samples is None)):
             raise UsageError("--bpd, --ode and --fid need a run (or --samples with --data)")
         device = resolve_device(self.device)
@@ -141,6 +160,9 @@ class Eval:
                 images, labels = images[: self.n], None if labels is None else labels[: self.n]
                 attributes = None if attributes is None else attributes[: self.n]
         else:
+            if super_res_condition(trained) is not None:
+                raise UsageError("a super-resolution run samples from low-resolution images: measure it with "
+                                 "--super-res-test, or a cascade with --cascade BASE SR --fid")
             n = self.n
             if n is None:
                 n = 1000 if self.features == "inception" and device.type == "cpu" else 10000
@@ -195,6 +217,64 @@ class Eval:
                 f"    held-out pairs  ({p.n_held_out:5d})      {p.held_out:.3f}   (ceiling {ceiling.held_out:.3f})",
             ]
         return lines
+
+    def quality_lines(self, q, title: str) -> list[str]:
+        return [title, f"  FID        {q.fid:.3f}", f"  KID        {q.kid:.5f} ± {q.kid_std:.5f}",
+                f"  precision  {q.precision:.3f}", f"  recall     {q.recall:.3f}"] + (
+            [f"  classifier accuracy on the labels  {q.accuracy:.3f}"] if q.accuracy is not None else [])
+
+    def measure_cascade(self, device: torch.device) -> None:
+        """--cascade BASE SR ... --fid: the final samples against the last stage's training data."""
+        runs = [load_trained(p, device=device) for p in self.cascade]
+        check_cascade(runs, self.cascade)
+        for i, run in enumerate(runs):
+            check_steps(self.steps, run)
+        last = runs[-1].config.data
+        data_config = replace(last, data=self.data or last.data)
+        reference = load_configured(data_config, "train")
+        n = self.n or (1000 if self.features == "inception" and device.type == "cpu" else 10000)
+        labels = None
+        if takes_labels(runs[0], self.guide):
+            labels = torch.arange(n) % runs[0].config.data.num_classes  # balanced classes
+        steps = (self.steps if self.steps is not None else 50,)
+        outputs, labels = generate_cascade(runs, n, self.sampler, steps, self.eta, self.seed, self.batch_size, labels,
+                                           self.guide, progress=not self.json, cond_aug_level=self.cond_aug_level)
+        limit = n if self.features == "inception" else None
+        q = evaluate_quality(outputs[-1], data_config.data, reference, self.features, labels, reference_limit=limit,
+                             device=str(device))
+        sizes = " -> ".join(f"{o.shape[-1]}x{o.shape[-1]}" for o in outputs)
+        figures = {"cascade": [str(p) for p in self.cascade], "quality": asdict(q)}
+        lines = self.quality_lines(q, f"cascade {sizes}: {q.n} samples ({self.sampler}, {steps[0]} steps a stage, "
+                                      f"s = {self.cond_aug_level if self.cond_aug_level is not None else 'each run'}) "
+                                      f"against {data_config.data}, {q.features} features")
+        print(json.dumps(figures) if self.json else "\n".join(lines))
+
+    def measure_super_resolution(self, device: torch.device) -> None:
+        """--super-res-test: the held-out split super-resolved from its downsampled images."""
+        trained = load_trained(self.checkpoint, device=device)
+        if super_res_condition(trained) is None:
+            raise UsageError(f"{self.checkpoint}: not a super-resolution run (train it with --super-res)")
+        data_config = replace(trained.config.data, data=self.data or trained.config.data.data)
+        held_out = load_configured(data_config, "test")
+        n = min(self.n or 1000, len(held_out))
+        report, images = evaluate_super_resolution(
+            trained, held_out.images[:n], None if held_out.labels is None else held_out.labels[:n],
+            None if held_out.captions is None else held_out.captions[:n], self.sampler,
+            self.steps if self.steps is not None else 50, self.seed, self.batch_size, self.cond_aug_level,
+            progress=not self.json)
+        reference = load_configured(data_config, "train")
+        labels = held_out.labels[:n] if held_out.labels is not None else None
+        q = evaluate_quality(images, data_config.data, reference, self.features, labels,
+                             reference_limit=n if self.features == "inception" else None, device=str(device))
+        r = report
+        lines = [
+            f"super-resolution {r.low}x{r.low} -> {r.high}x{r.high} of {r.n} held-out images (s = {r.level:g}, "
+            f"{self.sampler}, {self.steps or 50} steps)",
+            f"  PSNR   {r.psnr:.2f} dB   (bilinear upsampling {r.psnr_bilinear:.2f} dB)",
+            f"  SSIM   {r.ssim:.4f}    (bilinear upsampling {r.ssim_bilinear:.4f})",
+            *self.quality_lines(q, f"  quality of the super-resolved images against {data_config.data}")[1:],
+        ]
+        print(json.dumps({"super_res": asdict(r), "quality": asdict(q)}) if self.json else "\n".join(lines))
 
 
 def scene_attributes(prompts: list[str], path: Path) -> torch.Tensor:

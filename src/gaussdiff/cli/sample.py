@@ -1,5 +1,6 @@
 """``gaussdiff sample``: a PNG grid and/or a .npz of samples from a trained run, guided if asked, for classes
-or text prompts."""
+or text prompts; from a cascade of a base run and super-resolution stages, or a super-resolution run given
+low-resolution images."""
 
 from __future__ import annotations
 
@@ -9,24 +10,53 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 import tyro
 
 from ..conditioning.guidance import GuidanceConfig
 from ..errors import UsageError
-from ..evaluation.generate import generate, takes_labels, text_condition
+from ..data.datasets import load_data, to_model_range
+from ..evaluation.generate import generate, generate_cascade, super_res_condition, takes_labels, text_condition
 from ..samplers.run import SamplerName
 from ..training.loop import resolve_device
-from ..training.run import load_trained
-from ..viz import save_grid
+from ..training.run import Trained, load_trained
+from ..viz import save_grid, save_strips
 from .options import check_steps, parse_class, read_prompts
+
+
+def check_cascade(runs: list[Trained], paths: tuple[Path, ...]) -> None:
+    """Each stage after the first super-resolves the one before: its LOW is the previous output's size, its
+    channels are the same, and it takes the same kinds of condition (labels, prompts) as the base."""
+    if len(runs) < 2:
+        raise UsageError("--cascade needs a base run and at least one super-resolution run")
+    if super_res_condition(runs[0]) is not None:
+        raise UsageError(f"--cascade {paths[0]}: the first run must be a base model, not a super-resolution stage")
+    kinds = lambda r: sorted(c.noun for c in r.conditions if c.key != "low_res")  # noqa: E731
+    for before, after, path in zip(runs, runs[1:], paths[1:]):
+        stage = super_res_condition(after)
+        size, channels = before.config.data.image_size, before.config.data.image_channels
+        if stage is None:
+            raise UsageError(f"--cascade {path}: not a super-resolution run (train it with --super-res)")
+        if stage.low != size or after.config.data.image_channels != channels:
+            raise UsageError(f"--cascade {path}: upsamples {stage.low}x{stage.low} images of "
+                             f"{after.config.data.image_channels} channels, but the stage before makes {size}x{size} "
+                             f"of {channels}")
+        if kinds(after) != kinds(before):
+            raise UsageError(f"--cascade {path}: conditioned on {', '.join(kinds(after)) or 'nothing'}, the base on "
+                             f"{', '.join(kinds(runs[0])) or 'nothing'}; every stage must take the same")
+        if after.config.data.num_classes != before.config.data.num_classes and "labels" in kinds(after):
+            raise UsageError(f"--cascade {path}: {after.config.data.num_classes} classes, the stage before "
+                             f"{before.config.data.num_classes}")
 
 
 @dataclass
 class Sample:
     """Draw samples from a trained run: a PNG grid and/or a .npz (uint8 [N, H, W, C] in arr_0, labels in arr_1,
-    the prompt of each sample in ``prompts``)."""
+    the prompt of each sample in ``prompts``); or from a cascade (--cascade BASE SR ...), or super-resolve
+    given images with a super-resolution run (--low-res)."""
 
-    checkpoint: tyro.conf.Positional[Path]
+    checkpoint: tyro.conf.Positional[Path | None] = None
     """A run directory (its newest checkpoint) or a checkpoint directory."""
     guide: Annotated[GuidanceConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=GuidanceConfig)
     n: int = 64
@@ -37,9 +67,17 @@ class Sample:
     preview prompts)."""
     prompt_file: Path | None = None
     """A file of prompts, one per line."""
+    cascade: tuple[Path, ...] = ()
+    """A base run, then super-resolution runs: each stage super-resolves the samples of the one before."""
+    low_res: Path | None = None
+    """Images to super-resolve (a .npz, labels in arr_1, or a folder), with a super-resolution run."""
+    cond_aug_level: float | None = None
+    """The conditioning-augmentation level s of super-resolution stages (default: each run's)."""
+    stages: bool = False
+    """With --cascade: also write FILE-stages.png, every stage's output side by side."""
     sampler: SamplerName = "ddim"
-    steps: int | None = 50
-    """Respaced steps (None: all of the run's steps)."""
+    steps: tuple[int, ...] | None = (50,)
+    """Respaced steps, one per cascade stage (the last repeats; None: all of each run's steps)."""
     eta: float = 0.0
     seed: int = 0
     out: tuple[Path, ...] = (Path("samples.png"),)
@@ -49,18 +87,42 @@ class Sample:
     batch_size: int = 256
     device: str = "auto"
 
+    def stage_steps(self, i: int) -> int | None:
+        return None if self.steps is None else self.steps[min(i, len(self.steps) - 1)]
+
     def __call__(self) -> None:
         for path in self.out:
             if path.suffix not in (".png", ".npz"):
                 raise UsageError(f"--out {path}: expected a .png or .npz file")
         if self.n < 1:
             raise UsageError("--n must be at least 1")
-        trained = load_trained(self.checkpoint, ema=self.ema, device=resolve_device(self.device))
-        check_steps(self.steps, trained)
+        if (self.checkpoint is None) == (not self.cascade):
+            raise UsageError("give one run to sample, or --cascade BASE_RUN SR_RUN [SR_RUN ...]")
+        device = resolve_device(self.device)
+        paths = self.cascade or (self.checkpoint,)
+        runs = [load_trained(p, ema=self.ema, device=device) for p in paths]
+        if self.cascade:
+            check_cascade(runs, self.cascade)
+        if self.steps is not None and len(self.steps) > len(runs):
+            raise UsageError(f"--steps gives {len(self.steps)} values for {len(runs)} stage(s)")
+        for i, run in enumerate(runs):
+            check_steps(self.stage_steps(i), run)
+        trained = runs[0]
+        stage = super_res_condition(trained)
+        if (stage is not None) != (self.low_res is not None):
+            raise UsageError("--low-res IMAGES goes with a super-resolution run (train --super-res), and it needs them")
         if self.label is not None and not takes_labels(trained, self.guide):
             raise UsageError("--class needs a class-conditional run or --classifier")
         labels, row = parse_class(self.label, trained.config.data.num_classes, self.n)
         n = self.n if labels is None else len(labels)
+        low_res = None
+        if self.low_res is not None:
+            given = load_data(str(self.low_res), image_size=stage.low, channels=trained.config.data.image_channels)
+            low_res, n = to_model_range(given.images), len(given)
+            if labels is None and given.labels is not None and takes_labels(trained, self.guide):
+                labels = given.labels
+            elif labels is not None:
+                labels = labels[:1].repeat(n)
         text = text_condition(trained)
         prompts = read_prompts(self.prompt, self.prompt_file)
         if prompts and text is None:
@@ -72,19 +134,34 @@ class Sample:
         if text is not None:
             prompts = prompts or list(text.prompts)
             text.encode(prompts)  # an unknown word fails before any sampling
-            row = math.ceil(n / len(prompts))
-            n, row_labels = row * len(prompts), prompts
+            if low_res is not None and len(prompts) not in (1, n):
+                raise UsageError(f"--low-res gives {n} images: give one prompt, or one per image")
+            row = math.ceil(n / len(prompts)) if low_res is None else None
+            if low_res is None:
+                n, row_labels = row * len(prompts), prompts
             if labels is not None:
                 if self.label == "all":
                     raise UsageError("--class all and prompts do not combine: give one class with the prompts")
                 labels = labels[:1].repeat(n)
         per_sample = [p for p in row_labels for _ in range(row)] if row_labels else None
-        images, labels = generate(trained, n, self.sampler, self.steps, self.eta, self.seed, self.batch_size, labels,
-                                  self.guide, prompts=per_sample)
+        if low_res is not None and text is not None:
+            per_sample = prompts * n if len(prompts) == 1 else prompts
+        if low_res is not None:
+            images, labels = generate(trained, n, self.sampler, self.stage_steps(0), self.eta, self.seed,
+                                      self.batch_size, labels, self.guide, prompts=per_sample, low_res=low_res,
+                                      cond_aug_level=self.cond_aug_level)
+            outputs = [images]
+        else:
+            outputs, labels = generate_cascade(runs, n, self.sampler, self.steps or (None,), self.eta, self.seed,
+                                               self.batch_size, labels, self.guide, prompts=per_sample,
+                                               cond_aug_level=self.cond_aug_level)
+            images = outputs[-1]
         for path in self.out:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.suffix == ".png":
                 save_grid(images, path, nrow=row, row_labels=row_labels)
+                if self.stages and len(outputs) > 1:
+                    self.save_stages(outputs, path.with_name(f"{path.stem}-stages.png"))
             else:
                 arrays = {"arr_0": images.permute(0, 2, 3, 1).numpy()}
                 if labels is not None:
@@ -93,3 +170,12 @@ class Sample:
                     arrays["prompts"] = np.array(per_sample)
                 np.savez(path, **arrays)
             print(f"wrote {path}")
+
+    @staticmethod
+    def save_stages(outputs: list[torch.Tensor], path: Path) -> None:
+        """Up to 8 samples a row, every stage's output in turn (enlarged by repeating pixels to the last size)."""
+        size = outputs[-1].shape[-1]
+        big = [F.interpolate(o[:8].float(), size=(size, size), mode="nearest").to(torch.uint8) for o in outputs]
+        rows = [torch.stack([b[j] for b in big]) for j in range(len(big[0]))]
+        save_strips(rows, path, [f"{o.shape[-1]}x{o.shape[-1]}" for o in outputs])
+        print(f"wrote {path}")

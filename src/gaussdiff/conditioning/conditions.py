@@ -40,8 +40,13 @@ class Condition(Protocol):
     def of_data(self, data: ImageData) -> Tensor:
         """This condition of every example of ``data``, ``[N, ...]`` (a :class:`DataError` if it has none)."""
 
-    def examples(self, n: int, device: torch.device | str) -> Tensor:
-        """``n`` conditions for a preview grid, one row per distinct value."""
+    def examples(self, n: int, device: torch.device | str) -> Tensor | None:
+        """``n`` conditions for a preview grid, one row per distinct value (None: take the data's own)."""
+
+    def augment(self, value: Tensor, generator: torch.Generator | None = None,
+                level: float | None = None) -> dict[str, Tensor]:
+        """The model's keywords for ``value``: itself, or corrupted (a super-resolution stage's conditioning
+        augmentation, at a random level in training, at ``level`` in sampling); noise from ``generator``."""
 
     @property
     def per_row(self) -> int:
@@ -81,6 +86,10 @@ class ClassLabel:
 
     def example_names(self, n: int) -> list[str]:
         return []  # each row runs through the classes: nothing per row to name
+
+    def augment(self, value: Tensor, generator: torch.Generator | None = None,
+                level: float | None = None) -> dict[str, Tensor]:
+        return {self.key: value}  # given to the model as it is
 
 
 @dataclass(frozen=True)

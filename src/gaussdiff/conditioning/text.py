@@ -131,3 +131,7 @@ class TextPrompt:
     def example_names(self, n: int) -> list[str]:
         """The prompt of each of :meth:`examples`' rows (to write beside a grid)."""
         return [self.prompts[r % len(self.prompts)] for r in range(math.ceil(n / self.per_row))]
+
+    def augment(self, value: Tensor, generator: torch.Generator | None = None,
+                level: float | None = None) -> dict[str, Tensor]:
+        return {self.key: value}  # given to the model as it is

@@ -55,7 +55,7 @@ class DataConfig:
     """``digits``, ``fashion-mnist``, ``shapes``, a folder of images (sub-folders = classes; captions from its
     metadata.jsonl or metadata.csv) or a ``.npz``."""
     image_size: int | None = None
-    """Resolution; built-in datasets fix it, folders default to 32."""
+    """Resolution: folders default to 32; a built-in dataset at another size is resized (area down, bicubic up)."""
     image_channels: int | None = None
     """1 (grey) or 3 (RGB); folders default to 3."""
     data_dir: Path | None = None
@@ -90,6 +90,17 @@ class ImageData:
     def resolve(self, config: DataConfig) -> DataConfig:
         """``config`` with the size, channels and classes of this data filled in."""
         return replace(config, image_channels=self.shape[0], image_size=self.shape[-1], num_classes=self.num_classes)
+
+
+def resize_images(images: Tensor, size: int) -> Tensor:
+    """``uint8 [N, C, H, W]`` at ``size x size``: area averaging down (antialiased: each pixel the mean of those
+    it covers), bicubic up; rounded to the nearest of the 256 levels."""
+    x = images.float()
+    if size < images.shape[-1]:
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="area")
+    else:
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8)
 
 
 def to_model_range(images: Tensor) -> Tensor:
@@ -394,7 +405,10 @@ def load_data(
         else:
             raise DataError(f"{data}: expected a folder of images or a .npz file")
     if image_size is not None and out.images.shape[-1] != image_size:
-        raise DataError(f"{data} has {out.images.shape[-1]}x{out.images.shape[-1]} images, not {image_size}x{image_size}")
+        if not 1 <= image_size <= 1024:
+            raise DataError(f"--image-size {image_size}: expected 1..1024")
+        # A built-in dataset at another size (a cascade's base model: Fashion-MNIST at 14x14).
+        out = replace(out, images=resize_images(out.images, image_size))
     if channels is not None and out.images.shape[1] != channels:
         raise DataError(f"{data} has {out.images.shape[1]} channels, not {channels}")
     return out

@@ -10,6 +10,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..conditioning.guidance import GuidanceConfig, guide
+from ..data.datasets import to_model_range
+from ..conditioning.super_res import LowResolution
 from ..conditioning.text import TextPrompt
 from ..diffusion.process import GaussianDiffusion, Model
 from ..errors import ConfigError
@@ -23,6 +25,11 @@ def takes_labels(trained: Trained, guidance: GuidanceConfig) -> bool:
     guidance of a model that takes no other condition (which :func:`guide` refuses in one line)."""
     keys = {c.key for c in trained.conditions}
     return "y" in keys or guidance.classifier is not None or (guidance.guidance > 0 and not keys)
+
+
+def super_res_condition(trained: Trained) -> LowResolution | None:
+    """The run's low-resolution condition (None: not a super-resolution stage)."""
+    return next((c for c in trained.conditions if isinstance(c, LowResolution)), None)
 
 
 def text_condition(trained: Trained) -> TextPrompt | None:
@@ -60,12 +67,15 @@ def generate(
     guidance: GuidanceConfig | None = None,
     progress: bool = True,
     prompts: Sequence[str] | None = None,
+    low_res: Tensor | None = None,
+    cond_aug_level: float | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """``n`` samples as ``uint8 [n, C, H, W]``, conditioned on ``labels: [n]`` and/or ``prompts`` (n of them)
     and guided as asked, with the labels they were drawn with (None for a model that takes none).
 
     A conditional or guided model without ``labels`` samples classes uniformly from the seed; a text
-    model without ``prompts`` takes the run's preview prompts in turn.
+    model without ``prompts`` takes the run's preview prompts in turn. A super-resolution stage takes
+    ``low_res: [n, C, LOW, LOW]`` in [-1, 1], augmented at ``cond_aug_level`` (default: the run's).
     """
     guidance = guidance or GuidanceConfig()
     d = trained.config.data
@@ -87,6 +97,11 @@ def generate(
         # Cut as training captions are (a user's prompts were checked in full by the CLI).
         tokens = text.tokenizer.encode(prompts if prompts is not None else
                                        [text.prompts[i % len(text.prompts)] for i in range(n)], truncate=True)
+    stage = super_res_condition(trained)
+    if (stage is None) != (low_res is None):
+        raise ConfigError("a super-resolution stage needs low-resolution images, and only it takes them")
+    level = trained.config.super_res.cond_aug_level if cond_aug_level is None else cond_aug_level
+    aug_generator = torch.Generator().manual_seed(seed)
     g = torch.Generator(trained.device).manual_seed(seed)
     out = []
     for i in tqdm(range(0, n, batch_size), desc="sampling", disable=not progress or n <= batch_size, leave=False):
@@ -94,8 +109,39 @@ def generate(
         cond = {"y": labels[i : i + b].to(trained.device)} if labelled else {}
         if tokens is not None:
             cond[text.key] = tokens[i : i + b].to(trained.device)
+        if stage is not None:
+            cond.update(stage.augment(low_res[i : i + b].to(trained.device), aug_generator, level))
         x = sample(model, diffusion, (b, *trained.sample_shape), sampler=sampler, eta=eta, generator=g,
                    clip_denoised=trained.clip_denoised, progress=progress and n <= batch_size, device=trained.device,
                    **cond)
         out.append(trained.images_of(x))
     return torch.cat(out), labels if labelled else None
+
+
+def generate_cascade(
+    runs: Sequence[Trained],
+    n: int,
+    sampler: SamplerName = "ddim",
+    steps: Sequence[int | None] = (50,),
+    eta: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 256,
+    labels: Tensor | None = None,
+    guidance: GuidanceConfig | None = None,
+    progress: bool = True,
+    prompts: Sequence[str] | None = None,
+    cond_aug_level: float | None = None,
+) -> tuple[list[Tensor], Tensor | None]:
+    """A cascade (Ho et al. 2022): ``n`` samples of the base run ``runs[0]``, then each super-resolution stage
+    on the samples of the stage before, with ``steps[i]`` steps (the last repeats) and the same labels and
+    prompts. Every stage's output ``uint8 [n, C, H_i, W_i]``, and the labels drawn."""
+    guidance = guidance or GuidanceConfig()
+    step = lambda i: steps[min(i, len(steps) - 1)]  # noqa: E731
+    images, labels = generate(runs[0], n, sampler, step(0), eta, seed, batch_size, labels, guidance, progress, prompts)
+    outputs = [images]
+    for i, run in enumerate(runs[1:], start=1):
+        images, _ = generate(run, n, sampler, step(i), eta, seed + i, batch_size,
+                             labels if takes_labels(run, guidance) else None, guidance, progress, prompts,
+                             low_res=to_model_range(images), cond_aug_level=cond_aug_level)
+        outputs.append(images)
+    return outputs, labels

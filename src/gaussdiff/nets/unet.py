@@ -53,12 +53,22 @@ class UNetConfig:
     """Class-conditional when set (label ``num_classes`` is the null label)."""
     context_dim: Annotated[int | None, tyro.conf.Suppress] = None
     """Cross-attention to a ``[B, L, context_dim]`` context when set (a text run sets its caption encoder's width)."""
+    low_res_channels: Annotated[int, tyro.conf.Suppress] = 0
+    """C of the low-resolution image a super-resolution stage upsamples and concatenates to x_t (0: none)."""
     text: Annotated[TextEncoderConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=TextEncoderConfig)
     """The caption encoder, built when ``text.vocab_size`` is set: the U-Net then takes ``tokens``."""
     conv: ConvAlgorithm = "auto"
     """How the residual blocks' 3x3 convolutions compute: ``winograd`` (F(4x4, 3x3), 4x fewer multiply-adds),
     ``direct``, or ``auto``: Winograd when training on CPU in fp32, for layers of 64+ channels at 8x8 and up.
     Same weights either way."""
+
+
+def upsample_bilinear(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear upsampling (ADM's ``SuperResModel``): smooth, so that a super-resolution network adds detail to
+    a blurred image instead of first undoing nearest-neighbour blocks at the low-resolution pixel grid."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
@@ -153,7 +163,7 @@ class DownPath(nn.Module):
 
     def __init__(self, c: UNetConfig, emb_dim: int) -> None:
         super().__init__()
-        self.stem = nn.Conv2d(c.in_channels, c.channels, 3, padding=1)
+        self.stem = nn.Conv2d(c.in_channels + c.low_res_channels, c.channels, 3, padding=1)
         ch, res = c.channels, c.image_size
         self.skip_channels = [ch]
         self.levels = nn.ModuleList()
@@ -219,6 +229,11 @@ class UNet(nn.Module):
         self.config = c = config
         self.embedding = Embedding(c.channels, c.num_classes)
         self.text = CaptionEncoder(c.text) if c.text.vocab_size is not None else None
+        # A super-resolution stage is told its condition's augmentation level s like a timestep (Ho et al. 2022).
+        self.level = None
+        if c.low_res_channels:
+            dim = self.embedding.dim
+            self.level = nn.Sequential(nn.Linear(c.channels, dim), nn.SiLU(), nn.Linear(dim, dim))
         if self.text is not None and c.context_dim != c.text.text_width:
             raise ValueError(f"context_dim {c.context_dim} must be the caption encoder's width {c.text.text_width}")
         emb_dim = self.embedding.dim
@@ -245,8 +260,19 @@ class UNet(nn.Module):
         self.out = nn.Sequential(group_norm(ch), nn.SiLU(), zero_init(nn.Conv2d(ch, c.out_channels, 3, padding=1)))
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, tokens: Tensor | None = None,
-                context: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+                context: Tensor | None = None, mask: Tensor | None = None, low_res: Tensor | None = None,
+                low_res_level: Tensor | None = None) -> Tensor:
         emb = self.embedding(t, y, x.dtype)
+        if self.level is not None:
+            if low_res is None:
+                raise ValueError("this U-Net super-resolves: pass low_res=[B, C, h, w]")
+            up = upsample_bilinear(low_res.to(x.dtype), x.shape[-2:])
+            layout = torch.contiguous_format if x.is_contiguous() else torch.channels_last
+            x = torch.cat([x, up], dim=1).contiguous(memory_format=layout)
+            s = low_res_level if low_res_level is not None else torch.zeros(len(x), device=x.device)
+            emb = emb + self.level(timestep_embedding(s * 1000, self.config.channels).to(emb.dtype))
+        elif low_res is not None:
+            raise ValueError("this network is not a super-resolution stage: it takes no low_res")
         if self.text is not None:
             if context is not None:
                 raise ValueError("this U-Net encodes its own context from tokens; pass tokens, not context")

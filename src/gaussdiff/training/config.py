@@ -27,6 +27,7 @@ import tyro
 
 from ..conditioning.conditions import Condition, ConditioningConfig
 from ..conditioning.latent import LatentConfig
+from ..conditioning.super_res import SuperResConfig
 from ..conditioning.text import Tokenizer, preview_prompts
 from ..data.datasets import DataConfig, ImageData
 from ..diffusion.process import DiffusionConfig
@@ -91,13 +92,15 @@ class RunConfig:
     model: UNetConfig = field(default_factory=_main_job_unet)
     conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
     latent: Annotated[LatentConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=LatentConfig)
+    super_res: Annotated[SuperResConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=SuperResConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     format: Annotated[int, tyro.conf.Suppress] = FORMAT
 
     def conditions(self) -> tuple[Condition, ...]:
-        """The conditions the model takes (``model(x_t, t, **cond)``)."""
-        return self.conditioning.conditions(self.data.num_classes)
+        """The conditions the model takes (``model(x_t, t, **cond)``): a super-resolution stage's low-resolution
+        image first, then labels and prompts (a preview grid follows the last)."""
+        return self.super_res.conditions() + self.conditioning.conditions(self.data.num_classes)
 
     def resolve(self, data: ImageData, latent: tuple[int, int, str] | None = None) -> RunConfig:
         """This config with what ``data`` decides filled in: its size, channels and classes, and the
@@ -119,13 +122,17 @@ class RunConfig:
             tokenizer = conditioning.tokenizer
             text = replace(text, vocab_size=tokenizer.vocab_size, max_length=tokenizer.max_length)
         conditioning.conditions(d.num_classes)  # refuses labels the data does not have
+        self.super_res.check(d.image_size)
+        if self.super_res.super_res is not None and latent is not None:
+            raise ConfigError("--super-res runs in pixel space: it takes no --latent")
         c, size, resolved = d.image_channels, d.image_size, replace(self, conditioning=conditioning)
         if latent is not None:
             c, size, sha = latent
             resolved = replace(resolved, latent=replace(self.latent, latent_sha256=sha))
         model = replace(self.model, image_size=size, in_channels=c, out_channels=self.diffusion.build().out_channels(c),
                         num_classes=d.num_classes if conditioning.class_conditional else None, text=text,
-                        context_dim=text.text_width if conditioning.text else self.model.context_dim)
+                        context_dim=text.text_width if conditioning.text else self.model.context_dim,
+                        low_res_channels=d.image_channels if self.super_res.super_res is not None else 0)
         return replace(resolved, data=d, model=model)
 
 

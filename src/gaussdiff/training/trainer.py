@@ -141,6 +141,7 @@ class Trainer:
             x0 = x0.contiguous(memory_format=torch.channels_last)
         cond = drop_conditions({k: v[idx] for k, v in self.offered.items()}, self.conditions, self.generator)
         cond = {k: v.to(self.device) for k, v in cond.items()}
+        cond = {k: v for c in self.conditions for k, v in c.augment(cond[c.key], self.generator).items()}
         t, weights = self.timestep_sampler.sample(len(idx), generator=self.generator)
         t, weights = t.to(self.device), weights.to(self.device)
         noise = torch.randn(x0.shape, generator=self.noise_generator, device=self.device)
@@ -198,6 +199,11 @@ class Trainer:
         steps, their grid's row length (one row per condition value) and what to write beside the rows."""
         t = self.config.train
         cond = {c.key: c.examples(n, self.device) for c in self.conditions}
+        if any(v is None for v in cond.values()):  # a super-resolution stage: the data's first n, all conditions
+            cond = {k: v[:n].to(self.device) for k, v in self.offered.items()}
+        level = self.config.super_res.cond_aug_level
+        keep = torch.Generator().manual_seed(4321)
+        cond = {k: v for c in self.conditions for k, v in c.augment(cond[c.key], keep, level).items()}
         g = torch.Generator(self.device).manual_seed(1234)
         ema = self.ema_model.eval()
         m = self.config.model

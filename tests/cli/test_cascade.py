@@ -1,0 +1,102 @@
+"""Cascaded diffusion from the command line: a base model at a resized resolution, super-resolution stages,
+sample --cascade, sample --low-res, eval --super-res-test and --cascade; stages that do not fit get one line."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_FLAGS
+from gaussdiff.cli import main
+from gaussdiff.conditioning.super_res import LowResolution
+from gaussdiff.data import load_data
+from gaussdiff.training import load_trained
+
+STEPS = ["--train-steps", "2", "--checkpoint-every", "2", "--sample-every", "2"]
+
+
+def expect_error(capsys, *args, match: str) -> None:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and match in err and "\n" not in err, err
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """A class-conditional base model of digits at 4x4, and a 4 -> 8 stage (Gaussian augmentation)."""
+    root = tmp_path_factory.mktemp("cascade")
+    flags = [*TINY_FLAGS, *STEPS, "--class-conditional", "--p-uncond", "0.2"]
+    main(["train", "--run-dir", str(root / "base"), "--image-size", "4", *flags, "--attention-resolutions", "2"])
+    main(["train", "--run-dir", str(root / "sr"), "--super-res", "4", "--cond-aug-max", "0.3", *flags])
+    return {"base": root / "base", "sr": root / "sr"}
+
+
+def test_the_runs_record_their_resolutions(runs):
+    base, sr = load_trained(runs["base"]), load_trained(runs["sr"])
+    assert base.config.data.image_size == 4 and base.sample_shape == (1, 4, 4)
+    (stage, label) = sr.conditions
+    assert isinstance(stage, LowResolution) and stage.low == 4 and sr.config.data.image_size == 8
+    assert sr.config.super_res.super_res == 4 and sr.config.model.low_res_channels == 1
+
+
+def test_sample_a_cascade_and_super_resolve_given_images(runs, tmp_path):
+    main(["sample", "--cascade", str(runs["base"]), str(runs["sr"]), "--class", "3", "--n", "4", "--steps", "3", "2",
+          "--stages", "--out", str(tmp_path / "c.png"), str(tmp_path / "c.npz"), "--device", "cpu"])
+    with np.load(tmp_path / "c.npz", allow_pickle=False) as f:
+        assert f["arr_0"].shape == (4, 8, 8, 1) and f["arr_1"].tolist() == [3] * 4
+    assert (tmp_path / "c-stages.png").exists()
+    # --low-res: the user's 4x4 images, labels from arr_1, outputs in the input order.
+    low = load_data("digits", image_size=4)
+    np.savez(tmp_path / "low.npz", low.images[:5].permute(0, 2, 3, 1).numpy(), low.labels[:5].numpy())
+    main(["sample", str(runs["sr"]), "--low-res", str(tmp_path / "low.npz"), "--steps", "2", "--cond-aug-level", "0",
+          "--out", str(tmp_path / "sr.npz"), "--device", "cpu"])
+    with np.load(tmp_path / "sr.npz", allow_pickle=False) as f:
+        assert f["arr_0"].shape == (5, 8, 8, 1) and f["arr_1"].tolist() == low.labels[:5].tolist()
+
+
+def test_the_stage_is_given_the_low_resolution_images_asked_for(runs, tmp_path, monkeypatch):
+    sr = load_trained(runs["sr"])
+    seen = []
+    original = sr.model.forward
+    sr.model.forward = lambda x, t, **cond: (seen.append(cond), original(x, t, **cond))[1]
+    monkeypatch.setattr("gaussdiff.cli.sample.load_trained", lambda *a, **k: sr)
+    low = load_data("digits", image_size=4)
+    np.savez(tmp_path / "low.npz", low.images[:2].permute(0, 2, 3, 1).numpy())
+    main(["sample", str(runs["sr"]), "--low-res", str(tmp_path / "low.npz"), "--class", "1", "--steps", "2",
+          "--cond-aug-level", "0", "--out", str(tmp_path / "s.png"), "--device", "cpu"])
+    # Level 0 passes the images unchanged, in [-1, 1], at every step, with the level 0.
+    expected = low.images[:2].float() / 127.5 - 1
+    assert seen and all(torch.equal(c["low_res"], expected) and bool((c["low_res_level"] == 0).all()) for c in seen)
+
+
+def test_eval_a_stage_on_the_test_split_and_a_cascade(runs, capsys):
+    capsys.readouterr()
+    main(["eval", str(runs["sr"]), "--super-res-test", "--n", "12", "--steps", "2", "--json", "--device", "cpu"])
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    r = figures["super_res"]
+    assert (r["n"], r["low"], r["high"]) == (12, 4, 8) and r["psnr_bilinear"] > 0 and 0 < r["ssim_bilinear"] <= 1
+    main(["eval", "--cascade", str(runs["base"]), str(runs["sr"]), "--fid", "--n", "20", "--steps", "2", "--json",
+          "--device", "cpu"])
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["quality"]["n"] == 20 and figures["quality"]["accuracy"] is not None
+
+
+def test_stages_that_do_not_fit_get_one_line(runs, tmp_path, capsys):
+    flags = [*TINY_FLAGS, *STEPS]
+    main(["train", "--run-dir", str(tmp_path / "plain"), *flags])  # 8x8, unconditional
+    expect_error(capsys, "sample", "--cascade", runs["sr"], runs["sr"], "--device", "cpu", match="must be a base model")
+    expect_error(capsys, "sample", "--cascade", runs["base"], tmp_path / "plain", "--device", "cpu",
+                 match="not a super-resolution run")
+    main(["train", "--run-dir", str(tmp_path / "sr-plain"), "--super-res", "4", *flags])  # unconditional stage
+    expect_error(capsys, "sample", "--cascade", runs["base"], tmp_path / "sr-plain", "--device", "cpu",
+                 match="every stage must take the same")
+    main(["train", "--run-dir", str(tmp_path / "sr2"), "--super-res", "2", *flags, "--class-conditional"])
+    expect_error(capsys, "sample", "--cascade", runs["base"], tmp_path / "sr2", "--device", "cpu",
+                 match="upsamples 2x2")
+    expect_error(capsys, "sample", runs["sr"], "--device", "cpu", match="--low-res")
+    expect_error(capsys, "eval", runs["sr"], "--fid", "--device", "cpu", match="--super-res-test")
+    expect_error(capsys, "train", "--super-res", "8", *flags, "--run-dir", tmp_path / "x", match="below the image size")

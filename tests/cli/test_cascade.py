@@ -100,3 +100,15 @@ def test_stages_that_do_not_fit_get_one_line(runs, tmp_path, capsys):
     expect_error(capsys, "sample", runs["sr"], "--device", "cpu", match="--low-res")
     expect_error(capsys, "eval", runs["sr"], "--fid", "--device", "cpu", match="--super-res-test")
     expect_error(capsys, "train", "--super-res", "8", *flags, "--run-dir", tmp_path / "x", match="below the image size")
+
+
+def test_a_text_conditioned_stage_super_resolves_with_prompts(tmp_path):
+    run = tmp_path / "sr-text"
+    main(["train", "--run-dir", str(run), "--super-res", "4", "--cond-aug", "blur", "--cond-aug-max", "1", "--text",
+          "--p-uncond", "0.2", "--text-width", "16", "--text-layers", "1", *TINY_FLAGS, *STEPS])
+    low = load_data("digits", image_size=4)
+    np.savez(tmp_path / "low.npz", low.images[:3].permute(0, 2, 3, 1).numpy())
+    main(["sample", str(run), "--low-res", str(tmp_path / "low.npz"), "--prompt", "the digit five", "--guidance", "2",
+          "--steps", "2", "--out", str(tmp_path / "t.npz"), "--device", "cpu"])
+    with np.load(tmp_path / "t.npz", allow_pickle=False) as f:
+        assert f["arr_0"].shape == (3, 8, 8, 1) and f["prompts"].tolist() == ["the digit five"] * 3

@@ -298,3 +298,13 @@ def test_the_concatenation_keeps_the_layout_and_the_dtype():
     cl = net(x.contiguous(memory_format=torch.channels_last), t, low_res=low)
     assert cl.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(cl, plain, rtol=0, atol=probable_rounding(net, 8, EPS))
+
+
+@pytest.mark.parametrize("low, high", [(7, 14), (14, 28), (16, 32), (32, 64)])
+def test_super_resolution_at_every_ratio_the_product_uses(low, high):
+    # Odd sizes (7 -> 14, whose U-Net levels are 14, 7, 4) take the interpolating upsampling path.
+    net = UNet(UNetConfig(image_size=high, in_channels=3, out_channels=6, channels=16, channel_mult=(1, 2, 2),
+                          num_res_blocks=1, attention_resolutions=(high // 2,), low_res_channels=3))
+    out = net(torch.randn(2, 3, high, high), torch.tensor([1, 900]), low_res=torch.randn(2, 3, low, low),
+              low_res_level=torch.tensor([0.0, 0.3]))
+    assert out.shape == (2, 6, high, high)

@@ -34,7 +34,7 @@ from .conditions import Condition, null_conditions
 
 GuidanceMode = Literal["mean", "eps"]
 # Dhariwal & Nichol 2021: Algorithm 1 (the mean moves) for ancestral sampling, Algorithm 2 (eps moves) for DDIM.
-PAIRED_MODE: dict[str, GuidanceMode] = {"ddpm": "mean", "ddim": "eps"}
+PAIRED_MODE: dict[str, GuidanceMode] = {"ddpm": "mean", "ddim": "eps", "dpm++2m": "eps"}  # ODE solvers: as DDIM
 
 
 @dataclass(frozen=True)

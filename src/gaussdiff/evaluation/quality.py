@@ -72,7 +72,10 @@ def evaluate_quality(
     real = reference_features(extractor, data_name, reference, limit=reference_limit, cache_dir=cache_dir)
     fake = extractor(images)
     kid, kid_std = kernel_inception_distance(real, fake.features, subsets=50)
-    precision, recall = precision_recall(real, fake.features)
+    # Precision and recall compare sets of equal size (Kynkaanniemi et al. 2019): as many reference images as
+    # samples, a fixed random subset; their k-NN radii over all 60 000 would cost minutes on a CPU.
+    subset = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))[: len(images)]
+    precision, recall = precision_recall(real[subset], fake.features)
     accuracy, prompts = None, None
     if labels is not None and fake.logits is not None:
         accuracy = float((fake.logits.argmax(1) == labels).double().mean())

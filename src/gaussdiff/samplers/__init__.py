@@ -2,6 +2,7 @@
 
 from .base import Callback, Sampler, SamplerStep
 from .ddpm import ancestral, ddim, ddim_sigma, ddim_step
+from .solvers import dpm_solver_2m
 from .run import SAMPLERS, SamplerName, sample
 
 __all__ = [
@@ -14,5 +15,6 @@ __all__ = [
     "ddim",
     "ddim_sigma",
     "ddim_step",
+    "dpm_solver_2m",
     "sample",
 ]

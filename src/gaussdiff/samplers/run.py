@@ -11,10 +11,11 @@ from ..diffusion.process import GaussianDiffusion, Model
 from ..diffusion.schedule import Spacing
 from .base import Callback, Sampler
 from .ddpm import ancestral, ddim
+from .solvers import dpm_solver_2m
 
-SamplerName = Literal["ddpm", "ddim"]
+SamplerName = Literal["ddpm", "ddim", "dpm++2m"]
 
-SAMPLERS: dict[str, Sampler] = {"ddpm": ancestral, "ddim": ddim}
+SAMPLERS: dict[str, Sampler] = {"ddpm": ancestral, "ddim": ddim, "dpm++2m": dpm_solver_2m}
 
 
 def sample(
@@ -40,7 +41,8 @@ def sample(
         model: ``model(x_t, t, **cond)``; ``t`` is always on the original 0..T-1 scale.
         diffusion: the process the model was trained with.
         shape: ``[B, ...]`` of the samples (images, latents, points alike).
-        sampler: ``"ddpm"`` (ancestral, Algorithm 2) or ``"ddim"`` (Song et al. 2021).
+        sampler: ``"ddpm"`` (ancestral, Algorithm 2), ``"ddim"`` (Song et al. 2021) or ``"dpm++2m"``
+            (DPM-Solver++(2M), Lu et al. 2022: second order, one evaluation a step).
         steps: run on this many respaced steps ("every S steps"); None for all T.
         eta: DDIM's stochasticity (0 deterministic; 1 matches DDPM's beta_tilde).
         x_T: the starting noise; drawn from N(0, I) with ``generator`` when None. The samples

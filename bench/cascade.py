@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+from _budget import train_within
 from _readme import write_table
 
 from gaussdiff.conditioning import ConditioningConfig
@@ -34,7 +35,7 @@ from gaussdiff.data import DataConfig, load_data, to_model_range
 from gaussdiff.evaluation import evaluate_quality, generate
 from gaussdiff.evaluation.super_res import psnr
 from gaussdiff.nets import UNetConfig
-from gaussdiff.training import RunConfig, TrainConfig, Trainer, load_trained
+from gaussdiff.training import RunConfig, TrainConfig, load_trained
 from gaussdiff.training.config import Bookkeeping
 from gaussdiff.viz import save_strips
 
@@ -60,16 +61,8 @@ def config(kind: str, steps: int) -> RunConfig:
 
 
 def train(kind: str, budget: float, root: Path) -> tuple[Path, int, float]:
-    pilot = Trainer(config(kind, 10), root / "pilot", progress=False)
-    pilot.train_step()  # warm-up
-    start = time.perf_counter()
-    for _ in range(10):
-        pilot.train_step()
-    steps = max(10, int(budget / ((time.perf_counter() - start) / 10)))
-    run = root / kind
-    start = time.perf_counter()
-    Trainer(config(kind, steps), run, progress=False).run()
-    return run, steps, time.perf_counter() - start
+    run, steps, seconds, _ = train_within(lambda steps: config(kind, steps), budget, root / kind)
+    return run, steps, seconds
 
 
 def main() -> None:

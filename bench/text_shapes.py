@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+from _budget import train_within
 from _readme import write_table
 
 from gaussdiff.conditioning import ConditioningConfig, GuidanceConfig
@@ -38,7 +39,7 @@ from gaussdiff.evaluation.features import ClassifierExtractor, make_extractor, p
 from gaussdiff.evaluation.quality import attribute_ceiling
 from gaussdiff.nets import UNetConfig
 from gaussdiff.nets.autoencoder import AutoencoderConfig
-from gaussdiff.training import RunConfig, TrainConfig, Trainer, load_trained
+from gaussdiff.training import RunConfig, TrainConfig, load_trained
 from gaussdiff.training.autoencoder import AutoencoderTrainer
 from gaussdiff.training.config import AutoencoderTrainConfig, Bookkeeping
 from gaussdiff.training.latent import load_latent_space
@@ -75,19 +76,7 @@ def diffusion_config(latent: Path | None, steps: int) -> RunConfig:
 
 def train_diffusion(latent: Path | None, budget: float, root: Path) -> tuple[Path, int, float, float]:
     """Steps that fit ``budget`` seconds, from a 10-step pilot; the run, its steps, seconds and images/s."""
-    pilot = Trainer(diffusion_config(latent, 10), root / "pilot", progress=False)
-    pilot.train_step()  # warm-up
-    start = time.perf_counter()
-    for _ in range(10):
-        pilot.train_step()
-    per_step = (time.perf_counter() - start) / 10
-    steps = max(10, int(budget / per_step))
-    run = root / ("latent" if latent else "pixel")
-    trainer = Trainer(diffusion_config(latent, steps), run, progress=False)
-    start = time.perf_counter()
-    trainer.run()
-    elapsed = time.perf_counter() - start
-    return run, steps, elapsed, steps * trainer.config.train.batch_size / elapsed
+    return train_within(lambda steps: diffusion_config(latent, steps), budget, root / ("latent" if latent else "pixel"))
 
 
 def per_attribute(extractor: ClassifierExtractor, images: torch.Tensor, attributes: torch.Tensor) -> dict[str, float]:

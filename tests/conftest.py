@@ -38,6 +38,18 @@ def tiny_config(data: str = "digits", steps: int = 4, **changes: Any) -> RunConf
     return override(cfg, **changes)
 
 
+def expect_error(capsys, *args, match: str) -> str:
+    """Run the CLI on ``args``: it must exit 2 with one line on stderr containing ``match`` (no traceback)."""
+    from gaussdiff.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and match in err and "\n" not in err, err
+    return err
+
+
 TINY_FLAGS = [
     "--channels", "16", "--channel-mult", "1", "2", "--num-res-blocks", "1", "--attention-resolutions", "4",
     "--diffusion-steps", "50", "--batch-size", "8", "--warmup", "2", "--log-every", "2", "--preview-steps", "5",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_FLAGS
+from conftest import TINY_FLAGS, expect_error
 from gaussdiff.cli import main
 from gaussdiff.conditioning.super_res import LowResolution
 from gaussdiff.data import load_data
@@ -16,13 +16,6 @@ from gaussdiff.training import load_trained
 
 STEPS = ["--train-steps", "2", "--checkpoint-every", "2", "--sample-every", "2"]
 
-
-def expect_error(capsys, *args, match: str) -> None:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    err = capsys.readouterr().err.strip()
-    assert exit_info.value.code == 2 and match in err and "\n" not in err, err
 
 
 @pytest.fixture(scope="module")

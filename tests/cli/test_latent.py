@@ -6,20 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import TINY_FLAGS
+from conftest import TINY_FLAGS, expect_error
 from gaussdiff.cli import main
 from gaussdiff.training import load_trained
 
 AE_FLAGS = ["--data", "digits", "--factor", "2", "--channels", "8", "--latent-channels", "2", "--batch-size", "8",
             "--train-steps", "4", "--log-every", "2", "--sample-every", "4", "--checkpoint-every", "4", "--device", "cpu"]
 
-
-def expect_error(capsys, *args, match: str) -> None:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    err = capsys.readouterr().err.strip()
-    assert exit_info.value.code == 2 and match in err and "\n" not in err, err
 
 
 @pytest.fixture(scope="module")

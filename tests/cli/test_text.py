@@ -9,20 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY_FLAGS
+from conftest import TINY_FLAGS, expect_error
 from gaussdiff.cli import main
 from gaussdiff.conditioning.text import TextPrompt, split_words
 from gaussdiff.data import load_data
 from gaussdiff.training import load_trained
 from gaussdiff.viz import image_grid
 
-
-def expect_error(capsys, *args, match: str) -> None:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    err = capsys.readouterr().err.strip()
-    assert exit_info.value.code == 2 and match in err and "\n" not in err, err
 
 
 @pytest.fixture(scope="module")

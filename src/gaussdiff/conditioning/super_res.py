@@ -93,8 +93,8 @@ class SuperResConfig:
     """Conditioning augmentation in training: ``gaussian`` (the forward process at a level s), ``blur``, ``none``."""
     cond_aug_max: float = 0.5
     """S: training levels s are uniform in [0, S] (gaussian: cosine time in [0, 1]; blur: sigma in pixels)."""
-    cond_aug_level: float = 0.1
-    """The level s that sampling uses unless told otherwise (docs/cascade.md: the sweep that chose it)."""
+    cond_aug_level: float = 0.0
+    """The level s that sampling uses unless told otherwise: 0, the best of the sweep in docs/cascade.md."""
 
     def conditions(self) -> tuple[LowResolution, ...]:
         """The low-resolution condition of a super-resolution stage (none for a base model)."""

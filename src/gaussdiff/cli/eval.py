@@ -19,7 +19,7 @@ from ..evaluation.bpd import evaluate_bpd, evaluate_ode, rate_distortion_rows
 from ..evaluation.features import ExtractorName
 from ..evaluation.generate import generate, generate_cascade, super_res_condition, takes_labels, text_condition
 from ..evaluation.super_res import evaluate_super_resolution
-from ..evaluation.quality import attribute_ceiling, evaluate_quality
+from ..evaluation.quality import QualityReport, attribute_ceiling, evaluate_quality
 from ..samplers.run import SamplerName
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
@@ -194,15 +194,8 @@ class Eval:
         source = str(self.samples) if self.samples else f"{self.sampler}, {self.steps or 50} steps"
         if self.guide.guidance:
             source += f", guidance w = {self.guide.guidance:g}"
-        lines = [
-            f"sample quality of {q.n} samples ({source}) against {data_config.data}, {q.features} features",
-            f"  FID        {q.fid:.3f}",
-            f"  KID        {q.kid:.5f} ± {q.kid_std:.5f}",
-            f"  precision  {q.precision:.3f}",
-            f"  recall     {q.recall:.3f}",
-        ]
-        if q.accuracy is not None:
-            lines.append(f"  classifier accuracy on the labels  {q.accuracy:.3f}")
+        lines = self.quality_lines(q, f"sample quality of {q.n} samples ({source}) against {data_config.data}, "
+                                      f"{q.features} features")
         if attributes is not None and q.prompts is None:
             print("gaussdiff: note: prompt accuracy is read by the attribute classifier: pass --features classifier",
                   file=sys.stderr)
@@ -218,7 +211,8 @@ class Eval:
             ]
         return lines
 
-    def quality_lines(self, q, title: str) -> list[str]:
+    def quality_lines(self, q: QualityReport, title: str) -> list[str]:
+        """A quality report as the lines ``eval`` prints under ``title``."""
         return [title, f"  FID        {q.fid:.3f}", f"  KID        {q.kid:.5f} ± {q.kid_std:.5f}",
                 f"  precision  {q.precision:.3f}", f"  recall     {q.recall:.3f}"] + (
             [f"  classifier accuracy on the labels  {q.accuracy:.3f}"] if q.accuracy is not None else [])

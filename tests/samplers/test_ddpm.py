@@ -166,7 +166,7 @@ def test_sampling_is_deterministic_follows_x_T_and_calls_the_model_on_the_origin
     x_T = torch.randn(8, 2, dtype=F64)
     assert sample(model, d, (8, 2), x_T=x_T, **kwargs).dtype == F64
     with pytest.raises(ValueError, match="sampler"):
-        sample(model, d, (8, 2), sampler="euler")  # type: ignore[arg-type]
+        sample(model, d, (8, 2), sampler="dpm++9m")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="shape"):
         sample(model, d, (4, 2), x_T=x_T)
 

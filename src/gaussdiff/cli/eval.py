@@ -24,7 +24,7 @@ from ..samplers.run import SamplerName
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import plot_bpd
-from .options import check_steps
+from .options import check_nfe, check_steps, parse_timesteps
 from .sample import check_cascade
 from .train_autoencoder import describe_reconstructions, measure_autoencoder
 
@@ -51,7 +51,14 @@ class Eval:
     steps: int | None = None
     """--bpd on a respaced schedule; for --fid the sampler's steps (default 50)."""
     sampler: SamplerName = "ddim"
-    eta: float = 0.0
+    nfe: int | None = None
+    """A budget of network evaluations instead of --steps: the sampler's steps are chosen to make exactly that many."""
+    timesteps: str = "auto"
+    """Which steps: auto (with --nfe, the steps `gaussdiff tune` saved for this sampler, else linspace), leading,
+    trailing, linspace (integer times), karras (Karras et al.'s rho = 7 sigmas), logsnr (uniform in log-SNR), or
+    an explicit comma-separated list of times, noisiest first."""
+    eta: float | None = None
+    """DDIM's eta, S_churn of euler/heun, euler-a's noise scale (default: 0, euler-a 1)."""
     features: ExtractorName = "classifier"
     """FID features: the domain classifier (labelled built-in data) or Inception-v3."""
     seed: int = 0
@@ -169,6 +176,8 @@ class Eval:
                 if n == 1000:
                     print("gaussdiff: Inception on CPU is slow: 1000 samples by default (pass --n)", file=sys.stderr)
             steps = self.steps if self.steps is not None else 50
+            check_nfe(self.nfe, self.sampler, trained)
+            spacing, times, label = parse_timesteps(self.timesteps, self.nfe, trained, self.sampler)
             prompts = None
             if text_condition(trained) is not None:
                 # The held-out split's captions in turn (with their labels and attributes, to score against).
@@ -185,13 +194,14 @@ class Eval:
             scored = labels
             images, labels = generate(trained, n, self.sampler, steps, self.eta, self.seed, self.batch_size,
                                       labels if takes_labels(trained, self.guide) else None, self.guide,
-                                      progress=not self.json, prompts=prompts)
+                                      progress=not self.json, prompts=prompts,
+                                      nfe=None if times is not None else self.nfe, spacing=spacing, timesteps=times)
             labels = scored if labels is None else labels
         limit = len(images) if self.features == "inception" else None
         q = evaluate_quality(images, data_config.data, reference, self.features, labels, reference_limit=limit,
                              device=str(device), attributes=attributes)
         figures["quality"] = asdict(q)
-        source = str(self.samples) if self.samples else f"{self.sampler}, {self.steps or 50} steps"
+        source = str(self.samples) if self.samples else self.describe_steps(label)
         if self.guide.guidance:
             source += f", guidance w = {self.guide.guidance:g}"
         lines = self.quality_lines(q, f"sample quality of {q.n} samples ({source}) against {data_config.data}, "
@@ -217,12 +227,22 @@ class Eval:
                 f"  precision  {q.precision:.3f}", f"  recall     {q.recall:.3f}"] + (
             [f"  classifier accuracy on the labels  {q.accuracy:.3f}"] if q.accuracy is not None else [])
 
+    def describe_steps(self, label: str) -> str:
+        """What sampled: the sampler, its budget and its steps (``label``; every figure says what it is)."""
+        budget = f"{self.nfe} NFE" if self.nfe is not None else f"{self.steps or 50} steps"
+        return f"{self.sampler}, {budget}, {label}"
+
     def measure_cascade(self, device: torch.device) -> None:
         """--cascade BASE SR ... --fid: the final samples against the last stage's training data."""
         runs = [load_trained(p, device=device) for p in self.cascade]
         check_cascade(runs, self.cascade)
         for i, run in enumerate(runs):
             check_steps(self.steps, run)
+            check_nfe(self.nfe, self.sampler, run)
+        spacing, times, label = parse_timesteps(self.timesteps, self.nfe, runs[0], self.sampler)
+        if times is not None:
+            raise UsageError("an explicit or tuned --timesteps list is for one run; a cascade takes a spacing "
+                             "(--timesteps linspace)")
         last = runs[-1].config.data
         data_config = replace(last, data=self.data or last.data)
         reference = load_configured(data_config, "train")
@@ -232,13 +252,14 @@ class Eval:
             labels = torch.arange(n) % runs[0].config.data.num_classes  # balanced classes
         steps = (self.steps if self.steps is not None else 50,)
         outputs, labels = generate_cascade(runs, n, self.sampler, steps, self.eta, self.seed, self.batch_size, labels,
-                                           self.guide, progress=not self.json, cond_aug_level=self.cond_aug_level)
+                                           self.guide, progress=not self.json, cond_aug_level=self.cond_aug_level,
+                                           nfe=self.nfe, spacing=spacing)
         limit = n if self.features == "inception" else None
         q = evaluate_quality(outputs[-1], data_config.data, reference, self.features, labels, reference_limit=limit,
                              device=str(device))
         sizes = " -> ".join(f"{o.shape[-1]}x{o.shape[-1]}" for o in outputs)
         figures = {"cascade": [str(p) for p in self.cascade], "quality": asdict(q)}
-        lines = self.quality_lines(q, f"cascade {sizes}: {q.n} samples ({self.sampler}, {steps[0]} steps a stage, "
+        lines = self.quality_lines(q, f"cascade {sizes}: {q.n} samples ({self.describe_steps(label)} a stage, "
                                       f"s = {self.cond_aug_level if self.cond_aug_level is not None else 'each run'}) "
                                       f"against {data_config.data}, {q.features} features")
         print(json.dumps(figures) if self.json else "\n".join(lines))

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple, get_args
 
 import torch
 
+from ..diffusion.schedule import Spacing
 from ..errors import UsageError
+from ..samplers.run import steps_for_nfe
+from ..training.checkpoint import TUNED_STEPS, read_tuned_steps, tuned_key
 from ..training.run import Trained
 
 
@@ -15,6 +19,57 @@ def check_steps(steps: int | None, trained: Trained) -> None:
     """``--steps`` must be a respacing of the run's schedule."""
     if steps is not None and not 1 <= steps <= trained.diffusion.num_steps:
         raise UsageError(f"--steps must lie in 1..{trained.diffusion.num_steps}")
+
+
+class Steps(NamedTuple):
+    """Which steps a sampler takes, from ``--timesteps``: a spacing, or explicit times; and how to say so."""
+
+    spacing: Spacing
+    times: list[float] | None
+    label: str
+
+
+def parse_timesteps(value: str, nfe: int | None, trained: Trained, sampler: str = "ddim", ema: bool = True) -> Steps:
+    """``--timesteps``: ``auto`` (the steps tuned for this sampler and --nfe beside the checkpoint, by
+    ``gaussdiff tune``, else linspace), a spacing name, or an explicit comma-separated list of original-scale
+    times, noisiest first; checked against the run's schedule and ``sampler``."""
+    if float(trained.diffusion.schedule.alpha_bars[-1]) == 0.0:  # zero terminal SNR (Lin et al. 2024)
+        if value in ("leading", "karras", "logsnr"):
+            raise UsageError(f"--timesteps {value} does not start at the last step, where this zero-terminal-SNR run "
+                             "starts from pure noise: use trailing or linspace")
+        if sampler in ("euler", "heun", "euler-a"):
+            raise UsageError(f"--sampler {sampler} runs in sigma = sqrt((1 - alpha_bar) / alpha_bar), infinite at "
+                             "zero terminal SNR: use ddim, dpm++2m or unipc")
+    if value == "auto":
+        tuned = read_tuned_steps(trained.checkpoint).get(tuned_key(sampler, nfe, ema)) if nfe is not None else None
+        if tuned is None:
+            return Steps("linspace", None, "linspace spacing")
+        return Steps("linspace", [float(t) for t in tuned["timesteps"]], f"steps tuned by gaussdiff tune ({TUNED_STEPS})")
+    if value in get_args(Spacing):
+        return Steps(value, None, f"{value} spacing")  # type: ignore[arg-type]
+    try:
+        times = [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--timesteps must be auto, one of {', '.join(get_args(Spacing))}, or a comma-separated "
+                         f"list of times, not {value!r}") from None
+    last = trained.diffusion.num_steps - 1
+    if not times or any(not 0 <= t <= last for t in times):
+        raise UsageError(f"--timesteps: every time must lie in 0..{last}")
+    if any(b >= a for a, b in zip(times, times[1:])):
+        raise UsageError("--timesteps must decrease strictly, noisiest first")
+    if nfe is not None:
+        raise UsageError("--nfe and an explicit --timesteps list do not combine: the list fixes the steps")
+    return Steps("linspace", times, f"timesteps {value}")
+
+
+def check_nfe(nfe: int | None, sampler: str, trained: Trained) -> None:
+    """``--nfe`` must give at least one step and at most the run's steps."""
+    if nfe is None:
+        return
+    if nfe < 1:
+        raise UsageError("--nfe must be at least 1")
+    if steps_for_nfe(sampler, nfe) > trained.diffusion.num_steps:
+        raise UsageError(f"--nfe {nfe} needs more steps than the run's {trained.diffusion.num_steps}")
 
 
 def parse_class(value: str | None, num_classes: int | None, n: int) -> tuple[torch.Tensor | None, int | None]:

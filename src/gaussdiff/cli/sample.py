@@ -22,7 +22,7 @@ from ..samplers.run import SamplerName
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import save_grid, save_strips
-from .options import check_steps, parse_class, read_prompts
+from .options import check_nfe, check_steps, parse_class, parse_timesteps, read_prompts
 
 
 def check_cascade(runs: list[Trained], paths: tuple[Path, ...]) -> None:
@@ -78,7 +78,14 @@ class Sample:
     sampler: SamplerName = "ddim"
     steps: tuple[int, ...] | None = (50,)
     """Respaced steps, one per cascade stage (the last repeats; None: all of each run's steps)."""
-    eta: float = 0.0
+    nfe: int | None = None
+    """A budget of network evaluations instead of --steps: the sampler's steps are chosen to make exactly that many."""
+    timesteps: str = "auto"
+    """Which steps: auto (with --nfe, the steps `gaussdiff tune` saved for this sampler, else linspace), leading,
+    trailing, linspace (integer times), karras (Karras et al.'s rho = 7 sigmas), logsnr (uniform in log-SNR), or
+    an explicit comma-separated list of times, noisiest first."""
+    eta: float | None = None
+    """DDIM's eta, S_churn of euler/heun, euler-a's noise scale (default: 0, euler-a 1)."""
     seed: int = 0
     out: tuple[Path, ...] = (Path("samples.png"),)
     """One or more of FILE.png, FILE.npz."""
@@ -107,6 +114,11 @@ class Sample:
             raise UsageError(f"--steps gives {len(self.steps)} values for {len(runs)} stage(s)")
         for i, run in enumerate(runs):
             check_steps(self.stage_steps(i), run)
+            check_nfe(self.nfe, self.sampler, run)
+        spacing, times, _ = parse_timesteps(self.timesteps, self.nfe, runs[0], self.sampler, self.ema)
+        if times is not None and len(runs) > 1:
+            raise UsageError("an explicit --timesteps list is for one run; a cascade takes a spacing")
+        steps = dict(nfe=None if times is not None else self.nfe, spacing=spacing)
         trained = runs[0]
         stage = super_res_condition(trained)
         if (stage is not None) != (self.low_res is not None):
@@ -149,12 +161,12 @@ class Sample:
         if low_res is not None:
             images, labels = generate(trained, n, self.sampler, self.stage_steps(0), self.eta, self.seed,
                                       self.batch_size, labels, self.guide, prompts=per_sample, low_res=low_res,
-                                      cond_aug_level=self.cond_aug_level)
+                                      cond_aug_level=self.cond_aug_level, timesteps=times, **steps)
             outputs = [images]
         else:
             outputs, labels = generate_cascade(runs, n, self.sampler, self.steps or (None,), self.eta, self.seed,
                                                self.batch_size, labels, self.guide, prompts=per_sample,
-                                               cond_aug_level=self.cond_aug_level)
+                                               cond_aug_level=self.cond_aug_level, timesteps=times, **steps)
             images = outputs[-1]
         for path in self.out:
             path.parent.mkdir(parents=True, exist_ok=True)

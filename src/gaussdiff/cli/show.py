@@ -16,12 +16,12 @@ from ..diffusion.schedule import ScheduleName
 from ..errors import UsageError
 from ..evaluation.generate import text_condition
 from ..samplers.base import SamplerStep
-from ..samplers.run import SamplerName, sample
+from ..samplers.run import SamplerName, plan, sample
 from ..training.checkpoint import load_checkpoint_config, resolve_checkpoint
 from ..training.loop import resolve_device
 from ..training.run import load_trained
 from ..viz import save_strips
-from .options import check_steps, parse_class
+from .options import check_nfe, check_steps, parse_class, parse_timesteps
 
 
 @dataclass
@@ -79,7 +79,12 @@ class ShowTrajectory:
     frames: int = 10
     sampler: SamplerName = "ddpm"
     steps: int | None = None
-    eta: float = 0.0
+    nfe: int | None = None
+    """A budget of network evaluations instead of --steps."""
+    timesteps: str = "auto"
+    """auto (tuned steps when saved, else linspace), leading, trailing, linspace, karras, logsnr, or a
+    comma-separated list of times, noisiest first."""
+    eta: float | None = None
     seed: int = 0
     out: Path = Path("trajectory.png")
     device: str = "auto"
@@ -90,7 +95,11 @@ class ShowTrajectory:
         device = resolve_device(self.device)
         trained = load_trained(self.checkpoint, device=device)
         check_steps(self.steps, trained)
-        total = self.steps or trained.diffusion.num_steps
+        check_nfe(self.nfe, self.sampler, trained)
+        spacing, times, _ = parse_timesteps(self.timesteps, self.nfe, trained, self.sampler)
+        nfe = None if times is not None else self.nfe
+        steps = None if nfe is not None or times is not None else self.steps
+        total = len(plan(trained.diffusion, self.sampler, steps, nfe, spacing, times)[0].schedule)
         keep = set(np.linspace(0, total - 1, min(self.frames, total)).round().astype(int).tolist())
         frames: list[SamplerStep] = []
 
@@ -114,8 +123,8 @@ class ShowTrajectory:
             cond[text.key] = text.encode(prompts).to(device)
         g = torch.Generator(device).manual_seed(self.seed)
         sample(trained.model, trained.diffusion, (self.n, *trained.sample_shape), sampler=self.sampler,
-               steps=self.steps, eta=self.eta, generator=g, clip_denoised=trained.clip_denoised, callback=record,
-               device=device, **cond)
+               steps=steps, nfe=nfe, spacing=spacing, timesteps=times, eta=self.eta, generator=g,
+               clip_denoised=trained.clip_denoised, callback=record, device=device, **cond)
         rows, labels = [], []
         for j in range(self.n):
             # A latent run's frames are decoded to pixels.

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .process import Prediction, to_prediction, to_x0
+from .process import Prediction, to_eps, to_prediction
 from .schedule import NoiseSchedule
 
 
@@ -90,7 +90,10 @@ class OptimalDenoiser:
         _, r = m.log_prob_noised(flat, a.squeeze(1))
         var = a * m.stds.to(flat.device) ** 2 + (1.0 - a)  # [B, K]
         diff = flat.unsqueeze(1) - a.sqrt().unsqueeze(-1) * m.means.to(flat.device)  # [B, K, D]
-        eps = (1.0 - a).sqrt() * (r.unsqueeze(-1) * diff / var.unsqueeze(-1)).sum(1)
+        # E[x0 | x_t] = sum_k r_k (mu_k + sqrt(a) std_k^2 / var_k (x_t - sqrt(a) mu_k)), finite at a = 0 (zero
+        # terminal SNR) too, where it is the mixture's mean; eps follows from x_t = sqrt(a) x0 + sqrt(1 - a) eps.
+        gain = (a.sqrt() * m.stds.to(flat.device) ** 2 / var).unsqueeze(-1)  # [B, K, 1]
+        x0 = (r.unsqueeze(-1) * (m.means.to(flat.device) + gain * diff)).sum(1)
         coefs = a.sqrt(), (1.0 - a).sqrt()
-        out = to_prediction(self.prediction, to_x0("eps", eps, flat, *coefs), eps, *coefs)
+        out = to_prediction(self.prediction, x0, to_eps(flat, x0, *coefs), *coefs)
         return out.reshape(x_t.shape).to(x_t.dtype)

@@ -172,6 +172,10 @@ class GaussianDiffusion:
             self.schedule.respace(steps, spacing), self.prediction, self.variance, self.loss, self.vlb_weight
         )
 
+    def at(self, timesteps: Tensor | list[float]) -> GaussianDiffusion:
+        """The same process on the given original-scale times (see :meth:`NoiseSchedule.at`)."""
+        return GaussianDiffusion(self.schedule.at(timesteps), self.prediction, self.variance, self.loss, self.vlb_weight)
+
     def model_timesteps(self, t: Tensor) -> Tensor:
         """The original-schedule step the model sees for this schedule's step ``t`` ([B] long)."""
         return self.schedule.timesteps.to(t.device)[t]
@@ -415,7 +419,17 @@ class DiffusionConfig:
     variance: Variance = "fixed_small"
     loss: LossType = "mse"
     timestep_sampler: TimestepSamplerName = "uniform"
+    zero_terminal_snr: bool = False
+    """Rescale the schedule so that alpha_bar at the last step is 0 (Lin et al. 2024): the model then learns to
+    start from pure noise, as sampling does. Needs v prediction."""
 
     def build(self) -> GaussianDiffusion:
         builders = {"linear": NoiseSchedule.linear, "cosine": NoiseSchedule.cosine}
-        return GaussianDiffusion(builders[self.schedule](self.diffusion_steps), self.prediction, self.variance, self.loss)
+        schedule = builders[self.schedule](self.diffusion_steps)
+        if self.zero_terminal_snr:
+            if self.prediction == "eps":
+                # At alpha_bar = 0 the eps target is x_t itself and says nothing about x0 (Lin et al. 2024, Sec. 3.2).
+                raise ValueError("--zero-terminal-snr needs --prediction v (or x0): an eps model learns nothing "
+                                 "about x0 at zero SNR")
+            schedule = schedule.rescale_zero_terminal_snr()
+        return GaussianDiffusion(schedule, self.prediction, self.variance, self.loss)

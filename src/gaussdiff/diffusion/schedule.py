@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-Spacing = Literal["leading", "trailing", "linspace"]
+Spacing = Literal["leading", "trailing", "linspace", "karras", "logsnr"]
 ScheduleName = Literal["linear", "cosine"]
 
 
@@ -39,19 +39,26 @@ class NoiseSchedule:
         betas: ``[T]`` noise variances in (0, 1].
         timesteps: ``[T]`` the step of the original schedule each step stands for; a respaced
             schedule remembers them so that the model is always called on the original scale.
-            Defaults to ``0..T-1``.
+            Defaults to ``0..T-1``. Integers stay ``long``; a schedule at continuous times (Karras
+            sigmas, uniform log-SNR, an explicit list) keeps them as float64.
+        source: the schedule this one was taken from, whose continuous extension
+            (:meth:`alpha_bar_at`) a respaced schedule keeps using: the model was trained on it.
     """
 
-    def __init__(self, betas: Tensor, timesteps: Tensor | None = None) -> None:
+    def __init__(self, betas: Tensor, timesteps: Tensor | None = None, source: NoiseSchedule | None = None) -> None:
         betas = torch.as_tensor(betas, dtype=torch.float64).flatten()
         if betas.numel() == 0:
             raise ValueError("a schedule needs at least one step")
         if not bool(((betas > 0) & (betas <= 1)).all()):
             raise ValueError("betas must lie in (0, 1]")
         self.betas = betas
-        self.timesteps = (
-            torch.arange(len(betas)) if timesteps is None else torch.as_tensor(timesteps).long()
-        )
+        if timesteps is None:
+            self.timesteps = torch.arange(len(betas))
+        else:
+            timesteps = torch.as_tensor(timesteps)
+            integral = not timesteps.is_floating_point() or bool((timesteps == timesteps.round()).all())
+            self.timesteps = timesteps.long() if integral else timesteps.to(torch.float64)
+        self.source = source.source if source is not None and source.source is not None else source
         if self.timesteps.shape != betas.shape:
             raise ValueError("timesteps and betas must have the same length")
 
@@ -86,31 +93,47 @@ class NoiseSchedule:
             f"alpha_bar_T={self.alpha_bars[-1]:.3g})"
         )
 
+    @property
+    def log_sigmas(self) -> Tensor:
+        """log sigma_t = 0.5 log((1 - alpha_bar_t) / alpha_bar_t), minus half the log-SNR, ``[T]`` float64
+        (increasing with t; -inf where alpha_bar = 1, +inf where alpha_bar = 0)."""
+        return 0.5 * (torch.log1p(-self.alpha_bars) - self.alpha_bars.log())
+
     def alpha_bar_at(self, t: Tensor) -> Tensor:
         """alpha_bar at continuous original-scale times ``t`` (any shape), float64.
 
-        Piecewise log-linear between this schedule's steps (exact at them), so that an ODE can run
-        between the steps a model was trained on; clamped to the first and last step.
+        log sigma is piecewise linear in t between the steps (exact at them; the continuous extension
+        that diffusers' Karras and log-SNR schedules use too), clamped to the first and last step. A
+        respaced schedule uses the schedule it came from, on which the model was trained.
         """
+        if self.source is not None:
+            return self.source.alpha_bar_at(t)
         grid = self.timesteps.to(torch.float64)
-        log_ab = self.alpha_bars.log()
+        log_sigma = self.log_sigmas
         s = t.detach().to(torch.float64).cpu().clamp(grid[0], grid[-1])
         if len(grid) == 1:
             return self.alpha_bars[0].expand_as(s).clone()
         i = (torch.searchsorted(grid, s.contiguous(), right=True) - 1).clamp(0, len(grid) - 2)
         w = (s - grid[i]) / (grid[i + 1] - grid[i])
-        return torch.exp(log_ab[i] + w * (log_ab[i + 1] - log_ab[i]))
+        # Between two steps both ends are finite, except at an end of zero terminal SNR: keep that step's value.
+        inner = torch.where(w == 0, log_sigma[i], torch.where(w == 1, log_sigma[i + 1],
+                                                               log_sigma[i] + w * (log_sigma[i + 1] - log_sigma[i])))
+        return torch.sigmoid(-2.0 * inner)  # 1 / (1 + sigma^2)
 
     def timestep_at(self, alpha_bar: Tensor) -> Tensor:
         """The inverse of :meth:`alpha_bar_at`: the continuous original-scale t with that alpha_bar."""
+        if self.source is not None:
+            return self.source.timestep_at(alpha_bar)
         grid = self.timesteps.to(torch.float64)
-        log_ab = self.alpha_bars.log()
-        target = alpha_bar.detach().to(torch.float64).cpu().log().clamp(log_ab[-1], log_ab[0])
+        log_sigma = self.log_sigmas
+        ab = alpha_bar.detach().to(torch.float64).cpu()
+        target = (0.5 * (torch.log1p(-ab) - ab.log())).clamp(log_sigma[0], log_sigma[-1])
         if len(grid) == 1:
             return grid[0].expand_as(target).clone()
-        # log alpha_bar decreases: search its negation, which increases.
-        i = (torch.searchsorted(-log_ab, -target.contiguous(), right=True) - 1).clamp(0, len(grid) - 2)
-        w = (target - log_ab[i]) / (log_ab[i + 1] - log_ab[i])
+        i = (torch.searchsorted(log_sigma, target.contiguous(), right=True) - 1).clamp(0, len(grid) - 2)
+        span = log_sigma[i + 1] - log_sigma[i]
+        w = torch.where(torch.isfinite(span) & (span > 0), (target - log_sigma[i]) / span, torch.zeros_like(span))
+        w = torch.where(target >= log_sigma[i + 1], torch.ones_like(w), w)
         return grid[i] + w * (grid[i + 1] - grid[i])
 
     # -- constructors -----------------------------------------------------------------------
@@ -141,10 +164,21 @@ class NoiseSchedule:
         betas = (1.0 - f[1:] / f[:-1]).clamp(max=max_beta)
         return cls(betas)
 
+    def rescale_zero_terminal_snr(self) -> NoiseSchedule:
+        """This schedule with its last alpha_bar moved to 0 (Lin et al. 2024, "Common Diffusion Noise Schedules
+        and Sample Steps Are Flawed", Algorithm 1): sqrt(alpha_bar) shifted so that its last value is 0 and
+        scaled so that its first is kept. Train it with v prediction: at alpha_bar = 0 an eps model cannot
+        say anything about x0, and a sampler should start at the last step (trailing or linspace spacing)."""
+        root = self.alpha_bars.sqrt()
+        root = (root - root[-1]) * root[0] / (root[0] - root[-1])
+        alpha_bars = root**2
+        prev = torch.cat([alpha_bars.new_ones(1), alpha_bars[:-1]])
+        return NoiseSchedule(1.0 - alpha_bars / prev, self.timesteps)
+
     # -- respacing --------------------------------------------------------------------------
 
     def respace(self, steps: int, spacing: Spacing = "leading") -> NoiseSchedule:
-        """A schedule on ``steps`` of this schedule's steps (Nichol & Dhariwal 2021 §4).
+        """A schedule on ``steps`` of this schedule's noise levels (Nichol & Dhariwal 2021 §4).
 
         The kept steps keep their alpha_bar exactly; the new betas are
         ``1 - alpha_bar[k_i] / alpha_bar[k_{i-1}]``, so q(x_t | x0) is unchanged at every kept step.
@@ -154,11 +188,29 @@ class NoiseSchedule:
             spacing: which steps (T = 1000, steps = 50 shown):
                 ``"leading"``: 0, 20, ..., 980 (diffusers' default for DDIM);
                 ``"trailing"``: 19, 39, ..., 999 (ends at the last step, Lin et al. 2024);
-                ``"linspace"``: round(linspace(0, T-1, steps)) = 0, 20, ..., 999.
+                ``"linspace"``: round(linspace(0, T-1, steps)) = 0, 20, ..., 999;
+                ``"karras"``: continuous times whose sigma = sqrt((1 - alpha_bar) / alpha_bar) follow
+                Karras et al. 2022 Eq. 5 with rho = 7 from the last step's sigma to the first's;
+                ``"logsnr"``: continuous times uniform in log-SNR between the same ends (the
+                DPM-Solver paper's choice). Both map sigma to t by :meth:`timestep_at`.
         """
         T = len(self)
         if not 1 <= steps <= T:
             raise ValueError(f"cannot respace {T} steps to {steps}")
+        if spacing in ("karras", "logsnr"):
+            lo, hi = self.log_sigmas[0], self.log_sigmas[-1]
+            if not bool(torch.isfinite(hi)):
+                raise ValueError(f"{spacing} spacing needs a finite largest sigma; with zero terminal SNR use trailing")
+            ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
+            if spacing == "karras":
+                rho = 7.0
+                log_sigma = rho * torch.log(hi.exp() ** (1 / rho) + ramp * (lo.exp() ** (1 / rho) - hi.exp() ** (1 / rho)))
+            else:
+                log_sigma = hi + ramp * (lo - hi)
+            times = self.timestep_at(torch.sigmoid(-2.0 * log_sigma))
+            if steps > 1:  # exact ends, whatever the interpolation's rounding
+                times[0], times[-1] = self.timesteps[-1].double(), self.timesteps[0].double()
+            return self.at(times.flip(0))
         if spacing == "leading":
             kept = torch.arange(steps, dtype=torch.long) * (T // steps)
         elif spacing == "trailing":
@@ -166,11 +218,32 @@ class NoiseSchedule:
         elif spacing == "linspace":
             kept = torch.linspace(0, T - 1, steps, dtype=torch.float64).round().long()
         else:
-            raise ValueError(f"unknown spacing {spacing!r}; choose leading, trailing or linspace")
+            raise ValueError(f"unknown spacing {spacing!r}; choose leading, trailing, linspace, karras or logsnr")
         kept = torch.unique(kept)  # sorted; rounding cannot collide for steps <= T, but be sure
         alpha_bars = self.alpha_bars[kept]
         prev = torch.cat([alpha_bars.new_ones(1), alpha_bars[:-1]])
-        return NoiseSchedule(1.0 - alpha_bars / prev, timesteps=self.timesteps[kept])
+        return NoiseSchedule(1.0 - alpha_bars / prev, timesteps=self.timesteps[kept], source=self)
+
+    def at(self, timesteps: Tensor | list[float]) -> NoiseSchedule:
+        """A schedule on the given original-scale times, increasing (integers or not): alpha_bar at each
+        from :meth:`alpha_bar_at`, exact at this schedule's own steps.
+
+        Raises ``ValueError`` unless the times increase strictly and lie within this schedule's steps.
+        """
+        times = torch.as_tensor(timesteps, dtype=torch.float64).flatten()
+        grid = self.timesteps.to(torch.float64)
+        if times.numel() == 0:
+            raise ValueError("a schedule needs at least one step")
+        if not bool((times[1:] > times[:-1]).all()):
+            raise ValueError("timesteps must be distinct and in order")
+        if times[0] < grid[0] or times[-1] > grid[-1]:
+            raise ValueError(f"timesteps must lie in [{grid[0]:g}, {grid[-1]:g}]")
+        alpha_bars = self.alpha_bar_at(times)
+        prev = torch.cat([alpha_bars.new_ones(1), alpha_bars[:-1]])
+        betas = 1.0 - alpha_bars / prev
+        if not bool((betas > 0).all()):
+            raise ValueError("timesteps too close: two of them have the same alpha_bar")
+        return NoiseSchedule(betas, timesteps=times, source=self)
 
 
 def extract(coef: Tensor, t: Tensor, x: Tensor) -> Tensor:

@@ -15,7 +15,8 @@ from ..conditioning.super_res import LowResolution
 from ..conditioning.text import TextPrompt
 from ..diffusion.process import GaussianDiffusion, Model
 from ..errors import ConfigError
-from ..samplers.run import SamplerName, sample
+from ..diffusion.schedule import Spacing
+from ..samplers.run import SamplerName, plan, sample
 from ..training.classifier import load_noisy_classifier
 from ..training.run import Trained
 
@@ -60,7 +61,7 @@ def generate(
     n: int,
     sampler: SamplerName = "ddim",
     steps: int | None = 50,
-    eta: float = 0.0,
+    eta: float | None = None,
     seed: int = 0,
     batch_size: int = 256,
     labels: Tensor | None = None,
@@ -69,6 +70,10 @@ def generate(
     prompts: Sequence[str] | None = None,
     low_res: Tensor | None = None,
     cond_aug_level: float | None = None,
+    *,
+    nfe: int | None = None,
+    spacing: Spacing = "linspace",
+    timesteps: Sequence[float] | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """``n`` samples as ``uint8 [n, C, H, W]``, conditioned on ``labels: [n]`` and/or ``prompts`` (n of them)
     and guided as asked, with the labels they were drawn with (None for a model that takes none).
@@ -76,10 +81,14 @@ def generate(
     A conditional or guided model without ``labels`` samples classes uniformly from the seed; a text
     model without ``prompts`` takes the run's preview prompts in turn. A super-resolution stage takes
     ``low_res: [n, C, LOW, LOW]`` in [-1, 1], augmented at ``cond_aug_level`` (default: the run's).
+    The steps: ``steps`` of ``spacing``, or a budget of ``nfe`` evaluations, or explicit ``timesteps``
+    (either of these replaces ``steps``; see :func:`~gaussdiff.samplers.sample`).
     """
     guidance = guidance or GuidanceConfig()
     d = trained.config.data
-    diffusion = trained.diffusion if steps is None else trained.diffusion.respace(steps)
+    if nfe is not None or timesteps is not None:
+        steps = None
+    diffusion, _ = plan(trained.diffusion, sampler, steps, nfe, spacing, timesteps)
     model = guided_model(trained, diffusion, sampler, guidance)
     labelled = takes_labels(trained, guidance)
     if labelled and labels is None:
@@ -111,9 +120,9 @@ def generate(
             cond[text.key] = tokens[i : i + b].to(trained.device)
         if stage is not None:
             cond.update(stage.augment(low_res[i : i + b].to(trained.device), aug_generator, level))
-        x = sample(model, diffusion, (b, *trained.sample_shape), sampler=sampler, eta=eta, generator=g,
-                   clip_denoised=trained.clip_denoised, progress=progress and n <= batch_size, device=trained.device,
-                   **cond)
+        x = sample(model, trained.diffusion, (b, *trained.sample_shape), sampler=sampler, steps=steps, eta=eta,
+                   generator=g, clip_denoised=trained.clip_denoised, progress=progress and n <= batch_size,
+                   device=trained.device, spacing=spacing, nfe=nfe, timesteps=timesteps, **cond)
         out.append(trained.images_of(x))
     return torch.cat(out), labels if labelled else None
 
@@ -123,7 +132,7 @@ def generate_cascade(
     n: int,
     sampler: SamplerName = "ddim",
     steps: Sequence[int | None] = (50,),
-    eta: float = 0.0,
+    eta: float | None = None,
     seed: int = 0,
     batch_size: int = 256,
     labels: Tensor | None = None,
@@ -131,17 +140,24 @@ def generate_cascade(
     progress: bool = True,
     prompts: Sequence[str] | None = None,
     cond_aug_level: float | None = None,
+    *,
+    nfe: int | None = None,
+    spacing: Spacing = "linspace",
+    timesteps: Sequence[float] | None = None,
 ) -> tuple[list[Tensor], Tensor | None]:
     """A cascade (Ho et al. 2022): ``n`` samples of the base run ``runs[0]``, then each super-resolution stage
     on the samples of the stage before, with ``steps[i]`` steps (the last repeats) and the same labels and
-    prompts. Every stage's output ``uint8 [n, C, H_i, W_i]``, and the labels drawn."""
+    prompts (or ``nfe`` evaluations a stage, on ``spacing``, or the explicit ``timesteps`` in every stage). Every stage's output ``uint8 [n, C, H_i, W_i]``,
+    and the labels drawn."""
     guidance = guidance or GuidanceConfig()
     step = lambda i: steps[min(i, len(steps) - 1)]  # noqa: E731
-    images, labels = generate(runs[0], n, sampler, step(0), eta, seed, batch_size, labels, guidance, progress, prompts)
+    images, labels = generate(runs[0], n, sampler, step(0), eta, seed, batch_size, labels, guidance, progress, prompts,
+                              nfe=nfe, spacing=spacing, timesteps=timesteps)
     outputs = [images]
     for i, run in enumerate(runs[1:], start=1):
         images, _ = generate(run, n, sampler, step(i), eta, seed + i, batch_size,
                              labels if takes_labels(run, guidance) else None, guidance, progress, prompts,
-                             low_res=to_model_range(images), cond_aug_level=cond_aug_level)
+                             low_res=to_model_range(images), cond_aug_level=cond_aug_level, nfe=nfe, spacing=spacing,
+                             timesteps=timesteps)
         outputs.append(images)
     return outputs, labels

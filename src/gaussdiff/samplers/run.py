@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Literal, Sequence, get_args
 
 import torch
 from torch import Tensor
@@ -11,11 +11,70 @@ from ..diffusion.process import GaussianDiffusion, Model
 from ..diffusion.schedule import Spacing
 from .base import Callback, Sampler
 from .ddpm import ancestral, ddim
-from .solvers import dpm_solver_2m
+from .karras import euler, euler_ancestral, heun, heun_odd
+from .solvers import dpm_solver_2m, dpm_solver_2m_sde, dpm_solver_2s, dpm_solver_3m, unipc, unipc_bh1
 
-SamplerName = Literal["ddpm", "ddim", "dpm++2m"]
+SamplerName = Literal["ddpm", "ddim", "euler", "euler-a", "heun", "dpm++2m", "dpm++3m", "dpm++2s", "dpm++2m-sde",
+                      "unipc", "unipc-bh1"]
 
-SAMPLERS: dict[str, Sampler] = {"ddpm": ancestral, "ddim": ddim, "dpm++2m": dpm_solver_2m}
+SAMPLERS: dict[str, Sampler] = {
+    "ddpm": ancestral, "ddim": ddim, "euler": euler, "euler-a": euler_ancestral, "heun": heun,
+    "dpm++2m": dpm_solver_2m, "dpm++3m": dpm_solver_3m, "dpm++2s": dpm_solver_2s, "dpm++2m-sde": dpm_solver_2m_sde,
+    "unipc": unipc, "unipc-bh1": unipc_bh1,
+}
+assert set(SAMPLERS) == set(get_args(SamplerName))
+
+# The eta a sampler runs with when none is given: deterministic, except the samplers that are stochastic by nature.
+DEFAULT_ETA = {"euler-a": 1.0}
+
+
+def steps_for_nfe(sampler: str, nfe: int) -> int:
+    """How many steps make exactly ``nfe`` network evaluations: one a step, except Heun's two (one on the
+    last step, to zero noise): 2 S - 1, and for an even budget a first step of Euler (2 S - 2).
+
+    One evaluation is one call of the model on the batch; a guidance wrapper that runs its conditional and
+    unconditional halves as one batched call counts once (it costs about twice a plain call).
+    """
+    if sampler == "heun":
+        if nfe < 1:
+            raise ValueError("heun needs nfe >= 1")
+        return (nfe + 1) // 2 if nfe % 2 == 1 else nfe // 2 + 1
+    if nfe < 1:
+        raise ValueError(f"{sampler} needs nfe >= 1")
+    return nfe
+
+
+def plan(
+    diffusion: GaussianDiffusion,
+    sampler: SamplerName,
+    steps: int | None = None,
+    nfe: int | None = None,
+    spacing: Spacing = "linspace",
+    timesteps: Sequence[float] | None = None,
+) -> tuple[GaussianDiffusion, Sampler]:
+    """The diffusion a sampler walks (respaced to ``steps``, to the steps of an ``nfe`` budget, or to explicit
+    ``timesteps``, noisiest first) and the sampler function; see :func:`sample` for the arguments."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if sum(v is not None for v in (steps, nfe, timesteps)) > 1:
+        raise ValueError("give one of steps, nfe and timesteps")
+    run = SAMPLERS[sampler]
+    if nfe is not None:
+        steps = steps_for_nfe(sampler, nfe)
+        if sampler == "heun" and nfe % 2 == 0:
+            run = heun_odd
+    if timesteps is not None:
+        times = [float(t) for t in timesteps]
+        if any(b >= a for a, b in zip(times, times[1:])):
+            raise ValueError("timesteps must decrease strictly, noisiest first")
+        return diffusion.at(times[::-1]), run
+    if steps is not None and (steps != diffusion.num_steps or spacing in ("karras", "logsnr")):
+        if spacing == "leading" and float(diffusion.schedule.alpha_bars[-1]) == 0.0:
+            # Lin et al. 2024: a zero-terminal-SNR model must start from its last step, which leading skips.
+            raise ValueError("leading spacing skips the last step, where a zero-terminal-SNR model starts: use "
+                             "trailing or linspace")
+        diffusion = diffusion.respace(steps, spacing)
+    return diffusion, run
 
 
 def sample(
@@ -24,13 +83,15 @@ def sample(
     shape: Sequence[int],
     sampler: SamplerName = "ddpm",
     steps: int | None = None,
-    eta: float = 0.0,
+    eta: float | None = None,
     x_T: Tensor | None = None,
     generator: torch.Generator | None = None,
     clip_denoised: bool = False,
     progress: bool = True,
     callback: Callback | None = None,
     spacing: Spacing = "linspace",
+    nfe: int | None = None,
+    timesteps: Sequence[float] | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     **cond: Tensor,
@@ -41,30 +102,35 @@ def sample(
         model: ``model(x_t, t, **cond)``; ``t`` is always on the original 0..T-1 scale.
         diffusion: the process the model was trained with.
         shape: ``[B, ...]`` of the samples (images, latents, points alike).
-        sampler: ``"ddpm"`` (ancestral, Algorithm 2), ``"ddim"`` (Song et al. 2021) or ``"dpm++2m"``
-            (DPM-Solver++(2M), Lu et al. 2022: second order, one evaluation a step).
+        sampler: ``"ddpm"`` (ancestral, Algorithm 2), ``"ddim"`` (Song et al. 2021), the Karras et al.
+            2022 samplers ``"euler"``, ``"heun"``, ``"euler-a"`` (:mod:`.karras`), DPM-Solver++
+            ``"dpm++2m"``, ``"dpm++3m"``, ``"dpm++2s"``, ``"dpm++2m-sde"`` and UniPC ``"unipc"`` (bh2),
+            ``"unipc-bh1"`` (:mod:`.solvers`).
         steps: run on this many respaced steps ("every S steps"); None for all T.
-        eta: DDIM's stochasticity (0 deterministic; 1 matches DDPM's beta_tilde).
+        eta: DDIM's stochasticity (0 deterministic; 1 matches DDPM's beta_tilde); S_churn of euler and
+            heun; euler-a's ancestral noise scale. None: the sampler's default (1 for euler-a, else 0).
         x_T: the starting noise; drawn from N(0, I) with ``generator`` when None. The samples
             follow its dtype and device (else ``dtype`` and ``device``).
         generator: makes the run deterministic.
         clip_denoised: clip each x0 estimate to [-1, 1] (for data in that range).
         progress: show a tqdm bar.
         callback: called with a :class:`SamplerStep` after every step.
-        spacing: which steps ``steps`` keeps (see :meth:`NoiseSchedule.respace`).
+        spacing: which steps ``steps`` keeps (see :meth:`NoiseSchedule.respace`): leading, trailing,
+            linspace, or continuous times: karras (rho = 7 sigmas), logsnr (uniform in log-SNR).
+        nfe: the budget of network evaluations instead of ``steps`` (:func:`steps_for_nfe`).
+        timesteps: an explicit list of original-scale times, noisiest first, strictly decreasing
+            (integers or not; non-integer times are evaluated on the continuous schedule).
         **cond: passed to the model (class labels ``y``, prompt ``tokens``).
     Returns:
         ``[B, ...]`` samples.
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    if steps is not None and steps != diffusion.num_steps:
-        diffusion = diffusion.respace(steps, spacing)
+    diffusion, run = plan(diffusion, sampler, steps, nfe, spacing, timesteps)
     if x_T is None:
         x_T = torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
     elif tuple(x_T.shape) != tuple(shape):
         raise ValueError(f"x_T has shape {tuple(x_T.shape)}, expected {tuple(shape)}")
-    return SAMPLERS[sampler](
+    eta = DEFAULT_ETA.get(sampler, 0.0) if eta is None else eta
+    return run(
         model,
         diffusion,
         x_T,

@@ -9,6 +9,7 @@ of checkpoints or the new one, never a half-written directory that could be resu
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -123,3 +124,28 @@ def load_state_dict_strict(module: torch.nn.Module, state: dict[str, torch.Tenso
         if own[k].shape != v.shape:
             raise CheckpointError(f"{source}: weight {k} has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)}")
     module.load_state_dict(state)
+
+
+TUNED_STEPS = "timesteps.json"
+
+
+def tuned_key(sampler: str, nfe: int, ema: bool) -> str:
+    """The entry of a tuned schedule in a checkpoint's ``timesteps.json``: sampler, budget and weights."""
+    return f"{sampler}@{nfe}" + ("" if ema else " (raw weights)")
+
+
+def read_tuned_steps(checkpoint: Path) -> dict[str, dict]:
+    """The tuned schedules saved beside a checkpoint (:mod:`gaussdiff.samplers.tuning`); {} when none or unreadable."""
+    path = checkpoint / TUNED_STEPS
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def save_tuned_steps(checkpoint: Path, key: str, entry: dict) -> Path:
+    """Add or replace one tuned schedule in the checkpoint's ``timesteps.json`` (atomically)."""
+    found = read_tuned_steps(checkpoint)
+    found[key] = entry
+    return atomic_write(checkpoint / TUNED_STEPS, lambda tmp: tmp.write_text(json.dumps(found, indent=1)))

@@ -125,6 +125,9 @@ class RunConfig:
         self.super_res.check(d.image_size)
         if self.super_res.super_res is not None and latent is not None:
             raise ConfigError("--super-res runs in pixel space: it takes no --latent")
+        if self.diffusion.zero_terminal_snr and self.diffusion.prediction == "eps":
+            raise ConfigError("--zero-terminal-snr needs --prediction v (or x0): an eps model learns nothing about "
+                              "x0 at zero SNR (Lin et al. 2024)")
         c, size, resolved = d.image_channels, d.image_size, replace(self, conditioning=conditioning)
         if latent is not None:
             c, size, sha = latent

@@ -1,0 +1,74 @@
+"""``gaussdiff tune``: optimize a deterministic sampler's steps for a run's model and an NFE budget."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import tyro
+
+from ..errors import UsageError
+from ..evaluation.generate import super_res_condition
+from ..samplers.run import SamplerName, steps_for_nfe
+from ..samplers.tuning import STOCHASTIC, tune_timesteps
+from ..training.checkpoint import save_tuned_steps, tuned_key
+from ..training.loop import resolve_device
+from ..training.run import load_trained
+
+
+@dataclass
+class Tune:
+    """Optimize the steps of a deterministic sampler for this run's model at each --nfe budget (the global error
+    against a fine solve from the same noise, minimized by Nelder-Mead; see gaussdiff.samplers.tuning). The
+    schedules are saved beside the checkpoint (timesteps.json), and sample, eval and show use them by default
+    (--timesteps auto) for the same sampler and --nfe."""
+
+    checkpoint: tyro.conf.Positional[Path]
+    """A run directory (its newest checkpoint) or a checkpoint directory."""
+    sampler: SamplerName = "unipc"
+    nfe: tuple[int, ...] = (10,)
+    n: int = 64
+    """How many draws of x_T (and the run's example conditions) the error is measured on."""
+    evals: int = 400
+    """Trial solves per budget (each costs --nfe network evaluations on --n samples)."""
+    reference_nfe: int = 200
+    """Steps of the reference solve (UniPC, uniform steps)."""
+    seed: int = 0
+    ema: bool = True
+    """Tune for the EMA weights (--no-ema: the raw weights), as sample uses them."""
+    device: str = "auto"
+
+    def __call__(self) -> None:
+        if self.sampler in STOCHASTIC:
+            raise UsageError(f"--sampler {self.sampler} is stochastic: tune a deterministic one (ddim, euler, heun, "
+                             "dpm++2m, dpm++3m, dpm++2s, unipc, unipc-bh1)")
+        if self.n < 1 or self.evals < 2 or self.reference_nfe < 2:
+            raise UsageError("--n must be at least 1, --evals and --reference-nfe at least 2")
+        device = resolve_device(self.device)
+        trained = load_trained(self.checkpoint, ema=self.ema, device=device)
+        if super_res_condition(trained) is not None:
+            raise UsageError("tuning a super-resolution stage needs low-resolution images: not supported")
+        total = trained.diffusion.num_steps
+        for nfe in self.nfe:
+            steps = steps_for_nfe(self.sampler, nfe) if nfe >= 1 else 0
+            if not 2 <= steps <= total:
+                raise UsageError(f"--nfe {nfe}: {self.sampler} would take {steps} steps; tuning needs 2..{total}")
+            if self.sampler == "heun" and nfe % 2 == 0:
+                raise UsageError("heun's tuned steps take an odd --nfe (2 S - 1 evaluations on S steps)")
+        if self.reference_nfe > total:
+            raise UsageError(f"--reference-nfe must be at most the run's {total} steps")
+        g = torch.Generator(device).manual_seed(self.seed)
+        x_T = torch.randn((self.n, *trained.sample_shape), generator=g, device=device)
+        cond = {c.key: c.examples(self.n, device) for c in trained.conditions}
+        cond = {k: v for k, v in cond.items() if v is not None}
+        for nfe in self.nfe:
+            tuned = tune_timesteps(trained.model, trained.diffusion, self.sampler, nfe, x_T, cond, self.evals,
+                                   self.reference_nfe, trained.clip_denoised)
+            entry = {**asdict(tuned), "weights": "ema" if self.ema else "raw", "seed": self.seed}
+            path = save_tuned_steps(trained.checkpoint, tuned_key(self.sampler, nfe, self.ema), entry)
+            times = ", ".join(f"{t:.1f}" for t in tuned.timesteps)
+            print(f"{self.sampler} @ {nfe} NFE: error against the reference {tuned.error_uniform:.3g} (uniform steps) "
+                  f"-> {tuned.error:.3g} (tuned, {tuned.evals} trials); steps {times}")
+        print(f"wrote {path}; sample, eval and show use it with --sampler {self.sampler} --nfe N "
+              f"(--timesteps auto, the default)")

@@ -1,0 +1,97 @@
+"""Step schedules optimized for one model, one sampler and one budget of evaluations.
+
+The idea of "Align Your Steps" (Sabour et al. 2024), by a simpler route: choose the times of a deterministic
+sampler's steps to minimize its global error on the model itself, measured against a fine solve of the same
+probability-flow ODE from the same x_T. With S steps the times are
+
+    t_k = t_max (1 - c_k),  c = (0, cumsum(softmax(u))),  k = 0..S-1,
+
+S - 1 free numbers u (the shares of the time axis between consecutive steps, positive and summing to one:
+every schedule from t_max to 0 is reachable and none is out of order); u = 0 is uniform spacing. The objective
+is the mean squared difference between the sampler's x0 and the reference's, over a batch of x_T, and
+Nelder-Mead (scipy) minimizes it without gradients through the network. Measured on the exact denoiser of a
+Gaussian mixture (``bench/fewstep.py``), a schedule tuned on 512 draws of x_T lowers the sliced Wasserstein
+distance of 20 000 *other* draws by 3-4x at 10 and 20 NFE: it does not overfit its batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+import torch
+from scipy.optimize import minimize
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..diffusion.process import GaussianDiffusion, Model
+from .run import SamplerName, sample, steps_for_nfe
+
+STOCHASTIC = ("ddpm", "euler-a", "dpm++2m-sde")
+
+
+@dataclass
+class TunedSteps:
+    """An optimized schedule and what it was measured to do.
+
+    Attributes:
+        sampler, nfe: what it is for. timesteps: the original-scale times, noisiest first.
+        error, error_uniform: mean squared error against the reference solve, tuned and with uniform steps.
+        batch, evals, reference_nfe: the optimization's size.
+    """
+
+    sampler: str
+    nfe: int
+    timesteps: list[float]
+    error: float
+    error_uniform: float
+    batch: int
+    evals: int
+    reference_nfe: int
+
+
+def timesteps_of(u: np.ndarray, t_max: float) -> list[float]:
+    """The times of the parameters ``u: [S - 1]`` (module docstring), noisiest first, ending exactly at 0."""
+    w = np.exp(u - u.max())
+    c = np.concatenate([[0.0], np.cumsum(w / w.sum())])
+    c[-1] = 1.0
+    return (t_max * (1.0 - c)).tolist()
+
+
+@torch.no_grad()
+def tune_timesteps(model: Model, diffusion: GaussianDiffusion, sampler: SamplerName, nfe: int, x_T: Tensor,
+                   cond: Mapping[str, Tensor] | None = None, evals: int = 600, reference_nfe: int = 500,
+                   clip_denoised: bool = False, progress: bool = True) -> TunedSteps:
+    """The times for ``sampler`` at ``nfe`` evaluations that minimize its error on ``model`` from ``x_T: [B, ...]``
+    (with ``cond``), against UniPC with ``reference_nfe`` uniform steps; at most ``evals`` trial solves."""
+    if sampler in STOCHASTIC:
+        raise ValueError(f"{sampler} is stochastic: tune a deterministic sampler (its error has one reference)")
+    steps = steps_for_nfe(sampler, nfe)
+    if sampler == "heun" and nfe % 2 == 0:
+        raise ValueError("heun's tuned steps take an odd NFE (2 S - 1 evaluations on S steps)")
+    if steps < 2:
+        raise ValueError("tuning needs at least 2 steps")
+    cond = dict(cond or {})
+    t_max = float(diffusion.schedule.timesteps[-1])
+    run = dict(x_T=x_T, clip_denoised=clip_denoised, progress=False, **cond)
+    reference = sample(model, diffusion, x_T.shape, sampler="unipc", steps=reference_nfe, **run)
+    bar = tqdm(total=evals, desc=f"tuning {sampler} @ {nfe} NFE", disable=not progress, leave=False)
+
+    def error(u: np.ndarray) -> float:
+        bar.update(1)
+        try:
+            x0 = sample(model, diffusion, x_T.shape, sampler=sampler, timesteps=timesteps_of(u, t_max), **run)
+        except ValueError:  # two steps so close that they round to one time
+            return 1e30
+        value = float((x0 - reference).double().pow(2).mean())
+        return value if np.isfinite(value) else 1e30
+
+    u0 = np.zeros(steps - 1)
+    uniform = error(u0)
+    found = minimize(error, u0, method="Nelder-Mead",
+                     options={"maxfev": evals - 1, "xatol": 1e-3, "fatol": 1e-12 * max(uniform, 1e-30)})
+    bar.close()
+    best, value = (found.x, float(found.fun)) if found.fun < uniform else (u0, uniform)
+    return TunedSteps(sampler, nfe, timesteps_of(best, t_max), value, uniform, len(x_T), int(found.nfev) + 1,
+                      reference_nfe)

@@ -1,0 +1,63 @@
+"""Few-step sampling from the command line: --sampler, --nfe and --timesteps on sample, eval and show, and one line
+plus exit 2 for each bad choice."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import TINY_FLAGS, expect_error
+from gaussdiff.cli import main
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("fewstep") / "run"
+    main(["train", "--run-dir", str(path), "--train-steps", "2", "--checkpoint-every", "2", *TINY_FLAGS])
+    return path
+
+
+def test_sample_eval_and_show_with_an_nfe_budget(run, tmp_path, capsys):
+    main(["sample", str(run), "--sampler", "dpm++2m", "--nfe", "10", "--n", "4", "--out", str(tmp_path / "a.npz"),
+          "--device", "cpu"])
+    main(["sample", str(run), "--sampler", "heun", "--nfe", "6", "--timesteps", "karras", "--n", "4", "--out",
+          str(tmp_path / "b.npz"), "--device", "cpu"])
+    main(["sample", str(run), "--sampler", "unipc", "--timesteps", "49,30,10.5,0", "--n", "4", "--out",
+          str(tmp_path / "c.npz"), "--device", "cpu"])
+    for name in ("a", "b", "c"):
+        images = np.load(tmp_path / f"{name}.npz")["arr_0"]
+        assert images.shape == (4, 8, 8, 1) and images.dtype == np.uint8
+    capsys.readouterr()
+    main(["eval", str(run), "--fid", "--sampler", "unipc", "--nfe", "10", "--timesteps", "logsnr", "--n", "20",
+          "--json", "--device", "cpu"])
+    assert json.loads(capsys.readouterr().out)["quality"]["n"] == 20
+    main(["eval", str(run), "--fid", "--sampler", "euler-a", "--nfe", "5", "--n", "20", "--device", "cpu"])
+    assert "(euler-a, 5 NFE, linspace spacing)" in capsys.readouterr().out  # every figure says how it was sampled
+    main(["show", "trajectory", str(run), "--sampler", "dpm++3m", "--nfe", "8", "--out", str(tmp_path / "t.png"),
+          "--device", "cpu"])
+    assert (tmp_path / "t.png").exists()
+
+
+def test_bad_sampler_choices_get_one_line(run, capsys):
+    expect_error(capsys, "sample", run, "--nfe", "0", match="--nfe must be at least 1")
+    expect_error(capsys, "sample", run, "--nfe", "80", match="needs more steps than the run's 50")
+    expect_error(capsys, "sample", run, "--timesteps", "10,20", match="decrease strictly")
+    expect_error(capsys, "sample", run, "--timesteps", "99,20", match="every time must lie in 0..49")
+    expect_error(capsys, "sample", run, "--timesteps", "karas", match="--timesteps must be auto, one of")
+    expect_error(capsys, "sample", run, "--timesteps", "40,20", "--nfe", "4", match="do not combine")
+    expect_error(capsys, "sample", run, "--sampler", "dpm++9m", match="dpm++9m")
+
+
+def test_tune_saves_steps_that_sample_and_eval_then_use(run, tmp_path, capsys):
+    main(["tune", str(run), "--sampler", "dpm++2m", "--nfe", "4", "--n", "4", "--evals", "12", "--reference-nfe", "20",
+          "--device", "cpu"])
+    assert "wrote" in capsys.readouterr().out
+    saved = json.loads(next(run.glob("**/timesteps.json")).read_text())["dpm++2m@4"]
+    assert len(saved["timesteps"]) == 4 and saved["evals"] <= 12
+    main(["eval", str(run), "--fid", "--sampler", "dpm++2m", "--nfe", "4", "--n", "20", "--device", "cpu"])
+    assert "(dpm++2m, 4 NFE, steps tuned by gaussdiff tune (timesteps.json))" in capsys.readouterr().out
+    main(["eval", str(run), "--fid", "--sampler", "dpm++2m", "--nfe", "5", "--n", "20", "--device", "cpu"])
+    assert "(dpm++2m, 5 NFE, linspace spacing)" in capsys.readouterr().out  # nothing tuned for 5
+    expect_error(capsys, "tune", run, "--sampler", "euler-a", match="stochastic")
+    expect_error(capsys, "tune", run, "--sampler", "heun", "--nfe", "4", match="odd --nfe")
+    expect_error(capsys, "tune", run, "--nfe", "1", match="tuning needs 2..50")

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from gaussdiff import GaussianDiffusion, NoiseSchedule
+from gaussdiff.errors import ConfigError
 from gaussdiff.conditioning import ClassLabel, ClassifierFreeGuidance, ClassifierGuidance, classifier_log_prob_grad
 from gaussdiff.nets import NoisyClassifier, NoisyClassifierConfig, UNet, UNetConfig
 from gaussdiff.nets.unet import Attention
@@ -179,8 +180,23 @@ def test_classifier_guidance_with_scale_zero_and_wrong_steps():
     # Scale 0 returns the model's own output, the same call: bitwise.
     unguided = ClassifierGuidance(net, clf, d, 0.0, pass_labels=True)(x, t, y=y)
     torch.testing.assert_close(unguided, net(x, t, y=y), rtol=0, atol=0)
-    with pytest.raises(ValueError, match="do not include t"):
-        ClassifierGuidance(net, clf, d, 1.0, pass_labels=True)(x, t + 1, y=y)
+    with pytest.raises(ConfigError, match="mean form needs the sampler's steps on the schedule's steps"):
+        ClassifierGuidance(net, clf, d, 1.0, mode="mean", pass_labels=True)(x, t + 1, y=y)
+
+
+def test_classifier_guided_eps_holds_between_the_steps():
+    """Off the schedule's steps (Karras, log-SNR or tuned times), Alg. 2's eps~ = eps - s sqrt(1 - alpha_bar(t)) grad
+    with alpha_bar(t) of the continuous schedule."""
+    s = NoiseSchedule.cosine(1000)
+    d = GaussianDiffusion(s)
+    net, clf = conditional_unet(), tiny_classifier()
+    x, _, y = inputs()
+    t = torch.tensor([990.5, 500.25, 100.75, 3.5], dtype=torch.float64)
+    guided = ClassifierGuidance(net, clf, d, 2.0, mode="eps", pass_labels=True)(x, t, y=y)
+    ab = s.alpha_bar_at(t).float().reshape(-1, 1, 1, 1)
+    expected = net(x, t, y=y) - 2.0 * (1 - ab).sqrt() * classifier_log_prob_grad(clf, x, t, y)
+    # eps -> x0 -> eps and back: a few roundings amplified by 1/sqrt(alpha_bar) (11 at t = 990.5), in float32.
+    torch.testing.assert_close(guided, expected, rtol=0, atol=1e-4)
 
 
 def test_guide_pairs_each_sampler_with_its_algorithm_unless_told_otherwise():
@@ -190,7 +206,7 @@ def test_guide_pairs_each_sampler_with_its_algorithm_unless_told_otherwise():
 
     d = GaussianDiffusion(NoiseSchedule.linear(1000)).respace(10)
     net, clf = conditional_unet(), tiny_classifier()
-    for sampler, mode, expected in [("ddpm", "paired", "mean"), ("ddim", "paired", "eps"),
+    for sampler, mode, expected in [("ddpm", "paired", "mean"), ("ddim", "paired", "eps"), ("unipc", "paired", "eps"),
                                     ("ddim", "mean", "mean"), ("ddpm", "eps", "eps")]:
         wrapped = guide(net, d, GuidanceConfig(classifier_mode=mode), sampler, LABELS, classifier=clf)
         assert isinstance(wrapped, ClassifierGuidance) and wrapped.mode == expected, (sampler, mode)

@@ -7,16 +7,17 @@ import torch
 
 from gaussdiff import GaussianDiffusion, NoiseSchedule, sample
 from gaussdiff.diffusion.oracle import GaussianMixture, OptimalDenoiser
-from gaussdiff.samplers.tuning import timesteps_of, tune_timesteps
+from gaussdiff.samplers.tuning import parameters_of, timesteps_of, tune_timesteps
 
 F64 = torch.float64
 MIXTURE = GaussianMixture(means=[[-1.5, -0.5], [1.5, 1.0], [0.5, -1.8]], stds=[0.3, 0.5, 0.25], weights=[0.5, 0.3, 0.2])
 
 
-def test_zero_parameters_are_uniform_steps_from_the_last_step_to_zero():
-    assert np.allclose(timesteps_of(np.zeros(4), 999.0), [999, 749.25, 499.5, 249.75, 0])
+def test_zero_parameters_are_uniform_steps_and_parameters_invert_times():
+    assert np.allclose(timesteps_of(np.zeros(4), 1000.0), [1000, 750, 500, 250])
     times = timesteps_of(np.array([3.0, -2.0, 0.5, 9.0]), 999.0)
-    assert times[0] == 999.0 and times[-1] == 0.0 and all(b < a for a, b in zip(times, times[1:]))
+    assert times[0] == 999.0 and all(b < a for a, b in zip(times, times[1:]))
+    assert np.allclose(timesteps_of(parameters_of(times, 999.0), 999.0), times)
 
 
 def test_tuned_steps_lower_the_error_on_other_draws_too():
@@ -24,7 +25,7 @@ def test_tuned_steps_lower_the_error_on_other_draws_too():
     oracle, d = OptimalDenoiser(MIXTURE, s), GaussianDiffusion(s)
     x_T = torch.randn(128, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
     tuned = tune_timesteps(oracle, d, "unipc", 8, x_T, evals=150, reference_nfe=200, progress=False)
-    assert len(tuned.timesteps) == 8 and tuned.timesteps[0] == 999 and tuned.timesteps[-1] == 0
+    assert len(tuned.timesteps) == 8 and tuned.timesteps[0] == 999
     assert tuned.error < tuned.error_uniform / 2, tuned  # measured: 9x lower
     # Fresh draws: the schedule is a property of the model, not of the batch.
     other = torch.randn(512, 2, generator=torch.Generator().manual_seed(1), dtype=F64)
@@ -34,7 +35,7 @@ def test_tuned_steps_lower_the_error_on_other_draws_too():
         return float((sample(oracle, d, other.shape, sampler="unipc", x_T=other, progress=False, **steps)
                       - reference).pow(2).mean())
 
-    assert error(timesteps=tuned.timesteps) < error(timesteps=timesteps_of(np.zeros(7), 999.0)) / 2
+    assert error(timesteps=tuned.timesteps) < error(timesteps=timesteps_of(np.zeros(8), 999.0)) / 2
 
 
 def test_stochastic_samplers_are_not_tuned():

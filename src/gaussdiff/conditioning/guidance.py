@@ -27,14 +27,21 @@ from typing import Callable, Literal
 import torch
 from torch import Tensor
 
-from ..diffusion.process import GaussianDiffusion, Model
+from ..diffusion.process import GaussianDiffusion, Model, to_eps, to_prediction, to_x0
 from ..diffusion.schedule import extract
 from ..errors import ConfigError
 from .conditions import Condition, null_conditions
 
 GuidanceMode = Literal["mean", "eps"]
 # Dhariwal & Nichol 2021: Algorithm 1 (the mean moves) for ancestral sampling, Algorithm 2 (eps moves) for DDIM.
-PAIRED_MODE: dict[str, GuidanceMode] = {"ddpm": "mean", "ddim": "eps", "dpm++2m": "eps"}  # ODE solvers: as DDIM
+# Ancestral sampling pairs with the mean shift; every other sampler (DDIM, the ODE solvers, Euler ancestral, the
+# SDE solver) with the eps form, which holds at any noise level, between the training steps too.
+PAIRED_MODE: dict[str, GuidanceMode] = {"ddpm": "mean"}
+
+
+def paired_mode(sampler: str) -> GuidanceMode:
+    """The classifier-guidance form that goes with ``sampler`` (Dhariwal & Nichol Alg. 1 or 2)."""
+    return PAIRED_MODE.get(sampler, "eps")
 
 
 @dataclass(frozen=True)
@@ -123,7 +130,8 @@ class ClassifierGuidance:
         steps = self.diffusion.schedule.timesteps.to(t.device)
         idx = torch.searchsorted(steps, t.long())
         if not bool((steps[idx.clamp(max=len(steps) - 1)] == t).all()):
-            raise ValueError("classifier guidance was given a diffusion whose steps do not include t")
+            raise ConfigError("classifier guidance in its mean form needs the sampler's steps on the schedule's "
+                              "steps: use --classifier-mode eps with karras, logsnr or tuned steps")
         return idx
 
     def __call__(self, x_t: Tensor, t: Tensor, y: Tensor | None = None, **cond: Tensor) -> Tensor:
@@ -134,19 +142,20 @@ class ClassifierGuidance:
             return output
         d = self.diffusion
         grad = classifier_log_prob_grad(self.classifier, x_t, t, y).to(x_t.dtype)
-        i = self._index(t)
         output = output.to(x_t.dtype)
         pred, var_part = d.split_output(output, x_t)
         if self.mode == "eps":
-            eps = d.eps_from_x0(x_t, i, d.x0_from_prediction(x_t, i, pred))
-            eps = eps - self.scale * extract(d.schedule.sqrt_one_minus_alpha_bars, i, x_t) * grad
-            x0 = d.x0_from_eps(x_t, i, eps)
+            # At the model's own (possibly non-integer) time: alpha_bar of the continuous schedule, exact at steps.
+            coefs = d.coefficients_at(t, x_t)
+            eps = to_eps(x_t, to_x0(d.prediction, pred, x_t, *coefs), *coefs)
+            eps = eps - self.scale * coefs[1] * grad
+            guided = to_prediction(d.prediction, to_x0("eps", eps, x_t, *coefs), eps, *coefs)
         else:
+            i = self._index(t)
             est = d.posterior_estimate(output, x_t, i)
             coef = extract(d.schedule.posterior_mean_coef_x0, i, x_t)
             x0 = est.x0 + self.scale * est.variance * grad / coef
-            eps = d.eps_from_x0(x_t, i, x0)
-        guided = d.prediction_target(x0, eps, i)
+            guided = d.prediction_target(x0, d.eps_from_x0(x_t, i, x0), i)
         return guided if var_part is None else torch.cat([guided, var_part], dim=1)
 
 
@@ -172,7 +181,7 @@ def guide(
                               "with --p-uncond 0.1)")
         model = ClassifierFreeGuidance(model, config.guidance, conditions, variance_channels)
     if classifier is not None:
-        mode = PAIRED_MODE[sampler] if config.classifier_mode == "paired" else config.classifier_mode
+        mode = paired_mode(sampler) if config.classifier_mode == "paired" else config.classifier_mode
         model = ClassifierGuidance(model, classifier, diffusion, config.classifier_scale, mode=mode,
                                    pass_labels=any(c.key == "y" for c in conditions))
     return model

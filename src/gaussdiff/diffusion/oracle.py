@@ -57,11 +57,12 @@ class GaussianMixture:
 
     def log_prob_noised(self, x: Tensor, alpha_bar: Tensor) -> tuple[Tensor, Tensor]:
         """log p_t(x) ``[B]`` and the responsibilities r ``[B, K]`` of the noised mixture at ``alpha_bar`` ``[B]``."""
-        a = alpha_bar.reshape(-1, 1)
-        mu = a.sqrt().unsqueeze(-1) * self.means  # [B, K, D]
-        var = a * self.stds**2 + (1.0 - a)  # [B, K]
+        a = alpha_bar.reshape(-1, 1).to(x.device)
+        means, stds, weights = self.means.to(x.device), self.stds.to(x.device), self.weights.to(x.device)
+        mu = a.sqrt().unsqueeze(-1) * means  # [B, K, D]
+        var = a * stds**2 + (1.0 - a)  # [B, K]
         sq = ((x.unsqueeze(1) - mu) ** 2).sum(-1)  # [B, K]
-        log_comp = self.weights.log() - 0.5 * sq / var - 0.5 * self.dim * torch.log(2 * math.pi * var)
+        log_comp = weights.log() - 0.5 * sq / var - 0.5 * self.dim * torch.log(2 * math.pi * var)
         log_p = torch.logsumexp(log_comp, dim=1)
         return log_p, torch.softmax(log_comp, dim=1)
 

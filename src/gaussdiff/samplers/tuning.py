@@ -37,7 +37,8 @@ class TunedSteps:
 
     Attributes:
         sampler, nfe: what it is for. timesteps: the original-scale times, noisiest first.
-        error, error_uniform: mean squared error against the reference solve, tuned and with uniform steps.
+        error, error_uniform: mean squared error against the reference solve, tuned and with uniform
+            (trailing) steps.
         batch, evals, reference_nfe: the optimization's size.
     """
 
@@ -52,11 +53,17 @@ class TunedSteps:
 
 
 def timesteps_of(u: np.ndarray, t_max: float) -> list[float]:
-    """The times of the parameters ``u: [S - 1]`` (module docstring), noisiest first, ending exactly at 0."""
+    """The times of the parameters ``u: [S]`` (module docstring), noisiest first."""
     w = np.exp(u - u.max())
-    c = np.concatenate([[0.0], np.cumsum(w / w.sum())])
-    c[-1] = 1.0
+    c = np.concatenate([[0.0], np.cumsum(w / w.sum())[:-1]])
     return (t_max * (1.0 - c)).tolist()
+
+
+def parameters_of(times: list[float], t_max: float) -> np.ndarray:
+    """The inverse of :func:`timesteps_of` (a last step at t = 0 gets a share of e^-20)."""
+    c = 1.0 - np.asarray(times, dtype=np.float64) / t_max
+    w = np.diff(np.concatenate([c, [1.0]]))
+    return np.log(np.maximum(w, np.exp(-20.0)))
 
 
 @torch.no_grad()
@@ -87,11 +94,15 @@ def tune_timesteps(model: Model, diffusion: GaussianDiffusion, sampler: SamplerN
         value = float((x0 - reference).double().pow(2).mean())
         return value if np.isfinite(value) else 1e30
 
-    u0 = np.zeros(steps - 1)
-    uniform = error(u0)
+    starts = [np.zeros(steps)]
+    for spacing in ("linspace", "logsnr", "karras"):
+        times = diffusion.respace(steps, spacing).schedule.timesteps.double().flip(0).tolist()
+        starts.append(parameters_of(times, t_max))
+    errors = [error(u) for u in starts]
+    uniform, u0 = errors[0], starts[int(np.argmin(errors))]
     found = minimize(error, u0, method="Nelder-Mead",
-                     options={"maxfev": evals - 1, "xatol": 1e-3, "fatol": 1e-12 * max(uniform, 1e-30)})
+                     options={"maxfev": max(evals - len(starts), 1), "xatol": 1e-3, "fatol": 1e-12 * max(uniform, 1e-30)})
     bar.close()
-    best, value = (found.x, float(found.fun)) if found.fun < uniform else (u0, uniform)
-    return TunedSteps(sampler, nfe, timesteps_of(best, t_max), value, uniform, len(x_T), int(found.nfev) + 1,
-                      reference_nfe)
+    best, value = (found.x, float(found.fun)) if found.fun < min(errors) else (u0, min(errors))
+    return TunedSteps(sampler, nfe, timesteps_of(best, t_max), value, uniform, len(x_T),
+                      int(found.nfev) + len(starts), reference_nfe)

@@ -133,20 +133,37 @@ def test_karras_and_logsnr_spacings_follow_their_formulas():
         assert torch.allclose(diffs, diffs.mean().expand_as(diffs), rtol=1e-9), spacing
 
 
-def test_sampling_at_zero_terminal_snr_needs_v_prediction_and_an_exponential_solver():
+@pytest.mark.parametrize("sampler", ["ddim", "dpm++2m", "dpm++3m", "dpm++2s", "dpm++2m-sde", "unipc", "unipc-bh1"])
+def test_sampling_from_zero_terminal_snr_reproduces_the_mixture(sampler):
+    # Lin et al. 2024: the rescaled schedule's last step is pure noise (alpha_bar = 0), where lambda = -inf; every
+    # exponential solver starts there (a v model's x0 is defined at zero SNR) and still finds the modes' weights.
     s = NoiseSchedule.cosine(1000).rescale_zero_terminal_snr()
-    assert float(s.alpha_bars[-1]) == 0.0
+    assert float(s.alpha_bars[-1]) == 0.0 and abs(float(s.alpha_bars[0] - SCHEDULE.alpha_bars[0])) < 1e-12
+    n = 4000
+    v_oracle = OptimalDenoiser(MIXTURE, s, prediction="v")
+    x0 = sample(v_oracle, GaussianDiffusion(s, prediction="v"), (n, 2), sampler=sampler, nfe=50, spacing="trailing",
+                generator=torch.Generator().manual_seed(0), progress=False, dtype=F64)
+    weights, _ = modes(x0)
+    bound = 5 * (MIXTURE.weights * (1 - MIXTURE.weights) / n).sqrt() + 0.02
+    assert bool(((weights - MIXTURE.weights).abs() < bound).all()), weights
+
+
+def test_zero_terminal_snr_refuses_what_cannot_work():
+    s = NoiseSchedule.cosine(1000).rescale_zero_terminal_snr()
     x_T = torch.randn(4, 2, dtype=F64, generator=torch.Generator().manual_seed(0))
     v_oracle = OptimalDenoiser(MIXTURE, s, prediction="v")
-    x0 = sample(v_oracle, GaussianDiffusion(s, prediction="v"), (4, 2), sampler="dpm++2m", steps=20,
-                spacing="trailing", x_T=x_T, progress=False)
-    assert bool(torch.isfinite(x0).all())
     with pytest.raises(ValueError, match="eps model cannot"):
         sample(OptimalDenoiser(MIXTURE, s), GaussianDiffusion(s), (4, 2), sampler="dpm++2m", steps=20,
                spacing="trailing", x_T=x_T, progress=False)
     with pytest.raises(ValueError, match="zero terminal SNR"):
         sample(v_oracle, GaussianDiffusion(s, prediction="v"), (4, 2), sampler="heun", steps=20, spacing="trailing",
                x_T=x_T, progress=False)
+    with pytest.raises(ValueError, match="leading spacing skips the last step"):
+        sample(v_oracle, GaussianDiffusion(s, prediction="v"), (4, 2), sampler="ddim", steps=20, spacing="leading",
+               x_T=x_T, progress=False)
+    # Between the last two steps sqrt(alpha_bar) falls linearly to 0, so those times keep some signal.
+    ab = s.alpha_bar_at(torch.tensor([998.0, 998.5, 999.0], dtype=F64))
+    assert torch.allclose(ab.sqrt(), torch.stack([ab[0].sqrt(), ab[0].sqrt() / 2, ab[0] * 0]))
 
 
 @pytest.mark.parametrize("sampler", DETERMINISTIC)

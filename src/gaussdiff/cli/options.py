@@ -9,7 +9,7 @@ from typing import NamedTuple, get_args
 import torch
 
 from ..diffusion.schedule import Spacing
-from ..errors import UsageError
+from ..errors import CheckpointError, UsageError
 from ..samplers.run import steps_for_nfe
 from ..training.checkpoint import TUNED_STEPS, read_tuned_steps, tuned_key
 from ..training.run import Trained
@@ -44,7 +44,13 @@ def parse_timesteps(value: str, nfe: int | None, trained: Trained, sampler: str 
         tuned = read_tuned_steps(trained.checkpoint).get(tuned_key(sampler, nfe, ema)) if nfe is not None else None
         if tuned is None:
             return Steps("linspace", None, "linspace spacing")
-        return Steps("linspace", [float(t) for t in tuned["timesteps"]], f"steps tuned by gaussdiff tune ({TUNED_STEPS})")
+        try:
+            times = [float(t) for t in tuned["timesteps"]]
+            trained.diffusion.at(times[::-1])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{trained.checkpoint / TUNED_STEPS}: the entry for {sampler} at {nfe} NFE is not a "
+                                  f"list of decreasing times ({e}); run gaussdiff tune again") from None
+        return Steps("linspace", times, f"steps tuned by gaussdiff tune ({TUNED_STEPS})")
     if value in get_args(Spacing):
         return Steps(value, None, f"{value} spacing")  # type: ignore[arg-type]
     try:
@@ -59,6 +65,10 @@ def parse_timesteps(value: str, nfe: int | None, trained: Trained, sampler: str 
         raise UsageError("--timesteps must decrease strictly, noisiest first")
     if nfe is not None:
         raise UsageError("--nfe and an explicit --timesteps list do not combine: the list fixes the steps")
+    try:
+        trained.diffusion.at(times[::-1])
+    except ValueError as e:  # e.g. two times so close that they have the same alpha_bar
+        raise UsageError(f"--timesteps {value}: {e}") from None
     return Steps("linspace", times, f"timesteps {value}")
 
 

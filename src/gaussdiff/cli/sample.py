@@ -117,7 +117,7 @@ class Sample:
             check_nfe(self.nfe, self.sampler, run)
         spacing, times, _ = parse_timesteps(self.timesteps, self.nfe, runs[0], self.sampler, self.ema)
         if times is not None and len(runs) > 1:
-            raise UsageError("an explicit --timesteps list is for one run; a cascade takes a spacing")
+            raise UsageError("explicit or tuned steps are for one run; give a cascade a spacing (--timesteps linspace)")
         steps = dict(nfe=None if times is not None else self.nfe, spacing=spacing)
         trained = runs[0]
         stage = super_res_condition(trained)

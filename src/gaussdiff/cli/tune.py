@@ -15,6 +15,7 @@ from ..samplers.tuning import STOCHASTIC, tune_timesteps
 from ..training.checkpoint import save_tuned_steps, tuned_key
 from ..training.loop import resolve_device
 from ..training.run import load_trained
+from .options import parse_timesteps
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Tune:
             raise UsageError("--n must be at least 1, --evals and --reference-nfe at least 2")
         device = resolve_device(self.device)
         trained = load_trained(self.checkpoint, ema=self.ema, device=device)
+        parse_timesteps("linspace", None, trained, self.sampler)  # refuses what a zero-terminal-SNR run cannot take
         if super_res_condition(trained) is not None:
             raise UsageError("tuning a super-resolution stage needs low-resolution images: not supported")
         total = trained.diffusion.num_steps

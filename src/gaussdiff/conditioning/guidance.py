@@ -150,6 +150,8 @@ class ClassifierGuidance:
             eps = to_eps(x_t, to_x0(d.prediction, pred, x_t, *coefs), *coefs)
             eps = eps - self.scale * coefs[1] * grad
             guided = to_prediction(d.prediction, to_x0("eps", eps, x_t, *coefs), eps, *coefs)
+            # At zero SNR (alpha_bar = 0: a zero-terminal-SNR run's first step) x_t says nothing of the class.
+            guided = torch.where(coefs[0] > 0, guided, pred)
         else:
             i = self._index(t)
             est = d.posterior_estimate(output, x_t, i)

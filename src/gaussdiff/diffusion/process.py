@@ -426,10 +426,6 @@ class DiffusionConfig:
     def build(self) -> GaussianDiffusion:
         builders = {"linear": NoiseSchedule.linear, "cosine": NoiseSchedule.cosine}
         schedule = builders[self.schedule](self.diffusion_steps)
-        if self.zero_terminal_snr:
-            if self.prediction == "eps":
-                # At alpha_bar = 0 the eps target is x_t itself and says nothing about x0 (Lin et al. 2024, Sec. 3.2).
-                raise ValueError("--zero-terminal-snr needs --prediction v (or x0): an eps model learns nothing "
-                                 "about x0 at zero SNR")
+        if self.zero_terminal_snr:  # a diffusion model's run refuses it with eps prediction (RunConfig.resolve)
             schedule = schedule.rescale_zero_terminal_snr()
         return GaussianDiffusion(schedule, self.prediction, self.variance, self.loss)

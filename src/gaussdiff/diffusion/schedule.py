@@ -118,7 +118,11 @@ class NoiseSchedule:
         # Between two steps both ends are finite, except at an end of zero terminal SNR: keep that step's value.
         inner = torch.where(w == 0, log_sigma[i], torch.where(w == 1, log_sigma[i + 1],
                                                                log_sigma[i] + w * (log_sigma[i + 1] - log_sigma[i])))
-        return torch.sigmoid(-2.0 * inner)  # 1 / (1 + sigma^2)
+        alpha_bar = torch.sigmoid(-2.0 * inner)  # 1 / (1 + sigma^2)
+        # Into a last step of zero SNR (sigma infinite) sqrt(alpha_bar) falls linearly to 0 instead (Lin et al.'s
+        # rescaling makes it an affine function of the original's), so that the times before it keep some signal.
+        to_zero = torch.isinf(log_sigma[i + 1]) & (w < 1)
+        return torch.where(to_zero, ((1 - w) * self.alpha_bars[i].sqrt()) ** 2, alpha_bar)
 
     def timestep_at(self, alpha_bar: Tensor) -> Tensor:
         """The inverse of :meth:`alpha_bar_at`: the continuous original-scale t with that alpha_bar."""
@@ -134,6 +138,8 @@ class NoiseSchedule:
         span = log_sigma[i + 1] - log_sigma[i]
         w = torch.where(torch.isfinite(span) & (span > 0), (target - log_sigma[i]) / span, torch.zeros_like(span))
         w = torch.where(target >= log_sigma[i + 1], torch.ones_like(w), w)
+        # The last interval into zero SNR: sqrt(alpha_bar) linear there (see alpha_bar_at).
+        w = torch.where(torch.isinf(span), 1 - (ab / self.alpha_bars[i]).clamp(0, 1).sqrt(), w)
         return grid[i] + w * (grid[i + 1] - grid[i])
 
     # -- constructors -----------------------------------------------------------------------

@@ -45,9 +45,11 @@ def guided_model(trained: Trained, diffusion: GaussianDiffusion, sampler: Sample
     if guidance.classifier is not None:
         classifier, cfg = load_noisy_classifier(guidance.classifier, trained.device)
         mine, theirs = trained.config.diffusion, cfg.diffusion
-        if (mine.schedule, mine.diffusion_steps) != (theirs.schedule, theirs.diffusion_steps):
+        if (mine.schedule, mine.diffusion_steps, mine.zero_terminal_snr) != (
+                theirs.schedule, theirs.diffusion_steps, theirs.zero_terminal_snr):
+            snr = lambda c: " (zero terminal SNR)" if c.zero_terminal_snr else ""  # noqa: E731
             raise ConfigError(f"{guidance.classifier}: trained on a {theirs.schedule} schedule of {theirs.diffusion_steps} "
-                              f"steps, the model on {mine.schedule} with {mine.diffusion_steps}")
+                              f"steps{snr(theirs)}, the model on {mine.schedule} with {mine.diffusion_steps}{snr(mine)}")
         num_classes = trained.config.data.num_classes
         if num_classes is not None and cfg.classifier.num_classes != num_classes:
             raise ConfigError(f"{guidance.classifier}: {cfg.classifier.num_classes} classes, the model's data has "

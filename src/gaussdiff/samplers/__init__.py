@@ -1,20 +1,36 @@
 """Samplers of the reverse process: plain functions with one signature (:class:`Sampler`), and :func:`sample`."""
 
-from .base import Callback, Sampler, SamplerStep
+from .base import Callback, Denoiser, Levels, Sampler, SamplerStep
 from .ddpm import ancestral, ddim, ddim_sigma, ddim_step
-from .solvers import dpm_solver_2m
-from .run import SAMPLERS, SamplerName, sample
+from .karras import euler, euler_ancestral, heun
+from .solvers import dpm_solver_2m, dpm_solver_2m_sde, dpm_solver_2s, dpm_solver_3m, unipc, unipc_bh1
+from .run import SAMPLERS, SamplerName, plan, sample, steps_for_nfe
+from .tuning import TunedSteps, tune_timesteps
 
 __all__ = [
     "SAMPLERS",
     "Callback",
+    "Denoiser",
+    "Levels",
     "Sampler",
     "SamplerName",
     "SamplerStep",
+    "TunedSteps",
     "ancestral",
     "ddim",
     "ddim_sigma",
     "ddim_step",
     "dpm_solver_2m",
+    "dpm_solver_2m_sde",
+    "dpm_solver_2s",
+    "dpm_solver_3m",
+    "euler",
+    "euler_ancestral",
+    "heun",
+    "plan",
     "sample",
+    "steps_for_nfe",
+    "tune_timesteps",
+    "unipc",
+    "unipc_bh1",
 ]

@@ -7,7 +7,8 @@ s(t) = 1), where D is the model's x0 estimate; the model itself sees x_t = alpha
 - :func:`euler`: Algorithm 2 without the correction (Euler's method; with no churn it is DDIM).
 - :func:`heun`: Algorithm 2: Euler, then the trapezoidal correction with a second evaluation at the
   next level, except on the last step, which ends at sigma = 0 (where D is not defined).
-- Churn (both): ``eta`` is S_churn. Each step first raises the noise to sigma_hat = sigma (1 + gamma),
+- Churn (both): ``eta`` is S_churn. Each step first raises the noise to sigma_hat = sigma (1 + gamma)
+  (at most the schedule's largest sigma, where the model was trained),
   gamma = min(S_churn / N, sqrt(2) - 1), adding fresh noise of variance sigma_hat^2 - sigma^2, and
   evaluates the model at sigma_hat (its time by :meth:`NoiseSchedule.timestep_at`); S_tmin = 0,
   S_tmax = inf, S_noise = 1.
@@ -39,7 +40,7 @@ def _karras(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, second_orde
     x_ve = x_T / a[0].to(x_T.dtype)
     for i in w.steps():
         if gamma > 0:
-            sigma_hat = sig[i] * (1.0 + gamma)
+            sigma_hat = torch.minimum(sig[i] * (1.0 + gamma), sig[0])  # no higher than the schedule's top
             x_ve = x_ve + (sigma_hat**2 - sig[i] ** 2).sqrt() * noise_like(x_ve, generator)
             alpha_hat = (1.0 + sigma_hat**2).rsqrt()
             x0 = w.D.at(x_ve * alpha_hat, alpha_hat**2)

@@ -150,7 +150,9 @@ def dpm_solver_2s(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, ge
             x = _first_order(w, x, i, m0)
         else:  # from level i - 1 through i to i + 1
             h, h0 = lam[i + 1] - lam[i - 1], lam[i] - lam[i - 1]
-            D = m_start + 0.5 * (m0 - m_start) * h / h0
+            # From zero SNR (lambda = -inf) both are infinite; their ratio's limit is 1.
+            ratio = h / h0 if bool(torch.isfinite(lam[i - 1])) else torch.ones_like(h)
+            D = m_start + 0.5 * (m0 - m_start) * ratio
             x = ((s[i + 1] / s[i - 1]) * start + a[i + 1] * (-torch.expm1(-h)) * D).to(x.dtype)
         w.report(i, x, m0)
     return x
@@ -180,7 +182,8 @@ def _unipc(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, variant: Lit
         estimate ``m_t`` at level i + 1 too), data prediction."""
         m_s, h = outputs[-1], lam[i + 1] - lam[i]
         x_next = (s[i + 1] / s[i]) * x_s + a[i + 1] * (-torch.expm1(-h)) * m_s
-        if m_t is None and k == 1:
+        if (m_t is None and k == 1) or not bool(torch.isfinite(h)):
+            # First order; from zero SNR (h infinite) no correction is defined (bh1's B(h) = -h would be -inf).
             return x_next.to(x_s.dtype)
         rks = [(lam[i - n] - lam[i]) / h for n in range(1, k)]
         D1s = [(outputs[-1 - n] - m_s) / r for n, r in zip(range(1, k), rks)]

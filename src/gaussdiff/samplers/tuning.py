@@ -95,7 +95,8 @@ def tune_timesteps(model: Model, diffusion: GaussianDiffusion, sampler: SamplerN
         return value if np.isfinite(value) else 1e30
 
     starts = [np.zeros(steps)]
-    for spacing in ("linspace", "logsnr", "karras"):
+    zero_snr = float(diffusion.schedule.alpha_bars[-1]) == 0.0  # no finite largest sigma for karras or logsnr
+    for spacing in ("linspace",) if zero_snr else ("linspace", "logsnr", "karras"):
         times = diffusion.respace(steps, spacing).schedule.timesteps.double().flip(0).tolist()
         starts.append(parameters_of(times, t_max))
     errors = [error(u) for u in starts]

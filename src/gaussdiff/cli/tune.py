@@ -53,7 +53,7 @@ class Tune:
             raise UsageError("tuning a super-resolution stage needs low-resolution images: not supported")
         total = trained.diffusion.num_steps
         for nfe in self.nfe:
-            steps = steps_for_nfe(self.sampler, nfe) if nfe >= 1 else 0
+            steps = ((nfe + 1) // 2 if self.sampler == "heun" else steps_for_nfe(self.sampler, nfe)) if nfe >= 1 else 0
             if not 2 <= steps <= total:
                 raise UsageError(f"--nfe {nfe}: {self.sampler} would take {steps} steps; tuning needs 2..{total}")
             if self.sampler == "heun" and nfe % 2 == 0:

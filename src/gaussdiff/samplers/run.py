@@ -11,7 +11,7 @@ from ..diffusion.process import GaussianDiffusion, Model
 from ..diffusion.schedule import Spacing
 from .base import Callback, Sampler
 from .ddpm import ancestral, ddim
-from .karras import euler, euler_ancestral, heun, heun_odd
+from .karras import euler, euler_ancestral, heun, heun_budget, heun_within
 from .solvers import dpm_solver_2m, dpm_solver_2m_sde, dpm_solver_2s, dpm_solver_3m, unipc, unipc_bh1
 
 SamplerName = Literal["ddpm", "ddim", "euler", "euler-a", "heun", "dpm++2m", "dpm++3m", "dpm++2s", "dpm++2m-sde",
@@ -29,19 +29,15 @@ DEFAULT_ETA = {"euler-a": 1.0}
 
 
 def steps_for_nfe(sampler: str, nfe: int) -> int:
-    """How many steps make exactly ``nfe`` network evaluations: one a step, except Heun's two (one on the
-    last step, to zero noise): 2 S - 1, and for an even budget a first step of Euler (2 S - 2).
+    """How many steps make exactly ``nfe`` network evaluations: one a step, except Heun's two (one on the last
+    step, to zero noise, and on its first one or two steps, :func:`~.karras.heun_budget`).
 
     One evaluation is one call of the model on the batch; a guidance wrapper that runs its conditional and
     unconditional halves as one batched call counts once (it costs about twice a plain call).
     """
-    if sampler == "heun":
-        if nfe < 1:
-            raise ValueError("heun needs nfe >= 1")
-        return (nfe + 1) // 2 if nfe % 2 == 1 else nfe // 2 + 1
     if nfe < 1:
         raise ValueError(f"{sampler} needs nfe >= 1")
-    return nfe
+    return heun_budget(nfe)[0] if sampler == "heun" else nfe
 
 
 def plan(
@@ -61,8 +57,8 @@ def plan(
     run = SAMPLERS[sampler]
     if nfe is not None:
         steps = steps_for_nfe(sampler, nfe)
-        if sampler == "heun" and nfe % 2 == 0:
-            run = heun_odd
+        if sampler == "heun":
+            run = heun_within(nfe)
     if timesteps is not None:
         times = [float(t) for t in timesteps]
         if any(b >= a for a, b in zip(times, times[1:])):

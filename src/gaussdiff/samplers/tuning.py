@@ -74,9 +74,10 @@ def tune_timesteps(model: Model, diffusion: GaussianDiffusion, sampler: SamplerN
     (with ``cond``), against UniPC with ``reference_nfe`` uniform steps; at most ``evals`` trial solves."""
     if sampler in STOCHASTIC:
         raise ValueError(f"{sampler} is stochastic: tune a deterministic sampler (its error has one reference)")
-    steps = steps_for_nfe(sampler, nfe)
+    # Tuned times run as an explicit list: plain Heun there makes 2 S - 1 evaluations on S steps.
+    steps = (nfe + 1) // 2 if sampler == "heun" else steps_for_nfe(sampler, nfe)
     if sampler == "heun" and nfe % 2 == 0:
-        raise ValueError("heun's tuned steps take an odd NFE (2 S - 1 evaluations on S steps)")
+        raise ValueError("heun's tuned steps take an odd NFE (2 S - 1 evaluations on S steps, no Euler steps)")
     if steps < 2:
         raise ValueError("tuning needs at least 2 steps")
     cond = dict(cond or {})

@@ -37,8 +37,8 @@ class TunedSteps:
 
     Attributes:
         sampler, nfe: what it is for. timesteps: the original-scale times, noisiest first.
-        error, error_uniform: mean squared error against the reference solve, tuned and with uniform
-            (trailing) steps.
+        error, error_uniform: mean squared error against the reference solve on the held-out half of the
+            draws, with the chosen steps and with uniform (trailing) steps.
         batch, evals, reference_nfe: the optimization's size.
     """
 
@@ -82,29 +82,41 @@ def tune_timesteps(model: Model, diffusion: GaussianDiffusion, sampler: SamplerN
         raise ValueError("tuning needs at least 2 steps")
     cond = dict(cond or {})
     t_max = float(diffusion.schedule.timesteps[-1])
-    run = dict(x_T=x_T, clip_denoised=clip_denoised, progress=False, **cond)
-    reference = sample(model, diffusion, x_T.shape, sampler="unipc", steps=reference_nfe, **run)
+    # Half of the draws choose the steps, the other half judges them: tuned steps are kept only if they also
+    # beat the best standard spacing on draws they were not fitted to (few trials can overfit the fitting half).
+    half = max(len(x_T) // 2, 1)
+    fit, held = (slice(0, half), slice(half, None)) if len(x_T) > 1 else (slice(None), slice(None))
     bar = tqdm(total=evals, desc=f"tuning {sampler} @ {nfe} NFE", disable=not progress, leave=False)
 
-    def error(u: np.ndarray) -> float:
-        bar.update(1)
-        try:
-            x0 = sample(model, diffusion, x_T.shape, sampler=sampler, timesteps=timesteps_of(u, t_max), **run)
-        except ValueError:  # two steps so close that they round to one time
-            return 1e30
-        value = float((x0 - reference).double().pow(2).mean())
-        return value if np.isfinite(value) else 1e30
+    def solver_error(part: slice):
+        x, c = x_T[part], {k: v[part] for k, v in cond.items()}
+        run = dict(x_T=x, clip_denoised=clip_denoised, progress=False, **c)
+        reference = sample(model, diffusion, x.shape, sampler="unipc", steps=reference_nfe, **run)
 
+        def error(u: np.ndarray) -> float:
+            bar.update(1)
+            try:
+                x0 = sample(model, diffusion, x.shape, sampler=sampler, timesteps=timesteps_of(u, t_max), **run)
+            except ValueError:  # two steps so close that they round to one time
+                return 1e30
+            value = float((x0 - reference).double().pow(2).mean())
+            return value if np.isfinite(value) else 1e30
+
+        return error
+
+    error, judge = solver_error(fit), solver_error(held)
     starts = [np.zeros(steps)]
     zero_snr = float(diffusion.schedule.alpha_bars[-1]) == 0.0  # no finite largest sigma for karras or logsnr
     for spacing in ("linspace",) if zero_snr else ("linspace", "logsnr", "karras"):
         times = diffusion.respace(steps, spacing).schedule.timesteps.double().flip(0).tolist()
         starts.append(parameters_of(times, t_max))
     errors = [error(u) for u in starts]
-    uniform, u0 = errors[0], starts[int(np.argmin(errors))]
+    u0 = starts[int(np.argmin(errors))]
     found = minimize(error, u0, method="Nelder-Mead",
-                     options={"maxfev": max(evals - len(starts), 1), "xatol": 1e-3, "fatol": 1e-12 * max(uniform, 1e-30)})
+                     options={"maxfev": max(evals - len(starts) - 3, 1), "xatol": 1e-3,
+                              "fatol": 1e-12 * max(min(errors), 1e-30)})
     bar.close()
-    best, value = (found.x, float(found.fun)) if found.fun < min(errors) else (u0, min(errors))
+    uniform, start_held, found_held = judge(starts[0]), judge(u0), judge(found.x)
+    best, value = (found.x, found_held) if found_held < start_held else (u0, start_held)
     return TunedSteps(sampler, nfe, timesteps_of(best, t_max), value, uniform, len(x_T),
-                      int(found.nfev) + len(starts), reference_nfe)
+                      int(found.nfev) + len(starts) + 3, reference_nfe)

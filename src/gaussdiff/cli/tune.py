@@ -10,8 +10,8 @@ import tyro
 
 from ..errors import UsageError
 from ..evaluation.generate import super_res_condition
-from ..samplers.run import SamplerName, steps_for_nfe
-from ..samplers.tuning import STOCHASTIC, tune_timesteps
+from ..samplers.run import SamplerName
+from ..samplers.tuning import tune_timesteps, tuning_steps
 from ..training.checkpoint import save_tuned_steps, tuned_key
 from ..training.loop import resolve_device
 from ..training.run import load_trained
@@ -41,9 +41,6 @@ class Tune:
     device: str = "auto"
 
     def __call__(self) -> None:
-        if self.sampler in STOCHASTIC:
-            raise UsageError(f"--sampler {self.sampler} is stochastic: tune a deterministic one (ddim, euler, heun, "
-                             "dpm++2m, dpm++3m, dpm++2s, unipc, unipc-bh1)")
         if self.n < 1 or self.evals < 2 or self.reference_nfe < 2:
             raise UsageError("--n must be at least 1, --evals and --reference-nfe at least 2")
         device = resolve_device(self.device)
@@ -53,11 +50,12 @@ class Tune:
             raise UsageError("tuning a super-resolution stage needs low-resolution images: not supported")
         total = trained.diffusion.num_steps
         for nfe in self.nfe:
-            steps = ((nfe + 1) // 2 if self.sampler == "heun" else steps_for_nfe(self.sampler, nfe)) if nfe >= 1 else 0
+            try:
+                steps = tuning_steps(self.sampler, nfe) if nfe >= 1 else 0
+            except ValueError as e:
+                raise UsageError(f"--sampler {self.sampler} --nfe {nfe}: {e}") from None
             if not 2 <= steps <= total:
                 raise UsageError(f"--nfe {nfe}: {self.sampler} would take {steps} steps; tuning needs 2..{total}")
-            if self.sampler == "heun" and nfe % 2 == 0:
-                raise UsageError("heun's tuned steps take an odd --nfe (2 S - 1 evaluations on S steps)")
         if self.reference_nfe > total:
             raise UsageError(f"--reference-nfe must be at most the run's {total} steps")
         g = torch.Generator(device).manual_seed(self.seed)

@@ -101,9 +101,9 @@ class Levels:
     sigma: Tensor
 
     @classmethod
-    def of(cls, diffusion: GaussianDiffusion) -> "Levels":
+    def of(cls, diffusion: GaussianDiffusion, device: torch.device | str | None = None) -> "Levels":
         ab = diffusion.schedule.alpha_bars.double().flip(0)
-        ab = torch.cat([ab, ab.new_ones(1)])
+        ab = torch.cat([ab, ab.new_ones(1)]).to(device)
         return cls(diffusion.schedule.timesteps.flip(0), ab.sqrt(), (1.0 - ab).clamp(min=0).sqrt())
 
     def __len__(self) -> int:
@@ -154,8 +154,7 @@ class Walk:
 
     def __init__(self, model: Model, diffusion: GaussianDiffusion, x_T: Tensor, desc: str, clip_denoised: bool,
                  callback: Callback | None, progress: bool, cond: Mapping[str, Tensor] | None) -> None:
-        self.levels = Levels.of(diffusion)
-        self.levels.alpha, self.levels.sigma = self.levels.alpha.to(x_T.device), self.levels.sigma.to(x_T.device)
+        self.levels = Levels.of(diffusion, x_T.device)
         self.lam = self.levels.lam
         self.D = Denoiser(model, diffusion, self.levels, clip_denoised, cond)
         self.callback, self.progress, self.desc = callback, progress, desc

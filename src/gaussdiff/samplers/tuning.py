@@ -66,18 +66,26 @@ def parameters_of(times: list[float], t_max: float) -> np.ndarray:
     return np.log(np.maximum(w, np.exp(-20.0)))
 
 
+def tuning_steps(sampler: str, nfe: int) -> int:
+    """How many step times ``sampler`` has to tune at ``nfe`` evaluations. Tuned times run as an explicit list,
+    where plain Heun makes 2 S - 1 evaluations on S steps; ``ValueError`` for what cannot be tuned."""
+    if sampler in STOCHASTIC:
+        raise ValueError(f"{sampler} is stochastic: tune a deterministic sampler (ddim, euler, heun, dpm++2m, "
+                         "dpm++3m, dpm++2s, unipc, unipc-bh1), whose error has one reference")
+    if sampler == "heun":
+        if nfe % 2 == 0:
+            raise ValueError("heun's tuned steps take an odd --nfe (2 S - 1 evaluations on S steps)")
+        return (nfe + 1) // 2
+    return steps_for_nfe(sampler, nfe)
+
+
 @torch.no_grad()
 def tune_timesteps(model: Model, diffusion: GaussianDiffusion, sampler: SamplerName, nfe: int, x_T: Tensor,
                    cond: Mapping[str, Tensor] | None = None, evals: int = 600, reference_nfe: int = 500,
                    clip_denoised: bool = False, progress: bool = True) -> TunedSteps:
     """The times for ``sampler`` at ``nfe`` evaluations that minimize its error on ``model`` from ``x_T: [B, ...]``
     (with ``cond``), against UniPC with ``reference_nfe`` uniform steps; at most ``evals`` trial solves."""
-    if sampler in STOCHASTIC:
-        raise ValueError(f"{sampler} is stochastic: tune a deterministic sampler (its error has one reference)")
-    # Tuned times run as an explicit list: plain Heun there makes 2 S - 1 evaluations on S steps.
-    steps = (nfe + 1) // 2 if sampler == "heun" else steps_for_nfe(sampler, nfe)
-    if sampler == "heun" and nfe % 2 == 0:
-        raise ValueError("heun's tuned steps take an odd NFE (2 S - 1 evaluations on S steps, no Euler steps)")
+    steps = tuning_steps(sampler, nfe)
     if steps < 2:
         raise ValueError("tuning needs at least 2 steps")
     cond = dict(cond or {})

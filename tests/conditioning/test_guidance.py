@@ -210,3 +210,18 @@ def test_guide_pairs_each_sampler_with_its_algorithm_unless_told_otherwise():
                                     ("ddim", "mean", "mean"), ("ddpm", "eps", "eps")]:
         wrapped = guide(net, d, GuidanceConfig(classifier_mode=mode), sampler, LABELS, classifier=clf)
         assert isinstance(wrapped, ClassifierGuidance) and wrapped.mode == expected, (sampler, mode)
+
+
+def test_classifier_guidance_leaves_zero_snr_unguided():
+    """At alpha_bar = 0 (a zero-terminal-SNR run's first step) x_t holds no information about the class and eps -> x0
+    would divide by zero: the guided output there is the model's own, finite; elsewhere it is guided."""
+    s = NoiseSchedule.cosine(1000).rescale_zero_terminal_snr()
+    d = GaussianDiffusion(s, prediction="v")
+    net, clf = conditional_unet(), tiny_classifier()
+    x, _, y = inputs()
+    t = torch.tensor([999, 999, 500, 100])
+    guided = ClassifierGuidance(net, clf, d, 2.0, mode="eps", pass_labels=True)(x, t, y=y)
+    plain = net(x, t, y=y)
+    assert bool(torch.isfinite(guided).all())
+    torch.testing.assert_close(guided[:2], plain[:2], rtol=0, atol=0)
+    assert not torch.allclose(guided[2:], plain[2:])

@@ -22,3 +22,7 @@ class CheckpointError(GaussdiffError):
 
 class UsageError(GaussdiffError):
     """A bad combination of command-line options."""
+
+
+class WriteError(GaussdiffError):
+    """A file that could not be written (a full disk, an unwritable directory); what was there before stays."""

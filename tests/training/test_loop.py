@@ -15,12 +15,38 @@ def test_gradients_are_clipped_to_the_global_norm_asked_for():
     torch.manual_seed(0)
     model = nn.Linear(4, 3)
     optim = Optimization(model, OptimConfig(lr=1e-3, warmup=0, grad_clip=1.0, ema_decay=None), 10, CPU)
-    norm = optim.step(1000.0 * model(torch.randn(8, 4)).pow(2).sum())
+    norm, applied = optim.step(1000.0 * model(torch.randn(8, 4)).pow(2).sum())
     after = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()])).item()
     # clip_grad_norm_ scales by max_norm / (norm + 1e-6): the clipped norm is 1 up to that and float32 rounding.
-    assert norm > 1.0 and abs(after - 1.0) < 1e-5, (norm, after)
+    assert applied and norm > 1.0 and abs(after - 1.0) < 1e-5, (norm, after)
+    # Without clipping the norm is still measured (to catch a non-finite gradient), and the gradient kept.
     unclipped = Optimization(model, OptimConfig(grad_clip=None, ema_decay=None), 10, CPU)
-    assert unclipped.step(model(torch.randn(8, 4)).sum()) is None
+    norm, applied = unclipped.step(1000.0 * model(torch.randn(8, 4)).pow(2).sum())
+    after = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()])).item()
+    assert applied and norm > 1.0 and math.isclose(after, norm, rel_tol=1e-5)
+
+
+def test_a_non_finite_gradient_is_never_applied():
+    """A NaN in the loss (or an inf in a gradient) leaves the weights, the optimizer's moments and the EMA as
+    they were; the learning-rate schedule still advances, so the rate stays a function of the step."""
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    optim = Optimization(model, OptimConfig(lr=0.1, warmup=2, ema_decay=0.9), 10, CPU)
+    x = torch.randn(8, 4)
+    optim.step(model(x).pow(2).sum())
+    weights = copy.deepcopy(model.state_dict())
+    ema = copy.deepcopy(optim.ema.state_dict())
+    moments = copy.deepcopy(optim.optimizer.state_dict()["state"])
+    for bad in (float("nan"), float("inf")):
+        norm, applied = optim.step(model(x).pow(2).sum() * bad)
+        assert not applied and not math.isfinite(norm)
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+    assert all(torch.equal(v, ema[k]) for k, v in optim.ema.state_dict().items())
+    after = optim.optimizer.state_dict()["state"]
+    assert all(torch.equal(after[i]["exp_avg"], moments[i]["exp_avg"]) for i in moments)
+    assert optim.scheduler.last_epoch == 3
+    norm, applied = optim.step(model(x).pow(2).sum())
+    assert applied and math.isfinite(norm) and not torch.equal(model.weight, weights["weight"])
 
 
 def test_the_ema_follows_the_weights_with_its_warm_up():

@@ -1,13 +1,15 @@
 """The trainer end to end: few-step training, exact resume, atomic checkpoints."""
 
+import errno
 import json
+import os
 
 import pytest
 import torch
 
 from conftest import override, tiny_config
 from gaussdiff.cli.logger import RunLogger
-from gaussdiff.errors import CheckpointError, ConfigError
+from gaussdiff.errors import CheckpointError, ConfigError, WriteError
 from gaussdiff.training.checkpoint import list_checkpoints
 from gaussdiff.training.run import load_trained
 from gaussdiff.training.trainer import Trainer
@@ -22,7 +24,8 @@ def test_a_few_steps_on_digits_write_the_whole_run(tmp_path):
     for name in ("config.json", "metrics.jsonl", "loss.png", "samples.png", "samples/step-0000004.png"):
         assert (run / name).exists(), name
     ckpt = list_checkpoints(run)[-1]
-    assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "ema.safetensors", "training.pt", "config.json"}
+    assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "ema.safetensors", "training.pt", "config.json",
+                                                 "manifest.json"}
     trained = load_trained(run)
     assert trained.config.data.image_size == 8 and trained.config.data.num_classes == 10
 
@@ -109,20 +112,21 @@ def test_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path):
     assert steps == sorted(set(steps)), "metrics logged after the checkpoint are not repeated"
 
 
-def test_a_crash_while_writing_leaves_the_last_good_checkpoint(tmp_path, monkeypatch):
+def test_a_full_disk_while_writing_leaves_the_last_good_checkpoint(tmp_path, monkeypatch):
     cfg = tiny_config(steps=4, **{"train.bookkeeping.checkpoint_every": 2, "train.bookkeeping.sample_every": 100})
     Trainer(cfg, tmp_path / "run", progress=False).run()
     before = (list_checkpoints(tmp_path / "run")[-1] / "model.safetensors").read_bytes()
 
-    def power_cut(*args, **kwargs):
-        raise OSError("simulated crash while writing")
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     cfg = override(cfg, **{"train.train_steps": 6})
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
-    monkeypatch.setattr("gaussdiff.training.checkpoint.torch.save", power_cut)
-    with pytest.raises(OSError, match="simulated"):
+    monkeypatch.setattr("gaussdiff.training.checkpoint.torch.save", disk_full)
+    with pytest.raises(WriteError, match="step-0000006: No space left on device"):
         trainer.run(resume=True)
     monkeypatch.undo()
+    assert not list((tmp_path / "run" / "checkpoints").glob(".tmp-*")), "the failed write cleans up after itself"
     found = list_checkpoints(tmp_path / "run")
     assert [p.name for p in found] == ["step-0000002", "step-0000004"]
     assert (found[-1] / "model.safetensors").read_bytes() == before

@@ -6,15 +6,13 @@ line, ``gaussdiff: error: ...``, and exits 2; an interrupted run keeps its last 
 
 from __future__ import annotations
 
-import contextlib
-import io
-import re
 import sys
 
 import tyro
 
 from ..errors import GaussdiffError
 from .eval import Eval
+from .options import one_line_errors
 from .sample import Sample
 from .show import Show
 from .train import Train
@@ -37,8 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["train-classifier"]:
         args = [LEGACY_FLAGS.get(a, a) for a in args]
-    command = parse(args)
     try:
+        command = parse(args)
         command()
     except GaussdiffError as e:
         print(f"gaussdiff: error: {e}", file=sys.stderr)
@@ -47,20 +45,11 @@ def main(argv: list[str] | None = None) -> None:
 
 def parse(args: list[str]):
     """tyro's parse of ``args``; its boxed, many-line report of a bad option becomes one line and exit 2."""
-    captured = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(captured):
-            return tyro.extras.subcommand_cli_from_dict(COMMANDS, args=args, prog="gaussdiff")
-    except SystemExit as e:
-        if e.code in (0, None):
-            sys.stderr.write(captured.getvalue())
-            raise
-        lines = [re.sub(r"^[\s│╭╮╰╯─|]+|[\s│╭╮╰╯─|]+$", "", line) for line in captured.getvalue().splitlines()]
-        lines = [line for line in lines if line and not line.startswith("For full helptext")]
-        title, details = (lines[0].rstrip(".:"), " ".join(lines[1:])) if lines else ("bad arguments", "")
-        message = details if details.lower().startswith(title.lower()) else f"{title}: {details}".rstrip(": ")
-        print(f"gaussdiff: error: {message} (see gaussdiff --help)", file=sys.stderr)
-        sys.exit(2)
+    command = one_line_errors(lambda: tyro.extras.subcommand_cli_from_dict(COMMANDS, args=args, prog="gaussdiff"))
+    if isinstance(command, Train):
+        # A resumed run's options are read over its saved config (what the user typed is what changes).
+        command = one_line_errors(lambda: command.reparse(args[1:]))
+    return command
 
 
 if __name__ == "__main__":

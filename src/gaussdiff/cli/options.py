@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import io
+import re
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple, get_args
+from typing import Any, NamedTuple, get_args
 
 import torch
 
@@ -108,3 +112,21 @@ def read_prompts(prompts: Sequence[str], prompt_file: Path | None) -> list[str]:
         if not any(line.strip() for line in lines):
             raise UsageError(f"--prompt-file {prompt_file}: no prompts in it (one per line)")
     return out
+
+
+def one_line_errors(parse: Callable[[], Any]) -> Any:
+    """``parse()`` (a tyro parse); tyro's boxed, many-line report of a bad option becomes one line and exit 2."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            return parse()
+    except SystemExit as e:
+        if e.code in (0, None):
+            sys.stderr.write(captured.getvalue())
+            raise
+        lines = [re.sub(r"^[\s│╭╮╰╯─|]+|[\s│╭╮╰╯─|]+$", "", line) for line in captured.getvalue().splitlines()]
+        lines = [line for line in lines if line and not line.startswith("For full helptext")]
+        title, details = (lines[0].rstrip(".:"), " ".join(lines[1:])) if lines else ("bad arguments", "")
+        message = details if details.lower().startswith(title.lower()) else f"{title}: {details}".rstrip(": ")
+        print(f"gaussdiff: error: {message} (see gaussdiff --help)", file=sys.stderr)
+        sys.exit(2)

@@ -1,20 +1,60 @@
-"""``gaussdiff train``: train a diffusion model; ``--resume`` continues a run exactly."""
+"""``gaussdiff train``: train a diffusion model; ``--resume`` continues a run exactly. Under ``torchrun`` every
+rank runs this command and the run is trained data-parallel (README, "Running on many GPUs")."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import tyro
 
 from ..errors import UsageError
-from ..training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint_config
-from ..training.config import RunConfig, describe
-from ..training.trainer import Trainer
+from ..training.checkpoint import list_checkpoints, load_checkpoint_config
+from ..training.config import RunConfig, describe, to_dict
+from ..training.distributed import Distributed, launched_by_torchrun, restarted_by_torchrun
+from ..training.loop import resolve_device
+from ..training.trainer import Stopped, Trainer
 from .logger import RunLogger
+
+# What a resumed run may change (dotted paths in RunConfig); everything else would make it another run.
+CHANGEABLE = ("train.train_steps", "train.bookkeeping.", "train.device", "train.optim.precision", "train.compile",
+              "train.memory_format", "train.preview_sampler", "train.preview_steps", "train.skip_nonfinite",
+              "train.dist_timeout")
+
+
+def flat(d: dict, prefix: str = "") -> dict[str, Any]:
+    """A config's dict (:func:`~gaussdiff.training.config.to_dict`) as {dotted.path: value}."""
+    out = {}
+    for k, v in d.items():
+        out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def option(path: str) -> str:
+    return "--" + path.rsplit(".", 1)[-1].replace("_", "-")
+
+
+def resumed_config(saved: RunConfig, asked: RunConfig) -> RunConfig:
+    """``saved`` with the options a resume asked to change (``asked`` is the command line parsed over ``saved``).
+
+    Steps, intervals, device, precision and the like may change, and the change is recorded with the run;
+    the architecture, diffusion, data and optimiser's settings may not. A longer ``--train-steps`` extends a
+    finished run: the cosine learning-rate schedule is stretched to the new last step (so the rate rises
+    again from where it had decayed to), a constant one stays constant, and one_cycle cannot be extended.
+    """
+    before, after = flat(to_dict(saved)), flat(to_dict(asked))
+    changed = sorted(k for k in after if after[k] != before.get(k))
+    refused = [k for k in changed if not any(k == c or (c.endswith(".") and k.startswith(c)) for c in CHANGEABLE)]
+    if refused:
+        raise UsageError(f"a resumed run keeps its {', '.join(option(k) for k in refused)} (its saved config); "
+                         f"only steps, intervals, device and precision may change: start a new --run-dir instead")
+    if (asked.train.train_steps != saved.train.train_steps and saved.train.optim.lr_schedule == "one_cycle"):
+        raise UsageError("a one_cycle run cannot change --train-steps (the schedule ends at the planned last step)")
+    return asked
 
 
 @dataclass
@@ -23,17 +63,37 @@ class Train:
 
     config: Annotated[RunConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=RunConfig)
     run_dir: Path | None = None
-    """Where the run lives (default: runs/<data>-<date>-<time>)."""
+    """Where the run lives (default: runs/<data>-<date>-<time>; needed under torchrun)."""
     resume: bool = False
-    """Continue the run in --run-dir from its newest checkpoint, with its saved config."""
+    """Continue the run in --run-dir from its newest readable checkpoint, with its saved config; --train-steps,
+    the intervals, --device and --precision may change (a longer --train-steps extends a finished run)."""
     dry_run: bool = False
     """Print the resolved config and exit."""
 
+    def reparse(self, args: list[str]) -> Train:
+        """For --resume: the command line again, over the run's saved config instead of the defaults, so that
+        what the user typed is what differs from the saved run."""
+        if not self.resume or self.run_dir is None:
+            return self
+        found = list_checkpoints(self.run_dir)
+        if not found:
+            return self
+        saved = load_checkpoint_config(found[-1])
+        return tyro.cli(Train, args=args, default=dataclasses.replace(self, config=saved), prog="gaussdiff train")
+
     def __call__(self) -> None:
-        if self.resume:
+        elastic_restart = launched_by_torchrun() and restarted_by_torchrun()
+        if launched_by_torchrun() and self.run_dir is None:
+            raise UsageError("under torchrun give --run-dir: every rank (and a restarted job) must find the same run")
+        resume = self.resume or (elastic_restart and self.run_dir is not None and bool(list_checkpoints(self.run_dir)))
+        if resume:
             if self.run_dir is None:
                 raise UsageError("--resume needs --run-dir")
-            config = load_checkpoint_config(latest_checkpoint(self.run_dir))
+            found = list_checkpoints(self.run_dir)
+            if not found:
+                raise UsageError(f"{self.run_dir}: nothing to resume (no checkpoint)")
+            saved = load_checkpoint_config(found[-1])
+            config = saved if elastic_restart and not self.resume else resumed_config(saved, self.config)
         else:
             config = self.config
             if self.run_dir is not None and list_checkpoints(self.run_dir):
@@ -42,20 +102,34 @@ class Train:
             print(describe(config))
             return
         run_dir = self.run_dir or Path("runs") / f"{Path(config.data.data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-        trainer = Trainer(config, run_dir, logger=RunLogger())
+        dist = Distributed.start(resolve_device(config.train.device), config.train.dist_timeout)
+        try:
+            self.train(config, run_dir, dist, resume)
+        finally:
+            dist.close()
+
+    @staticmethod
+    def train(config: RunConfig, run_dir: Path, dist: Distributed, resume: bool) -> None:
+        trainer = Trainer(config, run_dir, logger=RunLogger(), dist=dist)
+        say = (lambda *a, **k: print(*a, **k)) if dist.is_main else (lambda *a, **k: None)
         if config.latent.latent is not None and config.diffusion.schedule == "cosine":
             # Latents cannot be clipped to [-1, 1], and the cosine schedule's last steps (alpha_bar ~ 1e-9)
             # multiply the eps error by 1 / sqrt(alpha_bar) in the x0 estimate (docs/latent.md).
-            print("gaussdiff: note: latent runs sample far better on --schedule linear (LDM's) than on cosine",
-                  file=sys.stderr)
+            say("gaussdiff: note: latent runs sample far better on --schedule linear (LDM's) than on cosine",
+                file=sys.stderr)
         n_params = sum(p.numel() for p in trainer.model.parameters())
-        print(f"run {run_dir}: {len(trainer.data)} images {trainer.data.shape}, {n_params / 1e6:.2f}M parameters, "
-              f"{trainer.device}", file=sys.stderr)
+        ranks = f", {dist.world_size} processes" if dist.active else ""
+        say(f"run {run_dir}: {len(trainer.data)} images {trainer.data.shape}, {n_params / 1e6:.2f}M parameters, "
+            f"{trainer.device}{ranks}", file=sys.stderr)
         try:
-            result = trainer.run(resume=self.resume)
-        except KeyboardInterrupt:
+            result = trainer.run(resume=resume)
+        except Stopped as e:
+            where = f"checkpoint {e.checkpoint}" if e.checkpoint else "no checkpoint"
+            say(f"gaussdiff: {e} ({where}); continue with --resume --run-dir {run_dir}", file=sys.stderr)
+            sys.exit(128 + e.signum)
+        except KeyboardInterrupt:  # before the signal handlers are in place, or from a thread
             found = list_checkpoints(run_dir)
             last = f"; resume from {found[-1]} with --resume --run-dir {run_dir}" if found else ""
-            print(f"gaussdiff: interrupted at step {trainer.step}{last}", file=sys.stderr)
+            say(f"gaussdiff: interrupted at step {trainer.step}{last}", file=sys.stderr)
             sys.exit(130)
-        print(f"done: {result.step} steps; samples in {run_dir / 'samples.png'}, loss curve in {run_dir / 'loss.png'}")
+        say(f"done: {result.step} steps; samples in {run_dir / 'samples.png'}, loss curve in {run_dir / 'loss.png'}")

@@ -104,7 +104,7 @@ class AutoencoderTrainer:
     def train_step(self) -> dict[str, float]:
         x = to_model_range(self.data.images[self.order.indices(self.step)]).to(self.device)
         terms = self.losses(x)
-        terms["grad_norm"] = torch.tensor(self.optim.step(terms["loss"]) or 0.0)
+        terms["grad_norm"] = torch.tensor(self.optim.step(terms["loss"])[0])
         if self.adversarial:
             terms["d_loss"] = hinge_d_loss(self.disc(x), self.disc(terms["x_hat"].detach()))
             self.disc_optim.step(terms["d_loss"])

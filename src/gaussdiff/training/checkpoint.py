@@ -4,11 +4,14 @@ A checkpoint is a directory ``checkpoints/step-0001000/`` holding ``model.safete
 ``ema.safetensors``, ``training.pt`` (optimizer, scheduler, scaler and RNG states: tensors and
 numbers only, read back with ``torch.load(weights_only=True)``) and ``config.json``. It is written
 under a temporary name and renamed into place, so a kill at any moment leaves either the old set
-of checkpoints or the new one, never a half-written directory that could be resumed.
+of checkpoints or the new one, never a half-written directory that could be resumed. A
+``manifest.json`` written last gives each file's size and SHA-256, so a checkpoint damaged later (a
+broken copy, a disk that filled up while it was copied) is found before it is resumed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -20,9 +23,44 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
 from .config import RunConfig, load_config, save_config
-from .files import atomic_write
+from .files import atomic_write, remove
 
 PREFIX = "step-"
+MANIFEST = "manifest.json"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(directory: Path) -> None:
+    files = sorted(p for p in directory.iterdir() if p.is_file() and p.name != MANIFEST)
+    manifest = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_of(p)} for p in files}
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def verify_checkpoint(checkpoint: Path) -> None:
+    """Every file of ``checkpoint`` has the size and hash its manifest gives (checkpoints written before
+    manifests existed pass; reading them finds what damage it can)."""
+    path = checkpoint / MANIFEST
+    if not path.exists():
+        return
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise CheckpointError(f"{path}: unreadable manifest") from None
+    for name, entry in manifest.items():
+        f = checkpoint / name
+        if not f.is_file():
+            raise CheckpointError(f"{checkpoint}: {name} is missing")
+        if f.stat().st_size != entry["bytes"]:
+            raise CheckpointError(f"{f}: {f.stat().st_size} bytes, {entry['bytes']} written (truncated?)")
+        if sha256_of(f) != entry["sha256"]:
+            raise CheckpointError(f"{f}: contents differ from what was written (corrupt)")
 
 
 def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
@@ -47,7 +85,12 @@ def save_checkpoint(
             save_weights(state, tmp / f"{name}.safetensors")
         torch.save(training, tmp / "training.pt")
         save_config(config, tmp / "config.json")
+        write_manifest(tmp)
 
+    # A run killed while writing (kill -9, a lost node) left its temporary behind; one process writes a run's
+    # checkpoints, so any temporary here is such a leftover.
+    for stale in (run_dir / "checkpoints").glob(f".tmp-{PREFIX}*"):
+        remove(stale)
     final = atomic_write(run_dir / "checkpoints" / f"{PREFIX}{step:07d}", write)
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)

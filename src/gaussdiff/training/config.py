@@ -76,7 +76,12 @@ class TrainConfig:
     preview_sampler: SamplerName = "ddim"
     preview_steps: int = 50
     device: str = "auto"
-    """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``..."""
+    """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``... (under torchrun each rank takes its own GPU)."""
+    skip_nonfinite: int = 0
+    """Steps with a NaN or inf loss or gradient to skip (not applied, counted in metrics.jsonl) before the run
+    stops; 0: stop at the first, naming the step (the last good checkpoint stays)."""
+    dist_timeout: float = 1800.0
+    """Under torchrun: seconds a rank waits for the others before the job ends with an error naming it."""
 
 
 def _main_job_unet() -> UNetConfig:

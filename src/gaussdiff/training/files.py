@@ -7,6 +7,10 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from safetensors import SafetensorError
+
+from ..errors import WriteError
+
 
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
@@ -21,16 +25,34 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
 
     A reader, or a run resumed after a kill at any moment, sees the old ``path`` or the new one,
     never a half-written one: the data reaches the disk (fsync) before the rename does. The
-    temporary name starts with ``.tmp-``, which no reader takes for the real thing.
+    temporary name starts with ``.tmp-``, which no reader takes for the real thing. A write that
+    fails (a full disk, no permission) removes its temporary and raises :class:`WriteError`, one line.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    write(tmp)
-    for f in [*tmp.iterdir(), tmp] if tmp.is_dir() else [tmp]:
-        _fsync(f)
-    if path.is_dir():
-        shutil.rmtree(path)  # os.replace cannot replace a non-empty directory
-    os.replace(tmp, path)
-    _fsync(path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove(tmp)
+        write(tmp)
+        for f in [*tmp.iterdir(), tmp] if tmp.is_dir() else [tmp]:
+            _fsync(f)
+        if path.is_dir():
+            shutil.rmtree(path)  # os.replace cannot replace a non-empty directory
+        os.replace(tmp, path)
+        _fsync(path.parent)
+    except (OSError, SafetensorError, RuntimeError) as e:
+        # torch.save reports a full disk as a RuntimeError from its zip writer.
+        remove(tmp)
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise WriteError(f"cannot write {path}: {reason}") from None
     return path
+
+
+def remove(path: Path) -> None:
+    """Delete a file or a directory tree if it is there (best effort: it may be what could not be written)."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass

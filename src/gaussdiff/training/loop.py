@@ -113,21 +113,26 @@ class Optimization:
     def lr(self) -> float:
         return self.scheduler.get_last_lr()[0]
 
-    def step(self, loss: Tensor) -> float | None:
-        """Backpropagate ``loss`` and update the weights, the schedule and the EMA; the gradient norm
-        before clipping (None without clipping)."""
+    def step(self, loss: Tensor) -> tuple[float, bool]:
+        """Backpropagate ``loss`` and update the weights, the schedule and the EMA. Returns the gradient's
+        global norm before clipping, and whether the update was applied: a non-finite gradient (NaN or
+        inf anywhere, as a NaN loss gives) is never applied, so the weights and the EMA stay as they were.
+        Under fp16 the gradient scaler makes that choice itself (an overflow there is routine: it skips
+        the step and lowers its scale), so the update counts as applied."""
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        grad_norm = None
-        if self.config.grad_clip is not None:
-            self.scaler.unscale_(self.optimizer)
-            grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip))
-        self.scaler.step(self.optimizer)
+        self.scaler.unscale_(self.optimizer)
+        # With max_norm = inf the call only measures, so every run sees a non-finite gradient.
+        clip = self.config.grad_clip if self.config.grad_clip is not None else math.inf
+        grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+        applied = math.isfinite(grad_norm) or self.scaler.is_enabled()
+        if applied:
+            self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
-        if self.ema is not None:
+        self.scheduler.step()  # the learning rate stays a function of the step, applied or not
+        if self.ema is not None and applied:
             self.ema.update_parameters(self.model)
-        return grad_norm
+        return grad_norm, applied
 
     def state_dict(self) -> dict[str, Any]:
         state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),

@@ -11,6 +11,9 @@ checkpointed, so a resumed run continues with exactly the losses of an uninterru
 
 from __future__ import annotations
 
+import math
+import signal
+import sys
 import time
 from dataclasses import dataclass
 from collections.abc import Sequence
@@ -19,16 +22,19 @@ from typing import Any, Protocol
 
 import torch
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from ..conditioning.conditions import drop_conditions
 from ..data.datasets import ImageData, load_configured, to_model_range, to_uint8
 from ..diffusion.timestep_sampling import make_timestep_sampler
-from ..errors import CheckpointError
+from ..errors import CheckpointError, GaussdiffError
 from ..nets.unet import UNet
 from ..samplers.run import sample
-from .checkpoint import latest_checkpoint, load_state_dict_strict, load_training_state, load_weights, save_checkpoint
+from .checkpoint import (list_checkpoints, load_state_dict_strict, load_training_state, load_weights, save_checkpoint,
+                         verify_checkpoint)
 from .config import RunConfig, save_config
+from .distributed import Distributed, fingerprint
 from .latent import check_autoencoder_fits, load_latent_space
 from .loop import DataOrder, Optimization, check_precision, resolve_device
 
@@ -75,22 +81,60 @@ class TrainResult:
     losses: list[float]
 
 
+class Stopped(Exception):
+    """The run stopped on a signal (SIGTERM from a scheduler preempting it, or SIGINT) after writing a
+    checkpoint at the current step: resuming loses nothing."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path | None) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}")
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+
+
+class NonFinite(GaussdiffError):
+    """A NaN or inf loss or gradient, more often than ``--skip-nonfinite`` allows."""
+
+
+def warn(message: str) -> None:
+    print(f"gaussdiff: warning: {message}", file=sys.stderr)
+
+
+def resume_checkpoint(run_dir: Path, load) -> Path:
+    """Resume from the newest checkpoint of ``run_dir`` that ``load`` (a trainer's) accepts: a truncated or
+    corrupt newest one (a full disk, a broken copy) is reported in one line and the one before is used."""
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoint)")
+    for i, checkpoint in enumerate(reversed(found)):
+        try:
+            load(checkpoint)
+            return checkpoint
+        except CheckpointError as e:
+            if i == len(found) - 1:
+                raise CheckpointError(f"{run_dir}: no readable checkpoint to resume (the oldest: {e})") from None
+            warn(f"{e}; resuming from the checkpoint before it")
+    raise AssertionError("unreachable")
+
+
 class Trainer:
     """One training run in ``run_dir``: config.json and checkpoints/, and what it hands ``logger``.
 
     ``config`` is resolved against the data into :attr:`config` (the one saved); the given one is not changed.
+    Under torchrun (``dist``) every rank builds the same trainer; each computes its part of every global
+    batch in a DistributedDataParallel replica, and rank 0 alone writes logs, pictures and checkpoints.
     """
 
     def __init__(self, config: RunConfig, run_dir: Path, data: ImageData | None = None, progress: bool = True,
-                 logger: Logger | None = None) -> None:
+                 logger: Logger | None = None, dist: Distributed | None = None) -> None:
         self.run_dir = run_dir
-        self.progress = progress
-        self.logger = logger or NullLogger()
+        self.dist = dist or Distributed()
+        self.progress = progress and self.dist.is_main
+        self.logger = (logger or NullLogger()) if self.dist.is_main else NullLogger()
         t = config.train
         # Device and precision first: a bad pair fails before the data is read or the model built.
-        self.device = resolve_device(t.device)
+        self.device = self.dist.device_for(resolve_device(t.device))
         self.cuda = self.device.type == "cuda"
         check_precision(t.optim.precision, self.device)
+        self.dist.share(t.batch_size)
         self.data = data if data is not None else load_configured(config.data, "train")
         self.latent, latent_shape = None, None
         if config.latent.latent is not None:
@@ -116,12 +160,25 @@ class Trainer:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optim = Optimization(self.model, t.optim, t.train_steps, self.device)
-        self.forward = torch.compile(self.model) if t.compile else self.model
+        replica: torch.nn.Module = self.model
+        if self.dist.active:
+            # Averages the gradients over the ranks during backward; every replica starts from rank 0's weights.
+            replica = DistributedDataParallel(self.model, device_ids=[self.device] if self.cuda else None)
+        self.forward = torch.compile(replica) if t.compile else replica
         self.timestep_sampler = make_timestep_sampler(self.config.diffusion.timestep_sampler, self.diffusion.num_steps)
+        # Every rank draws the whole global batch's conditions, t and noise from these and keeps its part, so
+        # example i of a batch gets the same draws whatever the number of ranks.
         self.generator = torch.Generator().manual_seed(t.seed)
         self.noise_generator = torch.Generator(self.device).manual_seed(t.seed + 1)
         self.order = DataOrder(len(self.data), t.batch_size, t.seed)
         self.step = 0
+        self.skipped = 0
+        # The steps since the last row of metrics.jsonl: checkpointed, so a resumed run logs the rows an
+        # uninterrupted one would even when checkpoints and rows do not line up.
+        self.window: list[float] = []
+        self.bucket_sum = torch.zeros(LOSS_BUCKETS, dtype=torch.float64)
+        self.bucket_n = torch.zeros(LOSS_BUCKETS, dtype=torch.float64)
+        self._signal: int | None = None
 
     @property
     def ema_model(self) -> torch.nn.Module:
@@ -129,30 +186,44 @@ class Trainer:
         return self.optim.ema.module if self.optim.ema is not None else self.model
 
     def batch_indices(self, step: int) -> Tensor:
-        """Indices of batch ``step`` (:class:`~gaussdiff.training.loop.DataOrder`)."""
+        """Indices of global batch ``step`` (:class:`~gaussdiff.training.loop.DataOrder`)."""
         return self.order.indices(step)
 
     # -- one optimisation step -----------------------------------------------------------------
 
-    def train_step(self) -> tuple[float, Tensor, Tensor, float | None]:
+    def train_step(self) -> tuple[float, Tensor, Tensor, float]:
+        """One step on the global batch; its weighted mean loss, t, per-example losses and gradient norm."""
+        part = self.dist.part
         idx = self.batch_indices(self.step)
-        x0 = (to_model_range(self.data.images[idx]) if self.latents is None else self.latents[idx]).to(self.device)
+        mine = part(idx)
+        x0 = (to_model_range(self.data.images[mine]) if self.latents is None else self.latents[mine]).to(self.device)
         if self.channels_last:
             x0 = x0.contiguous(memory_format=torch.channels_last)
         cond = drop_conditions({k: v[idx] for k, v in self.offered.items()}, self.conditions, self.generator)
         cond = {k: v.to(self.device) for k, v in cond.items()}
-        cond = {k: v for c in self.conditions for k, v in c.augment(cond[c.key], self.generator).items()}
+        cond = {k: part(v) for c in self.conditions for k, v in c.augment(cond[c.key], self.generator).items()}
         t, weights = self.timestep_sampler.sample(len(idx), generator=self.generator)
-        t, weights = t.to(self.device), weights.to(self.device)
-        noise = torch.randn(x0.shape, generator=self.noise_generator, device=self.device)
+        noise = torch.randn((len(idx), *x0.shape[1:]), generator=self.noise_generator, device=self.device)
+        t_mine, w_mine = part(t).to(self.device), part(weights).to(self.device)
         with self.optim.autocast():
-            terms = self.diffusion.training_losses(self.forward, x0, t, noise, **cond)
+            terms = self.diffusion.training_losses(self.forward, x0, t_mine, part(noise), **cond)
         per_example = terms["loss"].float()
-        loss = (per_example * weights).mean()
-        grad_norm = self.optim.step(loss)
-        self.timestep_sampler.update(t, terms.get("vb", per_example).detach())
+        # Each rank's mean over its part; DDP averages the gradients over the ranks: the global batch's mean.
+        grad_norm, applied = self.optim.step((per_example * w_mine).mean())
+        everyone = self.dist.gather(per_example.detach()).cpu()
+        loss = float((everyone * weights).mean())
+        if not applied:
+            self.skipped += 1
+            if self.skipped > self.config.train.skip_nonfinite:
+                raise NonFinite(f"step {self.step + 1}: non-finite loss or gradient (loss {loss:.4g}, gradient norm "
+                                f"{grad_norm:.4g}); the update was not applied and the last checkpoint stays "
+                                f"(--skip-nonfinite N skips up to N such steps)")
+            warn(f"step {self.step + 1}: non-finite loss or gradient, skipped ({self.skipped} so far)")
+        else:
+            vb = self.dist.gather(terms["vb"].detach().float()) if "vb" in terms else everyone.to(self.device)
+            self.timestep_sampler.update(t.to(self.device), vb)
         self.step += 1
-        return loss.item(), t.cpu(), per_example.detach().cpu(), grad_norm
+        return loss, t.cpu(), everyone, grad_norm
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -164,18 +235,30 @@ class Trainer:
             "noise_generator": self.noise_generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "timestep_sampler": self.timestep_sampler.state_dict(),
+            "skipped": self.skipped,
+            "log_window": torch.tensor(self.window, dtype=torch.float64),
+            "bucket_sum": self.bucket_sum.clone(),
+            "bucket_n": self.bucket_n.clone(),
         }
         if self.cuda:
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
 
     def save(self) -> Path:
-        weights = {"model": self.model.state_dict(), "ema": self.ema_model.state_dict()}
-        return save_checkpoint(self.run_dir, self.step, self.config, weights, self.training_state(),
-                               self.config.train.bookkeeping.keep_checkpoints)
+        """Rank 0 writes checkpoint ``step``; every rank first checks that the replicas still agree."""
+        if not self.dist.same_everywhere(torch.cat([fingerprint(self.model), fingerprint(self.ema_model)])):
+            raise CheckpointError(f"step {self.step}: the ranks' weights or EMAs differ; not writing a checkpoint")
+        path = self.run_dir / "checkpoints"
+        if self.dist.is_main:
+            weights = {"model": self.model.state_dict(), "ema": self.ema_model.state_dict()}
+            path = save_checkpoint(self.run_dir, self.step, self.config, weights, self.training_state(),
+                                   self.config.train.bookkeeping.keep_checkpoints)
+        self.dist.barrier()
+        return path
 
     def load(self, checkpoint: Path) -> None:
         """Restore everything from ``checkpoint`` (weights, EMA, optimizer, scaler, RNG, step)."""
+        verify_checkpoint(checkpoint)
         load_state_dict_strict(self.model, load_weights(checkpoint, "model"), checkpoint)
         load_state_dict_strict(self.ema_model, load_weights(checkpoint, "ema"), checkpoint)
         state = load_training_state(checkpoint)
@@ -188,6 +271,10 @@ class Trainer:
                 torch.cuda.set_rng_state(state["cuda_rng"], self.device)
             self.timestep_sampler.load_state_dict(state["timestep_sampler"])
             self.step = int(state["step"])
+            self.skipped = int(state.get("skipped", 0))
+            self.window = [float(v) for v in state.get("log_window", torch.zeros(0))]
+            self.bucket_sum.copy_(state.get("bucket_sum", torch.zeros(LOSS_BUCKETS)))
+            self.bucket_n.copy_(state.get("bucket_n", torch.zeros(LOSS_BUCKETS)))
         except (KeyError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"{checkpoint}: training state does not match this run ({e})") from None
 
@@ -219,51 +306,73 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
 
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._signal = signum
+
     def run(self, resume: bool = False) -> TrainResult:
+        """Train to ``train_steps`` (from the newest readable checkpoint when ``resume``). SIGTERM or SIGINT
+        stops at the end of the current step with a checkpoint (:class:`Stopped`)."""
         t = self.config.train
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
-            self.load(latest_checkpoint(self.run_dir))
-        save_config(self.config, self.run_dir / "config.json")
+            resume_checkpoint(self.run_dir, self.load)
+        if self.dist.is_main:
+            save_config(self.config, self.run_dir / "config.json")
         self.logger.start(self.run_dir, self.step)
 
         losses: list[float] = []
-        window: list[float] = []
-        bucket_sum = torch.zeros(LOSS_BUCKETS, dtype=torch.float64)
-        bucket_n = torch.zeros(LOSS_BUCKETS, dtype=torch.float64)
         bar = tqdm(total=t.train_steps, initial=self.step, desc="train", disable=not self.progress, dynamic_ncols=True)
         b = t.bookkeeping
         tick = time.perf_counter()
+        handlers = {}
+        try:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                handlers[signum] = signal.signal(signum, self._on_signal)
+        except ValueError:  # not the main thread: signals stay with whoever runs this
+            handlers = {}
         try:
             while self.step < t.train_steps:
                 loss, steps, per_example, grad_norm = self.train_step()
                 losses.append(loss)
-                window.append(loss)
+                self.window.append(loss)
                 buckets = steps * LOSS_BUCKETS // self.diffusion.num_steps
-                bucket_sum.index_add_(0, buckets, per_example.double())
-                bucket_n.index_add_(0, buckets, torch.ones_like(per_example, dtype=torch.float64))
+                self.bucket_sum.index_add_(0, buckets, per_example.double())
+                self.bucket_n.index_add_(0, buckets, torch.ones_like(per_example, dtype=torch.float64))
                 bar.update(1)
                 if b.due(b.log_every, self.step, t.train_steps):
                     elapsed = time.perf_counter() - tick
                     row = {
                         "step": self.step,
-                        "loss": sum(window) / len(window),
+                        "loss": sum(self.window) / len(self.window),
                         "lr": self.optim.lr,
-                        "grad_norm": grad_norm,
-                        "images_per_s": len(window) * t.batch_size / max(elapsed, 1e-9),
-                        "loss_by_t": (bucket_sum / bucket_n.clamp(min=1)).tolist(),
+                        "grad_norm": grad_norm if math.isfinite(grad_norm) else None,
+                        "images_per_s": len(self.window) * t.batch_size / max(elapsed, 1e-9),
+                        "loss_by_t": (self.bucket_sum / self.bucket_n.clamp(min=1)).tolist(),
                     }
+                    if self.skipped:
+                        row["skipped"] = self.skipped
                     self.logger.log(row)
                     bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}")
-                    window.clear()
-                    bucket_sum.zero_(), bucket_n.zero_()
+                    self.window.clear()
+                    self.bucket_sum.zero_(), self.bucket_n.zero_()
                     tick = time.perf_counter()
-                if b.due(b.checkpoint_every, self.step, t.train_steps):
+                saved = b.due(b.checkpoint_every, self.step, t.train_steps)
+                if saved:
                     self.save()
                 if b.due(b.sample_every, self.step, t.train_steps):
-                    self.logger.images(self.step, *self.preview())
+                    if self.dist.is_main:
+                        self.logger.images(self.step, *self.preview())
+                    self.dist.barrier()
+                # Every rank takes the same branch, whichever of them got the signal.
+                if self.dist.any(self._signal is not None):
+                    signum = self.dist.broadcast(self._signal if self._signal is not None else signal.SIGTERM)
+                    checkpoint = self.save() if not saved else None
+                    found = list_checkpoints(self.run_dir)
+                    raise Stopped(signum, self.step, found[-1] if found else checkpoint)
         finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
             bar.close()
             self.logger.close()
         return TrainResult(self.run_dir, self.step, losses)
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -36,7 +37,9 @@ class RunLogger:
 
     def log(self, row: dict[str, Any]) -> None:
         assert self._metrics is not None, "start() first"
-        self._metrics.write(json.dumps(row) + "\n")
+        # Strict JSON: a non-finite number (which json.dumps would write as a bare NaN) becomes null.
+        row = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
+        self._metrics.write(json.dumps(row, allow_nan=False) + "\n")
         self._metrics.flush()
 
     def images(self, step: int, images: Tensor, per_row: int | None, row_labels: Sequence[str] = ()) -> None:

@@ -324,7 +324,7 @@ class Trainer:
         losses: list[float] = []
         bar = tqdm(total=t.train_steps, initial=self.step, desc="train", disable=not self.progress, dynamic_ncols=True)
         b = t.bookkeeping
-        tick = time.perf_counter()
+        tick, tick_step = time.perf_counter(), self.step
         handlers = {}
         try:
             for signum in (signal.SIGTERM, signal.SIGINT):
@@ -333,30 +333,32 @@ class Trainer:
             handlers = {}
         try:
             while self.step < t.train_steps:
+                skipped = self.skipped
                 loss, steps, per_example, grad_norm = self.train_step()
                 losses.append(loss)
-                self.window.append(loss)
-                buckets = steps * LOSS_BUCKETS // self.diffusion.num_steps
-                self.bucket_sum.index_add_(0, buckets, per_example.double())
-                self.bucket_n.index_add_(0, buckets, torch.ones_like(per_example, dtype=torch.float64))
+                if self.skipped == skipped:  # a skipped step's loss is not the model's: it stays out of the rows
+                    self.window.append(loss)
+                    buckets = steps * LOSS_BUCKETS // self.diffusion.num_steps
+                    self.bucket_sum.index_add_(0, buckets, per_example.double())
+                    self.bucket_n.index_add_(0, buckets, torch.ones_like(per_example, dtype=torch.float64))
                 bar.update(1)
                 if b.due(b.log_every, self.step, t.train_steps):
                     elapsed = time.perf_counter() - tick
                     row = {
                         "step": self.step,
-                        "loss": sum(self.window) / len(self.window),
+                        "loss": sum(self.window) / len(self.window) if self.window else None,
                         "lr": self.optim.lr,
                         "grad_norm": grad_norm if math.isfinite(grad_norm) else None,
-                        "images_per_s": len(self.window) * t.batch_size / max(elapsed, 1e-9),
+                        "images_per_s": (self.step - tick_step) * t.batch_size / max(elapsed, 1e-9),
                         "loss_by_t": (self.bucket_sum / self.bucket_n.clamp(min=1)).tolist(),
                     }
                     if self.skipped:
                         row["skipped"] = self.skipped
                     self.logger.log(row)
-                    bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}")
+                    bar.set_postfix(loss=f"{row['loss'] or math.nan:.4f}", lr=f"{row['lr']:.2e}")
                     self.window.clear()
                     self.bucket_sum.zero_(), self.bucket_n.zero_()
-                    tick = time.perf_counter()
+                    tick, tick_step = time.perf_counter(), self.step
                 saved = b.due(b.checkpoint_every, self.step, t.train_steps)
                 if saved:
                     self.save()

@@ -19,6 +19,8 @@ import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from .errors import DataError  # noqa: E402
+
 if TYPE_CHECKING:
     from .evaluation.bpd import BpdReport
 
@@ -101,18 +103,46 @@ def _save_figure(fig: plt.Figure, path: Path) -> Path:
 
 
 def read_metrics(path: Path) -> list[dict]:
+    """The rows of a ``metrics.jsonl`` (none when there is no file). A run killed while writing a row leaves
+    that last line cut short: it is skipped, since the rows before it are whole and a resumed run logs it again.
+    A bad line before the last is a :class:`DataError` naming ``path:line``."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    numbered = [(n, line) for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
+    rows = []
+    for i, (n, line) in enumerate(numbered):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            if i == len(numbered) - 1:
+                break  # the row a kill cut short
+            raise DataError(f"{path}:{n}: not valid JSON ({e.msg}, column {e.colno})") from None
+        if not isinstance(row, dict):
+            if i == len(numbered) - 1:
+                break
+            raise DataError(f"{path}:{n}: expected a JSON object (a row of metrics)")
+        rows.append(row)
+    return rows
+
+
+def _finite(values: Sequence[object]) -> np.ndarray:
+    """Numbers as float64, a missing or non-finite one (``null``, as a row writes a NaN) as NaN, which the
+    plots leave out."""
+    return np.array([v if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan for v in values],
+                    dtype=float)
 
 
 def plot_loss(metrics_path: Path, out: Path) -> Path | None:
     """Training loss against step (raw and smoothed) from ``metrics.jsonl``; per-timestep loss beside it."""
-    rows = [r for r in read_metrics(metrics_path) if "loss" in r]
+    rows = [r for r in read_metrics(metrics_path) if "loss" in r and "step" in r]
     if not rows:
         return None
-    steps = np.array([r["step"] for r in rows])
-    loss = np.array([r["loss"] for r in rows])
+    steps = _finite([r["step"] for r in rows])
+    loss = _finite([r["loss"] for r in rows])
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     ax = axes[0]
     ax.plot(steps, loss, alpha=0.35, label="loss")
@@ -122,10 +152,10 @@ def plot_loss(metrics_path: Path, out: Path) -> Path | None:
         ax.plot(steps[k - 1 :], smooth, label=f"mean of {k}")
     ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.set_yscale("log"), ax.legend(), ax.grid(alpha=0.3)
     ax.set_title("training loss")
-    by_t = [r["loss_by_t"] for r in rows if "loss_by_t" in r]
+    by_t = [r["loss_by_t"] for r in rows if isinstance(r.get("loss_by_t"), list) and r["loss_by_t"]]
     ax = axes[1]
     if by_t:
-        last = np.array(by_t[-1], dtype=float)
+        last = _finite(by_t[-1])
         centers = (np.arange(len(last)) + 0.5) / len(last)
         ax.bar(centers, last, width=1 / len(last))
         ax.set_xlabel("t / T"), ax.set_ylabel("loss"), ax.set_yscale("log")

@@ -111,3 +111,14 @@ def test_a_built_in_dataset_at_another_size_is_area_downsampled_or_bicubic_upsam
     assert torch.equal(small.labels, digits.labels) and small.captions == digits.captions
     big = load_data("digits", image_size=16)
     assert big.images.shape[-1] == 16 and big.images.dtype == torch.uint8
+
+
+@pytest.mark.parametrize("shape, match", [((0, 1, 8, 8), "no images"), ((4, 2, 8, 8), "images have 2 channels"),
+                                          ((4, 4, 8, 8), "images have 4 channels"), ((4, 3, 8, 6), "8x6")])
+def test_data_a_run_cannot_draw_is_refused_however_it_came(shape, match):
+    """Data handed to a trainer as tensors is checked as a .npz is: when a run resolves its config."""
+    from gaussdiff.data.datasets import DataConfig, ImageData
+
+    with pytest.raises(DataError, match=match):
+        ImageData(torch.zeros(shape, dtype=torch.uint8), None).resolve(DataConfig(data="made-up"))
+    assert ImageData(torch.zeros((4, 3, 8, 8), dtype=torch.uint8), None).resolve(DataConfig()).image_channels == 3

@@ -24,7 +24,7 @@ from ..samplers.run import SamplerName
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import plot_bpd
-from .options import check_nfe, check_steps, parse_timesteps
+from .options import at_least, check_nfe, check_steps, check_writable_dir, parse_timesteps
 from .sample import check_cascade
 from .train_autoencoder import describe_reconstructions, measure_autoencoder
 
@@ -46,8 +46,8 @@ class Eval:
     samples: Path | None = None
     """A .npz of uint8 [N, H, W, C] samples (arr_0; labels in arr_1) to score instead of sampling."""
     n: int | None = None
-    """Images for --bpd/--ode (default 1000, at most the split) or samples for --fid (default 10000;
-    1000 for Inception on CPU)."""
+    """Images for --bpd/--ode (>= 1; None: 1000, at most the split) or samples for --fid (>= 1; None: 10000,
+    1000 for Inception on CPU) or of --samples (None: all)."""
     steps: int | None = None
     """--bpd on a respaced schedule; for --fid the sampler's steps (default 50)."""
     sampler: SamplerName = "ddim"
@@ -63,6 +63,7 @@ class Eval:
     """FID features: the domain classifier (labelled built-in data) or Inception-v3."""
     seed: int = 0
     batch_size: int = 256
+    """Images per network call (>= 1)."""
     json: bool = False
     """Print one JSON object with the figures instead of tables."""
     out_dir: Path | None = None
@@ -77,6 +78,8 @@ class Eval:
     """The conditioning-augmentation level s of super-resolution stages (default: each run's)."""
 
     def __call__(self) -> None:
+        at_least("--n", self.n, 1, " (or None: the default)")
+        at_least("--batch-size", self.batch_size, 1)
         if self.cascade:
             if self.checkpoint is not None or not self.fid:
                 raise UsageError("--cascade BASE SR ... goes with --fid and no other run")
@@ -129,9 +132,10 @@ class Eval:
         lines = []
         if self.bpd:
             check_steps(self.steps, trained)
+            out_dir = self.out_dir or self.checkpoint / "eval"
+            check_writable_dir(out_dir, "--out-dir")  # before the bound is computed, not after
             report = evaluate_bpd(trained, images, cond, steps=self.steps, batch_size=self.batch_size, seed=self.seed,
                                   progress=not self.json)
-            out_dir = self.out_dir or self.checkpoint / "eval"
             plot = plot_bpd(report, out_dir / "bpd.png")
             rows = rate_distortion_rows(report)
             figures["bpd"] = report.summary()

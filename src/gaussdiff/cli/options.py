@@ -6,6 +6,7 @@ import contextlib
 import io
 import re
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, get_args
@@ -13,10 +14,62 @@ from typing import Any, NamedTuple, get_args
 import torch
 
 from ..diffusion.schedule import Spacing
-from ..errors import CheckpointError, UsageError
+from ..errors import CheckpointError, UsageError, WriteError
 from ..samplers.run import steps_for_nfe
 from ..training.checkpoint import TUNED_STEPS, read_tuned_steps, tuned_key
 from ..training.run import Trained
+
+
+def at_least(option: str, value: int | None, low: int, none: str = "") -> None:
+    """Refuse ``value`` of ``option`` below ``low`` as one line (None passes: the option's default, ``none``)."""
+    if value is not None and value < low:
+        raise UsageError(f"{option} must be at least {low}{none}, not {value}")
+
+
+def _blocker(directory: Path) -> Path | None:
+    """The first existing path on the way to ``directory`` that is not a directory (a file in the way), if any."""
+    for ancestor in reversed([directory, *directory.parents]):
+        if ancestor.exists() and not ancestor.is_dir():
+            return ancestor
+    return None
+
+
+def _try_writing_in(directory: Path, what: str, keep: bool) -> None:
+    """Make ``directory`` (and its parents) and write and remove a file there; the directories it had to make
+    are removed again unless ``keep``. A failure is a :class:`WriteError` naming ``what``."""
+    made = [d for d in [directory, *directory.parents] if not d.exists()]
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".gaussdiff-write-test-"):
+            pass
+    except OSError as e:
+        blocker = _blocker(directory)
+        why = f"{blocker} is a file, not a directory" if blocker is not None else (
+            f"cannot write in {directory}: {e.strerror or type(e).__name__}")
+        raise WriteError(f"{what}: {why}") from None
+    finally:
+        if not keep:
+            for d in made:  # deepest first
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+
+
+def check_writable(path: Path, option: str = "--out") -> None:
+    """That the file ``path`` can be written, checked before the work whose result it holds (not after, when the
+    samples would be lost): its directory can be made and written in, and ``path`` is not a directory. Leaves
+    nothing behind."""
+    if path.is_dir():
+        raise WriteError(f"{option} {path}: a directory, not a file")
+    _try_writing_in(path.parent, f"{option} {path}", keep=False)
+
+
+def check_writable_dir(path: Path, option: str = "--run-dir", keep: bool = False) -> None:
+    """That the directory ``path`` can be made and written in (``train --run-dir`` before it trains; a file
+    there or in its way, or an unwritable place, is one line). The directories made for the check are removed
+    unless ``keep`` (under torchrun, where every rank checks at once, keep them)."""
+    if path.exists() and not path.is_dir():
+        raise WriteError(f"{option} {path}: a file, not a directory")
+    _try_writing_in(path, f"{option} {path}", keep=keep)
 
 
 def check_steps(steps: int | None, trained: Trained) -> None:
@@ -125,8 +178,23 @@ def one_line_errors(parse: Callable[[], Any]) -> Any:
             sys.stderr.write(captured.getvalue())
             raise
         lines = [re.sub(r"^[\s│╭╮╰╯─|]+|[\s│╭╮╰╯─|]+$", "", line) for line in captured.getvalue().splitlines()]
-        lines = [line for line in lines if line and not line.startswith("For full helptext")]
+        # Without a terminal tyro draws no box, and its rules are plain dashes.
+        lines = [line for line in lines if line and not line.startswith("For full helptext")
+                 and not re.fullmatch(r"[-─=+]+", line)]
+        usage = ""
+        if "Argument helptext:" in lines:  # the option's usage and default: keep only its metavar
+            at = lines.index("Argument helptext:")
+            usage, lines = " ".join(lines[at + 1 : at + 2]), lines[:at]
         title, details = (lines[0].rstrip(".:"), " ".join(lines[1:])) if lines else ("bad arguments", "")
         message = details if details.lower().startswith(title.lower()) else f"{title}: {details}".rstrip(": ")
+        parsing = re.match(r"(?:value error: )?error parsing (\S+): (.*)$", message, flags=re.IGNORECASE)
+        if parsing:  # "Error parsing --batch-size: invalid literal for int() with base 10: 'abc'"
+            flag, reason = parsing.groups()
+            # What was given: the list tyro quotes ("from ['q']"), else the last quoted word.
+            given = re.search(r"\[('[^']*'(?:, '[^']*')*)\]", reason) or re.search(r"'([^']*)'\s*$", reason)
+            value = " ".join(re.findall(r"'([^']*)'", given.group(0))) if given else None
+            metavar = usage[len(flag):].strip() if usage.startswith(flag + " ") else ""
+            message = f"{flag}: " + (f"invalid value {value!r}" if value is not None else reason)
+            message += f" (expected {metavar})" if metavar and value is not None else ""
         print(f"gaussdiff: error: {message} (see gaussdiff --help)", file=sys.stderr)
         sys.exit(2)

@@ -22,7 +22,7 @@ from ..samplers.run import SamplerName
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import save_grid, save_strips
-from .options import check_nfe, check_steps, parse_class, parse_timesteps, read_prompts
+from .options import at_least, check_nfe, check_steps, check_writable, parse_class, parse_timesteps, read_prompts
 
 
 def check_cascade(runs: list[Trained], paths: tuple[Path, ...]) -> None:
@@ -60,6 +60,7 @@ class Sample:
     """A run directory (its newest checkpoint) or a checkpoint directory."""
     guide: Annotated[GuidanceConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=GuidanceConfig)
     n: int = 64
+    """How many samples (>= 1)."""
     label: Annotated[str | None, tyro.conf.arg(name="class")] = None
     """A class index, or 'all' for one row per class (conditional or guided sampling)."""
     prompt: tuple[str, ...] = ()
@@ -92,7 +93,9 @@ class Sample:
     ema: bool = True
     """Use the EMA weights (--no-ema: the raw weights)."""
     batch_size: int = 256
+    """Samples per network call (>= 1)."""
     device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``..."""
 
     def stage_steps(self, i: int) -> int | None:
         return None if self.steps is None else self.steps[min(i, len(self.steps) - 1)]
@@ -101,8 +104,8 @@ class Sample:
         for path in self.out:
             if path.suffix not in (".png", ".npz"):
                 raise UsageError(f"--out {path}: expected a .png or .npz file")
-        if self.n < 1:
-            raise UsageError("--n must be at least 1")
+        at_least("--n", self.n, 1)
+        at_least("--batch-size", self.batch_size, 1)
         if (self.checkpoint is None) == (not self.cascade):
             raise UsageError("give one run to sample, or --cascade BASE_RUN SR_RUN [SR_RUN ...]")
         device = resolve_device(self.device)
@@ -158,6 +161,8 @@ class Sample:
         per_sample = [p for p in row_labels for _ in range(row)] if row_labels else None
         if low_res is not None and text is not None:
             per_sample = prompts * n if len(prompts) == 1 else prompts
+        for path in self.out:  # before sampling: an unwritable --out must not cost the samples
+            check_writable(path)
         if low_res is not None:
             images, labels = generate(trained, n, self.sampler, self.stage_steps(0), self.eta, self.seed,
                                       self.batch_size, labels, self.guide, prompts=per_sample, low_res=low_res,

@@ -21,7 +21,7 @@ from ..training.checkpoint import load_checkpoint_config, resolve_checkpoint
 from ..training.loop import resolve_device
 from ..training.run import load_trained
 from ..viz import save_strips
-from .options import check_nfe, check_steps, parse_class, parse_timesteps
+from .options import at_least, check_nfe, check_steps, check_writable, parse_class, parse_timesteps
 
 
 @dataclass
@@ -36,6 +36,7 @@ class ShowForward:
     t: tuple[int, ...] = (0, 50, 100, 200, 300, 400, 500, 600, 800, 999)
     schedule: ScheduleName = "cosine"
     diffusion_steps: int = 1000
+    """Steps of the schedule (>= 1; without --run)."""
     seed: int = 0
     out: Path = Path("forward.png")
 
@@ -45,6 +46,7 @@ class ShowForward:
             diffusion = config.diffusion.build()
             data = load_configured(config.data, "train")
         else:
+            at_least("--diffusion-steps", self.diffusion_steps, 1)
             diffusion = DiffusionConfig(diffusion_steps=self.diffusion_steps, schedule=self.schedule).build()
             data = load_data(self.data)
         bad = [t for t in self.t if not 0 <= t < diffusion.num_steps]
@@ -53,6 +55,7 @@ class ShowForward:
         bad_i = [i for i in self.index if not 0 <= i < len(data)]
         if bad_i:
             raise UsageError(f"--index {bad_i[0]} is outside 0..{len(data) - 1}")
+        check_writable(self.out)
         x0 = to_model_range(data.images[list(self.index)])
         g = torch.Generator().manual_seed(self.seed)
         noise = torch.randn(x0.shape, generator=g)
@@ -71,12 +74,13 @@ class ShowTrajectory:
 
     checkpoint: tyro.conf.Positional[Path]
     n: int = 3
-    """How many samples (two rows each: x_t, then the x0 estimate)."""
+    """How many samples (>= 1; two rows each: x_t, then the x0 estimate)."""
     label: Annotated[str | None, tyro.conf.arg(name="class")] = None
     """For a class-conditional run: a class index (default: classes 0, 1, 2, ... one per sample)."""
     prompt: str | None = None
     """For a text run: the prompt of every sample (default: the run's preview prompts, one per sample)."""
     frames: int = 10
+    """How many steps of the run to show (>= 2; at most its steps)."""
     sampler: SamplerName = "ddpm"
     steps: int | None = None
     nfe: int | None = None
@@ -90,8 +94,8 @@ class ShowTrajectory:
     device: str = "auto"
 
     def __call__(self) -> None:
-        if self.frames < 2:
-            raise UsageError("--frames must be at least 2")
+        at_least("--n", self.n, 1)
+        at_least("--frames", self.frames, 2)
         device = resolve_device(self.device)
         trained = load_trained(self.checkpoint, device=device)
         check_steps(self.steps, trained)
@@ -121,6 +125,7 @@ class ShowTrajectory:
             prompts = [self.prompt] * self.n
         if text is not None:
             cond[text.key] = text.encode(prompts).to(device)
+        check_writable(self.out)  # before sampling, not after
         g = torch.Generator(device).manual_seed(self.seed)
         sample(trained.model, trained.diffusion, (self.n, *trained.sample_shape), sampler=self.sampler,
                steps=steps, nfe=nfe, spacing=spacing, timesteps=times, eta=self.eta, generator=g,

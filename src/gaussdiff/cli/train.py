@@ -19,6 +19,7 @@ from ..training.distributed import Distributed, launched_by_torchrun, restarted_
 from ..training.loop import resolve_device
 from ..training.trainer import Stopped, Trainer
 from .logger import RunLogger
+from .options import check_writable_dir
 
 # What a resumed run may change (dotted paths in RunConfig); everything else would make it another run.
 CHANGEABLE = ("train.train_steps", "train.bookkeeping.", "train.device", "train.optim.precision", "train.compile",
@@ -102,6 +103,7 @@ class Train:
             print(describe(config))
             return
         run_dir = self.run_dir or Path("runs") / f"{Path(config.data.data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        check_writable_dir(run_dir, keep=launched_by_torchrun())  # a file in the way is one line, before training
         dist = Distributed.start(resolve_device(config.train.device), config.train.dist_timeout)
         try:
             self.train(config, run_dir, dist, resume)

@@ -55,7 +55,8 @@ class DataConfig:
     """``digits``, ``fashion-mnist``, ``shapes``, a folder of images (sub-folders = classes; captions from its
     metadata.jsonl or metadata.csv) or a ``.npz``."""
     image_size: int | None = None
-    """Resolution: folders default to 32; a built-in dataset at another size is resized (area down, bicubic up)."""
+    """Resolution (1..1024): folders default to 32; a built-in dataset at another size is resized (area down, bicubic
+    up)."""
     image_channels: int | None = None
     """1 (grey) or 3 (RGB); folders default to 3."""
     data_dir: Path | None = None
@@ -87,9 +88,26 @@ class ImageData:
         """(C, H, W)."""
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
+    def check(self, source: str) -> None:
+        """Refuse data a run cannot train on and draw (``source`` names it): no images, other than 1 or 3
+        channels (the sample grids are grey or RGB), or non-square images (the U-Net samples H x H)."""
+        n, c, h, w = self.images.shape
+        if n == 0:
+            raise DataError(f"{source}: no images")
+        if c not in (1, 3):
+            raise DataError(f"{source}: images have {channel_count(c)}; expected 1 (grey) or 3 (RGB)")
+        if h != w:
+            raise DataError(f"{source}: images are {h}x{w}; gaussdiff trains on square images (crop or resize them)")
+
     def resolve(self, config: DataConfig) -> DataConfig:
-        """``config`` with the size, channels and classes of this data filled in."""
+        """``config`` with the size, channels and classes of this data filled in (after :meth:`check`)."""
+        self.check(config.data)
         return replace(config, image_channels=self.shape[0], image_size=self.shape[-1], num_classes=self.num_classes)
+
+
+def channel_count(c: int) -> str:
+    """``c`` with its noun: "1 channel", "4 channels"."""
+    return f"{c} channel" + ("" if c == 1 else "s")
 
 
 def resize_images(images: Tensor, size: int) -> Tensor:
@@ -343,6 +361,42 @@ def load_image_folder(root: Path, size: int, channels: int) -> ImageData:
     return ImageData(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels, names, captions)
 
 
+def _check_npz_images(path: Path, arr: np.ndarray) -> None:
+    """Refuse an ``arr_0`` (uint8, 4-D) a run cannot train on, with a hint for the usual mistakes: a
+    channel-first array, an alpha channel."""
+    n, h, w, c = arr.shape
+    if n == 0:
+        raise DataError(f"{path}: arr_0 holds no images (shape {list(arr.shape)})")
+    if c not in (1, 3):
+        if arr.shape[1] in (1, 3):
+            raise DataError(f"{path}: arr_0 {list(arr.shape)} looks channel-first [N, C, H, W]; save it as "
+                            "[N, H, W, C] (np.moveaxis(images, 1, -1))")
+        hint = " (RGBA? drop the alpha channel: images[..., :3])" if c == 4 else ""
+        raise DataError(f"{path}: images have {channel_count(c)}; expected 1 (grey) or 3 (RGB){hint}")
+    if h != w:
+        raise DataError(f"{path}: images are {h}x{w}; gaussdiff trains on square images (crop or resize them)")
+
+
+def _npz_labels(path: Path, labels: np.ndarray, n: int) -> np.ndarray:
+    """``arr_1`` as int64 class indices ``[n]``: 1-D, one per image, whole numbers (floats such as 3.0 are
+    taken), none negative."""
+    if labels.ndim != 1:
+        raise DataError(f"{path}: arr_1 (labels) must be 1-D [N], got shape {list(labels.shape)}")
+    if len(labels) != n:
+        raise DataError(f"{path}: {len(labels)} labels (arr_1) for {n} images")
+    if labels.dtype.kind not in "biuf":
+        raise DataError(f"{path}: arr_1 (labels) must hold class indices (integers), got {labels.dtype}")
+    if labels.dtype.kind == "f":
+        bad = ~np.isfinite(labels) | (labels != np.round(labels))
+        if bad.any():
+            raise DataError(f"{path}: arr_1 (labels) must hold whole numbers (class indices), got "
+                            f"{float(labels[bad][0]):g} at index {int(np.argmax(bad))}")
+    if len(labels) and labels.min() < 0:
+        raise DataError(f"{path}: arr_1 (labels) must be class indices >= 0, got {labels.min():g} at index "
+                        f"{int(np.argmin(labels))}")
+    return labels.astype(np.int64)
+
+
 def load_npz(path: Path, size: int | None = None) -> ImageData:
     """A ``.npz`` of uint8 ``[N, H, W, C]`` images in ``arr_0``, optional labels in ``arr_1`` and optional
     captions in ``prompts``, a string array ``[N]`` (``np.savez(path, images, prompts=np.array(texts))``)."""
@@ -359,6 +413,9 @@ def load_npz(path: Path, size: int | None = None) -> ImageData:
         raise DataError(f"{path}: cannot read .npz ({e})") from None
     if arr.dtype != np.uint8 or arr.ndim != 4:
         raise DataError(f"{path}: arr_0 must be uint8 [N, H, W, C], got {arr.dtype} {list(arr.shape)}")
+    _check_npz_images(path, arr)
+    if labels is not None:
+        labels = _npz_labels(path, labels, len(arr))
     if size is not None and arr.shape[1:3] != (size, size):
         raise DataError(f"{path}: images are {arr.shape[1]}x{arr.shape[2]}, expected {size}x{size}")
     captions = None
@@ -370,7 +427,7 @@ def load_npz(path: Path, size: int | None = None) -> ImageData:
             raise DataError(f"{path}: {len(prompts)} prompts for {len(arr)} images")
         captions = [str(p) for p in prompts]
     images = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
-    label_tensor = None if labels is None else torch.from_numpy(labels.astype(np.int64))
+    label_tensor = None if labels is None else torch.from_numpy(labels)
     names = None if label_tensor is None else [str(i) for i in range(int(label_tensor.max()) + 1)]
     return ImageData(images, label_tensor, names, captions)
 
@@ -387,6 +444,10 @@ def load_data(
     Built-in datasets have fixed sizes; ``image_size`` must match them when given. Folders are
     resized to ``image_size`` (default 32) with ``channels`` (default 3).
     """
+    if channels is not None and channels not in (1, 3):
+        raise DataError(f"--image-channels must be 1 (grey) or 3 (RGB), not {channels}")
+    if image_size is not None and not 1 <= image_size <= 1024:
+        raise DataError(f"--image-size {image_size}: expected 1..1024")
     if data == "digits":
         out = load_digits_data(split)
     elif data == "fashion-mnist":
@@ -405,12 +466,10 @@ def load_data(
         else:
             raise DataError(f"{data}: expected a folder of images or a .npz file")
     if image_size is not None and out.images.shape[-1] != image_size:
-        if not 1 <= image_size <= 1024:
-            raise DataError(f"--image-size {image_size}: expected 1..1024")
         # A built-in dataset at another size (a cascade's base model: Fashion-MNIST at 14x14).
         out = replace(out, images=resize_images(out.images, image_size))
     if channels is not None and out.images.shape[1] != channels:
-        raise DataError(f"{data} has {out.images.shape[1]} channels, not {channels}")
+        raise DataError(f"{data} has {channel_count(out.images.shape[1])}, not {channels}")
     return out
 
 

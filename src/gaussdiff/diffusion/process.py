@@ -414,11 +414,20 @@ class DiffusionConfig:
     """The process and its training objective; :meth:`build` makes the :class:`GaussianDiffusion`."""
 
     diffusion_steps: int = 1000
+    """T, the number of diffusion steps (>= 1)."""
     schedule: ScheduleName = "cosine"
+    """The beta schedule: linear (Ho et al. 2020) or cosine (Nichol & Dhariwal 2021)."""
     prediction: Prediction = "eps"
+    """What the network predicts: the noise eps, x0, or v = alpha eps - sigma x0 (Salimans & Ho 2022)."""
     variance: Variance = "fixed_small"
+    """The reverse variance: fixed_small (beta_tilde), fixed_large (beta), or learned / learned_range (Nichol &
+    Dhariwal 2021: the network's extra output channels)."""
     loss: LossType = "mse"
+    """The training loss: mse (L_simple), l1, kl (the variational bound), rescaled_kl (the bound times T), or
+    hybrid (L_simple + 0.001 L_vlb, Nichol & Dhariwal 2021)."""
     timestep_sampler: TimestepSamplerName = "uniform"
+    """How training draws t: uniform, or loss_second_moment (importance sampling by the recent L_vlb of each t,
+    Nichol & Dhariwal 2021)."""
     zero_terminal_snr: bool = False
     """Rescale the schedule so that alpha_bar at the last step is 0 (Lin et al. 2024): the model then learns to
     start from pure noise, as sampling does. Needs v prediction."""

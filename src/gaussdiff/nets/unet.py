@@ -19,6 +19,7 @@ import torch.nn.functional as F
 import tyro
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from .attention import Attention, group_norm, zero_init
 from .kernels.winograd import Conv3x3, ConvAlgorithm
 from .text import START, CaptionEncoder, TextEncoderConfig
@@ -36,17 +37,17 @@ class UNetConfig:
     out_channels: Annotated[int, tyro.conf.Suppress] = 3
     """C, or 2C when the variance is learned."""
     channels: int = 64
-    """Width of the first level."""
+    """Width of the first level (>= 1)."""
     channel_mult: tuple[int, ...] = (1, 2, 2)
-    """Width multiplier per level (each level after the first halves the resolution)."""
+    """Width multiplier per level, each >= 1 (each level after the first halves the resolution)."""
     num_res_blocks: int = 2
-    """Residual blocks per level."""
+    """Residual blocks per level on the way down (>= 0; the way up has one more, for the skip of the downsampling)."""
     attention_resolutions: tuple[int, ...] = (16,)
     """Resolutions with self-attention."""
     num_heads: int = 4
-    """Attention heads."""
+    """Attention heads (>= 1): they must divide the width of every level with attention, and the last level's."""
     dropout: float = 0.0
-    """Dropout in every residual block."""
+    """Dropout in every residual block, in [0, 1)."""
     scale_shift: bool = True
     """The timestep embedding scales and shifts the norm (ADM's AdaGN) instead of being added."""
     num_classes: Annotated[int | None, tyro.conf.Suppress] = None
@@ -61,6 +62,36 @@ class UNetConfig:
     """How the residual blocks' 3x3 convolutions compute: ``winograd`` (F(4x4, 3x3), 4x fewer multiply-adds),
     ``direct``, or ``auto``: Winograd when training on CPU in fp32, for layers of 64+ channels at 8x8 and up.
     Same weights either way."""
+
+    def attention_channels(self) -> list[int]:
+        """The widths of the levels with self-attention (:class:`DownPath`'s walk down the resolutions), and
+        the last level's (the middle block always attends), smallest first."""
+        widths, res = {self.channels * self.channel_mult[-1]}, self.image_size
+        for level, mult in enumerate(self.channel_mult):
+            if res in self.attention_resolutions:
+                widths.add(self.channels * mult)
+            if level < len(self.channel_mult) - 1:
+                res = (res + 1) // 2
+        return sorted(widths)
+
+    def check(self) -> None:
+        """Refuse a shape the network cannot be built with, as one line (before any work, not as a reshape
+        error in the first forward pass)."""
+        if self.channels < 1:
+            raise ConfigError(f"--channels must be at least 1, not {self.channels}")
+        if not self.channel_mult or min(self.channel_mult) < 1:
+            raise ConfigError(f"--channel-mult needs one multiplier >= 1 per level, not {list(self.channel_mult)}")
+        if self.num_res_blocks < 0:
+            raise ConfigError(f"--num-res-blocks must be at least 0, not {self.num_res_blocks}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"--dropout must lie in [0, 1), not {self.dropout:g}")
+        if self.num_heads < 1:
+            raise ConfigError(f"--num-heads must be at least 1, not {self.num_heads}")
+        widths = self.attention_channels()
+        if any(w % self.num_heads for w in widths):
+            raise ConfigError(f"--num-heads {self.num_heads} must divide the width of every attention layer "
+                              f"({', '.join(map(str, widths))} with --channels {self.channels} --channel-mult "
+                              f"{' '.join(map(str, self.channel_mult))})")
 
 
 def upsample_bilinear(x: Tensor, size: tuple[int, int]) -> Tensor:

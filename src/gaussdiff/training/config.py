@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -47,13 +48,19 @@ class Bookkeeping:
     """When a run logs its metrics, draws its previews and writes checkpoints (each also at the last step)."""
 
     log_every: int = 50
-    """Steps between rows of metrics.jsonl (each the mean over its steps)."""
+    """Steps between rows of metrics.jsonl (each the mean over its steps; >= 1)."""
     sample_every: int = 1000
-    """Steps between previews (samples.png, and the loss plot redrawn)."""
+    """Steps between previews (samples.png, and the loss plot redrawn; >= 1)."""
     checkpoint_every: int = 1000
-    """Steps between checkpoints."""
+    """Steps between checkpoints (>= 1)."""
     keep_checkpoints: int = 2
-    """How many of the newest checkpoints to keep (0: all)."""
+    """How many of the newest checkpoints to keep (>= 0; 0: all)."""
+
+    def check(self) -> None:
+        """Refuse an interval below one step (a ZeroDivisionError at the first step) or a negative count."""
+        for name in ("log_every", "sample_every", "checkpoint_every"):
+            at_least(name, getattr(self, name), 1)
+        at_least("keep_checkpoints", self.keep_checkpoints, 0)
 
     @staticmethod
     def due(every: int, step: int, last: int) -> bool:
@@ -66,7 +73,9 @@ class TrainConfig:
     """The optimisation and the run's bookkeeping."""
 
     train_steps: int = 2000
+    """Optimisation steps (>= 1)."""
     batch_size: int = 64
+    """Images per step (>= 1; under torchrun the global batch, shared among the processes)."""
     optim: Annotated[OptimConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=OptimConfig)
     compile: bool = False
     memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
@@ -74,14 +83,56 @@ class TrainConfig:
     seed: int = 0
     bookkeeping: Annotated[Bookkeeping, tyro.conf.OmitArgPrefixes] = field(default_factory=Bookkeeping)
     preview_sampler: SamplerName = "ddim"
+    """The sampler of the previews (samples.png)."""
     preview_steps: int = 50
+    """The previews' respaced steps: 1..--diffusion-steps."""
     device: str = "auto"
     """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``... (under torchrun each rank takes its own GPU)."""
     skip_nonfinite: int = 0
     """Steps with a NaN or inf loss or gradient to skip (not applied, counted in metrics.jsonl) before the run
-    stops; 0: stop at the first, naming the step (the last good checkpoint stays)."""
+    stops (>= 0); 0: stop at the first, naming the step (the last good checkpoint stays)."""
     dist_timeout: float = 1800.0
-    """Under torchrun: seconds a rank waits for the others before the job ends with an error naming it."""
+    """Under torchrun: seconds a rank waits for the others before the job ends with an error naming it (> 0)."""
+
+    def check(self, diffusion_steps: int) -> None:
+        """Refuse what would fail only later: no steps, an empty batch, or previews of more steps than the
+        ``diffusion_steps`` of the run's schedule (which would fail at the first preview, after training)."""
+        at_least("train_steps", self.train_steps, 1)
+        at_least("batch_size", self.batch_size, 1)
+        check_optim(self.optim)
+        self.bookkeeping.check()
+        if not 1 <= self.preview_steps <= diffusion_steps:
+            raise ConfigError(f"--preview-steps must lie in 1..{diffusion_steps} (the --diffusion-steps), "
+                              f"not {self.preview_steps}")
+        at_least("skip_nonfinite", self.skip_nonfinite, 0)
+        if not self.dist_timeout > 0 or not math.isfinite(self.dist_timeout):
+            raise ConfigError(f"--dist-timeout must be a number of seconds > 0, not {self.dist_timeout:g}")
+
+
+def option_name(field_name: str) -> str:
+    """The command-line flag of a config field: ``batch_size`` -> ``--batch-size``."""
+    return "--" + field_name.replace("_", "-")
+
+
+def at_least(field_name: str, value: int, low: int) -> None:
+    """Refuse ``value`` of the option ``field_name`` below ``low``, as one line naming the flag."""
+    if value < low:
+        raise ConfigError(f"{option_name(field_name)} must be at least {low}, not {value}")
+
+
+def check_optim(optim: OptimConfig) -> None:
+    """The ranges of :class:`~gaussdiff.training.loop.OptimConfig`: --lr > 0, --warmup >= 0, --weight-decay >= 0,
+    --grad-clip > 0 (or None), --ema-decay in [0, 1) (or None). Checked here, with the run configs that nest it,
+    so that every trainer refuses them before it builds anything."""
+    if not (optim.lr > 0 and math.isfinite(optim.lr)):
+        raise ConfigError(f"--lr must be > 0, not {optim.lr:g}")
+    at_least("warmup", optim.warmup, 0)
+    if not optim.weight_decay >= 0:
+        raise ConfigError(f"--weight-decay must be >= 0, not {optim.weight_decay:g}")
+    if optim.grad_clip is not None and not optim.grad_clip > 0:
+        raise ConfigError(f"--grad-clip must be > 0 (None: no clipping), not {optim.grad_clip:g}")
+    if optim.ema_decay is not None and not 0 <= optim.ema_decay < 1:
+        raise ConfigError(f"--ema-decay must lie in [0, 1) (None: no EMA), not {optim.ema_decay:g}")
 
 
 def _main_job_unet() -> UNetConfig:
@@ -110,7 +161,12 @@ class RunConfig:
     def resolve(self, data: ImageData, latent: tuple[int, int, str] | None = None) -> RunConfig:
         """This config with what ``data`` decides filled in: its size, channels and classes, and the
         U-Net's input, output (2C when the variance is learned) and label embedding. For a latent run,
-        ``latent`` = (channels, size, sha256) of the autoencoder's latents: the U-Net's input is those."""
+        ``latent`` = (channels, size, sha256) of the autoencoder's latents: the U-Net's input is those.
+
+        Every option's range is checked here, so that a trainer (which resolves its config before it builds
+        anything) refuses a bad one at once, not in the middle or at the end of the run."""
+        at_least("diffusion_steps", self.diffusion.diffusion_steps, 1)
+        self.train.check(self.diffusion.diffusion_steps)
         d = data.resolve(self.data)
         conditioning, text = self.conditioning, self.model.text
         if conditioning.text:
@@ -141,6 +197,7 @@ class RunConfig:
                         num_classes=d.num_classes if conditioning.class_conditional else None, text=text,
                         context_dim=text.text_width if conditioning.text else self.model.context_dim,
                         low_res_channels=d.image_channels if self.super_res.super_res is not None else 0)
+        model.check()
         return replace(resolved, data=d, model=model)
 
 
@@ -163,6 +220,10 @@ class ClassifierTrainConfig:
 
     def resolve(self, data: ImageData) -> ClassifierTrainConfig:
         """The network's input and classes from ``data``; attention only below the input resolution."""
+        at_least("classifier_steps", self.classifier_steps, 1)
+        at_least("batch_size", self.batch_size, 1)
+        at_least("diffusion_steps", self.diffusion.diffusion_steps, 1)
+        check_optim(self.optim)
         if data.num_classes is None:
             raise DataError(f"{self.data.data}: classifier guidance needs a labelled dataset")
         size, c = data.shape[-1], data.shape[0]
@@ -200,6 +261,10 @@ class AutoencoderTrainConfig:
 
     def resolve(self, data: ImageData) -> AutoencoderTrainConfig:
         """The networks' input from ``data``; the factor must divide the image size."""
+        at_least("train_steps", self.train_steps, 0)  # 0: only the latent scale, measured on the data
+        at_least("batch_size", self.batch_size, 1)
+        check_optim(self.optim)
+        self.bookkeeping.check()
         size, c = data.shape[-1], data.shape[0]
         if size % self.autoencoder.factor:
             raise ConfigError(f"--factor {self.autoencoder.factor} does not divide the {size}x{size} images of "

@@ -28,26 +28,36 @@ class OptimConfig:
     """AdamW and what surrounds it."""
 
     lr: float = 2e-3
+    """Peak learning rate (> 0)."""
     warmup: int = 200
-    """Steps of linear warm-up (constant and cosine schedules)."""
+    """Steps of linear warm-up (constant and cosine schedules; >= 0)."""
     lr_schedule: LrSchedule = "cosine"
     """After warm-up: constant, or cosine decay to zero at the last step; ``one_cycle`` is torch's OneCycleLR
     (its own warm-up over 30% of the steps)."""
     weight_decay: float = 0.0
+    """AdamW's decoupled weight decay (>= 0)."""
     grad_clip: float | None = 1.0
-    """Clip the gradient's global norm (None: no clipping)."""
+    """Clip the gradient's global norm to this (> 0; None: no clipping)."""
     ema_decay: float | None = 0.999
-    """Keep an EMA of the weights with this decay (None: no EMA)."""
+    """Keep an EMA of the weights with this decay, in [0, 1) (None: no EMA)."""
     precision: Precision = "fp32"
     """Mixed precision: bf16 autocast on CUDA or CPU (faster on CPUs with AVX-512 BF16 or AMX), or fp16
     with a gradient scaler (CUDA only)."""
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``...; a CUDA device without CUDA is an error."""
+    """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``...; a name torch does not know, or a CUDA
+    device without CUDA, is a :class:`ConfigError` (torch's own is a many-line RuntimeError)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device: torch.device | None = torch.device(name)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):  # torch knows others ("meta") that cannot train
+        raise ConfigError(f"--device {name!r}: not a device (auto, cpu, cuda, cuda:N, mps)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {name!r} asked for, but MPS is not available")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} asked for, but CUDA is not available")
     return device

@@ -1,0 +1,213 @@
+"""Every bad input is one line on stderr and exit 2, and it comes before the work it would spoil: a bad option
+trains nothing (no run directory), and an unwritable output costs no sampling."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import TINY_FLAGS, expect_error
+from gaussdiff.cli import main
+from gaussdiff.data import load_data
+from gaussdiff.errors import DataError, WriteError
+from gaussdiff.viz import plot_loss, read_metrics
+
+PROC = Path("/proc")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A run of one step (its preview drawn), to sample, show and measure."""
+    run_dir = tmp_path_factory.mktemp("bad-inputs") / "run"
+    main(["train", "--run-dir", str(run_dir), "--train-steps", "1", "--sample-every", "1", *TINY_FLAGS])
+    return run_dir
+
+
+@pytest.fixture
+def no_sampling(monkeypatch):
+    """Sampling, showing a trajectory or measuring the bound fails the test: the error must come first."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the work ran before the bad input was refused")
+
+    for target in ("gaussdiff.cli.sample.generate", "gaussdiff.cli.sample.generate_cascade",
+                   "gaussdiff.cli.show.sample", "gaussdiff.cli.eval.evaluate_bpd", "gaussdiff.cli.eval.generate"):
+        monkeypatch.setattr(target, refuse)
+
+
+# -- train: each option out of its range, refused before anything is trained ------------------------------
+
+TRAIN_CASES = [
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--batch-size", "-1"], "--batch-size must be at least 1"),
+    (["--log-every", "0"], "--log-every must be at least 1"),
+    (["--checkpoint-every", "0"], "--checkpoint-every must be at least 1"),
+    (["--sample-every", "0"], "--sample-every must be at least 1"),
+    (["--diffusion-steps", "0"], "--diffusion-steps must be at least 1"),
+    (["--channels", "0"], "--channels must be at least 1"),
+    (["--channels", "32", "--num-heads", "3"], "--num-heads 3 must divide"),
+    (["--num-heads", "0"], "--num-heads must be at least 1"),
+    (["--dropout", "1.5"], "--dropout must lie in [0, 1)"),
+    (["--preview-steps", "5000", "--diffusion-steps", "20"], "--preview-steps must lie in 1..20"),
+    (["--device", "banana"], "--device 'banana': not a device"),
+    (["--train-steps", "0"], "--train-steps must be at least 1"),
+    (["--train-steps", "-5"], "--train-steps must be at least 1"),
+    (["--keep-checkpoints", "-1"], "--keep-checkpoints must be at least 0"),
+    (["--lr", "0"], "--lr must be > 0"),
+    (["--lr", "-0.1"], "--lr must be > 0"),
+    (["--warmup", "-1"], "--warmup must be at least 0"),
+    (["--grad-clip", "0"], "--grad-clip must be > 0"),
+    (["--ema-decay", "1"], "--ema-decay must lie in [0, 1)"),
+    (["--ema-decay", "-0.5"], "--ema-decay must lie in [0, 1)"),
+    (["--skip-nonfinite", "-1"], "--skip-nonfinite must be at least 0"),
+    (["--dist-timeout", "0"], "--dist-timeout must be a number of seconds > 0"),
+    (["--image-channels", "3"], "digits has 1 channel, not 3"),
+    (["--batch-size", "abc"], "--batch-size: invalid value 'abc' (expected INT)"),
+]
+
+
+@pytest.mark.parametrize("flags, match", TRAIN_CASES, ids=[" ".join(f) for f, _ in TRAIN_CASES])
+def test_a_bad_training_option_trains_nothing(flags, match, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    err = expect_error(capsys, "train", "--run-dir", run_dir, *TINY_FLAGS, *flags, match=match)
+    assert "helptext" not in err and "Traceback" not in err
+    assert not run_dir.exists()  # no config.json, no checkpoints: nothing was trained
+
+
+def test_the_help_states_the_ranges(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for text in ("1..--diffusion-steps", "(>= 0; 0: all)", "in [0, 1)"):
+        assert text in out, text
+
+
+# -- data that a run cannot train on or draw ---------------------------------------------------------------
+
+
+def npz(tmp_path: Path, images: np.ndarray, labels: np.ndarray | None = None) -> Path:
+    path = tmp_path / "data.npz"
+    np.savez(path, images, *([] if labels is None else [labels]))
+    return path
+
+
+def grey(n: int = 16, h: int = 8, w: int = 8, c: int = 1) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (n, h, w, c), dtype=np.uint8)
+
+
+DATA_CASES = {
+    "2 channels": (grey(c=2), None, "images have 2 channels; expected 1 (grey) or 3 (RGB)"),
+    "RGBA": (grey(c=4), None, "drop the alpha channel"),
+    "5 channels": (grey(c=5), None, "images have 5 channels"),
+    "channel-first": (grey(32, 3, 8, 8), None, "looks channel-first [N, C, H, W]"),
+    "no images": (grey(0), None, "arr_0 holds no images"),
+    "not square": (grey(h=8, w=6), None, "images are 8x6; gaussdiff trains on square images"),
+    "2-D labels": (grey(), np.zeros((16, 2), np.int64), "arr_1 (labels) must be 1-D"),
+    "too few labels": (grey(), np.zeros(15, np.int64), "15 labels (arr_1) for 16 images"),
+    "fractional labels": (grey(), np.full(16, 0.5), "must hold whole numbers"),
+    "NaN labels": (grey(), np.full(16, np.nan), "must hold whole numbers"),
+    "negative labels": (grey(), np.arange(16) - 1, "must be class indices >= 0, got -1"),
+    "string labels": (grey(), np.array(["a"] * 16), "must hold class indices (integers)"),
+}
+
+
+@pytest.mark.parametrize("case", list(DATA_CASES))
+def test_bad_npz_data_trains_nothing(case, tmp_path, capsys):
+    images, labels, match = DATA_CASES[case]
+    data = npz(tmp_path, images, labels)
+    expect_error(capsys, "train", "--data", data, "--run-dir", tmp_path / "run", *TINY_FLAGS, match=match)
+    assert not (tmp_path / "run").exists()
+
+
+def test_whole_float_labels_are_class_indices(tmp_path):
+    data = load_data(str(npz(tmp_path, grey(), np.arange(16) % 4 * 1.0)))
+    assert data.labels.dtype.is_floating_point is False and data.labels.tolist() == [i % 4 for i in range(16)]
+    assert data.num_classes == 4
+
+
+def test_a_folder_takes_only_grey_or_rgb(image_folder, tmp_path, capsys):
+    expect_error(capsys, "train", "--data", image_folder, "--image-channels", "2", "--run-dir", tmp_path / "run",
+                 *TINY_FLAGS, match="--image-channels must be 1 (grey) or 3 (RGB), not 2")
+    with pytest.raises(DataError, match="--image-size 0: expected 1..1024"):
+        load_data(str(image_folder), image_size=0)
+
+
+# -- sample, show, eval: bad options and unwritable outputs, before any sampling ---------------------------
+
+
+def sample_cases(tmp_path: Path, run: Path) -> list[tuple[list, str]]:
+    a_file = run / "config.json"
+    cases = [
+        (["sample", run, "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["sample", run, "--batch-size", "-1"], "--batch-size must be at least 1"),
+        (["sample", run, "--n", "0"], "--n must be at least 1"),
+        (["sample", run, "--device", "banana"], "not a device"),
+        (["sample", run, "--steps", "5", "--out", a_file / "x.png"], f"{a_file} is a file, not a directory"),
+        (["sample", run, "--steps", "5", "--out", tmp_path / "s.png", a_file / "deeper" / "x.npz"],
+         "is a file, not a directory"),
+        (["sample", run, "--steps", "5", "--out", tmp_path], "expected a .png or .npz file"),
+        (["show", "trajectory", run, "--n", "0"], "--n must be at least 1"),
+        (["show", "trajectory", run, "--n", "-1"], "--n must be at least 1"),
+        (["show", "trajectory", run, "--steps", "5", "--out", a_file / "t.png"], "is a file, not a directory"),
+        (["show", "forward", "--run", run, "--t", "0", "10", "--out", a_file / "f.png"], "is a file, not a directory"),
+        (["show", "forward", "--diffusion-steps", "0"], "--diffusion-steps must be at least 1"),
+        (["eval", run, "--bpd", "--n", "0"], "--n must be at least 1"),
+        (["eval", run, "--bpd", "--n", "-3"], "--n must be at least 1"),
+        (["eval", run, "--bpd", "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["eval", run, "--bpd", "--n", "4", "--steps", "5", "--out-dir", a_file / "e"], "is a file, not a directory"),
+        (["sample", run, "--batch-size", "abc"], "--batch-size: invalid value 'abc' (expected INT)"),
+    ]
+    if PROC.is_dir():  # a place no one can write in, root included
+        cases += [(["sample", run, "--steps", "5", "--out", PROC / "gaussdiff-test" / "x.png"], "cannot write in"),
+                  (["show", "trajectory", run, "--steps", "5", "--out", PROC / "t.png"], "cannot write in")]
+    return cases
+
+
+def test_bad_sampling_and_measuring_inputs_fail_before_the_work(run, tmp_path, capsys, no_sampling):
+    for args, match in sample_cases(tmp_path, run):
+        err = expect_error(capsys, *args, match=match)
+        assert "helptext" not in err
+    assert not (tmp_path / "s.png").exists()  # not even the writable one of two --out files was written
+    assert not (run / "eval").exists()
+
+
+def test_the_writability_checks_leave_nothing_behind(tmp_path):
+    from gaussdiff.cli.options import check_writable, check_writable_dir
+
+    check_writable(tmp_path / "a" / "b" / "x.png")
+    assert list(tmp_path.iterdir()) == []  # the directories made for the check are gone again
+    check_writable_dir(tmp_path / "run", keep=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["run"] and list((tmp_path / "run").iterdir()) == []
+    (tmp_path / "file").write_text("")
+    with pytest.raises(WriteError, match="--run-dir .*file: a file, not a directory"):
+        check_writable_dir(tmp_path / "file")
+    with pytest.raises(WriteError, match="is a file, not a directory"):
+        check_writable_dir(tmp_path / "file" / "run")
+    with pytest.raises(WriteError, match="a directory, not a file"):
+        check_writable(tmp_path / "run")
+
+
+def test_a_run_dir_in_a_file_is_one_line_before_training(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    expect_error(capsys, "train", "--run-dir", tmp_path / "file" / "run", *TINY_FLAGS, match="is a file, not a directory")
+    expect_error(capsys, "train", "--run-dir", tmp_path / "file", *TINY_FLAGS, match="a file, not a directory")
+
+
+# -- metrics.jsonl cut short by a kill ---------------------------------------------------------------------
+
+
+def test_a_truncated_last_row_of_metrics_is_skipped(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 1.0, "grad_norm": null}\n{"step": 2, "loss": 0.5}\n{"step": 3, "lo')
+    assert [r["step"] for r in read_metrics(path)] == [1, 2]
+    assert plot_loss(path, tmp_path / "loss.png") is not None
+    path.write_text('{"step": 1, "loss": 1.0}\n{"step": 2, "lo\n{"step": 3, "loss": 0.5}\n')
+    with pytest.raises(DataError, match=r"metrics.jsonl:2: not valid JSON"):
+        read_metrics(path)
+
+
+def test_the_loss_plot_leaves_out_rows_without_a_finite_loss(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(f'{{"step": {s}, "loss": {v}, "loss_by_t": [1.0, {v}]}}\n'
+                            for s, v in ((1, "1.0"), (2, "null"), (3, "0.5"), (4, "0.4"), (5, "null"), (6, "0.3"))))
+    assert plot_loss(path, tmp_path / "loss.png").exists()

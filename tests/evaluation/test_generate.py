@@ -1,9 +1,16 @@
 """Sampling a run: guidance wraps the network as asked, and leaves a learned variance to the conditional branch."""
 
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
 import torch
 
 from gaussdiff.conditioning import GuidanceConfig
-from gaussdiff.evaluation.generate import guided_model
+from gaussdiff.errors import ConfigError
+from gaussdiff.evaluation.generate import generate, guided_model
 
 
 def test_classifier_free_guidance_guides_the_mean_and_keeps_the_conditional_variance(conditional_trained):
@@ -18,3 +25,55 @@ def test_classifier_free_guidance_guides_the_mean_and_keeps_the_conditional_vari
     torch.testing.assert_close(out[:, 1:], cond[:, 1:], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out[:, :1], 3 * cond[:, :1] - 2 * null[:, :1], rtol=1e-5, atol=1e-5)
     assert not torch.allclose(cond[:, 1:], null[:, 1:])  # the branches differ, so keeping one is a choice
+
+
+# -- sample i is the same in any batch, on any rank; interrupted sampling resumes ---------------------------
+
+
+def test_a_sample_is_the_same_in_any_batch_size(conditional_trained):
+    """Sample i's noise comes from a generator seeded by (seed, i): batches of 3 (a last one of 1) and one of 10
+    give the same samples (the network's float32 rounding may differ with the batch by a uint8 level)."""
+    a, la = generate(conditional_trained, 10, "ddpm", 4, batch_size=3, progress=False)
+    b, lb = generate(conditional_trained, 10, "ddpm", 4, batch_size=10, progress=False)
+    assert torch.equal(la, lb) and (a.int() - b.int()).abs().max() <= 1
+    c, _ = generate(conditional_trained, 10, "ddpm", 4, seed=1, batch_size=10, progress=False)
+    assert (a.int() - c.int()).abs().max() > 10  # and the seed matters
+
+
+def test_interrupted_sampling_draws_only_the_missing_chunks(conditional_trained, tmp_path, monkeypatch):
+    module = sys.modules["gaussdiff.evaluation.generate"]
+
+    full, _ = generate(conditional_trained, 7, "ddim", 3, batch_size=2, progress=False)
+    real, calls = module.sample, []
+
+    def killed_at_the_third_chunk(*args, **kwargs):
+        calls.append(args[2][0])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "sample", killed_at_the_third_chunk)
+    parts = tmp_path / "s.npz.parts"
+    with pytest.raises(KeyboardInterrupt):
+        generate(conditional_trained, 7, "ddim", 3, batch_size=2, progress=False, parts=parts)
+    assert sorted(p.name for p in parts.glob("chunk-*")) == ["chunk-000000.npz", "chunk-000001.npz"]
+    calls.clear()
+    monkeypatch.setattr(module, "sample", lambda *a, **k: calls.append(a[2][0]) or real(*a, **k))
+    resumed, _ = generate(conditional_trained, 7, "ddim", 3, batch_size=2, progress=False, parts=parts)
+    assert calls == [2, 1] and torch.equal(resumed, full)  # chunks 2 and 3 only (3 holds the 7th sample)
+    with pytest.raises(ConfigError, match="drawn with other settings"):
+        generate(conditional_trained, 7, "ddim", 3, seed=5, batch_size=2, progress=False, parts=parts)
+
+
+def test_torchrun_shards_sampling_and_equals_one_process_bit_for_bit(tmp_path):
+    run = Path(__file__).resolve().parents[1] / "fixtures" / "run-v0.1"
+    flags = [str(run), "--num-samples", "7", "--batch-size", "2", "--steps", "4", "--sampler", "ddpm", "--device", "cpu"]
+    subprocess.run([sys.executable, "-m", "gaussdiff", "sample", *flags, "--out", str(tmp_path / "one.npz")],
+                   check=True, capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "gaussdiff", "sample", *flags, "--out", str(tmp_path / "two.npz")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
+    assert np.array_equal(one["arr_0"], two["arr_0"]) and np.array_equal(one["arr_1"], two["arr_1"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.npz", "two.npz"]  # the parts are gone

@@ -185,3 +185,20 @@ def test_sampler_handles_image_shaped_tensors_and_learned_variance():
     # 12 000 independent N(0, 0.25) values: 5 standard errors of the std, 0.5 / sqrt(2 n), and of the mean, 0.5 / sqrt(n).
     n = x.numel()
     assert abs(x.std().item() - 0.5) < 5 * 0.5 / math.sqrt(2 * n) and abs(x.mean().item()) < 5 * 0.5 / math.sqrt(n)
+
+
+def test_one_generator_per_sample_makes_each_sample_depend_on_its_own_only():
+    """With a list of generators (one per row, as diffusers' pipelines take them), row i's starting noise and
+    every step's noise come from generator i alone: a sample drawn in a batch equals the one drawn by itself."""
+    diffusion = GaussianDiffusion(NoiseSchedule.linear(20), prediction="eps")
+    model = lambda x, t: 0.1 * x  # noqa: E731  any deterministic network
+    gens = lambda seeds: [torch.Generator().manual_seed(s) for s in seeds]  # noqa: E731
+    for sampler, eta in (("ddpm", None), ("euler-a", None), ("dpm++2m-sde", None), ("ddim", 1.0)):
+        both = sample(model, diffusion, (2, 3), sampler, steps=5, eta=eta, generator=gens([7, 8]), progress=False,
+                      dtype=torch.float64)
+        alone = sample(model, diffusion, (1, 3), sampler, steps=5, eta=eta, generator=gens([8]), progress=False,
+                       dtype=torch.float64)
+        torch.testing.assert_close(both[1:], alone, rtol=0, atol=1e-12, msg=sampler)
+        assert not torch.allclose(both[0], both[1])
+    with pytest.raises(ValueError, match="3 generators for a batch of 2"):
+        sample(model, diffusion, (2, 3), "ddpm", steps=5, generator=gens([1, 2, 3]), progress=False)

@@ -1,5 +1,8 @@
 """Runs saved by gaussdiff 0.1 still load, sample and measure: a small run and classifier saved by that
-version (tests/fixtures/*-v0.1, weights and config.json only) against the samples it drew then.
+version (tests/fixtures/*-v0.1, weights and config.json only) against the samples they give.
+
+The reference samples were drawn again when each sample got its own seeded noise (so that sharded
+sampling equals one process); the weights and configs are still 0.1's own files.
 
 0.1 kept the U-Net's knobs with the labels in ``model``, the optimiser flat in ``train`` and the
 classifier's knobs flat beside ``network``; :func:`gaussdiff.training.config.upgrade` converts them.

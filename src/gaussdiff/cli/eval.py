@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -21,6 +22,7 @@ from ..evaluation.generate import generate, generate_cascade, super_res_conditio
 from ..evaluation.super_res import evaluate_super_resolution
 from ..evaluation.quality import QualityReport, attribute_ceiling, evaluate_quality
 from ..samplers.run import SamplerName
+from ..training.distributed import Distributed, launched_by_torchrun
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import plot_bpd
@@ -45,8 +47,8 @@ class Eval:
     """The real data (default: the run's); --bpd and --ode use its held-out split."""
     samples: Path | None = None
     """A .npz of uint8 [N, H, W, C] samples (arr_0; labels in arr_1) to score instead of sampling."""
-    n: int | None = None
-    """Images for --bpd/--ode (>= 1; None: 1000, at most the split) or samples for --fid (>= 1; None: 10000,
+    n: Annotated[int | None, tyro.conf.arg(aliases=("--num-samples",))] = None
+    """(--num-samples under torchrun, which takes --n for its own --nnodes.) Images for --bpd/--ode (>= 1; None: 1000, at most the split) or samples for --fid (>= 1; None: 10000,
     1000 for Inception on CPU) or of --samples (None: all)."""
     steps: int | None = None
     """--bpd on a respaced schedule; for --fid the sampler's steps (default 50)."""
@@ -80,10 +82,22 @@ class Eval:
     def __call__(self) -> None:
         at_least("--n", self.n, 1, " (or None: the default)")
         at_least("--batch-size", self.batch_size, 1)
+        dist = Distributed()
+        if launched_by_torchrun():
+            if not self.fid or self.bpd or self.ode or self.samples is not None:
+                raise UsageError("under torchrun, eval shares the sampling of --fid among the processes; measure "
+                                 "--bpd, --ode and --samples in one process")
+            dist = Distributed.start(resolve_device(self.device))
+        try:
+            self.measure(dist)
+        finally:
+            dist.close()
+
+    def measure(self, dist: Distributed) -> None:
         if self.cascade:
             if self.checkpoint is not None or not self.fid:
                 raise UsageError("--cascade BASE SR ... goes with --fid and no other run")
-            self.measure_cascade(resolve_device(self.device))
+            self.measure_cascade(dist.device_for(resolve_device(self.device)), dist)
             return
         if self.super_res_test:
             if self.checkpoint is None:
@@ -98,7 +112,7 @@ class Eval:
             raise UsageError("say what to measure: --bpd, --ode, --fid, --super-res-test, or --samples FILE.npz --data DATA")
         if self.checkpoint is None and (self.bpd or self.ode or (self.fid and self.samples is None)):
             raise UsageError("--bpd, --ode and --fid need a run (or --samples with --data)")
-        device = resolve_device(self.device)
+        device = dist.device_for(resolve_device(self.device))
         trained = load_trained(self.checkpoint, device=device) if self.checkpoint is not None else None
         data_name = self.data or (trained.config.data.data if trained else None)
         if data_name is None:
@@ -112,8 +126,9 @@ class Eval:
         if self.bpd or self.ode:
             lines += self.likelihood(trained, data_config, figures)
         if self.fid or self.samples is not None:
-            lines += self.quality(trained, data_config, device, figures)
-        print(json.dumps(figures) if self.json else "\n".join(lines))
+            lines += self.quality(trained, data_config, device, figures, dist)
+        if dist.is_main:
+            print(json.dumps(figures) if self.json else "\n".join(lines))
 
     def likelihood(self, trained: Trained, data_config: DataConfig, figures: dict[str, object]) -> list[str]:
         """--bpd and --ode on the held-out split; a conditional model given each image's own conditions."""
@@ -158,8 +173,9 @@ class Eval:
         return lines
 
     def quality(self, trained: Trained | None, data_config: DataConfig, device: torch.device,
-                figures: dict[str, object]) -> list[str]:
-        """--fid on fresh samples, or --samples FILE.npz, against the training split."""
+                figures: dict[str, object], dist: Distributed) -> list[str]:
+        """--fid on fresh samples (shared among the ranks under torchrun, measured by rank 0), or --samples
+        FILE.npz, against the training split."""
         reference = load_configured(data_config, "train")
         labels, attributes = None, None
         if self.samples is not None:
@@ -177,7 +193,7 @@ class Eval:
             n = self.n
             if n is None:
                 n = 1000 if self.features == "inception" and device.type == "cpu" else 10000
-                if n == 1000:
+                if n == 1000 and dist.is_main:
                     print("gaussdiff: Inception on CPU is slow: 1000 samples by default (pass --n)", file=sys.stderr)
             steps = self.steps if self.steps is not None else 50
             check_nfe(self.nfe, self.sampler, trained)
@@ -196,11 +212,16 @@ class Eval:
                 # Balanced classes, so that the classifier's accuracy speaks for every class.
                 labels = torch.arange(n) % trained.config.data.num_classes
             scored = labels
+            parts = self.parts_dir(self.checkpoint)
             images, labels = generate(trained, n, self.sampler, steps, self.eta, self.seed, self.batch_size,
                                       labels if takes_labels(trained, self.guide) else None, self.guide,
                                       progress=not self.json, prompts=prompts,
-                                      nfe=None if times is not None else self.nfe, spacing=spacing, timesteps=times)
+                                      nfe=None if times is not None else self.nfe, spacing=spacing, timesteps=times,
+                                      dist=dist, parts=parts)
             labels = scored if labels is None else labels
+            if not dist.is_main:
+                return []
+            shutil.rmtree(parts, ignore_errors=True)
         limit = len(images) if self.features == "inception" else None
         q = evaluate_quality(images, data_config.data, reference, self.features, labels, reference_limit=limit,
                              device=str(device), attributes=attributes)
@@ -236,7 +257,13 @@ class Eval:
         budget = f"{self.nfe} NFE" if self.nfe is not None else f"{self.steps or 50} steps"
         return f"{self.sampler}, {budget}, {label}"
 
-    def measure_cascade(self, device: torch.device) -> None:
+    def parts_dir(self, run: Path) -> Path:
+        """Where the samples of --fid are kept chunk by chunk until measured, so that an interrupted eval resumes."""
+        out_dir = self.out_dir or run / "eval"
+        check_writable_dir(out_dir, "--out-dir")
+        return out_dir / "fid-samples.parts"
+
+    def measure_cascade(self, device: torch.device, dist: Distributed) -> None:
         """--cascade BASE SR ... --fid: the final samples against the last stage's training data."""
         runs = [load_trained(p, device=device) for p in self.cascade]
         check_cascade(runs, self.cascade)
@@ -255,9 +282,13 @@ class Eval:
         if takes_labels(runs[0], self.guide):
             labels = torch.arange(n) % runs[0].config.data.num_classes  # balanced classes
         steps = (self.steps if self.steps is not None else 50,)
+        parts = self.parts_dir(self.cascade[0])
         outputs, labels = generate_cascade(runs, n, self.sampler, steps, self.eta, self.seed, self.batch_size, labels,
                                            self.guide, progress=not self.json, cond_aug_level=self.cond_aug_level,
-                                           nfe=self.nfe, spacing=spacing)
+                                           nfe=self.nfe, spacing=spacing, dist=dist, parts=parts)
+        if not dist.is_main:
+            return
+        shutil.rmtree(parts, ignore_errors=True)
         limit = n if self.features == "inception" else None
         q = evaluate_quality(outputs[-1], data_config.data, reference, self.features, labels, reference_limit=limit,
                              device=str(device))

@@ -5,6 +5,7 @@ low-resolution images."""
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +20,8 @@ from ..errors import UsageError
 from ..data.datasets import load_data, to_model_range
 from ..evaluation.generate import generate, generate_cascade, super_res_condition, takes_labels, text_condition
 from ..samplers.run import SamplerName
+from ..training.distributed import Distributed, launched_by_torchrun
+from ..training.files import atomic_write
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import save_grid, save_strips
@@ -50,6 +53,11 @@ def check_cascade(runs: list[Trained], paths: tuple[Path, ...]) -> None:
                              f"{before.config.data.num_classes}")
 
 
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would append .npz to a temporary's name
+        np.savez(f, **arrays)
+
+
 @dataclass
 class Sample:
     """Draw samples from a trained run: a PNG grid and/or a .npz (uint8 [N, H, W, C] in arr_0, labels in arr_1,
@@ -59,8 +67,8 @@ class Sample:
     checkpoint: tyro.conf.Positional[Path | None] = None
     """A run directory (its newest checkpoint) or a checkpoint directory."""
     guide: Annotated[GuidanceConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=GuidanceConfig)
-    n: int = 64
-    """How many samples (>= 1)."""
+    n: Annotated[int, tyro.conf.arg(aliases=("--num-samples",))] = 64
+    """How many samples (>= 1). Under torchrun write --num-samples: torchrun takes --n for its own --nnodes."""
     label: Annotated[str | None, tyro.conf.arg(name="class")] = None
     """A class index, or 'all' for one row per class (conditional or guided sampling)."""
     prompt: tuple[str, ...] = ()
@@ -101,6 +109,15 @@ class Sample:
         return None if self.steps is None else self.steps[min(i, len(self.steps) - 1)]
 
     def __call__(self) -> None:
+        # Under torchrun the ranks share the chunks of --batch-size and rank 0 writes the result, equal to one
+        # process's (README, "Running on many GPUs").
+        dist = Distributed.start(resolve_device(self.device)) if launched_by_torchrun() else Distributed()
+        try:
+            self.draw(dist)
+        finally:
+            dist.close()
+
+    def draw(self, dist: Distributed) -> None:
         for path in self.out:
             if path.suffix not in (".png", ".npz"):
                 raise UsageError(f"--out {path}: expected a .png or .npz file")
@@ -108,7 +125,7 @@ class Sample:
         at_least("--batch-size", self.batch_size, 1)
         if (self.checkpoint is None) == (not self.cascade):
             raise UsageError("give one run to sample, or --cascade BASE_RUN SR_RUN [SR_RUN ...]")
-        device = resolve_device(self.device)
+        device = dist.device_for(resolve_device(self.device))
         paths = self.cascade or (self.checkpoint,)
         runs = [load_trained(p, ema=self.ema, device=device) for p in paths]
         if self.cascade:
@@ -163,16 +180,23 @@ class Sample:
             per_sample = prompts * n if len(prompts) == 1 else prompts
         for path in self.out:  # before sampling: an unwritable --out must not cost the samples
             check_writable(path)
+        # More than one batch: each finished chunk is kept beside the output until it is written, so that an
+        # interrupted run (a kill, a preempted job) draws only the chunks still missing when run again.
+        parts = self.out[0].with_name(self.out[0].name + ".parts") if n > self.batch_size or dist.active else None
         if low_res is not None:
             images, labels = generate(trained, n, self.sampler, self.stage_steps(0), self.eta, self.seed,
                                       self.batch_size, labels, self.guide, prompts=per_sample, low_res=low_res,
-                                      cond_aug_level=self.cond_aug_level, timesteps=times, **steps)
+                                      cond_aug_level=self.cond_aug_level, timesteps=times, dist=dist, parts=parts,
+                                      **steps)
             outputs = [images]
         else:
             outputs, labels = generate_cascade(runs, n, self.sampler, self.steps or (None,), self.eta, self.seed,
                                                self.batch_size, labels, self.guide, prompts=per_sample,
-                                               cond_aug_level=self.cond_aug_level, timesteps=times, **steps)
+                                               cond_aug_level=self.cond_aug_level, timesteps=times, dist=dist,
+                                               parts=parts, **steps)
             images = outputs[-1]
+        if not dist.is_main:
+            return
         for path in self.out:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.suffix == ".png":
@@ -185,8 +209,10 @@ class Sample:
                     arrays["arr_1"] = labels.numpy()
                 if per_sample is not None:
                     arrays["prompts"] = np.array(per_sample)
-                np.savez(path, **arrays)
+                atomic_write(path, lambda tmp: save_npz(tmp, arrays))
             print(f"wrote {path}")
+        if parts is not None:
+            shutil.rmtree(parts, ignore_errors=True)
 
     @staticmethod
     def save_stages(outputs: list[torch.Tensor], path: Path) -> None:

@@ -1,10 +1,21 @@
 """Samples from a trained run as images: the model wrapped for the guidance asked for, batch by batch,
-conditioned on class labels and/or text prompts."""
+conditioned on class labels and/or text prompts.
+
+Sample i's noise comes from its own generator, seeded by (seed, i), and batches are fixed chunks of
+the index range, so sample i is the same whatever the batching around it is run on: under torchrun
+the ranks take chunk k when k = rank (mod N) and gather the result, equal bit for bit to one process
+on CPU. With a ``parts`` directory every finished chunk is written there, and an interrupted run
+(a kill, a preempted job) computes only the chunks that are missing.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -18,7 +29,74 @@ from ..errors import ConfigError
 from ..diffusion.schedule import Spacing
 from ..samplers.run import SamplerName, plan, sample
 from ..training.classifier import load_noisy_classifier
+from ..training.distributed import Distributed, fingerprint
+from ..training.files import atomic_write
 from ..training.run import Trained
+
+
+def sample_seed(seed: int, i: int, stream: int = 0) -> int:
+    """The seed of sample i's noise (stream 0), or of chunk i's condition augmentation (stream 1).
+
+    torch's CPU generator (mt19937) reads only the low 32 bits of a seed, so (seed, stream) picks a
+    pseudo-random 32-bit offset (a splitmix64 hash) and sample i takes offset + i: distinct for every i of
+    one seed, and two seeds' ranges of n samples overlap with probability about 2n / 2^32.
+    """
+    mask = (1 << 64) - 1
+    x = (seed * 0x9E3779B97F4A7C15 + (stream + 1) * 0xD1B54A32D192ED03) & mask
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & mask
+    return ((x ^ (x >> 31)) + i) & 0xFFFFFFFF
+
+
+class Parts:
+    """A directory of finished chunks ``chunk-K.npz`` (uint8 images) and ``meta.json``, naming what they are
+    samples of, so that a run with other settings never mixes its samples in."""
+
+    def __init__(self, root: Path, key: dict) -> None:
+        self.root = root
+        self.key = key
+        meta = root / "meta.json"
+        if meta.exists():
+            try:
+                found = json.loads(meta.read_text())
+            except ValueError:
+                found = None
+            if found != key:
+                raise ConfigError(f"{root} holds samples drawn with other settings; remove it, or write elsewhere")
+
+    def start(self) -> None:
+        if not (self.root / "meta.json").exists():
+            atomic_write(self.root / "meta.json", lambda tmp: tmp.write_text(json.dumps(self.key, indent=1)))
+
+    def path(self, k: int) -> Path:
+        return self.root / f"chunk-{k:06d}.npz"
+
+    def load(self, k: int) -> Tensor | None:
+        """Chunk k if it was finished (a damaged one is drawn again)."""
+        try:
+            with np.load(self.path(k)) as f:
+                return torch.from_numpy(f["images"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def save(self, k: int, images: Tensor) -> None:
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, images=images.numpy())
+
+        atomic_write(self.path(k), write)
+
+
+def settings_key(trained: Trained, **settings) -> dict:
+    """What samples depend on: the weights (a fingerprint), and every setting of the call, hashed where large."""
+    def plain(v):
+        if isinstance(v, Tensor):
+            return hashlib.sha256(v.cpu().numpy().tobytes()).hexdigest()[:16]
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v if v is None or isinstance(v, (int, float, str, bool)) else repr(v)
+
+    return {"weights": fingerprint(trained.model).tolist(), **{k: plain(v) for k, v in settings.items()}}
 
 
 def takes_labels(trained: Trained, guidance: GuidanceConfig) -> bool:
@@ -76,9 +154,14 @@ def generate(
     nfe: int | None = None,
     spacing: Spacing = "linspace",
     timesteps: Sequence[float] | None = None,
+    dist: Distributed | None = None,
+    parts: Path | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """``n`` samples as ``uint8 [n, C, H, W]``, conditioned on ``labels: [n]`` and/or ``prompts`` (n of them)
     and guided as asked, with the labels they were drawn with (None for a model that takes none).
+    Sample i depends on (``seed``, i, ``batch_size``) and the settings only; under torchrun (``dist``) the
+    ranks share the chunks of ``batch_size`` and every rank returns all n. ``parts``: a directory that keeps
+    finished chunks, so that an interrupted call computes only the rest.
 
     A conditional or guided model without ``labels`` samples classes uniformly from the seed; a text
     model without ``prompts`` takes the run's preview prompts in turn. A super-resolution stage takes
@@ -112,21 +195,41 @@ def generate(
     if (stage is None) != (low_res is None):
         raise ConfigError("a super-resolution stage needs low-resolution images, and only it takes them")
     level = trained.config.super_res.cond_aug_level if cond_aug_level is None else cond_aug_level
-    aug_generator = torch.Generator().manual_seed(seed)
-    g = torch.Generator(trained.device).manual_seed(seed)
-    out = []
-    for i in tqdm(range(0, n, batch_size), desc="sampling", disable=not progress or n <= batch_size, leave=False):
-        b = min(batch_size, n - i)
-        cond = {"y": labels[i : i + b].to(trained.device)} if labelled else {}
+    dist = dist or Distributed()
+    chunks = range(-(-n // batch_size))
+    store = None
+    if parts is not None:
+        store = Parts(parts, settings_key(trained, n=n, sampler=sampler, steps=steps, eta=eta, seed=seed,
+                                          batch_size=batch_size, labels=labels, guidance=repr(guidance),
+                                          tokens=tokens, low_res=low_res, level=level, nfe=nfe, spacing=spacing,
+                                          timesteps=timesteps))
+        if dist.is_main:
+            store.start()
+    mine = {}
+    todo = [k for k in chunks if k % dist.world_size == dist.rank]
+    for k in tqdm(todo, desc="sampling", disable=not progress or not dist.is_main or len(todo) < 2, leave=False):
+        done = store.load(k) if store is not None else None
+        if done is not None:
+            mine[k] = done
+            continue
+        lo, hi = k * batch_size, min(n, (k + 1) * batch_size)
+        cond = {"y": labels[lo:hi].to(trained.device)} if labelled else {}
         if tokens is not None:
-            cond[text.key] = tokens[i : i + b].to(trained.device)
+            cond[text.key] = tokens[lo:hi].to(trained.device)
         if stage is not None:
-            cond.update(stage.augment(low_res[i : i + b].to(trained.device), aug_generator, level))
-        x = sample(model, trained.diffusion, (b, *trained.sample_shape), sampler=sampler, steps=steps, eta=eta,
-                   generator=g, clip_denoised=trained.clip_denoised, progress=progress and n <= batch_size,
+            aug = torch.Generator().manual_seed(sample_seed(seed, k, stream=1))
+            cond.update(stage.augment(low_res[lo:hi].to(trained.device), aug, level))
+        generators = [torch.Generator(trained.device).manual_seed(sample_seed(seed, i)) for i in range(lo, hi)]
+        x = sample(model, trained.diffusion, (hi - lo, *trained.sample_shape), sampler=sampler, steps=steps, eta=eta,
+                   generator=generators, clip_denoised=trained.clip_denoised, progress=progress and len(chunks) == 1,
                    device=trained.device, spacing=spacing, nfe=nfe, timesteps=timesteps, **cond)
-        out.append(trained.images_of(x))
-    return torch.cat(out), labels if labelled else None
+        mine[k] = trained.images_of(x)
+        if store is not None:
+            store.save(k, mine[k])
+    every = {}
+    for part in dist.gather_objects(mine):
+        every.update(part)
+    return torch.cat([every[k] for k in chunks]), labels if labelled else None
 
 
 def generate_cascade(
@@ -146,20 +249,23 @@ def generate_cascade(
     nfe: int | None = None,
     spacing: Spacing = "linspace",
     timesteps: Sequence[float] | None = None,
+    dist: Distributed | None = None,
+    parts: Path | None = None,
 ) -> tuple[list[Tensor], Tensor | None]:
     """A cascade (Ho et al. 2022): ``n`` samples of the base run ``runs[0]``, then each super-resolution stage
     on the samples of the stage before, with ``steps[i]`` steps (the last repeats) and the same labels and
     prompts (or ``nfe`` evaluations a stage, on ``spacing``, or the explicit ``timesteps`` in every stage). Every stage's output ``uint8 [n, C, H_i, W_i]``,
-    and the labels drawn."""
+    and the labels drawn. ``dist`` and ``parts`` (a subdirectory a stage) as for :func:`generate`."""
     guidance = guidance or GuidanceConfig()
     step = lambda i: steps[min(i, len(steps) - 1)]  # noqa: E731
     images, labels = generate(runs[0], n, sampler, step(0), eta, seed, batch_size, labels, guidance, progress, prompts,
-                              nfe=nfe, spacing=spacing, timesteps=timesteps)
+                              nfe=nfe, spacing=spacing, timesteps=timesteps, dist=dist,
+                              parts=None if parts is None else parts / "stage-0")
     outputs = [images]
     for i, run in enumerate(runs[1:], start=1):
         images, _ = generate(run, n, sampler, step(i), eta, seed + i, batch_size,
                              labels if takes_labels(run, guidance) else None, guidance, progress, prompts,
                              low_res=to_model_range(images), cond_aug_level=cond_aug_level, nfe=nfe, spacing=spacing,
-                             timesteps=timesteps)
+                             timesteps=timesteps, dist=dist, parts=None if parts is None else parts / f"stage-{i}")
         outputs.append(images)
     return outputs, labels

@@ -1,6 +1,6 @@
 """Samplers of the reverse process: plain functions with one signature (:class:`Sampler`), and :func:`sample`."""
 
-from .base import Callback, Denoiser, Levels, Sampler, SamplerStep
+from .base import Callback, Denoiser, Generators, Levels, Sampler, SamplerStep, randn
 from .ddpm import ancestral, ddim, ddim_sigma, ddim_step
 from .karras import euler, euler_ancestral, heun
 from .solvers import dpm_solver_2m, dpm_solver_2m_sde, dpm_solver_2s, dpm_solver_3m, unipc, unipc_bh1
@@ -11,6 +11,7 @@ __all__ = [
     "SAMPLERS",
     "Callback",
     "Denoiser",
+    "Generators",
     "Levels",
     "Sampler",
     "SamplerName",
@@ -28,6 +29,7 @@ __all__ = [
     "euler_ancestral",
     "heun",
     "plan",
+    "randn",
     "sample",
     "steps_for_nfe",
     "tune_timesteps",

@@ -9,7 +9,7 @@ respacing, guidance or latents.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Protocol
+from typing import Callable, Mapping, Protocol, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -37,6 +37,10 @@ class SamplerStep:
 
 Callback = Callable[[SamplerStep], None]
 
+Generators = Union[torch.Generator, Sequence[torch.Generator], None]
+"""One generator for a batch, or one per sample (as diffusers' pipelines take them): with one per sample, sample
+i's noise depends on its own generator only, so it is the same in any batch, on any rank of a sharded run."""
+
 
 class Sampler(Protocol):
     def __call__(
@@ -45,7 +49,7 @@ class Sampler(Protocol):
         diffusion: GaussianDiffusion,
         x_T: Tensor,
         *,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         clip_denoised: bool = False,
         callback: Callback | None = None,
         progress: bool = True,
@@ -54,8 +58,18 @@ class Sampler(Protocol):
     ) -> Tensor: ...
 
 
-def noise_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+def randn(shape: Sequence[int], generator: Generators, device: torch.device | str | None = None,
+          dtype: torch.dtype = torch.float32) -> Tensor:
+    """N(0, I) noise ``[B, ...]`` from one generator, or from ``generator[i]`` for row i."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
+    if len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}")
+    return torch.stack([torch.randn(tuple(shape[1:]), generator=g, device=device, dtype=dtype) for g in generator])
+
+
+def noise_like(x: Tensor, generator: Generators) -> Tensor:
+    return randn(x.shape, generator, x.device, x.dtype)
 
 
 Update = Callable[[Tensor, Tensor, int, PosteriorEstimate], Tensor]

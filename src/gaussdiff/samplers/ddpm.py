@@ -13,11 +13,11 @@ from torch import Tensor
 
 from ..diffusion.process import GaussianDiffusion, Model, PosteriorEstimate
 from ..diffusion.schedule import extract
-from .base import Callback, noise_like, reverse_chain
+from .base import Callback, Generators, noise_like, reverse_chain
 
 
 @torch.no_grad()
-def ancestral(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, generator: torch.Generator | None = None,
+def ancestral(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, generator: Generators = None,
               clip_denoised: bool = False, callback: Callback | None = None, progress: bool = True, eta: float = 0.0,
               cond: Mapping[str, Tensor] | None = None) -> Tensor:
     """Ancestral sampling, Ho et al. 2020 Algorithm 2: x_{t-1} = mu_theta(x_t, t) + sigma_t z.
@@ -57,7 +57,7 @@ def ddim_step(diffusion: GaussianDiffusion, x_t: Tensor, t: Tensor, x0: Tensor, 
 
 
 @torch.no_grad()
-def ddim(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, generator: torch.Generator | None = None,
+def ddim(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, generator: Generators = None,
          clip_denoised: bool = False, callback: Callback | None = None, progress: bool = True, eta: float = 0.0,
          cond: Mapping[str, Tensor] | None = None) -> Tensor:
     """DDIM sampling (Song et al. 2021 Eq. 12) with stochasticity ``eta``: 0 deterministic, 1 = DDPM's beta_tilde.

@@ -26,11 +26,11 @@ import torch
 from torch import Tensor
 
 from ..diffusion.process import GaussianDiffusion, Model
-from .base import Callback, Sampler, Walk, noise_like
+from .base import Callback, Generators, Sampler, Walk, noise_like
 
 
 def _karras(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, second_order: bool, churn: float, desc: str,
-            generator: torch.Generator | None, clip_denoised: bool, callback: Callback | None, progress: bool,
+            generator: Generators, clip_denoised: bool, callback: Callback | None, progress: bool,
             cond: Mapping[str, Tensor] | None, euler_steps: int = 0) -> Tensor:
     w = Walk(model, diffusion, x_T, desc, clip_denoised, callback, progress, cond)
     a, sig, S = w.levels.alpha, w.levels.sigma_ve, len(w.levels)
@@ -58,7 +58,7 @@ def _karras(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, second_orde
 
 
 @torch.no_grad()
-def euler(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, generator: torch.Generator | None = None,
+def euler(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, generator: Generators = None,
           clip_denoised: bool = False, callback: Callback | None = None, progress: bool = True, eta: float = 0.0,
           cond: Mapping[str, Tensor] | None = None) -> Tensor:
     """Euler's method on the probability-flow ODE (Karras et al. 2022, Algorithm 2 without its second
@@ -67,7 +67,7 @@ def euler(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, generator:
 
 
 @torch.no_grad()
-def heun(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, generator: torch.Generator | None = None,
+def heun(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, generator: Generators = None,
          clip_denoised: bool = False, callback: Callback | None = None, progress: bool = True, eta: float = 0.0,
          cond: Mapping[str, Tensor] | None = None) -> Tensor:
     """Heun's method (Karras et al. 2022, Algorithm 2): 2 evaluations a step, 1 on the last; ``eta`` is
@@ -93,7 +93,7 @@ def heun_within(nfe: int) -> Sampler:
     euler_steps = heun_budget(nfe)[1]
 
     @torch.no_grad()
-    def run(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, generator: torch.Generator | None = None,
+    def run(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, generator: Generators = None,
             clip_denoised: bool = False, callback: Callback | None = None, progress: bool = True, eta: float = 0.0,
             cond: Mapping[str, Tensor] | None = None) -> Tensor:
         return _karras(model, diffusion, x_T, True, eta, "heun", generator, clip_denoised, callback, progress, cond,
@@ -104,7 +104,7 @@ def heun_within(nfe: int) -> Sampler:
 
 @torch.no_grad()
 def euler_ancestral(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *,
-                    generator: torch.Generator | None = None, clip_denoised: bool = False,
+                    generator: Generators = None, clip_denoised: bool = False,
                     callback: Callback | None = None, progress: bool = True, eta: float = 1.0,
                     cond: Mapping[str, Tensor] | None = None) -> Tensor:
     """Euler ancestral: Euler to sigma_down, then fresh noise of sigma_up (noise drawn every step, zero on

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..diffusion.process import GaussianDiffusion, Model
 from ..diffusion.schedule import Spacing
-from .base import Callback, Sampler
+from .base import Callback, Generators, Sampler, randn
 from .ddpm import ancestral, ddim
 from .karras import euler, euler_ancestral, heun, heun_budget, heun_within
 from .solvers import dpm_solver_2m, dpm_solver_2m_sde, dpm_solver_2s, dpm_solver_3m, unipc, unipc_bh1
@@ -81,7 +81,7 @@ def sample(
     steps: int | None = None,
     eta: float | None = None,
     x_T: Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     clip_denoised: bool = False,
     progress: bool = True,
     callback: Callback | None = None,
@@ -107,7 +107,8 @@ def sample(
             heun; euler-a's ancestral noise scale. None: the sampler's default (1 for euler-a, else 0).
         x_T: the starting noise; drawn from N(0, I) with ``generator`` when None. The samples
             follow its dtype and device (else ``dtype`` and ``device``).
-        generator: makes the run deterministic.
+        generator: makes the run deterministic; a list of B generators, one per sample, makes each sample
+            depend on its own generator only (the same sample in any batch).
         clip_denoised: clip each x0 estimate to [-1, 1] (for data in that range).
         progress: show a tqdm bar.
         callback: called with a :class:`SamplerStep` after every step.
@@ -122,7 +123,7 @@ def sample(
     """
     diffusion, run = plan(diffusion, sampler, steps, nfe, spacing, timesteps)
     if x_T is None:
-        x_T = torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
+        x_T = randn(shape, generator, device, dtype)
     elif tuple(x_T.shape) != tuple(shape):
         raise ValueError(f"x_T has shape {tuple(x_T.shape)}, expected {tuple(shape)}")
     eta = DEFAULT_ETA.get(sampler, 0.0) if eta is None else eta

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from ..diffusion.process import GaussianDiffusion, Model
-from .base import Callback, Walk, noise_like
+from .base import Callback, Generators, Walk, noise_like
 
 
 def _first_order(w: Walk, x: Tensor, i: int, D: Tensor, j: int | None = None) -> Tensor:
@@ -47,7 +47,7 @@ def _first_order(w: Walk, x: Tensor, i: int, D: Tensor, j: int | None = None) ->
 
 
 @torch.no_grad()
-def dpm_solver_2m(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, generator: torch.Generator | None = None,
+def dpm_solver_2m(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, generator: Generators = None,
                   clip_denoised: bool = False, callback: Callback | None = None, progress: bool = True,
                   eta: float = 0.0, cond: Mapping[str, Tensor] | None = None) -> Tensor:
     """DPM-Solver++(2M), deterministic (``eta`` and ``generator`` unused). ``x_T: [B, ...]`` -> x0.
@@ -58,7 +58,7 @@ def dpm_solver_2m(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, ge
 
 
 @torch.no_grad()
-def dpm_solver_3m(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, generator: torch.Generator | None = None,
+def dpm_solver_3m(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, generator: Generators = None,
                   clip_denoised: bool = False, callback: Callback | None = None, progress: bool = True,
                   eta: float = 0.0, cond: Mapping[str, Tensor] | None = None) -> Tensor:
     """DPM-Solver++(3M), deterministic: second differences of three x0 estimates. ``x_T: [B, ...]`` -> x0."""
@@ -102,7 +102,7 @@ def _multistep(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, order: i
 
 @torch.no_grad()
 def dpm_solver_2m_sde(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *,
-                      generator: torch.Generator | None = None, clip_denoised: bool = False,
+                      generator: Generators = None, clip_denoised: bool = False,
                       callback: Callback | None = None, progress: bool = True, eta: float = 0.0,
                       cond: Mapping[str, Tensor] | None = None) -> Tensor:
     """DPM-Solver++(2M) for the reverse SDE (stochastic; ``eta`` unused, ``generator`` draws z every step,
@@ -133,7 +133,7 @@ def singlestep_orders(steps: int) -> list[int]:
 
 
 @torch.no_grad()
-def dpm_solver_2s(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, generator: torch.Generator | None = None,
+def dpm_solver_2s(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, generator: Generators = None,
                   clip_denoised: bool = False, callback: Callback | None = None, progress: bool = True,
                   eta: float = 0.0, cond: Mapping[str, Tensor] | None = None) -> Tensor:
     """DPM-Solver++(2S), deterministic. A second-order step goes from the start of its pair, level i - 1, to
@@ -210,7 +210,7 @@ def _unipc(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, variant: Lit
 
 
 @torch.no_grad()
-def unipc(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, generator: torch.Generator | None = None,
+def unipc(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, generator: Generators = None,
           clip_denoised: bool = False, callback: Callback | None = None, progress: bool = True, eta: float = 0.0,
           cond: Mapping[str, Tensor] | None = None) -> Tensor:
     """UniPC-2 with B(h) = e^h - 1 (bh2; diffusers' default), deterministic. ``x_T: [B, ...]`` -> x0."""
@@ -218,7 +218,7 @@ def unipc(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, generator:
 
 
 @torch.no_grad()
-def unipc_bh1(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, generator: torch.Generator | None = None,
+def unipc_bh1(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, generator: Generators = None,
               clip_denoised: bool = False, callback: Callback | None = None, progress: bool = True, eta: float = 0.0,
               cond: Mapping[str, Tensor] | None = None) -> Tensor:
     """UniPC-2 with B(h) = h (bh1), deterministic. ``x_T: [B, ...]`` -> x0."""

@@ -26,3 +26,7 @@ class UsageError(GaussdiffError):
 
 class WriteError(GaussdiffError):
     """A file that could not be written (a full disk, an unwritable directory); what was there before stays."""
+
+
+class NonFiniteError(GaussdiffError):
+    """A NaN or inf loss or gradient in training, more often than the run allows; the message names the step."""

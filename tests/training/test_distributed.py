@@ -7,6 +7,7 @@ of float32 sums (~1e-7 relative; the assertions allow 1e-5), and since the data 
 generators' states are functions of the step, a run may resume under a different number of ranks.
 """
 
+import json
 import shutil
 import subprocess
 import sys
@@ -34,8 +35,6 @@ def torchrun(nproc: int, *args, check: bool = True) -> subprocess.CompletedProce
 
 
 def losses(run: Path) -> dict[int, float]:
-    import json
-
     return {r["step"]: r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
 
 
@@ -92,3 +91,22 @@ def test_a_global_batch_the_ranks_cannot_share_is_one_line(tmp_path):
     assert done.returncode != 0 and lines and "--batch-size 7 is the global batch" in lines[0], done.stderr[-2000:]
     # torchrun's agent reports the failed workers with its own traceback; the workers print none.
     assert "gaussdiff/" not in "".join(line for line in done.stderr.splitlines() if line.strip().startswith("File "))
+
+
+def test_the_classifier_and_the_autoencoder_train_under_two_ranks_as_in_one(tmp_path):
+    """The other trainers split the global batch the same way: the noise-aware classifier's held-out accuracies
+    and the autoencoder's logged losses equal one process's."""
+    classifier = ["train-classifier", "--classifier-steps", "3", "--diffusion-steps", "50", "--batch-size", "16",
+                  "--channels", "16", "--device", "cpu"]
+    main([*classifier, "--run-dir", str(tmp_path / "c1")])
+    torchrun(2, *classifier, "--run-dir", tmp_path / "c2")
+    a, b = (json.loads((tmp_path / c / "metrics.json").read_text()) for c in ("c1", "c2"))
+    assert a.keys() == b.keys() and all(abs(a[k] - b[k]) < 1e-9 for k in a), (a, b)
+    autoencoder = ["train-autoencoder", "--data", "digits", "--factor", "2", "--channels", "8", "--latent-channels",
+                   "2", "--batch-size", "8", "--train-steps", "4", "--log-every", "1", "--sample-every", "4",
+                   "--checkpoint-every", "2", "--device", "cpu"]
+    main([*autoencoder, "--run-dir", str(tmp_path / "a1")])
+    torchrun(2, *autoencoder, "--run-dir", tmp_path / "a2")
+    assert_close_losses(losses(tmp_path / "a1"), losses(tmp_path / "a2"))
+    assert [p.name for p in list_checkpoints(tmp_path / "a2")] == ["step-0000002", "step-0000004"]
+    assert (tmp_path / "a2" / "autoencoder.safetensors").exists() and (tmp_path / "a2" / "metrics.json").exists()

@@ -15,6 +15,8 @@ from ..errors import UsageError
 from ..evaluation.autoencoder import evaluate_reconstructions
 from ..training.autoencoder import AutoencoderTrainer
 from ..training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint_config
+from ..training.distributed import Distributed, launched_by_torchrun
+from ..training.loop import resolve_device
 from ..training.config import AutoencoderTrainConfig
 from ..training.files import atomic_write
 from ..training.latent import load_latent_space
@@ -36,18 +38,28 @@ class TrainAutoencoder:
             config = load_checkpoint_config(latest_checkpoint(self.run_dir), AutoencoderTrainConfig)
         elif list_checkpoints(self.run_dir):
             raise UsageError(f"{self.run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
-        trainer = AutoencoderTrainer(config, self.run_dir, logger=RunLogger(picture="reconstructions"))
+        dist = Distributed.start(resolve_device(config.device)) if launched_by_torchrun() else Distributed()
+        try:
+            self.train(config, dist)
+        finally:
+            dist.close()
+
+    def train(self, config: AutoencoderTrainConfig, dist: Distributed) -> None:
+        trainer = AutoencoderTrainer(config, self.run_dir, logger=RunLogger(picture="reconstructions"), dist=dist)
         n_params = sum(p.numel() for p in trainer.model.parameters())
         ae = trainer.config.autoencoder
-        print(f"run {self.run_dir}: {len(trainer.data)} images {trainer.data.shape} -> latents "
-              f"{(ae.latent_channels, ae.latent_size, ae.latent_size)}, {n_params / 1e6:.2f}M parameters, "
-              f"{trainer.device}", file=sys.stderr)
+        if dist.is_main:
+            print(f"run {self.run_dir}: {len(trainer.data)} images {trainer.data.shape} -> latents "
+                  f"{(ae.latent_channels, ae.latent_size, ae.latent_size)}, {n_params / 1e6:.2f}M parameters, "
+                  f"{trainer.device}" + (f", {dist.world_size} processes" if dist.active else ""), file=sys.stderr)
         try:
             trainer.run(resume=self.resume)
         except KeyboardInterrupt:
             print(f"gaussdiff: interrupted at step {trainer.step}; resume with --resume --run-dir {self.run_dir}",
                   file=sys.stderr)
             sys.exit(130)
+        if not dist.is_main:
+            return
         report = measure_autoencoder(self.run_dir, str(trainer.device))
         atomic_write(self.run_dir / "metrics.json", lambda tmp: tmp.write_text(json.dumps(asdict(report), indent=2)))
         print("\n".join(describe_reconstructions(report)))

@@ -11,6 +11,8 @@ import tyro
 from ..errors import UsageError
 from ..training.classifier import train_noisy_classifier
 from ..training.config import ClassifierTrainConfig
+from ..training.distributed import Distributed, launched_by_torchrun
+from ..training.loop import resolve_device
 
 # gaussdiff 0.1 named the classifier's network options apart; they still work.
 LEGACY_FLAGS = {"--classifier-channels": "--channels", "--classifier-channel-mult": "--channel-mult",
@@ -27,6 +29,11 @@ class TrainClassifier:
     def __call__(self) -> None:
         if (self.run_dir / "classifier.safetensors").exists():
             raise UsageError(f"{self.run_dir} already holds a classifier: pass another --run-dir")
-        accuracy = train_noisy_classifier(self.config, self.run_dir)
-        print(f"classifier in {self.run_dir}; held-out accuracy: "
-              + ", ".join(f"{k.split('_at_')[1]}: {v:.3f}" for k, v in accuracy.items()))
+        dist = Distributed.start(resolve_device(self.config.device)) if launched_by_torchrun() else Distributed()
+        try:
+            accuracy = train_noisy_classifier(self.config, self.run_dir, dist=dist)
+        finally:
+            dist.close()
+        if dist.is_main:
+            print(f"classifier in {self.run_dir}; held-out accuracy: "
+                  + ", ".join(f"{k.split('_at_')[1]}: {v:.3f}" for k, v in accuracy.items()))

@@ -59,8 +59,10 @@ class DiagonalGaussian:
     mean: Tensor
     log_var: Tensor
 
-    def sample(self, generator: torch.Generator | None = None) -> Tensor:
-        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+    def sample(self, generator: torch.Generator | None = None, noise: Tensor | None = None) -> Tensor:
+        """z = mean + std * noise, the noise ``[B, C, h, w]`` given or drawn from ``generator``."""
+        if noise is None:
+            noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
         return self.mean + torch.exp(0.5 * self.log_var) * noise
 
     def kl(self) -> Tensor:
@@ -122,9 +124,11 @@ class Autoencoder(nn.Module):
         """``z: [B, latent_channels, h, w]`` -> ``[B, C, f h, f w]`` (unclamped; [-1, 1] once trained)."""
         return self.out(self.decoder(z))
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, DiagonalGaussian]:
+    def forward(self, x: Tensor, generator: torch.Generator | None = None,
+                noise: Tensor | None = None) -> tuple[Tensor, DiagonalGaussian]:
+        """A reconstruction of ``x`` through a sample of q(z | x) (its ``noise`` given, or drawn), and q(z | x)."""
         posterior = self.encode(x)
-        return self.decode(posterior.sample(generator)), posterior
+        return self.decode(posterior.sample(generator, noise)), posterior
 
 
 @dataclass(frozen=True)

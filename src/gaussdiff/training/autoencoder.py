@@ -22,18 +22,20 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from ..conditioning.latent import LatentSpace
 from ..data.datasets import ImageData, load_configured, to_model_range, to_uint8
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..nets.autoencoder import Autoencoder, PatchDiscriminator
-from .checkpoint import latest_checkpoint, load_state_dict_strict, load_training_state, load_weights, save_checkpoint
-from .checkpoint import save_weights
+from .checkpoint import load_state_dict_strict, load_training_state, load_weights, save_checkpoint, save_weights
+from .checkpoint import verify_checkpoint
 from .config import AutoencoderTrainConfig, save_config
 from .files import atomic_write
+from .distributed import Distributed
 from .loop import DataOrder, Optimization, check_precision, resolve_device
-from .trainer import Logger, NullLogger, TrainResult
+from .trainer import Logger, NullLogger, TrainResult, resume_checkpoint
 
 
 def adaptive_weight(rec_loss: Tensor, gan_loss: Tensor, last_layer: Tensor, scale: float) -> Tensor:
@@ -62,17 +64,28 @@ class AutoencoderTrainer:
     """One autoencoder run in ``run_dir``: config.json, checkpoints/, and, when done, the weights and latent scale."""
 
     def __init__(self, config: AutoencoderTrainConfig, run_dir: Path, data: ImageData | None = None,
-                 progress: bool = True, logger: Logger | None = None) -> None:
-        self.run_dir, self.progress, self.logger = run_dir, progress, logger or NullLogger()
-        self.device = resolve_device(config.device)
+                 progress: bool = True, logger: Logger | None = None, dist: Distributed | None = None) -> None:
+        self.dist = dist or Distributed()
+        self.run_dir, self.progress = run_dir, progress and self.dist.is_main
+        self.logger = (logger or NullLogger()) if self.dist.is_main else NullLogger()
+        self.device = self.dist.device_for(resolve_device(config.device))
         check_precision(config.optim.precision, self.device)
         self.data = data if data is not None else load_configured(config.data, "train")
         self.config = c = config.resolve(self.data)
+        self.dist.share(c.batch_size)
+        if self.dist.active and c.gan_start is not None:
+            # adaptive_weight differentiates with torch.autograd.grad, which DDP does not synchronize.
+            raise ConfigError("--gan-start under torchrun: the adaptive GAN weight is not data-parallel; train the "
+                              "adversarial phase in one process (--resume continues a run in any number)")
         # The preview shows held-out images; data handed in directly previews its own first images.
         self.held_out = (load_configured(c.data, "test") if data is None else self.data).images[:8]
         torch.manual_seed(c.seed)
         self.model = Autoencoder(c.autoencoder).to(self.device)
         self.optim = Optimization(self.model, c.optim, c.train_steps, self.device)
+        self.replica: torch.nn.Module = self.model
+        if self.dist.active:
+            self.replica = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda"
+                                                   else None)
         self.disc = self.disc_optim = None
         if c.gan_start is not None:
             self.disc = PatchDiscriminator(c.discriminator).to(self.device)
@@ -85,11 +98,12 @@ class AutoencoderTrainer:
     def adversarial(self) -> bool:
         return self.disc is not None and self.step >= self.config.gan_start
 
-    def losses(self, x: Tensor) -> dict[str, Tensor]:
-        """The terms of the loss on a batch ``x: [B, C, H, W]`` in [-1, 1] (scalars)."""
+    def losses(self, x: Tensor, noise: Tensor | None = None) -> dict[str, Tensor]:
+        """The terms of the loss on a batch ``x: [B, C, H, W]`` in [-1, 1] (scalars); ``noise`` samples the
+        posterior (default: drawn from the run's generator)."""
         c = self.config
         with self.optim.autocast():
-            x_hat, posterior = self.model(x, self.generator)
+            x_hat, posterior = self.replica(x, self.generator, noise)
         error = (x_hat.float() - x).abs() if c.reconstruction == "l1" else (x_hat.float() - x) ** 2
         rec = error.mean()
         kl = posterior.kl().float().mean() / x[0].numel()  # per pixel, like the reconstruction
@@ -102,14 +116,25 @@ class AutoencoderTrainer:
         return terms
 
     def train_step(self) -> dict[str, float]:
-        x = to_model_range(self.data.images[self.order.indices(self.step)]).to(self.device)
-        terms = self.losses(x)
+        idx = self.order.indices(self.step)
+        x = to_model_range(self.data.images[self.dist.part(idx)]).to(self.device)
+        noise = None
+        if self.dist.active:  # the whole batch's posterior noise on every rank, each keeping its part
+            ae = self.config.autoencoder
+            shape = (len(idx), ae.latent_channels, ae.latent_size, ae.latent_size)
+            noise = self.dist.part(torch.randn(shape, generator=self.generator, device=self.device))
+        terms = self.losses(x, noise)
         terms["grad_norm"] = torch.tensor(self.optim.step(terms["loss"])[0])
         if self.adversarial:
             terms["d_loss"] = hinge_d_loss(self.disc(x), self.disc(terms["x_hat"].detach()))
             self.disc_optim.step(terms["d_loss"])
         self.step += 1
-        return {k: float(v.detach()) for k, v in terms.items() if k != "x_hat"}
+        scalars = {k: v.detach().float().reshape(()) for k, v in terms.items() if k != "x_hat"}
+        if self.dist.active:  # the ranks' means of equal parts: their mean is the global batch's
+            names = [k for k in scalars if k != "grad_norm"]
+            means = self.dist.sum(torch.stack([scalars[k] for k in names]).to(self.device)) / self.dist.world_size
+            scalars.update(zip(names, means))
+        return {k: float(v) for k, v in scalars.items()}
 
     @torch.no_grad()
     def preview(self) -> ReconstructionPreview:
@@ -122,15 +147,22 @@ class AutoencoderTrainer:
     # -- state ---------------------------------------------------------------------------------
 
     def save(self) -> Path:
+        if not self.dist.is_main:
+            self.dist.barrier()
+            return self.run_dir / "checkpoints"
         weights = {"model": self.model.state_dict()}
         state: dict[str, Any] = {"step": self.step, **self.optim.state_dict(), "generator": self.generator.get_state(),
                                  "torch_rng": torch.get_rng_state()}
         if self.disc is not None:
             weights["discriminator"] = self.disc.state_dict()
             state["discriminator"] = self.disc_optim.state_dict()
-        return save_checkpoint(self.run_dir, self.step, self.config, weights, state, self.config.bookkeeping.keep_checkpoints)
+        path = save_checkpoint(self.run_dir, self.step, self.config, weights, state,
+                               self.config.bookkeeping.keep_checkpoints)
+        self.dist.barrier()
+        return path
 
     def load(self, checkpoint: Path) -> None:
+        verify_checkpoint(checkpoint)
         load_state_dict_strict(self.model, load_weights(checkpoint, "model"), checkpoint)
         state = load_training_state(checkpoint)
         try:
@@ -148,10 +180,12 @@ class AutoencoderTrainer:
 
     def run(self, resume: bool = False) -> TrainResult:
         c = self.config
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
-            self.load(latest_checkpoint(self.run_dir))
-        save_config(c, self.run_dir / "config.json")
+            resume_checkpoint(self.run_dir, self.load)
+        if self.dist.is_main:
+            save_config(c, self.run_dir / "config.json")
         self.logger.start(self.run_dir, self.step)
         losses, window = [], []
         bar = tqdm(total=c.train_steps, initial=self.step, desc="autoencoder", disable=not self.progress,
@@ -176,12 +210,16 @@ class AutoencoderTrainer:
                 if b.due(b.checkpoint_every, self.step, c.train_steps):
                     self.save()
                 if b.due(b.sample_every, self.step, c.train_steps):
-                    p = self.preview()
-                    self.logger.images(self.step, p.images, p.per_row)
+                    if self.dist.is_main:
+                        p = self.preview()
+                        self.logger.images(self.step, p.images, p.per_row)
+                    self.dist.barrier()
         finally:
             bar.close()
             self.logger.close()
-        self.finish()
+        if self.dist.is_main:
+            self.finish()
+        self.dist.barrier()
         return TrainResult(self.run_dir, self.step, losses)
 
     def finish(self, n: int = 2048) -> float:

@@ -13,40 +13,56 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from ..data.datasets import load_configured, to_model_range
-from ..errors import CheckpointError
+from ..errors import CheckpointError, NonFiniteError
 from ..nets.noisy_classifier import NoisyClassifier
 from .checkpoint import load_state_dict_strict, save_weights
 from .config import ClassifierTrainConfig, load_config, save_config
 from .files import atomic_write
+from .distributed import Distributed
 from .loop import Optimization, check_precision, resolve_device
 
 
-def train_noisy_classifier(config: ClassifierTrainConfig, run_dir: Path, progress: bool = True) -> dict[str, float]:
-    """Train, save into ``run_dir`` and return the held-out accuracies by noise level."""
-    device = resolve_device(config.device)
+
+def train_noisy_classifier(config: ClassifierTrainConfig, run_dir: Path, progress: bool = True,
+                           dist: Distributed | None = None) -> dict[str, float]:
+    """Train, save into ``run_dir`` and return the held-out accuracies by noise level. Under torchrun
+    (``dist``) each rank takes its part of every global batch, whose examples, t and noise are drawn whole
+    on every rank, and rank 0 writes the run."""
+    dist = dist or Distributed()
+    device = dist.device_for(resolve_device(config.device))
     check_precision(config.optim.precision, device)
     data = load_configured(config.data, "train")
     config = config.resolve(data)
+    dist.share(config.batch_size)
     held_out = load_configured(config.data, "test")
     torch.manual_seed(config.seed)
     diffusion = config.diffusion.build()
     model = NoisyClassifier(config.classifier).to(device)
     optim = Optimization(model, config.optim, config.classifier_steps, device)
+    replica = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
+        if dist.active else model
     g = torch.Generator().manual_seed(config.seed)
     T = diffusion.num_steps
-    bar = tqdm(range(config.classifier_steps), desc="classifier", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(range(config.classifier_steps), desc="classifier", disable=not progress or not dist.is_main,
+               dynamic_ncols=True)
+    part = dist.part
     for step in bar:
         idx = torch.randint(0, len(data), (config.batch_size,), generator=g)
-        x0 = to_model_range(data.images[idx]).to(device)
-        t = torch.randint(0, T, (len(idx),), generator=g).to(device)
-        noise = torch.randn(x0.shape, generator=g).to(device)
+        t = torch.randint(0, T, (len(idx),), generator=g)
+        noise = torch.randn((len(idx), *data.shape), generator=g)
+        mine = part(idx)
+        x0 = to_model_range(data.images[mine]).to(device)
+        t_mine = part(t).to(device)
         with optim.autocast():
-            logits = model(diffusion.q_sample(x0, t, noise), diffusion.model_timesteps(t))
-        loss = F.cross_entropy(logits.float(), data.labels[idx].to(device))
-        optim.step(loss)
+            logits = replica(diffusion.q_sample(x0, t_mine, part(noise).to(device)), diffusion.model_timesteps(t_mine))
+        loss = F.cross_entropy(logits.float(), data.labels[mine].to(device))
+        _, applied = optim.step(loss)
+        if not applied:
+            raise NonFiniteError(f"classifier step {step + 1}: non-finite loss or gradient; nothing was saved")
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
@@ -58,6 +74,8 @@ def train_noisy_classifier(config: ClassifierTrainConfig, run_dir: Path, progres
             x_t = diffusion.q_sample(x0, t, torch.randn(x0.shape, generator=g).to(device))
             pred = model(x_t, diffusion.model_timesteps(t)).argmax(1).cpu()
             accuracy[f"accuracy_at_t={int(frac * (T - 1))}"] = float((pred == held_out.labels).double().mean())
+    if not dist.is_main:
+        return accuracy
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(run_dir / "classifier.safetensors", lambda tmp: save_weights(model.state_dict(), tmp))
     save_config(config, run_dir / "config.json")

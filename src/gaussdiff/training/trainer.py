@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from ..conditioning.conditions import drop_conditions
 from ..data.datasets import ImageData, load_configured, to_model_range, to_uint8
 from ..diffusion.timestep_sampling import make_timestep_sampler
-from ..errors import CheckpointError, GaussdiffError
+from ..errors import CheckpointError, NonFiniteError
 from ..nets.unet import UNet
 from ..samplers.run import sample
 from .checkpoint import (list_checkpoints, load_state_dict_strict, load_training_state, load_weights, save_checkpoint,
@@ -89,9 +89,6 @@ class Stopped(Exception):
         super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}")
         self.signum, self.step, self.checkpoint = signum, step, checkpoint
 
-
-class NonFinite(GaussdiffError):
-    """A NaN or inf loss or gradient, more often than ``--skip-nonfinite`` allows."""
 
 
 def warn(message: str) -> None:
@@ -215,7 +212,7 @@ class Trainer:
         if not applied:
             self.skipped += 1
             if self.skipped > self.config.train.skip_nonfinite:
-                raise NonFinite(f"step {self.step + 1}: non-finite loss or gradient (loss {loss:.4g}, gradient norm "
+                raise NonFiniteError(f"step {self.step + 1}: non-finite loss or gradient (loss {loss:.4g}, gradient norm "
                                 f"{grad_norm:.4g}); the update was not applied and the last checkpoint stays "
                                 f"(--skip-nonfinite N skips up to N such steps)")
             warn(f"step {self.step + 1}: non-finite loss or gradient, skipped ({self.skipped} so far)")

@@ -8,9 +8,12 @@ generators' states are functions of the step, a run may resume under a different
 """
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -110,3 +113,49 @@ def test_the_classifier_and_the_autoencoder_train_under_two_ranks_as_in_one(tmp_
     assert_close_losses(losses(tmp_path / "a1"), losses(tmp_path / "a2"))
     assert [p.name for p in list_checkpoints(tmp_path / "a2")] == ["step-0000002", "step-0000004"]
     assert (tmp_path / "a2" / "autoencoder.safetensors").exists() and (tmp_path / "a2" / "metrics.json").exists()
+
+
+def launch(nproc: int, *args, restarts: int = 0) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           "--max-restarts", str(restarts), "-m", "gaussdiff", *map(str, args)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def worker(agent: subprocess.Popen, index: int) -> int:
+    """The pid of one of torchrun's workers (the children of its agent)."""
+    return int(Path(f"/proc/{agent.pid}/task/{agent.pid}/children").read_text().split()[index])
+
+
+def wait_for_rows(run: Path, rows: int, agent: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    while len(losses(run)) < rows if (run / "metrics.jsonl").exists() else True:
+        assert agent.poll() is None and time.monotonic() < deadline, "the run ended before the fault"
+        time.sleep(0.05)
+
+
+LONG = [*FLAGS, "--train-steps", "300", "--checkpoint-every", "20"]
+
+
+def test_torchrun_restarts_a_job_whose_worker_died_and_it_resumes_from_its_checkpoint(tmp_path):
+    torchrun(2, "train", "--run-dir", tmp_path / "whole", *LONG)
+    agent = launch(2, "train", "--run-dir", tmp_path / "faulted", *LONG, restarts=1)
+    wait_for_rows(tmp_path / "faulted", 50, agent)
+    os.kill(worker(agent, 1), signal.SIGKILL)  # a lost node
+    _, err = agent.communicate(timeout=300)
+    assert agent.returncode == 0, err[-2000:]
+    assert err.count("run ") >= 2, "the job was restarted"
+    assert losses(tmp_path / "faulted") == losses(tmp_path / "whole")
+
+
+def test_a_hung_rank_ends_the_job_within_the_timeout_with_one_line(tmp_path):
+    """SIGSTOP one worker: the other waits --dist-timeout (5 s) in its next collective, says so in one line and
+    exits; torchrun then stops the hung one (after its own 30 s grace)."""
+    agent = launch(2, "train", "--run-dir", tmp_path / "run", *LONG, "--train-steps", "100000", "--dist-timeout", "5")
+    wait_for_rows(tmp_path / "run", 30, agent)
+    start = time.monotonic()
+    os.kill(worker(agent, 1), signal.SIGSTOP)
+    _, err = agent.communicate(timeout=120)
+    assert agent.returncode != 0 and time.monotonic() - start < 5 + 30 + 20
+    ours = [line for line in err.splitlines() if line.startswith("gaussdiff: error:")]
+    assert len(ours) == 1 and "rank 0: no answer from another rank within --dist-timeout" in ours[0], err[-2000:]
+    assert "step-" in ours[0]  # it names the checkpoint to resume from

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
+import torch
 import tyro
 
 from ..errors import UsageError
@@ -56,6 +57,17 @@ def resumed_config(saved: RunConfig, asked: RunConfig) -> RunConfig:
     if (asked.train.train_steps != saved.train.train_steps and saved.train.optim.lr_schedule == "one_cycle"):
         raise UsageError("a one_cycle run cannot change --train-steps (the schedule ends at the planned last step)")
     return asked
+
+
+def lost_contact(e: RuntimeError) -> str | None:
+    """What a collective's failure says, in a few words, when another rank died or hung (gloo's and NCCL's
+    errors are RuntimeErrors); None for any other error."""
+    text = str(e)
+    if isinstance(e, torch.distributed.DistError) or "gloo" in text or "NCCL" in text:
+        timed_out = "timed out" in text.lower() or "timeout" in text.lower()
+        return "no answer from another rank within --dist-timeout (it hangs)" if timed_out else \
+            "another rank stopped (its connection closed)"
+    return None
 
 
 @dataclass
@@ -129,6 +141,13 @@ class Train:
             where = f"checkpoint {e.checkpoint}" if e.checkpoint else "no checkpoint"
             say(f"gaussdiff: {e} ({where}); continue with --resume --run-dir {run_dir}", file=sys.stderr)
             sys.exit(128 + e.signum)
+        except RuntimeError as e:
+            if not dist.active or not lost_contact(e):
+                raise
+            found = list_checkpoints(run_dir)
+            print(f"gaussdiff: error: rank {dist.rank}: {lost_contact(e)}; the last checkpoint is "
+                  f"{found[-1] if found else 'none'} (torchrun --max-restarts K resumes from it)", file=sys.stderr)
+            sys.exit(1)
         except KeyboardInterrupt:  # before the signal handlers are in place, or from a thread
             found = list_checkpoints(run_dir)
             last = f"; resume from {found[-1]} with --resume --run-dir {run_dir}" if found else ""

@@ -78,7 +78,19 @@ class Distributed:
             if device.type == "cuda":
                 torch.cuda.set_device(me.device_for(device))
             backend = "nccl" if device.type == "cuda" else "gloo"
-            dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+            timeout = timedelta(seconds=timeout_s)
+            attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+            if attempt == "0":
+                dist.init_process_group(backend, timeout=timeout)
+            else:
+                # The store torchrun's agent keeps outlives a restart, and the process group's keys are the same
+                # in every attempt: without a prefix per attempt, the ranks restarted after a failure read the
+                # dead ranks' addresses and hang connecting to them.
+                shared = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+                store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
+                                      is_master=rank == 0 and not shared, timeout=timeout)
+                dist.init_process_group(backend, store=dist.PrefixStore(f"gaussdiff/attempt-{attempt}", store),
+                                        rank=rank, world_size=world_size, timeout=timeout)
         return me
 
     def device_for(self, device: torch.device) -> torch.device:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
 import typing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -292,21 +293,65 @@ def to_dict(config: Any) -> dict[str, Any]:
     return convert(config)
 
 
-def from_dict(cls: type, data: dict[str, Any]) -> Any:
-    """Rebuild a config dataclass from :func:`to_dict`'s output; unknown keys are a :class:`ConfigError`."""
-    hints = typing.get_type_hints(cls)
+def check_value(name: str, value: Any, hint: Any) -> None:
+    """That a value read from a saved config has its field's type (a file edited by hand, or from another
+    program, is refused field by field instead of failing somewhere later)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Annotated:
+        return check_value(name, value, args[0])
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in args:
+            try:
+                return check_value(name, value, option)
+            except ConfigError as e:
+                errors.append(e)
+        raise errors[0]
+    ok = True
+    if hint is type(None):
+        ok = value is None
+    elif origin is typing.Literal:
+        ok = value in args
+    elif hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif hint in (str, Path):
+        ok = isinstance(value, str)
+    elif origin is tuple:
+        ok = isinstance(value, list)
+        if ok:
+            items = args[:1] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
+            ok = len(items) == len(value)
+            for i, (item, item_hint) in enumerate(zip(value, items) if ok else ()):
+                check_value(f"{name}[{i}]", item, item_hint)
+    if not ok:
+        raise ConfigError(f"field {name} is {value!r}, not a {getattr(hint, '__name__', hint)}")
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Rebuild a config dataclass from :func:`to_dict`'s output, checking every field's type; unknown keys are
+    a :class:`ConfigError`."""
+    hints = typing.get_type_hints(cls, include_extras=True)
     names = {f.name for f in dataclasses.fields(cls)}
+    if not isinstance(data, dict):
+        raise ConfigError(f"field {where.rstrip('.') or cls.__name__} is {data!r}, not a section")
     unknown = set(data) - names
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
     kwargs = {}
     for name, value in data.items():
         hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = from_dict(hint, value)
-        elif typing.get_origin(hint) is tuple:
+        bare = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Annotated else hint
+        if dataclasses.is_dataclass(bare):
+            kwargs[name] = from_dict(bare, value, f"{where}{name}.")
+            continue
+        check_value(f"{where}{name}", value, hint)
+        if typing.get_origin(bare) is tuple:
             kwargs[name] = tuple(value)
-        elif value is not None and Path in typing.get_args(hint):
+        elif value is not None and Path in (bare, *typing.get_args(bare)):
             kwargs[name] = Path(value)
         else:
             kwargs[name] = value
@@ -356,10 +401,18 @@ def save_config(config: Any, path: Path) -> None:
 
 
 def load_config(path: Path, cls: type = RunConfig) -> Any:
-    """A config saved by :func:`save_config` (or by gaussdiff 0.1), as ``cls``."""
+    """A config saved by :func:`save_config` (or by gaussdiff 0.1), as ``cls``; one from a newer gaussdiff, or
+    with a field of the wrong type, is refused in one line."""
     try:
         raw = json.loads(path.read_text())
+        if isinstance(raw, dict) and isinstance(raw.get("format"), int) and raw["format"] > FORMAT:
+            raise ConfigError(f"{path}: written by a newer gaussdiff (config format {raw['format']}; this one reads "
+                              f"up to {FORMAT}): upgrade gaussdiff to use it")
         return from_dict(cls, upgrade(raw, cls))
+    except ConfigError as e:
+        if str(e).startswith(str(path)):
+            raise
+        raise ConfigError(f"{path}: {e}") from None
     except (OSError, json.JSONDecodeError, TypeError, KeyError, AttributeError) as e:
         raise ConfigError(f"{path}: not a gaussdiff config ({type(e).__name__}: {e})") from None
 

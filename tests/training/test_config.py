@@ -1,0 +1,47 @@
+"""Configs read from disk are checked field by field: a wrong type, an unknown field or a newer format is one
+line naming it, and every config gaussdiff writes reads back equal."""
+
+import json
+
+import pytest
+
+from conftest import tiny_config
+from gaussdiff.errors import ConfigError
+from gaussdiff.training.config import (AutoencoderTrainConfig, ClassifierTrainConfig, FORMAT, RunConfig, load_config,
+                                       save_config, to_dict)
+
+
+@pytest.mark.parametrize("config", [RunConfig(), tiny_config(), ClassifierTrainConfig(), AutoencoderTrainConfig()],
+                         ids=["run", "tiny", "classifier", "autoencoder"])
+def test_a_saved_config_reads_back_equal(config, tmp_path):
+    save_config(config, tmp_path / "config.json")
+    assert load_config(tmp_path / "config.json", type(config)) == config
+
+
+@pytest.mark.parametrize("path, value, match", [
+    (("model", "channels"), "64", "field model.channels is '64', not a int"),
+    (("train", "batch_size"), True, "field train.batch_size is True"),
+    (("diffusion", "schedule"), "banana", "field diffusion.schedule is 'banana'"),
+    (("model", "channel_mult"), [1, "2"], "field model.channel_mult[1] is '2'"),
+    (("train", "optim", "grad_clip"), "none", "field train.optim.grad_clip is 'none'"),
+    (("train",), 5, "field train is 5, not a section"),
+])
+def test_a_field_of_the_wrong_type_is_one_line_naming_it(tmp_path, path, value, match):
+    raw = to_dict(RunConfig())
+    node = raw
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(ConfigError, match=match.replace("[", r"\[").replace("]", r"\]")) as error:
+        load_config(tmp_path / "config.json")
+    assert str(error.value).startswith(str(tmp_path / "config.json")) and "\n" not in str(error.value)
+
+
+def test_a_config_from_a_newer_gaussdiff_is_refused(tmp_path):
+    save_config(RunConfig(), tmp_path / "config.json")
+    raw = json.loads((tmp_path / "config.json").read_text())
+    raw["format"] = FORMAT + 1
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(ConfigError, match=f"written by a newer gaussdiff \\(config format {FORMAT + 1}"):
+        load_config(tmp_path / "config.json")

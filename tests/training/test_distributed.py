@@ -159,3 +159,14 @@ def test_a_hung_rank_ends_the_job_within_the_timeout_with_one_line(tmp_path):
     ours = [line for line in err.splitlines() if line.startswith("gaussdiff: error:")]
     assert len(ours) == 1 and "rank 0: no answer from another rank within --dist-timeout" in ours[0], err[-2000:]
     assert "step-" in ours[0]  # it names the checkpoint to resume from
+
+
+def test_loss_aware_timesteps_see_every_ranks_losses(tmp_path):
+    """The importance sampler of t (Nichol & Dhariwal 2021) learns from the whole global batch's L_vlb, gathered
+    from the ranks: once its history fills (10 per t: after 25 steps of 8 on 20 steps) it draws the same t as
+    one process, so the losses still agree."""
+    flags = [*FLAGS, "--diffusion-steps", "20", "--train-steps", "40", "--timestep-sampler", "loss_second_moment",
+             "--variance", "learned_range", "--loss", "hybrid"]
+    main(["train", "--run-dir", str(tmp_path / "one"), *flags])
+    torchrun(2, "train", "--run-dir", tmp_path / "two", *flags)
+    assert_close_losses(losses(tmp_path / "one"), losses(tmp_path / "two"))

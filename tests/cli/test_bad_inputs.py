@@ -211,3 +211,27 @@ def test_the_loss_plot_leaves_out_rows_without_a_finite_loss(tmp_path):
     path.write_text("".join(f'{{"step": {s}, "loss": {v}, "loss_by_t": [1.0, {v}]}}\n'
                             for s, v in ((1, "1.0"), (2, "null"), (3, "0.5"), (4, "0.4"), (5, "null"), (6, "0.3"))))
     assert plot_loss(path, tmp_path / "loss.png").exists()
+
+
+def test_every_option_of_every_subcommand_has_a_help_line():
+    """Each option's --help says what it does (not only its default), read from the configs' docstrings."""
+    import re
+
+    import tyro
+
+    from gaussdiff.cli.main import COMMANDS
+
+    bare = []
+
+    def walk(parser, name):
+        for action in parser._actions:
+            if action.option_strings and action.dest != "help":
+                text = re.sub(r"\((default|fixed)[^)]*\)|\(required\)", "", str(action.help or "")).strip()
+                if not text:
+                    bare.append(f"{name} {action.option_strings[0]}")
+            for sub_name, sub in (action.choices.items() if isinstance(action.choices, dict) else ()):
+                walk(sub, f"{name} {sub_name}")
+
+    for name, command in COMMANDS.items():
+        walk(tyro.extras.get_parser(command), name)
+    assert not bare, bare

@@ -41,8 +41,11 @@ class Eval:
     """A run or checkpoint directory (not needed with --samples)."""
     guide: Annotated[GuidanceConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=GuidanceConfig)
     bpd: bool = False
+    """The variational bound in bits/dim on the held-out split, with its terms and the rate-distortion curve."""
     ode: bool = False
+    """The probability-flow ODE's likelihood in bits/dim (dequantized) on the held-out split."""
     fid: bool = False
+    """FID, KID, precision and recall of fresh samples against the training split."""
     data: str | None = None
     """The real data (default: the run's); --bpd and --ode use its held-out split."""
     samples: Path | None = None
@@ -53,6 +56,7 @@ class Eval:
     steps: int | None = None
     """--bpd on a respaced schedule; for --fid the sampler's steps (default 50)."""
     sampler: SamplerName = "ddim"
+    """The sampler: ddpm, ddim, euler, heun, euler-a, dpm++2m, dpm++3m, dpm++2s, dpm++2m-sde, unipc, unipc-bh1."""
     nfe: int | None = None
     """A budget of network evaluations instead of --steps: the sampler's steps are chosen to make exactly that many."""
     timesteps: str = "auto"
@@ -64,6 +68,7 @@ class Eval:
     features: ExtractorName = "classifier"
     """FID features: the domain classifier (labelled built-in data) or Inception-v3."""
     seed: int = 0
+    """Seeds the samples (sample i from its own seed) and the bound's noise."""
     batch_size: int = 256
     """Images per network call (>= 1)."""
     json: bool = False
@@ -71,6 +76,7 @@ class Eval:
     out_dir: Path | None = None
     """Where plots go (default: RUN/eval)."""
     device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``..."""
     cascade: tuple[Path, ...] = ()
     """With --fid: a base run and super-resolution runs; measures the cascade's final samples."""
     super_res_test: bool = False

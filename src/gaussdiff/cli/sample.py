@@ -85,6 +85,7 @@ class Sample:
     stages: bool = False
     """With --cascade: also write FILE-stages.png, every stage's output side by side."""
     sampler: SamplerName = "ddim"
+    """The sampler: ddpm, ddim, euler, heun, euler-a, dpm++2m, dpm++3m, dpm++2s, dpm++2m-sde, unipc, unipc-bh1."""
     steps: tuple[int, ...] | None = (50,)
     """Respaced steps, one per cascade stage (the last repeats; None: all of each run's steps)."""
     nfe: int | None = None
@@ -96,6 +97,7 @@ class Sample:
     eta: float | None = None
     """DDIM's eta, S_churn of euler/heun, euler-a's noise scale (default: 0, euler-a 1)."""
     seed: int = 0
+    """Seeds the samples: sample i's noise comes from (seed, i), the same in any batch or process."""
     out: tuple[Path, ...] = (Path("samples.png"),)
     """One or more of FILE.png, FILE.npz."""
     ema: bool = True

@@ -29,16 +29,21 @@ class ShowForward:
     """A strip of images through the forward process q(x_t | x0) at chosen t (DDPM Fig. 6 style)."""
 
     data: str = "digits"
+    """The dataset whose first images are noised (built-in name, folder or .npz)."""
     run: Path | None = None
     """Take the schedule and data from this run instead."""
     index: tuple[int, ...] = (0, 1, 2, 3)
     """Which images of the dataset, one row each."""
     t: tuple[int, ...] = (0, 50, 100, 200, 300, 400, 500, 600, 800, 999)
+    """The steps to show, 0..999 (on the 1000-step schedule)."""
     schedule: ScheduleName = "cosine"
+    """The beta schedule: linear or cosine."""
     diffusion_steps: int = 1000
     """Steps of the schedule (>= 1; without --run)."""
     seed: int = 0
+    """Seeds the images chosen and the noise."""
     out: Path = Path("forward.png")
+    """The PNG to write."""
 
     def __call__(self) -> None:
         if self.run is not None:
@@ -82,16 +87,22 @@ class ShowTrajectory:
     frames: int = 10
     """How many steps of the run to show (>= 2; at most its steps)."""
     sampler: SamplerName = "ddpm"
+    """The sampler: ddpm, ddim, euler, heun, euler-a, dpm++2m, dpm++3m, dpm++2s, dpm++2m-sde, unipc, unipc-bh1."""
     steps: int | None = None
+    """Respaced steps (None: all of the run's)."""
     nfe: int | None = None
     """A budget of network evaluations instead of --steps."""
     timesteps: str = "auto"
     """auto (tuned steps when saved, else linspace), leading, trailing, linspace, karras, logsnr, or a
     comma-separated list of times, noisiest first."""
     eta: float | None = None
+    """DDIM's eta, S_churn of euler/heun, euler-a's noise scale (default: 0, euler-a 1)."""
     seed: int = 0
+    """Seeds the samples."""
     out: Path = Path("trajectory.png")
+    """The PNG to write."""
     device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``..."""
 
     def __call__(self) -> None:
         at_least("--n", self.n, 1)

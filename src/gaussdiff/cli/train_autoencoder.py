@@ -29,6 +29,7 @@ class TrainAutoencoder:
 
     config: Annotated[AutoencoderTrainConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=AutoencoderTrainConfig)
     run_dir: Path = Path("runs/autoencoder")
+    """Where the run lives."""
     resume: bool = False
     """Continue the run in --run-dir from its newest checkpoint, with its saved config."""
 

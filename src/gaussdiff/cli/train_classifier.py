@@ -25,6 +25,7 @@ class TrainClassifier:
 
     config: Annotated[ClassifierTrainConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=ClassifierTrainConfig)
     run_dir: Path = Path("runs/classifier")
+    """Where the classifier run is written (it must not hold one already)."""
 
     def __call__(self) -> None:
         if (self.run_dir / "classifier.safetensors").exists():

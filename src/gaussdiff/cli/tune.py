@@ -28,7 +28,9 @@ class Tune:
     checkpoint: tyro.conf.Positional[Path]
     """A run directory (its newest checkpoint) or a checkpoint directory."""
     sampler: SamplerName = "unipc"
+    """The sampler: ddpm, ddim, euler, heun, euler-a, dpm++2m, dpm++3m, dpm++2s, dpm++2m-sde, unipc, unipc-bh1."""
     nfe: tuple[int, ...] = (10,)
+    """The budgets to tune, network evaluations each (>= 1)."""
     n: int = 64
     """How many draws of x_T (and the run's example conditions) the error is measured on."""
     evals: int = 400
@@ -36,9 +38,11 @@ class Tune:
     reference_nfe: int = 200
     """Steps of the reference solve (UniPC, uniform steps)."""
     seed: int = 0
+    """Seeds the draws the steps are fitted on and judged by."""
     ema: bool = True
     """Tune for the EMA weights (--no-ema: the raw weights), as sample uses them."""
     device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``..."""
 
     def __call__(self) -> None:
         if self.n < 1 or self.evals < 2 or self.reference_nfe < 2:

@@ -79,9 +79,11 @@ class TrainConfig:
     """Images per step (>= 1; under torchrun the global batch, shared among the processes)."""
     optim: Annotated[OptimConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=OptimConfig)
     compile: bool = False
+    """Wrap the network in ``torch.compile`` (under torchrun, the DDP replica)."""
     memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
     """``auto``: channels_last on CUDA, and on CPU in fp32 for images of 32x32 and larger (bench/train_speed.py)."""
     seed: int = 0
+    """Seeds the initial weights, the data order and every draw of training."""
     bookkeeping: Annotated[Bookkeeping, tyro.conf.OmitArgPrefixes] = field(default_factory=Bookkeeping)
     preview_sampler: SamplerName = "ddim"
     """The sampler of the previews (samples.png)."""
@@ -212,11 +214,15 @@ class ClassifierTrainConfig:
     classifier: Annotated[NoisyClassifierConfig, tyro.conf.OmitArgPrefixes] = field(
         default_factory=NoisyClassifierConfig)
     classifier_steps: int = 3000
+    """Optimisation steps (>= 1)."""
     batch_size: int = 128
+    """Images per step (>= 1; under torchrun the global batch)."""
     optim: Annotated[OptimConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=lambda: OptimConfig(
         lr=1e-3, warmup=0, lr_schedule="one_cycle", weight_decay=0.05, grad_clip=None, ema_decay=None))
     seed: int = 0
+    """Seeds the weights, the batches, t and the noise."""
     device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``..."""
     format: Annotated[int, tyro.conf.Suppress] = FORMAT
 
     def resolve(self, data: ImageData) -> ClassifierTrainConfig:
@@ -243,7 +249,9 @@ class AutoencoderTrainConfig:
     autoencoder: Annotated[AutoencoderConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=AutoencoderConfig)
     discriminator: Annotated[DiscriminatorConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=DiscriminatorConfig)
     train_steps: int = 3000
+    """Optimisation steps (>= 0; 0 only measures the latent scale on the data)."""
     batch_size: int = 64
+    """Images per step (>= 1; under torchrun the global batch)."""
     optim: Annotated[OptimConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=lambda: OptimConfig(
         lr=1e-3, warmup=100, lr_schedule="cosine", grad_clip=1.0, ema_decay=None))
     reconstruction: Literal["l1", "l2"] = "l1"
@@ -255,9 +263,11 @@ class AutoencoderTrainConfig:
     gan_weight: float = 0.5
     """Scale of the adaptive adversarial weight (Esser et al. 2021 Eq. 7)."""
     seed: int = 0
+    """Seeds the weights, the data order and the posterior noise."""
     bookkeeping: Annotated[Bookkeeping, tyro.conf.OmitArgPrefixes] = field(
         default_factory=lambda: Bookkeeping(sample_every=500, checkpoint_every=500))
     device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``..."""
     format: Annotated[int, tyro.conf.Suppress] = FORMAT
 
     def resolve(self, data: ImageData) -> AutoencoderTrainConfig:

@@ -30,7 +30,8 @@ from gaussdiff.training.checkpoint import list_checkpoints, load_training_state,
 
 FLAGS = ["--channels", "32", "--channel-mult", "1", "2", "--num-res-blocks", "1", "--attention-resolutions", "4",
          "--diffusion-steps", "50", "--batch-size", "16", "--log-every", "1", "--checkpoint-every", "2",
-         "--keep-checkpoints", "3", "--sample-every", "100000", "--preview-steps", "5", "--device", "cpu"]
+         "--keep-checkpoints", "3", "--sample-every", "100000", "--preview-steps", "5", "--device", "cpu",
+         "--precision", "fp32"]
 
 
 def command(run: Path, steps: int, nproc: int, resume: bool) -> list[str]:

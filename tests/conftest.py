@@ -34,6 +34,7 @@ def tiny_config(data: str = "digits", steps: int = 4, **changes: Any) -> RunConf
         "model.attention_resolutions": (4,), "diffusion.diffusion_steps": 50, "train.train_steps": steps,
         "train.batch_size": 8, "train.optim.warmup": 2, "train.bookkeeping.log_every": 2, "train.bookkeeping.sample_every": steps,
         "train.bookkeeping.checkpoint_every": steps, "train.preview_steps": 5, "train.device": "cpu",
+        "train.optim.precision": "fp32",  # not auto: a measured choice could differ between two runs compared
     })
     return override(cfg, **changes)
 
@@ -53,7 +54,7 @@ def expect_error(capsys, *args, match: str) -> str:
 TINY_FLAGS = [
     "--channels", "16", "--channel-mult", "1", "2", "--num-res-blocks", "1", "--attention-resolutions", "4",
     "--diffusion-steps", "50", "--batch-size", "8", "--warmup", "2", "--log-every", "2", "--preview-steps", "5",
-    "--device", "cpu",
+    "--device", "cpu", "--precision", "fp32",
 ]
 
 

@@ -147,11 +147,10 @@ def test_sizes_that_are_not_multiples_of_four_are_refused():
 
 
 @pytest.mark.parametrize("algorithm, channels, size, dtype, autocast, grad, expected", [
-    ("auto", 64, 8, torch.float32, False, True, True),     # wide enough, large enough, trained: Winograd
+    ("auto", 64, 8, torch.float32, False, True, "measured"),  # trained on CPU: whichever measures faster
     ("auto", 64, 8, torch.float32, False, False, False),   # a forward pass alone: the direct kernel
-    ("auto", 32, 8, torch.float32, False, True, False),    # narrow: the transforms cost more than they save
-    ("auto", 64, 4, torch.float32, False, True, False),    # one tile per image
-    ("auto", 64, 28, torch.float32, False, True, True),
+    ("auto", 32, 8, torch.float32, False, True, "measured"),
+    ("auto", 64, 28, torch.float32, False, True, "measured"),
     ("auto", 64, 14, torch.float32, False, True, False),   # 14 is not a multiple of 4
     ("auto", 64, 8, torch.bfloat16, False, True, False),   # Winograd computes in fp32/fp64 only
     ("auto", 64, 8, torch.float32, True, True, False),     # under autocast the bf16 direct kernels run
@@ -160,7 +159,10 @@ def test_sizes_that_are_not_multiples_of_four_are_refused():
     ("direct", 64, 16, torch.float32, False, True, False),
 ])
 def test_conv3x3_chooses_its_algorithm_and_computes_the_same_function(algorithm, channels, size, dtype, autocast, grad,
-                                                                      expected):
+                                                                      expected, monkeypatch):
+    if expected == "measured":  # the measurement's verdict stands in here (its own test is below)
+        monkeypatch.setattr(Conv3x3, "measure", lambda self, x: True)
+        expected = True
     torch.manual_seed(5)
     conv = Conv3x3(channels, channels, algorithm).to(dtype)
     reference = torch.nn.Conv2d(channels, channels, 3, padding=1).to(dtype)
@@ -198,3 +200,35 @@ def test_the_unet_computes_the_same_function_and_gradients_with_either_algorithm
     out_d.square().sum().backward()
     for (name, pw), pd in zip(wino.named_parameters(), direct.parameters()):
         torch.testing.assert_close(pw.grad, pd.grad, rtol=1e-9, atol=1e-9, msg=name)  # not derived (as above)
+
+
+def test_auto_measures_once_per_input_configuration_and_computes_the_same_whichever_wins(monkeypatch):
+    """``auto`` times both algorithms on the first training pass of each (shape, dtype, layout), keeps the verdict,
+    and never measures a forward pass alone; measuring leaves the layer's gradients alone; and the function
+    computed is the direct convolution's to Winograd's fp32 rounding whichever wins."""
+    torch.manual_seed(7)
+    conv = Conv3x3(16, 16, "auto")
+    measured = []
+    real = Conv3x3.measure
+    monkeypatch.setattr(Conv3x3, "measure", lambda self, x: measured.append(Conv3x3.measure_key(x)) or real(self, x))
+    x = torch.randn(2, 16, 8, 8)
+    with torch.no_grad():
+        conv(x)
+    assert measured == []  # sampling never pays for a measurement
+    conv(x).sum().backward()
+    assert conv.weight.grad is not None and len(measured) == 1
+    grad = conv.weight.grad.clone()
+    conv(x)  # the same configuration again: the kept verdict
+    assert len(measured) == 1
+    for other in (torch.randn(4, 16, 8, 8), torch.randn(2, 16, 12, 12), x.double(),
+                  x.contiguous(memory_format=torch.channels_last)):
+        (conv.double() if other.dtype == torch.float64 else conv.float())(other)
+    assert len(measured) == 5 and len(set(measured)) == 5  # batch, size, dtype and layout each measured apart
+    assert set(conv.choices.values()) <= {True, False}
+    conv.float()
+    torch.testing.assert_close(conv.weight.grad, grad.float(), rtol=0, atol=0)  # measuring took no gradients
+    reference = torch.nn.Conv2d(16, 16, 3, padding=1)
+    reference.load_state_dict(conv.state_dict())
+    for verdict in (True, False):
+        conv.choices = {k: verdict for k in conv.choices}
+        torch.testing.assert_close(conv(x), reference(x), rtol=1e-4, atol=1e-4)  # as in the test above

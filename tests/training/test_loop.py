@@ -105,3 +105,45 @@ def test_state_round_trip_continues_identically():
     for p, q in zip(list(a_model.parameters()) + list(a.ema.module.parameters()),
                     list(b_model.parameters()) + list(b.ema.module.parameters())):
         assert torch.equal(p, q)
+
+
+def test_precision_auto_takes_bf16_only_where_it_is_native_and_pays(monkeypatch):
+    from gaussdiff.training import loop
+
+    timed = []
+
+    def time_pass(seconds):
+        return lambda p: timed.append(p) or seconds[p]
+
+    monkeypatch.setattr(loop, "cpu_flags", lambda: set())  # no AMX, no AVX-512 BF16: emulated bf16
+    assert loop.resolve_precision("auto", CPU, time_pass({"fp32": 1.0, "bf16": 0.1})) == "fp32" and not timed
+    monkeypatch.setattr(loop, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    assert loop.resolve_precision("auto", CPU, time_pass({"fp32": 1.0, "bf16": 0.8})) == "bf16"
+    assert timed == ["fp32", "bf16"] * 4  # a warm-up and 3 paired passes
+    assert loop.resolve_precision("auto", CPU, time_pass({"fp32": 1.0, "bf16": 0.9})) == "fp32"  # gains < 15%
+    assert loop.resolve_precision("auto", CPU) == "fp32"  # nothing measured: the safe choice
+    assert loop.resolve_precision("bf16", CPU) == "bf16" and loop.resolve_precision("fp32", CPU) == "fp32"
+
+
+def test_a_run_records_the_precision_auto_chose_and_measuring_changes_nothing(monkeypatch, tmp_path):
+    """The measurement's passes leave the weights, their gradients and the RNG alone: a run that measured and
+    chose fp32 takes exactly the steps of a run told fp32."""
+    from conftest import override, tiny_config
+    from gaussdiff.training import loop, trainer
+    from gaussdiff.training.config import load_config
+
+    monkeypatch.setattr(loop, "cpu_flags", lambda: {"avx512_bf16"})
+    chosen = {}
+    real = loop.resolve_precision
+
+    def slower_bf16(precision, device, time_pass=None, repeats=3):
+        chosen["measured"] = [time_pass("fp32"), time_pass("bf16")]
+        return real(precision, device, lambda p: {"fp32": 1.0, "bf16": 2.0}[p], repeats)
+
+    monkeypatch.setattr(trainer, "resolve_precision", slower_bf16)
+    told = trainer.Trainer(tiny_config(steps=3), tmp_path / "told", progress=False).run()
+    auto = trainer.Trainer(override(tiny_config(steps=3), **{"train.optim.precision": "auto"}), tmp_path / "auto",
+                           progress=False).run()
+    assert len(chosen["measured"]) == 2 and all(s > 0 for s in chosen["measured"])
+    assert auto.losses == told.losses
+    assert load_config(tmp_path / "auto" / "config.json").train.optim.precision == "fp32"

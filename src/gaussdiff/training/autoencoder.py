@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from .checkpoint import verify_checkpoint
 from .config import AutoencoderTrainConfig, save_config
 from .files import atomic_write
 from .distributed import Distributed
-from .loop import DataOrder, Optimization, check_precision, resolve_device
+from .loop import DataOrder, Optimization, check_precision, resolve_device, resolve_precision
 from .trainer import Logger, NullLogger, TrainResult, resume_checkpoint
 
 
@@ -71,6 +71,9 @@ class AutoencoderTrainer:
         self.device = self.dist.device_for(resolve_device(config.device))
         check_precision(config.optim.precision, self.device)
         self.data = data if data is not None else load_configured(config.data, "train")
+        # --precision auto without measuring: bf16 on CUDA that has it, fp32 on CPU (recorded in the config).
+        precision = resolve_precision(config.optim.precision, self.device)
+        config = replace(config, optim=replace(config.optim, precision=precision))
         self.config = c = config.resolve(self.data)
         self.dist.share(c.batch_size)
         if self.dist.active and c.gan_start is not None:

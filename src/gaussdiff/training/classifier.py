@@ -8,6 +8,7 @@ A classifier run directory holds ``classifier.safetensors``, ``config.json`` and
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -23,7 +24,7 @@ from .checkpoint import load_state_dict_strict, save_weights
 from .config import ClassifierTrainConfig, load_config, save_config
 from .files import atomic_write
 from .distributed import Distributed
-from .loop import Optimization, check_precision, resolve_device
+from .loop import Optimization, check_precision, resolve_device, resolve_precision
 
 
 
@@ -36,6 +37,8 @@ def train_noisy_classifier(config: ClassifierTrainConfig, run_dir: Path, progres
     device = dist.device_for(resolve_device(config.device))
     check_precision(config.optim.precision, device)
     data = load_configured(config.data, "train")
+    # --precision auto without measuring: bf16 on CUDA that has it, fp32 on CPU (recorded in the config).
+    config = replace(config, optim=replace(config.optim, precision=resolve_precision(config.optim.precision, device)))
     config = config.resolve(data)
     dist.share(config.batch_size)
     held_out = load_configured(config.data, "test")

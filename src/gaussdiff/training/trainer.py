@@ -15,7 +15,7 @@ import math
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,7 +36,7 @@ from .checkpoint import (list_checkpoints, load_state_dict_strict, load_training
 from .config import RunConfig, save_config
 from .distributed import Distributed, fingerprint
 from .latent import check_autoencoder_fits, load_latent_space
-from .loop import DataOrder, Optimization, check_precision, resolve_device
+from .loop import DataOrder, Optimization, check_precision, resolve_device, resolve_precision
 
 LOSS_BUCKETS = 10
 
@@ -149,11 +149,13 @@ class Trainer:
         torch.manual_seed(t.seed)
         self.diffusion = self.config.diffusion.build()
         self.model = UNet(self.config.model).to(self.device)
-        # auto: convolutions in channels_last win on CUDA, and on CPU in fp32 from 32x32 up
-        # (bench/train_speed.py); at 8x8 the layout's slower norms and activations outweigh them,
-        # and oneDNN's bf16 convolutions run faster on CPU in the default layout.
-        auto_channels_last = self.cuda or (self.config.model.image_size >= 32 and t.optim.precision == "fp32")
-        self.channels_last = t.memory_format == "channels_last" or (t.memory_format == "auto" and auto_channels_last)
+        if t.optim.precision == "auto":
+            # Measured on this machine and this network (rank 0's verdict for every rank), then recorded.
+            precision = self.dist.broadcast(resolve_precision("auto", self.device, self.time_training_pass))
+            optim = replace(self.config.train.optim, precision=precision)
+            self.config = replace(self.config, train=replace(self.config.train, optim=optim))
+            t = self.config.train
+        self.channels_last = self.channels_last_for(t.optim.precision)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optim = Optimization(self.model, t.optim, t.train_steps, self.device)
@@ -176,6 +178,43 @@ class Trainer:
         self.bucket_sum = torch.zeros(LOSS_BUCKETS, dtype=torch.float64)
         self.bucket_n = torch.zeros(LOSS_BUCKETS, dtype=torch.float64)
         self._signal: int | None = None
+
+    def channels_last_for(self, precision: str) -> bool:
+        """``--memory-format auto``: convolutions in channels_last win on CUDA, and on CPU in fp32 from 32x32 up
+        (bench/train_speed.py); at 8x8 the layout's slower norms and activations outweigh them, and oneDNN's
+        bf16 convolutions run faster on CPU in the default layout."""
+        t = self.config.train
+        auto = self.cuda or (self.config.model.image_size >= 32 and precision == "fp32")
+        return t.memory_format == "channels_last" or (t.memory_format == "auto" and auto)
+
+    def time_training_pass(self, precision: str) -> float:
+        """Seconds of one forward and backward pass of the network on this rank's batch, in ``precision`` (and
+        the layout it would train in), for ``--precision auto``. Leaves the weights, their gradients and the
+        global RNG as they were."""
+        b = self.dist.share(self.config.train.batch_size)
+        g = torch.Generator().manual_seed(0)
+        idx = torch.arange(b) % len(self.data)
+        x0 = (to_model_range(self.data.images[idx]) if self.latents is None else self.latents[idx]).to(self.device)
+        cond = {k: v[idx].to(self.device) for k, v in self.offered.items()}
+        cond = {k: v for c in self.conditions for k, v in c.augment(cond[c.key], g).items()}
+        t = torch.randint(0, self.diffusion.num_steps, (b,), generator=g).to(self.device)
+        noise = torch.randn(x0.shape, generator=g).to(self.device)
+        layout = torch.channels_last if self.channels_last_for(precision) else torch.contiguous_format
+        self.model.to(memory_format=layout)
+        x0 = x0.contiguous(memory_format=layout)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        rng = torch.get_rng_state()
+        dtype = torch.bfloat16 if precision == "bf16" else None
+        start = time.perf_counter()
+        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+            loss = self.diffusion.training_losses(self.model, x0, t, noise, **cond)["loss"].float().mean()
+        torch.autograd.grad(loss, params)
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - start
+        torch.set_rng_state(rng)
+        self.model.to(memory_format=torch.contiguous_format)
+        return seconds
 
     @property
     def ema_model(self) -> torch.nn.Module:

@@ -31,6 +31,8 @@ the activations alive.
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Callable, Iterator
 from typing import Literal
 
@@ -325,17 +327,32 @@ class Conv3x3(nn.Conv2d):
     The same parameters and state-dict keys as ``nn.Conv2d``, so checkpoints do not depend on the
     algorithm. ``algorithm``: ``direct`` (PyTorch's convolution), ``winograd`` (wherever the input
     allows it: H and W divisible by 4, fp32 or fp64, no autocast, not under ``torch.compile``) or
-    ``auto``: Winograd on CPU when a backward pass will follow, for layers of at least 64 input and
-    output channels at 8x8 or more, where bench/conv_speed.py measures forward + backward 1.2-1.8x
-    faster; the direct convolution elsewhere. Narrower or smaller layers lose (0.7-0.9x: the
-    transforms cost more than they save); a forward pass alone gains little (0.9-1.2x, oneDNN's
-    forward kernel runs near the CPU's peak, its backward kernels do not), so sampling keeps the
-    direct kernel; and cuDNN already has Winograd kernels of its own on CUDA.
+    ``auto``: measured, the way ``torch.backends.cudnn.benchmark`` chooses. Whether Winograd pays
+    depends on the CPU: bench/conv_speed.py found forward + backward 1.2-1.8x faster for layers of 64+
+    channels on an AMD Zen 1, but the direct kernel faster on a Zen 5 and on an Intel Xeon with AMX
+    (docs/speed.md). So on the first training pass of each input configuration (shape, dtype, memory
+    layout) on CPU, this layer times forward + backward of both on that input and keeps Winograd only
+    if it is at least :attr:`MARGIN` faster, so that ``auto`` is never measurably slower than
+    ``direct``. A forward pass alone (sampling), CUDA (cuDNN has Winograd kernels of its own) and
+    inputs Winograd cannot take use the direct kernel without measuring.
     """
+
+    MARGIN = 0.9
+    """Winograd must take at most this fraction of the direct kernel's time to be chosen."""
+    REPEATS = 5
+    """Timed forward + backward passes of each algorithm, after one warm-up each (their medians compared)."""
 
     def __init__(self, in_channels: int, out_channels: int, algorithm: ConvAlgorithm = "auto") -> None:
         super().__init__(in_channels, out_channels, 3, padding=1)
         self.algorithm = algorithm
+        # Measured choices of this layer, by input configuration (see measure_key).
+        self.choices: dict[tuple, bool] = {}
+
+    @staticmethod
+    def measure_key(x: Tensor) -> tuple:
+        """What the measured choice depends on: the input's shape, dtype and memory layout (the grad mode is
+        fixed, since only a training pass measures)."""
+        return tuple(x.shape), x.dtype, x.is_contiguous(memory_format=torch.channels_last)
 
     def uses_winograd(self, x: Tensor) -> bool:
         if self.algorithm == "direct":
@@ -346,8 +363,34 @@ class Conv3x3(nn.Conv2d):
         if self.algorithm == "winograd":
             return possible
         backward = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
-        return (possible and backward and x.device.type == "cpu" and H * W >= 64
-                and min(self.in_channels, self.out_channels) >= 64)
+        if not (possible and backward and x.device.type == "cpu"):
+            return False
+        key = self.measure_key(x)
+        if key not in self.choices:
+            self.choices[key] = self.measure(x)
+        return self.choices[key]
+
+    def measure(self, x: Tensor) -> bool:
+        """Whether Winograd's forward + backward on ``x`` beats the direct kernel's by :attr:`MARGIN` (medians of
+        :attr:`REPEATS` paired passes; the layer's own gradients are not touched)."""
+        x = x.detach().requires_grad_()
+        w, b = self.weight.detach().requires_grad_(), self.bias.detach().requires_grad_()
+
+        def direct() -> None:
+            torch.autograd.grad(F.conv2d(x, w, b, padding=1).sum(), (x, w, b))
+
+        def winograd() -> None:
+            torch.autograd.grad(winograd_conv3x3(x, w, b).sum(), (x, w, b))
+
+        times: dict[str, list[float]] = {"direct": [], "winograd": []}
+        with torch.enable_grad():
+            for i in range(self.REPEATS + 1):
+                for name, run in (("direct", direct), ("winograd", winograd)):
+                    start = time.perf_counter()
+                    run()
+                    if i > 0:  # the first pass of each warms up
+                        times[name].append(time.perf_counter() - start)
+        return statistics.median(times["winograd"]) <= self.MARGIN * statistics.median(times["direct"])
 
     def forward(self, x: Tensor) -> Tensor:
         if self.uses_winograd(x):

@@ -1,6 +1,6 @@
 """One 3x3 convolution layer, forward and backward, by PyTorch's direct kernel and by F(4x4, 3x3) Winograd.
 
-    python bench/conv_speed.py [--repeats 9] [--chunk-mb 1 4 16] [--readme README.md]
+    python bench/conv_speed.py [--repeats 9] [--chunk-mb 1 4 16] [--doc docs/speed.md]
 
 The layers are those of the two networks the project measures: the CIFAR-sized U-Net of
 bench/train_speed.py (batch 32; 64/128/128 channels at 32/16/8, with the up path's concatenated
@@ -34,10 +34,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--chunk-mb", type=int, nargs="+", default=[winograd.CHUNK_BYTES >> 20])
-    parser.add_argument("--readme", type=Path, help="also write the table into this README")
+    parser.add_argument("--doc", type=Path, help="also write the table into this page (docs/speed.md), in the "
+                        "section of this host's family")
     args = parser.parse_args()
     torch.manual_seed(0)
-    lines = [f"cpu ({torch.get_num_threads()} threads), fp32, channels_last, forward + backward, "
+    from _host import describe_host, host_family
+
+    lines = [f"{describe_host(torch.device('cpu'))}; fp32, channels_last, forward + backward, "
              f"median of {args.repeats} paired rounds", "",
              "| layer (batch, C -> K, size) | direct ms | " + " | ".join(f"Winograd, {mb} MB chunks" for mb in args.chunk_mb)
              + " | auto picks |", "|---|---|" + "---|" * len(args.chunk_mb) + "---|"]
@@ -63,16 +66,16 @@ def main() -> None:
                 fn()
                 times[name].append(time.perf_counter() - start)
         ratios = [statistics.median(d / q for d, q in zip(times["direct"], times[mb])) for mb in args.chunk_mb]
-        picks = "Winograd" if Conv3x3(C, K).uses_winograd(x) else "direct"
+        picks = "Winograd" if Conv3x3(C, K).uses_winograd(x) else "direct"  # auto: measured here
         lines.append(f"| {B}, {C} -> {K}, {size}x{size} | {1000 * statistics.median(times['direct']):.1f} | "
                      + " | ".join(f"{r:.2f}x" for r in ratios) + f" | {picks} |")
         print(lines[-1], flush=True)
     table = "\n".join(lines)
     print("\n" + table + "\n\nratio = direct time / Winograd time in the same round")
-    if args.readme:
+    if args.doc:
         from _readme import write_table
 
-        write_table(args.readme, "conv-speed-cpu", table)
+        write_table(args.doc, f"conv-speed-{host_family(torch.device('cpu'))}", table)
 
 
 if __name__ == "__main__":

@@ -122,7 +122,8 @@ def main() -> None:
     parser.add_argument("--conv", choices=["auto", "direct", "winograd"], nargs="+", default=["auto"],
                         help="gaussdiff's 3x3 convolution algorithm(s); one network each")
     parser.add_argument("--breakdown", action="store_true", help="also split a training step by kind of operator")
-    parser.add_argument("--readme", type=Path, help="also write the table into this README")
+    parser.add_argument("--doc", type=Path, help="also write the table into this page (docs/speed.md), in the "
+                        "section of this host's family")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -173,8 +174,9 @@ def main() -> None:
             c.train.append(timed(train_iter, c))
             c.sample.append(timed(sample_iter, c))
 
-    threads = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
-    lines = [f"{device} ({threads}), batch {args.batch}, {' and '.join(args.precision)}, "
+    from _host import describe_host, host_family
+
+    lines = [f"{describe_host(device)}; batch {args.batch}, {' and '.join(args.precision)}, "
              f"median of {args.repeats} rounds x {args.iters} iterations", "",
              "| network | params | train img/s | sample ms/step | train ratio | sample ratio |",
              "|---|---|---|---|---|---|"]
@@ -201,10 +203,10 @@ def main() -> None:
             total = sum(times.values())
             print(f"| {name} | " + " | ".join(f"{times[k]:.0f}" for k in kinds)
                   + f" | {total:.0f} | {times['convolution'] / total:.0%} |")
-    if args.readme:
+    if args.doc:
         from _readme import write_table
 
-        write_table(args.readme, f"train-speed-{device.type}-{'-'.join(args.precision)}", table)
+        write_table(args.doc, f"train-speed-{host_family(device)}-{'-'.join(args.precision)}", table)
 
 
 if __name__ == "__main__":

@@ -121,6 +121,9 @@ class Eval:
         device = dist.device_for(resolve_device(self.device))
         trained = load_trained(self.checkpoint, device=device) if self.checkpoint is not None else None
         data_name = self.data or (trained.config.data.data if trained else None)
+        if trained is not None and trained.source == "diffusers" and not self.data:
+            raise UsageError(f"{self.checkpoint} is a diffusers model, which does not name its data: pass --data "
+                             "(the real images to measure against)")
         if data_name is None:
             raise UsageError("--samples needs --data (the real images to compare with)")
         # The run's size and channels, for the data asked for (the run's own by default).

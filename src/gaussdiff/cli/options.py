@@ -100,6 +100,8 @@ def parse_timesteps(value: str, nfe: int | None, trained: Trained, sampler: str 
     if value == "auto":
         tuned = read_tuned_steps(trained.checkpoint).get(tuned_key(sampler, nfe, ema)) if nfe is not None else None
         if tuned is None:
+            if trained.source == "diffusers":  # its scheduler config's own spacing
+                return Steps(trained.spacing, None, f"{trained.spacing} spacing (the scheduler config's)")
             return Steps("linspace", None, "linspace spacing")
         try:
             times = [float(t) for t in tuned["timesteps"]]

@@ -40,9 +40,9 @@ class NoisyClassifier(nn.Module):
         self.embedding = Embedding(c.channels, None)
         self.down = DownPath(c, self.embedding.dim)
         ch, res = self.down.out_channels, self.down.out_resolution
-        self.mid1 = ResBlock(ch, ch, self.embedding.dim, c.dropout, c.scale_shift, c.conv)
+        self.mid1 = ResBlock(ch, ch, self.embedding.dim, c.dropout, c.scale_shift, c.conv, c.emb_act)
         self.mid_attn = Attention(ch, c.num_heads, None)
-        self.mid2 = ResBlock(ch, ch, self.embedding.dim, c.dropout, c.scale_shift, c.conv)
+        self.mid2 = ResBlock(ch, ch, self.embedding.dim, c.dropout, c.scale_shift, c.conv, c.emb_act)
         self.norm = group_norm(ch)
         if config.pool == "attention":
             self.positions = nn.Parameter(torch.randn(res * res + 1, ch) / ch**0.5)

@@ -50,6 +50,10 @@ class UNetConfig:
     """Dropout in every residual block, in [0, 1)."""
     scale_shift: bool = True
     """The timestep embedding scales and shifts the norm (ADM's AdaGN) instead of being added."""
+    emb_act: bool = False
+    """SiLU on the timestep embedding before each residual block's projection, as ADM's and diffusers' blocks
+    have it; needed to export the network to diffusers' UNet2DModel (gaussdiff export). Off by default, as in
+    every run before it existed."""
     num_classes: Annotated[int | None, tyro.conf.Suppress] = None
     """Class-conditional when set (label ``num_classes`` is the null label)."""
     context_dim: Annotated[int | None, tyro.conf.Suppress] = None
@@ -116,9 +120,9 @@ class ResBlock(nn.Module):
     the U-Net's timestep, not the autoencoder's) enters at the second norm."""
 
     def __init__(self, in_ch: int, out_ch: int, emb_dim: int | None, dropout: float, scale_shift: bool,
-                 conv: ConvAlgorithm = "auto") -> None:
+                 conv: ConvAlgorithm = "auto", emb_act: bool = False) -> None:
         super().__init__()
-        self.scale_shift = scale_shift
+        self.scale_shift, self.emb_act = scale_shift, emb_act
         self.norm1 = group_norm(in_ch)
         self.conv1 = Conv3x3(in_ch, out_ch, conv)
         self.emb = None if emb_dim is None else nn.Linear(emb_dim, 2 * out_ch if scale_shift else out_ch)
@@ -129,6 +133,8 @@ class ResBlock(nn.Module):
 
     def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
+        if self.emb is not None and self.emb_act:
+            emb = F.silu(emb)
         if self.emb is None:
             h = self.norm2(h)
         elif self.scale_shift:
@@ -202,7 +208,7 @@ class DownPath(nn.Module):
         for level, mult in enumerate(c.channel_mult):
             blocks, attns = [], []
             for _ in range(c.num_res_blocks):
-                blocks.append(ResBlock(ch, mult * c.channels, emb_dim, c.dropout, c.scale_shift, c.conv))
+                blocks.append(ResBlock(ch, mult * c.channels, emb_dim, c.dropout, c.scale_shift, c.conv, c.emb_act))
                 ch = mult * c.channels
                 attns.append(Attention(ch, c.num_heads, c.context_dim) if res in c.attention_resolutions else None)
                 self.skip_channels.append(ch)
@@ -272,16 +278,17 @@ class UNet(nn.Module):
         ch, res = self.down.out_channels, self.down.out_resolution
         skips = list(self.down.skip_channels)
 
-        self.mid1 = ResBlock(ch, ch, emb_dim, c.dropout, c.scale_shift, c.conv)
+        self.mid1 = ResBlock(ch, ch, emb_dim, c.dropout, c.scale_shift, c.conv, c.emb_act)
         self.mid_attn = Attention(ch, c.num_heads, c.context_dim)
-        self.mid2 = ResBlock(ch, ch, emb_dim, c.dropout, c.scale_shift, c.conv)
+        self.mid2 = ResBlock(ch, ch, emb_dim, c.dropout, c.scale_shift, c.conv, c.emb_act)
 
         self.up = nn.ModuleList()
         self.upsample = nn.ModuleList()
         for level, mult in reversed(list(enumerate(c.channel_mult))):
             blocks, attns = [], []
             for _ in range(c.num_res_blocks + 1):
-                blocks.append(ResBlock(ch + skips.pop(), mult * c.channels, emb_dim, c.dropout, c.scale_shift, c.conv))
+                blocks.append(ResBlock(ch + skips.pop(), mult * c.channels, emb_dim, c.dropout, c.scale_shift, c.conv,
+                                       c.emb_act))
                 ch = mult * c.channels
                 attns.append(Attention(ch, c.num_heads, c.context_dim) if res in c.attention_resolutions else None)
             self.up.append(Level(blocks, attns))

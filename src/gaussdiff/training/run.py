@@ -16,6 +16,7 @@ from ..diffusion.process import GaussianDiffusion
 from ..nets.unet import UNet
 from .checkpoint import load_checkpoint_config, load_state_dict_strict, load_weights, resolve_checkpoint
 from .config import RunConfig
+from .interop import is_diffusers_folder, load_diffusers
 from .latent import load_latent_space
 
 
@@ -29,6 +30,12 @@ class Trained:
     config: RunConfig
     checkpoint: Path
     latent: LatentSpace | None = None
+    source: str = "gaussdiff"
+    """``gaussdiff`` (a run directory or checkpoint), or ``diffusers`` (a folder read by :mod:`.interop`)."""
+    clip: bool | None = None
+    """Whether sampling clips x0 estimates to [-1, 1] (None: in pixel space yes, in latent space no)."""
+    spacing: str = "linspace"
+    """The step spacing ``--timesteps auto`` takes when no tuned steps are saved (a diffusers scheduler's own)."""
 
     @property
     def conditions(self) -> tuple[Condition, ...]:
@@ -47,8 +54,9 @@ class Trained:
 
     @property
     def clip_denoised(self) -> bool:
-        """Clip x0 estimates to [-1, 1]: the range of images, not of latents."""
-        return self.latent is None
+        """Clip x0 estimates to [-1, 1]: the range of images, not of latents (a diffusers model: as its scheduler
+        config says)."""
+        return self.latent is None if self.clip is None else self.clip
 
     def x0_of(self, images: Tensor) -> Tensor:
         """``uint8 [N, C, H, W]`` images -> what the diffusion runs on (on the model's device): pixels in
@@ -62,7 +70,12 @@ class Trained:
 
 
 def load_trained(path: Path, ema: bool = True, device: torch.device | str = "cpu") -> Trained:
-    """Load a run directory (its newest checkpoint) or a checkpoint directory, EMA weights by default."""
+    """Load a run directory (its newest checkpoint) or a checkpoint directory, EMA weights by default; or a
+    diffusers pipeline or UNet2DModel folder (:mod:`.interop`, which has only the weights it was saved with)."""
+    if path.is_dir() and is_diffusers_folder(path):
+        net, diffusion, config, meaning = load_diffusers(path, device)
+        return Trained(net, diffusion, config, path, None, source="diffusers", clip=meaning["clip"],
+                       spacing=meaning["spacing"])
     checkpoint = resolve_checkpoint(path)
     config = load_checkpoint_config(checkpoint)
     model = UNet(config.model)

@@ -34,6 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--chunk-mb", type=int, nargs="+", default=[winograd.CHUNK_BYTES >> 20])
+    parser.add_argument("--layers", type=int, default=len(LAYERS), help="only the first N layers of the table")
     parser.add_argument("--doc", type=Path, help="also write the table into this page (docs/speed.md), in the "
                         "section of this host's family")
     args = parser.parse_args()
@@ -44,7 +45,7 @@ def main() -> None:
              f"median of {args.repeats} paired rounds", "",
              "| layer (batch, C -> K, size) | direct ms | " + " | ".join(f"Winograd, {mb} MB chunks" for mb in args.chunk_mb)
              + " | auto picks |", "|---|---|" + "---|" * len(args.chunk_mb) + "---|"]
-    for B, C, K, size in LAYERS:
+    for B, C, K, size in LAYERS[: args.layers]:
         x = torch.randn(B, C, size, size).contiguous(memory_format=torch.channels_last).requires_grad_()
         w, b = torch.randn(K, C, 3, 3, requires_grad=True), torch.randn(K, requires_grad=True)
         grad = torch.randn(B, K, size, size).contiguous(memory_format=torch.channels_last)

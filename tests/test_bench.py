@@ -21,3 +21,22 @@ def test_bench_script_imports(path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
     spec.loader.exec_module(module)
     assert callable(module.main)
+
+
+@pytest.mark.parametrize("script, args", [
+    ("train_speed", ["--batch", "2", "--repeats", "1", "--iters", "1", "--conv", "direct", "auto"]),
+    ("conv_speed", ["--repeats", "1", "--layers", "1"]),
+])
+def test_speed_benchmarks_run_one_tiny_round(script, args, monkeypatch, capsys):
+    """One round of the speed benchmarks end to end (their tables name the host), so that API drift fails here."""
+    pytest.importorskip("diffusers")
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location(f"bench_{script}_run", BENCH / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", [script, *args])
+    module.main()
+    out = capsys.readouterr().out
+    assert "torch " in out and "threads" in out  # the host, beside the figures
+    assert "direct" in out

@@ -149,7 +149,8 @@ def test_sizes_that_are_not_multiples_of_four_are_refused():
 @pytest.mark.parametrize("algorithm, channels, size, dtype, autocast, grad, expected", [
     ("auto", 64, 8, torch.float32, False, True, "measured"),  # trained on CPU: whichever measures faster
     ("auto", 64, 8, torch.float32, False, False, False),   # a forward pass alone: the direct kernel
-    ("auto", 32, 8, torch.float32, False, True, "measured"),
+    ("auto", 32, 8, torch.float32, False, True, False),    # narrow: the direct kernel, unmeasured
+    ("auto", 64, 4, torch.float32, False, True, False),    # one tile per image: likewise
     ("auto", 64, 28, torch.float32, False, True, "measured"),
     ("auto", 64, 14, torch.float32, False, True, False),   # 14 is not a multiple of 4
     ("auto", 64, 8, torch.bfloat16, False, True, False),   # Winograd computes in fp32/fp64 only
@@ -207,11 +208,11 @@ def test_auto_measures_once_per_input_configuration_and_computes_the_same_whiche
     and never measures a forward pass alone; measuring leaves the layer's gradients alone; and the function
     computed is the direct convolution's to Winograd's fp32 rounding whichever wins."""
     torch.manual_seed(7)
-    conv = Conv3x3(16, 16, "auto")
+    conv = Conv3x3(64, 64, "auto")
     measured = []
     real = Conv3x3.measure
     monkeypatch.setattr(Conv3x3, "measure", lambda self, x: measured.append(Conv3x3.measure_key(x)) or real(self, x))
-    x = torch.randn(2, 16, 8, 8)
+    x = torch.randn(2, 64, 8, 8)
     with torch.no_grad():
         conv(x)
     assert measured == []  # sampling never pays for a measurement
@@ -220,15 +221,32 @@ def test_auto_measures_once_per_input_configuration_and_computes_the_same_whiche
     grad = conv.weight.grad.clone()
     conv(x)  # the same configuration again: the kept verdict
     assert len(measured) == 1
-    for other in (torch.randn(4, 16, 8, 8), torch.randn(2, 16, 12, 12), x.double(),
+    for other in (torch.randn(4, 64, 8, 8), torch.randn(2, 64, 12, 12), x.double(),
                   x.contiguous(memory_format=torch.channels_last)):
         (conv.double() if other.dtype == torch.float64 else conv.float())(other)
     assert len(measured) == 5 and len(set(measured)) == 5  # batch, size, dtype and layout each measured apart
     assert set(conv.choices.values()) <= {True, False}
     conv.float()
     torch.testing.assert_close(conv.weight.grad, grad.float(), rtol=0, atol=0)  # measuring took no gradients
-    reference = torch.nn.Conv2d(16, 16, 3, padding=1)
+    reference = torch.nn.Conv2d(64, 64, 3, padding=1)
     reference.load_state_dict(conv.state_dict())
     for verdict in (True, False):
         conv.choices = {k: verdict for k in conv.choices}
         torch.testing.assert_close(conv(x), reference(x), rtol=1e-4, atol=1e-4)  # as in the test above
+
+
+def test_the_verdicts_travel_with_a_checkpoint():
+    """A resumed run computes with the kernels it trained with: the verdicts survive conv_choices/restore as
+    plain values, and a layer or row that does not match is left to measure again."""
+    from gaussdiff.nets.kernels.winograd import conv_choices, restore_conv_choices
+
+    cfg = dict(image_size=16, in_channels=3, out_channels=3, channels=64, channel_mult=(1,), num_res_blocks=1,
+               attention_resolutions=())
+    a, b = UNet(UNetConfig(**cfg)), UNet(UNetConfig(**cfg))
+    layers = [m for m in a.modules() if isinstance(m, Conv3x3)]
+    for i, m in enumerate(layers):
+        m.choices[((2, 64, 16, 16), torch.float32, i % 2 == 0)] = i % 3 == 0
+    rows = conv_choices(a)
+    assert len(rows) == len(layers) and all(isinstance(v, (str, list, bool)) for row in rows for v in row)
+    restore_conv_choices(b, rows + [["no.such.layer", [1], "torch.float32", False, True]])
+    assert [m.choices for m in b.modules() if isinstance(m, Conv3x3)] == [m.choices for m in layers]

@@ -28,9 +28,9 @@ import io
 import json
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -61,6 +61,18 @@ class DataConfig:
     """1 (grey) or 3 (RGB); folders default to 3."""
     data_dir: Path | None = None
     """Where Fashion-MNIST's IDX files are (default /usr/share/datasets/fashion-mnist)."""
+    stream: Literal["auto", "memory", "stream"] = "auto"
+    """A folder's images in memory (decoded once), or streamed (decoded by --workers DataLoader processes at each
+    step, never all held); ``auto``: streamed when decoded they would take more than 1 GB. The run records the
+    choice. Built-in datasets and .npz files are in memory."""
+    workers: int | None = None
+    """DataLoader processes that decode a streamed folder's batches ahead of the trainer (>= 0; None: one per CPU
+    core beyond the first, at most 8)."""
+    hflip: bool = False
+    """Flip each training image horizontally with probability 1/2 (drawn per example from the run's seed)."""
+    skip_bad_images: bool = False
+    """A folder's unreadable images: by default the run stops before training with the full list; with this they
+    are left out, their count and paths written to the run directory's bad-images.txt."""
     # Read from the data when a run starts (None: unlabelled); not an option.
     num_classes: Annotated[int | None, tyro.conf.Suppress] = None
 
@@ -75,6 +87,13 @@ class ImageData:
     class_names: list[str] | None = None
     captions: list[str] | None = None
     attributes: Tensor | None = None
+    skipped: list[str] = field(default_factory=list)
+    """Unreadable files left out (``--skip-bad-images``)."""
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the images are decoded on access (:class:`FolderImages`) rather than held in memory."""
+        return isinstance(self.images, FolderImages)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -100,9 +119,11 @@ class ImageData:
             raise DataError(f"{source}: images are {h}x{w}; gaussdiff trains on square images (crop or resize them)")
 
     def resolve(self, config: DataConfig) -> DataConfig:
-        """``config`` with the size, channels and classes of this data filled in (after :meth:`check`)."""
+        """``config`` with the size, channels and classes of this data filled in (after :meth:`check`), and
+        whether it streams."""
         self.check(config.data)
-        return replace(config, image_channels=self.shape[0], image_size=self.shape[-1], num_classes=self.num_classes)
+        return replace(config, image_channels=self.shape[0], image_size=self.shape[-1], num_classes=self.num_classes,
+                       stream="stream" if self.streamed else "memory")
 
 
 def channel_count(c: int) -> str:
@@ -336,7 +357,48 @@ def _folder_captions(root: Path, files: list[Path], metadata: Path) -> list[str]
     return [captions[p.relative_to(root).as_posix()] for p in files]
 
 
-def load_image_folder(root: Path, size: int, channels: int) -> ImageData:
+STREAM_ABOVE_BYTES = 1 << 30
+"""``--stream auto`` streams a folder whose decoded images would take more than this."""
+
+
+class FolderImages:
+    """A folder's images as a lazy ``uint8 [N, C, S, S]`` array: indexing decodes just the images asked for
+    (resized and center-cropped as :func:`_load_image`), so a folder of any size streams through a run."""
+
+    def __init__(self, files: list[Path], size: int, channels: int) -> None:
+        self.files, self.size, self.channels = files, size, channels
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return len(self.files), self.channels, self.size, self.size
+
+    def __getitem__(self, index: Tensor | int | slice) -> Tensor:
+        picked = range(len(self.files))[index] if isinstance(index, (int, slice)) else index.tolist()
+        if isinstance(picked, int):
+            return self[torch.tensor([picked])][0]
+        arrays = [_load_image(self.files[i], self.size, self.channels) for i in picked]
+        if not arrays:
+            return torch.zeros((0, self.channels, self.size, self.size), dtype=torch.uint8)
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def scan_images(files: list[Path]) -> list[tuple[Path, str]]:
+    """The files whose header Pillow cannot read, with why (a fast pass: the pixels are not decoded)."""
+    bad = []
+    for path in files:
+        try:
+            with Image.open(path) as img:
+                img.size  # noqa: B018  the header is parsed on open; touching size makes that explicit
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            bad.append((path, type(e).__name__))
+    return bad
+
+
+def load_image_folder(root: Path, size: int, channels: int, stream: str = "memory",
+                      skip_bad: bool = False) -> ImageData:
     """Every image under ``root`` (recursive). Sub-folders of ``root`` become class labels when
     every image sits in one; otherwise the data is unlabelled. A ``metadata.jsonl`` or ``metadata.csv``
     at the top of ``root`` gives each image its caption. Any other file is an error."""
@@ -352,13 +414,25 @@ def load_image_folder(root: Path, size: int, channels: int) -> ImageData:
         raise DataError(f"{bad[0]}: not an image file (expected one of {', '.join(sorted(IMAGE_SUFFIXES))})")
     # Captions before pixels: a bad metadata file fails at once, not after decoding every image.
     captions = _folder_captions(root, files, metadata[0]) if metadata else None
-    images = np.stack([_load_image(p, size, channels) for p in files])
     tops = [p.relative_to(root).parts for p in files]
     labels, names = None, None
     if all(len(parts) > 1 for parts in tops):
         names = sorted({parts[0] for parts in tops})
         labels = torch.tensor([names.index(parts[0]) for parts in tops], dtype=torch.long)
-    return ImageData(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels, names, captions)
+    bad = scan_images(files)
+    if bad and not skip_bad:
+        listed = "; ".join(f"{p} ({why})" for p, why in bad[:3]) + (f"; and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise DataError(f"{root}: {len(bad)} unreadable image(s): {listed} (--skip-bad-images leaves them out)")
+    if bad:
+        keep = [i for i, p in enumerate(files) if p not in {b for b, _ in bad}]
+        files = [files[i] for i in keep]
+        labels = None if labels is None else labels[keep]
+        captions = None if captions is None else [captions[i] for i in keep]
+    if stream == "auto":
+        stream = "stream" if len(files) * channels * size * size > STREAM_ABOVE_BYTES else "memory"
+    lazy = FolderImages(files, size, channels)
+    images = lazy if stream == "stream" else lazy[torch.arange(len(lazy))]
+    return ImageData(images, labels, names, captions, skipped=[str(p) for p, _ in bad])
 
 
 def _check_npz_images(path: Path, arr: np.ndarray) -> None:
@@ -438,6 +512,8 @@ def load_data(
     image_size: int | None = None,
     channels: int | None = None,
     data_dir: Path | None = None,
+    stream: str = "memory",
+    skip_bad: bool = False,
 ) -> ImageData:
     """Resolve ``data``: ``digits``, ``fashion-mnist``, ``shapes``, a folder of images, or a ``.npz`` file.
 
@@ -460,7 +536,7 @@ def load_data(
         if not path.exists():
             raise DataError(f"{data}: no such dataset, folder or file (built-in: digits, fashion-mnist, shapes)")
         if path.is_dir():
-            return load_image_folder(path, image_size or 32, channels or 3)
+            return load_image_folder(path, image_size or 32, channels or 3, stream, skip_bad)
         if path.suffix == ".npz":
             out = load_npz(path, image_size)
         else:
@@ -473,6 +549,8 @@ def load_data(
     return out
 
 
-def load_configured(config: DataConfig, split: str = "train") -> ImageData:
-    """The ``split`` of the data a :class:`DataConfig` names, at its size and channels."""
-    return load_data(config.data, split, config.image_size, config.image_channels, config.data_dir)
+def load_configured(config: DataConfig, split: str = "train", stream: bool = False) -> ImageData:
+    """The ``split`` of the data a :class:`DataConfig` names, at its size and channels; a folder streamed as
+    ``config.stream`` says when ``stream`` (the trainer), else in memory (measurements read it whole)."""
+    return load_data(config.data, split, config.image_size, config.image_channels, config.data_dir,
+                     config.stream if stream else "memory", config.skip_bad_images)

@@ -89,6 +89,9 @@ class TrainConfig:
     """The sampler of the previews (samples.png)."""
     preview_steps: int = 50
     """The previews' respaced steps: 1..--diffusion-steps."""
+    preview_images: int | None = None
+    """Samples in each preview (>= 1; None: 64 up to 32x32 or on CUDA, fewer for larger images on CPU: 16 at
+    64x64, 4 from 128x128)."""
     device: str = "auto"
     """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``... (under torchrun each rank takes its own GPU)."""
     skip_nonfinite: int = 0
@@ -102,6 +105,8 @@ class TrainConfig:
         ``diffusion_steps`` of the run's schedule (which would fail at the first preview, after training)."""
         at_least("train_steps", self.train_steps, 1)
         at_least("batch_size", self.batch_size, 1)
+        if self.preview_images is not None:
+            at_least("preview_images", self.preview_images, 1)
         check_optim(self.optim)
         self.bookkeeping.check()
         if not 1 <= self.preview_steps <= diffusion_steps:
@@ -170,6 +175,8 @@ class RunConfig:
         anything) refuses a bad one at once, not in the middle or at the end of the run."""
         at_least("diffusion_steps", self.diffusion.diffusion_steps, 1)
         self.train.check(self.diffusion.diffusion_steps)
+        if self.data.workers is not None:
+            at_least("workers", self.data.workers, 0)
         d = data.resolve(self.data)
         conditioning, text = self.conditioning, self.model.text
         if conditioning.text:

@@ -12,11 +12,12 @@ checkpointed, so a resumed run continues with exactly the losses of an uninterru
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 import time
 from dataclasses import dataclass, replace
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,9 +27,10 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from ..conditioning.conditions import drop_conditions
-from ..data.datasets import ImageData, load_configured, to_model_range, to_uint8
+from ..data.datasets import FolderImages, ImageData, load_configured, to_model_range, to_uint8
 from ..diffusion.timestep_sampling import make_timestep_sampler
-from ..errors import CheckpointError, NonFiniteError
+from ..errors import CheckpointError, ConfigError, DataError, NonFiniteError
+from ..nets.kernels.winograd import conv_choices, restore_conv_choices
 from ..nets.unet import UNet
 from ..samplers.run import sample
 from .checkpoint import (list_checkpoints, load_state_dict_strict, load_training_state, load_weights, save_checkpoint,
@@ -91,6 +93,40 @@ class Stopped(Exception):
 
 
 
+class StepBatches(torch.utils.data.Dataset):
+    """Item ``step``: this rank's part of global batch ``step`` of a streamed folder, decoded (``uint8 [b, C, S,
+    S]``), or the one-line message of an image that could not be decoded."""
+
+    def __init__(self, images: FolderImages, order: DataOrder, dist: Distributed, steps: int) -> None:
+        self.images, self.order, self.dist, self.steps = images, order, dist, steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, step: int) -> Tensor | str:
+        try:
+            return self.images[self.dist.part(self.order.indices(step))]
+        except DataError as e:
+            return str(e)
+
+
+def default_workers() -> int:
+    """One DataLoader process per CPU core beyond the first (the trainer keeps one), at most 8."""
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+def stream_batches(images: FolderImages, order: DataOrder, dist: Distributed, start: int, steps: int,
+                   workers: int | None) -> Iterator[Tensor | str]:
+    """The batches of steps ``start``..``steps - 1`` in order, decoded ahead by ``workers`` processes. The indices
+    are the DataOrder's, a function of the step: a resumed run continues with exactly the batches an uninterrupted
+    one would see, reading nothing it already consumed."""
+    workers = default_workers() if workers is None else workers
+    loader = torch.utils.data.DataLoader(StepBatches(images, order, dist, steps), batch_size=None,
+                                         sampler=range(start, steps), num_workers=workers,
+                                         prefetch_factor=4 if workers else None)
+    return iter(loader)
+
+
 def warn(message: str) -> None:
     print(f"gaussdiff: warning: {message}", file=sys.stderr)
 
@@ -132,7 +168,10 @@ class Trainer:
         self.cuda = self.device.type == "cuda"
         check_precision(t.optim.precision, self.device)
         self.dist.share(t.batch_size)
-        self.data = data if data is not None else load_configured(config.data, "train")
+        self.data = data if data is not None else load_configured(config.data, "train", stream=True)
+        if self.data.streamed and (config.latent.latent is not None or config.super_res.super_res is not None):
+            raise ConfigError("a latent or super-resolution run reads its data in memory (it encodes or downsamples "
+                              "all of it once): pass --stream memory")
         self.latent, latent_shape = None, None
         if config.latent.latent is not None:
             self.latent, ae_config, sha = load_latent_space(config.latent.latent, self.device,
@@ -170,6 +209,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(t.seed)
         self.noise_generator = torch.Generator(self.device).manual_seed(t.seed + 1)
         self.order = DataOrder(len(self.data), t.batch_size, t.seed)
+        self.batches: Iterator[Tensor] | None = None  # a streamed folder's batches, from run()
         self.step = 0
         self.skipped = 0
         # The steps since the last row of metrics.jsonl: checkpointed, so a resumed run logs the rows an
@@ -227,12 +267,25 @@ class Trainer:
 
     # -- one optimisation step -----------------------------------------------------------------
 
+    def images_of_step(self, mine: Tensor) -> Tensor:
+        """This rank's ``uint8`` images of the current step: decoded ahead by the DataLoader of a streamed folder
+        (whose batches follow the same DataOrder), or indexed in memory."""
+        if self.batches is None:
+            return self.data.images[mine]
+        batch = next(self.batches)
+        if isinstance(batch, str):  # a worker could not decode an image: its message, one line
+            raise DataError(f"step {self.step + 1}: {batch}")
+        return batch
+
     def train_step(self) -> tuple[float, Tensor, Tensor, float]:
         """One step on the global batch; its weighted mean loss, t, per-example losses and gradient norm."""
         part = self.dist.part
         idx = self.batch_indices(self.step)
         mine = part(idx)
-        x0 = (to_model_range(self.data.images[mine]) if self.latents is None else self.latents[mine]).to(self.device)
+        x0 = (to_model_range(self.images_of_step(mine)) if self.latents is None else self.latents[mine]).to(self.device)
+        if self.config.data.hflip:  # drawn for the whole batch, so that example i flips whatever the ranks
+            flip = part(torch.rand(len(idx), generator=self.generator) < 0.5).to(self.device)
+            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
         if self.channels_last:
             x0 = x0.contiguous(memory_format=torch.channels_last)
         cond = drop_conditions({k: v[idx] for k, v in self.offered.items()}, self.conditions, self.generator)
@@ -275,6 +328,7 @@ class Trainer:
             "log_window": torch.tensor(self.window, dtype=torch.float64),
             "bucket_sum": self.bucket_sum.clone(),
             "bucket_n": self.bucket_n.clone(),
+            "conv_choices": conv_choices(self.model),
         }
         if self.cuda:
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
@@ -311,15 +365,25 @@ class Trainer:
             self.window = [float(v) for v in state.get("log_window", torch.zeros(0))]
             self.bucket_sum.copy_(state.get("bucket_sum", torch.zeros(LOSS_BUCKETS)))
             self.bucket_n.copy_(state.get("bucket_n", torch.zeros(LOSS_BUCKETS)))
+            restore_conv_choices(self.model, state.get("conv_choices", []))
         except (KeyError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"{checkpoint}: training state does not match this run ({e})") from None
 
     # -- pictures ------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def preview(self, n: int = 64) -> tuple[Tensor, int | None, list[str]]:
+    def preview_count(self) -> int:
+        """``--preview-images``, or by default 64 at up to 32x32 (and on CUDA), fewer for larger images on CPU (the
+        same pixels in all: 16 at 64x64, 4 at 128x128 and up), so that a preview stays a small share of a run."""
+        t, size = self.config.train, self.config.model.image_size
+        if t.preview_images is not None:
+            return t.preview_images
+        return 64 if self.cuda else max(4, min(64, 64 * 32 * 32 // (size * size)))
+
+    def preview(self, n: int | None = None) -> tuple[Tensor, int | None, list[str]]:
         """EMA samples ``uint8 [n, C, H, W]`` from a fixed seed, so that previews are comparable across
         steps, their grid's row length (one row per condition value) and what to write beside the rows."""
+        n = self.preview_count() if n is None else n
         t = self.config.train
         cond = {c.key: c.examples(n, self.device) for c in self.conditions}
         if any(v is None for v in cond.values()):  # a super-resolution stage: the data's first n, all conditions
@@ -355,6 +419,12 @@ class Trainer:
             resume_checkpoint(self.run_dir, self.load)
         if self.dist.is_main:
             save_config(self.config, self.run_dir / "config.json")
+            if self.data.skipped:
+                (self.run_dir / "bad-images.txt").write_text("".join(f"{p}\n" for p in self.data.skipped))
+                warn(f"{len(self.data.skipped)} unreadable image(s) left out; listed in {self.run_dir / 'bad-images.txt'}")
+        if self.data.streamed:
+            self.batches = stream_batches(self.data.images, self.order, self.dist, self.step, t.train_steps,
+                                          self.config.data.workers)
         self.logger.start(self.run_dir, self.step)
 
         losses: list[float] = []
@@ -400,7 +470,10 @@ class Trainer:
                     self.save()
                 if b.due(b.sample_every, self.step, t.train_steps):
                     if self.dist.is_main:
+                        started = time.perf_counter()
                         self.logger.images(self.step, *self.preview())
+                        bar.set_postfix(loss=f"{self.window[-1] if self.window else math.nan:.4f}",
+                                        preview=f"{time.perf_counter() - started:.1f}s")
                     self.dist.barrier()
                 # Every rank takes the same branch, whichever of them got the signal.
                 if self.dist.any(self._signal is not None):

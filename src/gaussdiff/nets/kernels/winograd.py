@@ -331,10 +331,12 @@ class Conv3x3(nn.Conv2d):
     depends on the CPU: bench/conv_speed.py found forward + backward 1.2-1.8x faster for layers of 64+
     channels on an AMD Zen 1, but the direct kernel faster on a Zen 5 and on an Intel Xeon with AMX
     (docs/speed.md). So on the first training pass of each input configuration (shape, dtype, memory
-    layout) on CPU, this layer times forward + backward of both on that input and keeps Winograd only
-    if it is at least :attr:`MARGIN` faster, so that ``auto`` is never measurably slower than
-    ``direct``. A forward pass alone (sampling), CUDA (cuDNN has Winograd kernels of its own) and
-    inputs Winograd cannot take use the direct kernel without measuring.
+    layout) on CPU, a layer of 64+ channels at 8x8 or more times forward + backward of both on that
+    input and keeps Winograd only if it is at least :attr:`MARGIN` faster, so that ``auto`` is never
+    measurably slower than ``direct``. The verdicts are part of a run's checkpoints (:func:`conv_choices`),
+    so that a resumed run computes with the kernels it trained with. A forward pass alone (sampling),
+    CUDA (cuDNN has Winograd kernels of its own), narrower or smaller layers and inputs Winograd cannot
+    take use the direct kernel without measuring.
     """
 
     MARGIN = 0.9
@@ -363,7 +365,10 @@ class Conv3x3(nn.Conv2d):
         if self.algorithm == "winograd":
             return possible
         backward = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
-        if not (possible and backward and x.device.type == "cpu"):
+        # Narrow or small layers never gained on any host measured (0.35-0.8x: the transforms cost more than
+        # the smaller products save), so they take the direct kernel without paying for a measurement.
+        large = H * W >= 64 and min(self.in_channels, self.out_channels) >= 64
+        if not (possible and backward and large and x.device.type == "cpu"):
             return False
         key = self.measure_key(x)
         if key not in self.choices:
@@ -399,3 +404,19 @@ class Conv3x3(nn.Conv2d):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, algorithm={self.algorithm}"
+
+
+def conv_choices(model: nn.Module) -> list[list]:
+    """The measured verdicts of every ``auto`` layer of ``model``: ``[name, shape, dtype, channels_last,
+    winograd]`` rows of plain values (what a checkpoint's training state may hold)."""
+    return [[name, list(key[0]), str(key[1]), key[2], choice] for name, m in model.named_modules()
+            if isinstance(m, Conv3x3) for key, choice in m.choices.items()]
+
+
+def restore_conv_choices(model: nn.Module, rows: list[list]) -> None:
+    """Give ``model``'s layers back the verdicts :func:`conv_choices` saved (layers or rows that do not match
+    are left to measure again)."""
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, Conv3x3)}
+    for name, shape, dtype, channels_last, choice in rows:
+        if name in layers:
+            layers[name].choices[(tuple(shape), getattr(torch, dtype.removeprefix("torch.")), channels_last)] = choice

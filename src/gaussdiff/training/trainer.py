@@ -472,8 +472,7 @@ class Trainer:
                     if self.dist.is_main:
                         started = time.perf_counter()
                         self.logger.images(self.step, *self.preview())
-                        bar.set_postfix(loss=f"{self.window[-1] if self.window else math.nan:.4f}",
-                                        preview=f"{time.perf_counter() - started:.1f}s")
+                        bar.set_postfix(loss=f"{loss:.4f}", preview=f"{time.perf_counter() - started:.1f}s")
                     self.dist.barrier()
                 # Every rank takes the same branch, whichever of them got the signal.
                 if self.dist.any(self._signal is not None):

@@ -98,7 +98,7 @@ def test_bad_inputs_get_one_line_and_exit_2(trained_run, tmp_path, capsys, image
     expect_error(capsys, "train", "--data", tmp_path / "missing", *TINY_FLAGS, match="no such dataset")
     expect_error(capsys, "train", "--data", "fashion-mnist", "--data-dir", tmp_path, *TINY_FLAGS, match="apt-get install")
     (image_folder / "red" / "0.png").write_bytes(b"garbage")
-    expect_error(capsys, "train", "--data", image_folder, "--image-size", "8", *TINY_FLAGS, match="0.png: cannot read image")
+    expect_error(capsys, "train", "--data", image_folder, "--image-size", "8", *TINY_FLAGS, match="red/0.png (UnidentifiedImageError)")
     expect_error(capsys, "train", "--resume", match="--resume needs --run-dir")
     expect_error(capsys, "show", "forward", "--t", "5000", match="outside 0..999")
     # A checkpoint whose weights do not fit its config (a mismatched checkpoint).

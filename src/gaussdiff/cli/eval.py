@@ -96,8 +96,10 @@ class Eval:
             dist = Distributed.start(resolve_device(self.device))
         try:
             self.measure(dist)
-        finally:
+        except BaseException:
             dist.close()
+            raise
+        dist.close(finished=True)
 
     def measure(self, dist: Distributed) -> None:
         if self.cascade:

@@ -116,8 +116,10 @@ class Sample:
         dist = Distributed.start(resolve_device(self.device)) if launched_by_torchrun() else Distributed()
         try:
             self.draw(dist)
-        finally:
+        except BaseException:
             dist.close()
+            raise
+        dist.close(finished=True)
 
     def draw(self, dist: Distributed) -> None:
         for path in self.out:

@@ -119,8 +119,10 @@ class Train:
         dist = Distributed.start(resolve_device(config.train.device), config.train.dist_timeout)
         try:
             self.train(config, run_dir, dist, resume)
-        finally:
+        except BaseException:
             dist.close()
+            raise
+        dist.close(finished=True)
 
     @staticmethod
     def train(config: RunConfig, run_dir: Path, dist: Distributed, resume: bool) -> None:

@@ -42,8 +42,10 @@ class TrainAutoencoder:
         dist = Distributed.start(resolve_device(config.device)) if launched_by_torchrun() else Distributed()
         try:
             self.train(config, dist)
-        finally:
+        except BaseException:
             dist.close()
+            raise
+        dist.close(finished=True)
 
     def train(self, config: AutoencoderTrainConfig, dist: Distributed) -> None:
         trainer = AutoencoderTrainer(config, self.run_dir, logger=RunLogger(picture="reconstructions"), dist=dist)

@@ -33,8 +33,10 @@ class TrainClassifier:
         dist = Distributed.start(resolve_device(self.config.device)) if launched_by_torchrun() else Distributed()
         try:
             accuracy = train_noisy_classifier(self.config, self.run_dir, dist=dist)
-        finally:
+        except BaseException:
             dist.close()
+            raise
+        dist.close(finished=True)
         if dist.is_main:
             print(f"classifier in {self.run_dir}; held-out accuracy: "
                   + ", ".join(f"{k.split('_at_')[1]}: {v:.3f}" for k, v in accuracy.items()))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,11 @@ def save_checkpoint(
         remove(stale)
     final = atomic_write(run_dir / "checkpoints" / f"{PREFIX}{step:07d}", write)
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+        # Renamed first (atomic), then deleted: a kill in the middle of deleting leaves a temporary, which the
+        # next save removes, never a half-deleted step-N that a resume would take for a checkpoint.
+        doomed = old.with_name(f".tmp-{old.name}-old")
+        os.replace(old, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
     return final
 
 

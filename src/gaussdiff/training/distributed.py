@@ -165,8 +165,12 @@ class Distributed:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def close(self) -> None:
+    def close(self, finished: bool = False) -> None:
+        """Leave the job. ``finished`` (every rank got here): meet at a barrier first, so that no rank tears down
+        its process group while another still talks to it (gloo then aborts the late one at exit)."""
         if self.active and dist.is_initialized():
+            if finished:
+                dist.barrier()
             dist.destroy_process_group()
 
 

@@ -22,7 +22,7 @@ from ..evaluation.generate import generate, generate_cascade, super_res_conditio
 from ..evaluation.super_res import evaluate_super_resolution
 from ..evaluation.quality import QualityReport, attribute_ceiling, evaluate_quality
 from ..samplers.run import SamplerName
-from ..training.distributed import Distributed, launched_by_torchrun
+from ..training.distributed import Distributed, joined, launched_by_torchrun
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import plot_bpd
@@ -88,18 +88,11 @@ class Eval:
     def __call__(self) -> None:
         at_least("--n", self.n, 1, " (or None: the default)")
         at_least("--batch-size", self.batch_size, 1)
-        dist = Distributed()
-        if launched_by_torchrun():
-            if not self.fid or self.bpd or self.ode or self.samples is not None:
-                raise UsageError("under torchrun, eval shares the sampling of --fid among the processes; measure "
-                                 "--bpd, --ode and --samples in one process")
-            dist = Distributed.start(resolve_device(self.device))
-        try:
+        if launched_by_torchrun() and (not self.fid or self.bpd or self.ode or self.samples is not None):
+            raise UsageError("under torchrun, eval shares the sampling of --fid among the processes; measure "
+                             "--bpd, --ode and --samples in one process")
+        with joined(resolve_device(self.device)) as dist:
             self.measure(dist)
-        except BaseException:
-            dist.close()
-            raise
-        dist.close(finished=True)
 
     def measure(self, dist: Distributed) -> None:
         if self.cascade:

@@ -20,7 +20,7 @@ from ..errors import UsageError
 from ..data.datasets import load_data, to_model_range
 from ..evaluation.generate import generate, generate_cascade, super_res_condition, takes_labels, text_condition
 from ..samplers.run import SamplerName
-from ..training.distributed import Distributed, launched_by_torchrun
+from ..training.distributed import Distributed, joined
 from ..training.files import atomic_write
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
@@ -113,13 +113,8 @@ class Sample:
     def __call__(self) -> None:
         # Under torchrun the ranks share the chunks of --batch-size and rank 0 writes the result, equal to one
         # process's (README, "Running on many GPUs").
-        dist = Distributed.start(resolve_device(self.device)) if launched_by_torchrun() else Distributed()
-        try:
+        with joined(resolve_device(self.device)) as dist:
             self.draw(dist)
-        except BaseException:
-            dist.close()
-            raise
-        dist.close(finished=True)
 
     def draw(self, dist: Distributed) -> None:
         for path in self.out:

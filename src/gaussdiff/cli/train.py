@@ -16,7 +16,7 @@ import tyro
 from ..errors import UsageError
 from ..training.checkpoint import list_checkpoints, load_checkpoint_config
 from ..training.config import RunConfig, describe, to_dict
-from ..training.distributed import Distributed, launched_by_torchrun, restarted_by_torchrun
+from ..training.distributed import Distributed, joined, launched_by_torchrun, restarted_by_torchrun
 from ..training.loop import resolve_device
 from ..training.trainer import Stopped, Trainer
 from .logger import RunLogger
@@ -116,13 +116,8 @@ class Train:
             return
         run_dir = self.run_dir or Path("runs") / f"{Path(config.data.data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         check_writable_dir(run_dir, keep=launched_by_torchrun())  # a file in the way is one line, before training
-        dist = Distributed.start(resolve_device(config.train.device), config.train.dist_timeout)
-        try:
+        with joined(resolve_device(config.train.device), config.train.dist_timeout) as dist:
             self.train(config, run_dir, dist, resume)
-        except BaseException:
-            dist.close()
-            raise
-        dist.close(finished=True)
 
     @staticmethod
     def train(config: RunConfig, run_dir: Path, dist: Distributed, resume: bool) -> None:

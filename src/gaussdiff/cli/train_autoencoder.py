@@ -15,7 +15,7 @@ from ..errors import UsageError
 from ..evaluation.autoencoder import evaluate_reconstructions
 from ..training.autoencoder import AutoencoderTrainer
 from ..training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint_config
-from ..training.distributed import Distributed, launched_by_torchrun
+from ..training.distributed import Distributed, joined
 from ..training.loop import resolve_device
 from ..training.config import AutoencoderTrainConfig
 from ..training.files import atomic_write
@@ -39,13 +39,8 @@ class TrainAutoencoder:
             config = load_checkpoint_config(latest_checkpoint(self.run_dir), AutoencoderTrainConfig)
         elif list_checkpoints(self.run_dir):
             raise UsageError(f"{self.run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
-        dist = Distributed.start(resolve_device(config.device)) if launched_by_torchrun() else Distributed()
-        try:
+        with joined(resolve_device(config.device)) as dist:
             self.train(config, dist)
-        except BaseException:
-            dist.close()
-            raise
-        dist.close(finished=True)
 
     def train(self, config: AutoencoderTrainConfig, dist: Distributed) -> None:
         trainer = AutoencoderTrainer(config, self.run_dir, logger=RunLogger(picture="reconstructions"), dist=dist)

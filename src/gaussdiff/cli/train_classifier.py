@@ -11,7 +11,7 @@ import tyro
 from ..errors import UsageError
 from ..training.classifier import train_noisy_classifier
 from ..training.config import ClassifierTrainConfig
-from ..training.distributed import Distributed, launched_by_torchrun
+from ..training.distributed import joined
 from ..training.loop import resolve_device
 
 # gaussdiff 0.1 named the classifier's network options apart; they still work.
@@ -30,13 +30,8 @@ class TrainClassifier:
     def __call__(self) -> None:
         if (self.run_dir / "classifier.safetensors").exists():
             raise UsageError(f"{self.run_dir} already holds a classifier: pass another --run-dir")
-        dist = Distributed.start(resolve_device(self.config.device)) if launched_by_torchrun() else Distributed()
-        try:
+        with joined(resolve_device(self.config.device)) as dist:
             accuracy = train_noisy_classifier(self.config, self.run_dir, dist=dist)
-        except BaseException:
-            dist.close()
-            raise
-        dist.close(finished=True)
         if dist.is_main:
             print(f"classifier in {self.run_dir}; held-out accuracy: "
                   + ", ".join(f"{k.split('_at_')[1]}: {v:.3f}" for k, v in accuracy.items()))

@@ -14,7 +14,9 @@ a batch are split, so N ranks compute what one process computes, up to the order
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -172,6 +174,19 @@ class Distributed:
             if finished:
                 dist.barrier()
             dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def joined(device: torch.device, timeout_s: float = DEFAULT_TIMEOUT_S) -> Iterator[Distributed]:
+    """The job torchrun launched, for a command's duration (one process without torchrun): left with a barrier
+    when the command finishes, at once when it fails."""
+    me = Distributed.start(device, timeout_s)
+    try:
+        yield me
+    except BaseException:
+        me.close()
+        raise
+    me.close(finished=True)
 
 
 def fingerprint(module: torch.nn.Module) -> Tensor:

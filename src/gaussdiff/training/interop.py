@@ -278,26 +278,22 @@ def unet2d_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
         prefix, _, rest = key.rpartition(".")
         if prefix in simple:
             out[f"{simple[prefix]}.{rest}"] = value
-    levels = {int(k.split(".")[2]) for k in state if k.startswith("down.levels.")}
-    for i in sorted(levels):
-        for j in sorted({int(k.split(".")[4]) for k in state if k.startswith(f"down.levels.{i}.blocks.")}):
-            resnet(f"down.levels.{i}.blocks.{j}", f"down_blocks.{i}.resnets.{j}")
-            if f"down.levels.{i}.attentions.{j}.qkv.weight" in state:
-                attention(f"down.levels.{i}.attentions.{j}", f"down_blocks.{i}.attentions.{j}")
-        if f"down.downsample.{i}.weight" in state:
-            out[f"down_blocks.{i}.downsamplers.0.conv.weight"] = state[f"down.downsample.{i}.weight"]
-            out[f"down_blocks.{i}.downsamplers.0.conv.bias"] = state[f"down.downsample.{i}.bias"]
+    def level_path(levels: str, resample: str, dst: str, sampler: str) -> None:
+        """One half of the U-Net (``down.levels`` or ``up``): each level's blocks, attentions and resampling."""
+        depth = levels.count(".") + 1  # where the level's index sits in a key
+        for i in sorted({int(k.split(".")[depth]) for k in state if k.startswith(levels + ".")}):
+            for j in sorted({int(k.split(".")[depth + 2]) for k in state if k.startswith(f"{levels}.{i}.blocks.")}):
+                resnet(f"{levels}.{i}.blocks.{j}", f"{dst}.{i}.resnets.{j}")
+                if f"{levels}.{i}.attentions.{j}.qkv.weight" in state:
+                    attention(f"{levels}.{i}.attentions.{j}", f"{dst}.{i}.attentions.{j}")
+            for rest in ("weight", "bias") if f"{resample}.{i}.weight" in state else ():
+                out[f"{dst}.{i}.{sampler}.0.conv.{rest}"] = state[f"{resample}.{i}.{rest}"]
+
+    level_path("down.levels", "down.downsample", "down_blocks", "downsamplers")
     resnet("mid1", "mid_block.resnets.0")
     attention("mid_attn", "mid_block.attentions.0")
     resnet("mid2", "mid_block.resnets.1")
-    for i in sorted({int(k.split(".")[1]) for k in state if k.startswith("up.")}):
-        for j in sorted({int(k.split(".")[3]) for k in state if k.startswith(f"up.{i}.blocks.")}):
-            resnet(f"up.{i}.blocks.{j}", f"up_blocks.{i}.resnets.{j}")
-            if f"up.{i}.attentions.{j}.qkv.weight" in state:
-                attention(f"up.{i}.attentions.{j}", f"up_blocks.{i}.attentions.{j}")
-        if f"upsample.{i}.weight" in state:
-            out[f"up_blocks.{i}.upsamplers.0.conv.weight"] = state[f"upsample.{i}.weight"]
-            out[f"up_blocks.{i}.upsamplers.0.conv.bias"] = state[f"upsample.{i}.bias"]
+    level_path("up", "upsample", "up_blocks", "upsamplers")
     return out
 
 

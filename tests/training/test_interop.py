@@ -74,6 +74,7 @@ def test_gaussdiff_samples_and_measures_a_diffusers_model_from_the_cli(pipeline_
           str(tmp_path / "s.npz"), "--device", "cpu"])
     assert np.load(tmp_path / "s.npz")["arr_0"].shape == (4, 8, 8, 1)
     expect_error(capsys, "eval", pipeline_dir, "--bpd", match="does not name its data: pass --data")
+    expect_error(capsys, "sample", pipeline_dir, "--guidance", "2", match="needs the model's null label")
     capsys.readouterr()
     main(["eval", str(pipeline_dir), "--bpd", "--data", "digits", "--n", "6", "--steps", "5", "--json",
           "--out-dir", str(tmp_path), "--device", "cpu"])

@@ -119,6 +119,9 @@ def text_condition(trained: Trained) -> TextPrompt | None:
 def guided_model(trained: Trained, diffusion: GaussianDiffusion, sampler: SamplerName, guidance: GuidanceConfig) -> Model:
     """The model a sampler on ``diffusion`` (respaced or not) should call: ``trained.model`` wrapped as
     ``guidance`` asks, its classifier loaded and checked against the run."""
+    if guidance.guidance and trained.source == "diffusers":
+        raise ConfigError("classifier-free guidance needs the model's null label, which a diffusers UNet2DModel does "
+                          "not mark: sample it unguided (or with --classifier)")
     classifier = None
     if guidance.classifier is not None:
         classifier, cfg = load_noisy_classifier(guidance.classifier, trained.device)

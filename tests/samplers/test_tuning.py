@@ -42,3 +42,33 @@ def test_stochastic_samplers_are_not_tuned():
     s = NoiseSchedule.cosine(100)
     with pytest.raises(ValueError, match="stochastic"):
         tune_timesteps(OptimalDenoiser(MIXTURE, s), GaussianDiffusion(s), "euler-a", 5, torch.zeros(2, 2))
+
+
+def test_steps_worse_on_the_held_out_draws_are_not_kept(monkeypatch):
+    """The guard: whatever the search returns is kept only if it also beats, on the half of the draws it was not
+    fitted to, the standard spacing it started from. A search that returns bad steps (here every step crowded
+    near t = 0 but the first) must give the standard spacing back, with that spacing's held-out error."""
+    from types import SimpleNamespace
+
+    from gaussdiff.samplers import tuning
+
+    s = NoiseSchedule.cosine(1000)
+    oracle, d = OptimalDenoiser(MIXTURE, s), GaussianDiffusion(s)
+    x_T = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    crowded = np.array([-8.0] * 5 + [8.0])  # shares: the last gap takes almost all of the time axis
+    monkeypatch.setattr(tuning, "minimize", lambda f, u0, **kw: SimpleNamespace(x=crowded, nfev=1, fun=f(crowded)))
+    tuned = tune_timesteps(oracle, d, "unipc", 6, x_T, evals=20, reference_nfe=100, progress=False)
+    held = x_T[32:]
+    reference = sample(oracle, d, held.shape, sampler="unipc", steps=100, x_T=held, progress=False)
+
+    def error(times) -> float:
+        return float((sample(oracle, d, held.shape, sampler="unipc", x_T=held, timesteps=times, progress=False)
+                      - reference).pow(2).mean())
+
+    assert error(timesteps_of(crowded, 999.0)) > 10 * tuned.error  # the search's steps really are worse
+    assert tuned.timesteps != timesteps_of(crowded, 999.0)
+    standard = [timesteps_of(np.zeros(6), 999.0)] + [  # the starts: uniform shares, and the named spacings
+        timesteps_of(parameters_of(d.respace(6, sp).schedule.timesteps.double().flip(0).tolist(), 999.0), 999.0)
+        for sp in ("linspace", "logsnr", "karras")]
+    assert any(np.allclose(tuned.timesteps, times) for times in standard)
+    assert np.isclose(tuned.error, error(tuned.timesteps))

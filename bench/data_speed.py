@@ -1,0 +1,103 @@
+"""How fast a streamed folder feeds the trainer, and how little memory it takes.
+
+    python bench/data_speed.py [--images 20000] [--size 64] [--steps 60]
+
+Generates a folder of ``--images`` random PNGs (``--size`` pixels square, two class sub-folders and a
+metadata.jsonl of captions), then measures, in this order and with nothing else running:
+
+1. images/s the loader delivers (decoded, resized, center-cropped batches of 64 in the run's order)
+   with 0, 1 and 2 DataLoader workers;
+2. images/s the trainer consumes at the default network on images of that size, and the training
+   process's peak resident memory (its own: the loader's workers are processes of their own),
+   streaming (``--stream stream``) and with the folder decoded into memory (``--stream memory``): the
+   difference is what holding the data costs.
+
+Each figure is printed with the host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from gaussdiff.data.datasets import load_data
+from gaussdiff.training.distributed import Distributed
+from gaussdiff.training.loop import DataOrder
+from gaussdiff.training.trainer import stream_batches
+
+
+def make_folder(root: Path, n: int, size: int) -> None:
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        label = ("a", "b")[i % 2]
+        (root / label).mkdir(parents=True, exist_ok=True)
+        # Smooth random images (noise at a quarter of the size, upscaled): PNGs of a realistic size, not noise's.
+        small = rng.integers(0, 256, (size // 4, size // 4, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((size, size), Image.Resampling.BILINEAR).save(root / label / f"{i}.png")
+        rows.append({"file_name": f"{label}/{i}.png", "text": f"a picture of class {label}"})
+    (root / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def loader_rate(root: Path, size: int, workers: int, steps: int, batch: int = 64) -> float:
+    data = load_data(str(root), image_size=size, stream="stream")
+    order = DataOrder(len(data), batch, seed=0)
+    batches = stream_batches(data.images, order, Distributed(), 0, steps + 2, workers)
+    next(batches), next(batches)  # the workers start and warm up
+    start = time.perf_counter()
+    for _ in range(steps):
+        next(batches)
+    return steps * batch / (time.perf_counter() - start)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", type=int, default=20000)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=60, help="batches of 64 timed per loader")
+    p.add_argument("--train-steps", type=int, default=30)
+    a = p.parse_args()
+    from _host import describe_host
+
+    print(describe_host(torch.device("cpu")))
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "images"
+        start = time.perf_counter()
+        make_folder(root, a.images, a.size)
+        disk = sum(f.stat().st_size for f in root.rglob("*.png"))
+        print(f"made {a.images} PNGs of {a.size}x{a.size} ({disk / 2**20:.0f} MB on disk, "
+              f"{a.images * 3 * a.size * a.size / 2**20:.0f} MB decoded) in {time.perf_counter() - start:.0f} s")
+        print("\n| loader workers | images/s delivered |\n|---|---|")
+        for workers in (0, 1, 2):
+            print(f"| {workers} | {loader_rate(root, a.size, workers, a.steps):.0f} |", flush=True)
+        print("\n| trainer (default network, batch 64, default workers) | images/s consumed | peak resident memory |")
+        print("|---|---|---|")
+        for stream in ("stream", "memory"):
+            rate, peak = train_once(root, Path(tmp) / stream, a.size, stream, a.train_steps)
+            print(f"| --stream {stream} | {rate:.0f} | {peak:.2f} GiB |", flush=True)
+
+
+def train_once(root: Path, run: Path, size: int, stream: str, steps: int) -> tuple[float, float]:
+    """images/s (median over steps 4..) and the peak resident memory (GiB) of one training process."""
+    cmd = [sys.executable, "-c", "import resource, sys; from gaussdiff.cli import main; sys.argv[0] = 'gaussdiff'\n"
+           "try:\n    main(sys.argv[1:])\nfinally:\n"
+           "    print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)",
+           "train", "--data", str(root), "--image-size", str(size), "--stream", stream, "--train-steps", str(steps),
+           "--log-every", "1", "--sample-every", "100000", "--preview-images", "4", "--preview-steps", "5",
+           "--run-dir", str(run), "--device", "cpu"]
+    done = subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak_kib = int(next(line.split()[1] for line in done.stderr.splitlines() if line.startswith("MAXRSS")))
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return float(np.median([r["images_per_s"] for r in rows[3:]])), peak_kib / 2**20
+
+if __name__ == "__main__":
+    main()

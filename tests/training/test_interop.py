@@ -80,6 +80,10 @@ def test_gaussdiff_samples_and_measures_a_diffusers_model_from_the_cli(pipeline_
           "--out-dir", str(tmp_path), "--device", "cpu"])
     figures = json.loads(capsys.readouterr().out)
     assert figures["bpd"]["bpd"] > 0 and np.isfinite(figures["bpd"]["bpd"])
+    main(["eval", str(pipeline_dir), "--fid", "--data", "digits", "--n", "20", "--steps", "4", "--json",
+          "--out-dir", str(tmp_path), "--device", "cpu"])
+    quality = json.loads(capsys.readouterr().out)["quality"]
+    assert quality["n"] == 20 and np.isfinite(quality["fid"])
 
 
 @pytest.mark.parametrize("field, value, match", [

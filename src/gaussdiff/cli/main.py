@@ -1,4 +1,4 @@
-"""The ``gaussdiff`` command: train, train-classifier, train-autoencoder, sample, eval, show, tune, export. Built from the typed configs with tyro.
+"""The ``gaussdiff`` command: train, train-classifier, train-autoencoder, sample, eval, show, tune, export, prepare. Built from the typed configs with tyro.
 
 Every expected failure (bad data, a missing or mismatched checkpoint, a bad option) prints one
 line, ``gaussdiff: error: ...``, and exits 2; an interrupted run keeps its last checkpoint.
@@ -13,6 +13,7 @@ import tyro
 from ..errors import GaussdiffError
 from .eval import Eval
 from .export import Export
+from .prepare import Prepare
 from .options import one_line_errors
 from .sample import Sample
 from .show import Show
@@ -30,6 +31,7 @@ COMMANDS = {
     "show": Show,
     "tune": Tune,
     "export": Export,
+    "prepare": Prepare,
 }
 
 

@@ -40,6 +40,7 @@ from torch import Tensor
 
 from ..errors import DataError
 from .shapes import load_shapes
+from .shards import LazyImages, ShardImages, is_shards, read_index
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -92,8 +93,9 @@ class ImageData:
 
     @property
     def streamed(self) -> bool:
-        """Whether the images are decoded on access (:class:`FolderImages`) rather than held in memory."""
-        return isinstance(self.images, FolderImages)
+        """Whether the images are decoded on access (a folder's :class:`FolderImages`, prepared shards'
+        :class:`~gaussdiff.data.shards.ShardImages`) rather than held in memory."""
+        return not isinstance(self.images, Tensor)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -361,9 +363,8 @@ STREAM_ABOVE_BYTES = 1 << 30
 """``--stream auto`` streams a folder whose decoded images would take more than this."""
 
 
-class FolderImages:
-    """A folder's images as a lazy ``uint8 [N, C, S, S]`` array: indexing decodes just the images asked for
-    (resized and center-cropped as :func:`_load_image`), so a folder of any size streams through a run."""
+class FolderImages(LazyImages):
+    """A folder's images, each decoded, resized and center-cropped (:func:`_load_image`) when indexed."""
 
     def __init__(self, files: list[Path], size: int, channels: int) -> None:
         self.files, self.size, self.channels = files, size, channels
@@ -371,18 +372,23 @@ class FolderImages:
     def __len__(self) -> int:
         return len(self.files)
 
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        return len(self.files), self.channels, self.size, self.size
+    def decode(self, i: int) -> np.ndarray:
+        return _load_image(self.files[i], self.size, self.channels)
 
-    def __getitem__(self, index: Tensor | int | slice) -> Tensor:
-        picked = range(len(self.files))[index] if isinstance(index, (int, slice)) else index.tolist()
-        if isinstance(picked, int):
-            return self[torch.tensor([picked])][0]
-        arrays = [_load_image(self.files[i], self.size, self.channels) for i in picked]
-        if not arrays:
-            return torch.zeros((0, self.channels, self.size, self.size), dtype=torch.uint8)
-        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+def load_shards(root: Path, size: int | None, channels: int | None, stream: str) -> ImageData:
+    """Prepared shards (``gaussdiff prepare``): streamed, or decoded into memory, as ``stream`` says."""
+    index = read_index(root)
+    if size is not None and size != index["size"]:
+        raise DataError(f"{root}: prepared at {index['size']}x{index['size']}, not {size}: prepare it again")
+    if channels is not None and channels != index["channels"]:
+        raise DataError(f"{root}: prepared with {channel_count(index['channels'])}, not {channels}")
+    lazy = ShardImages(root, index)
+    if stream == "auto":
+        stream = "stream" if lazy.shape[0] * lazy.shape[1] * lazy.size ** 2 > STREAM_ABOVE_BYTES else "memory"
+    labels = None if index["labels"] is None else torch.tensor(index["labels"], dtype=torch.long)
+    images = lazy if stream == "stream" else lazy[torch.arange(len(lazy))]
+    return ImageData(images, labels, index["class_names"], index["captions"])
 
 
 def scan_images(files: list[Path]) -> list[tuple[Path, str]]:
@@ -535,6 +541,8 @@ def load_data(
         path = Path(data)
         if not path.exists():
             raise DataError(f"{data}: no such dataset, folder or file (built-in: digits, fashion-mnist, shapes)")
+        if path.is_dir() and is_shards(path):
+            return load_shards(path, image_size, channels, stream)
         if path.is_dir():
             return load_image_folder(path, image_size or 32, channels or 3, stream, skip_bad)
         if path.suffix == ".npz":

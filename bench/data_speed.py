@@ -1,12 +1,14 @@
 """How fast a streamed folder feeds the trainer, and how little memory it takes.
 
     python bench/data_speed.py [--images 20000] [--size 64] [--steps 60]
+    python bench/data_speed.py --images 3000 --size 256 --source-size 512 --shards --no-train   # against shards
 
 Generates a folder of ``--images`` random PNGs (``--size`` pixels square, two class sub-folders and a
 metadata.jsonl of captions), then measures, in this order and with nothing else running:
 
 1. images/s the loader delivers (decoded, resized, center-cropped batches of 64 in the run's order)
-   with 0, 1 and 2 DataLoader workers;
+   with 0, 1 and 2 DataLoader workers, from the folder and (``--shards``) from the same images prepared
+   into shards (``gaussdiff prepare``, 1000 a shard);
 2. images/s the trainer consumes at the default network on images of that size, and the training
    process's peak resident memory (its own: the loader's workers are processes of their own),
    streaming (``--stream stream``) and with the folder decoded into memory (``--stream memory``): the
@@ -48,7 +50,7 @@ def make_folder(root: Path, n: int, size: int) -> None:
     (root / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def loader_rate(root: Path, size: int, workers: int, steps: int, batch: int = 64) -> float:
+def loader_rate(root: Path, size: int | None, workers: int, steps: int, batch: int = 64) -> float:
     data = load_data(str(root), image_size=size, stream="stream")
     order = DataOrder(len(data), batch, seed=0)
     batches = stream_batches(data.images, order, Distributed(), 0, steps + 2, workers)
@@ -62,9 +64,13 @@ def loader_rate(root: Path, size: int, workers: int, steps: int, batch: int = 64
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=20000)
-    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--size", type=int, default=64, help="the resolution the run reads")
+    p.add_argument("--source-size", type=int, help="the files' own resolution (default --size): larger files are "
+                   "resized at every read from the folder, once by prepare")
     p.add_argument("--steps", type=int, default=60, help="batches of 64 timed per loader")
     p.add_argument("--train-steps", type=int, default=30)
+    p.add_argument("--shards", action="store_true", help="also prepare shards and time the loader on them")
+    p.add_argument("--no-train", action="store_true", help="only the loader")
     a = p.parse_args()
     from _host import describe_host
 
@@ -72,13 +78,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "images"
         start = time.perf_counter()
-        make_folder(root, a.images, a.size)
+        source = a.source_size or a.size
+        make_folder(root, a.images, source)
         disk = sum(f.stat().st_size for f in root.rglob("*.png"))
-        print(f"made {a.images} PNGs of {a.size}x{a.size} ({disk / 2**20:.0f} MB on disk, "
+        print(f"made {a.images} PNGs of {source}x{source}, read at {a.size}x{a.size} ({disk / 2**20:.0f} MB on disk, "
               f"{a.images * 3 * a.size * a.size / 2**20:.0f} MB decoded) in {time.perf_counter() - start:.0f} s")
-        print("\n| loader workers | images/s delivered |\n|---|---|")
+        sources = {"folder": (root, a.size)}
+        if a.shards:
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "gaussdiff", "prepare", str(root), "--image-size", str(a.size),
+                            "--out", str(Path(tmp) / "shards")], check=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+            print(f"prepared the shards in {time.perf_counter() - start:.0f} s")
+            sources["shards"] = (Path(tmp) / "shards", None)
+        print("\n| loader workers | " + " | ".join(f"images/s from the {k}" for k in sources) + " |")
+        print("|---|" + "---|" * len(sources))
         for workers in (0, 1, 2):
-            print(f"| {workers} | {loader_rate(root, a.size, workers, a.steps):.0f} |", flush=True)
+            rates = [loader_rate(path, size, workers, a.steps) for path, size in sources.values()]
+            print(f"| {workers} | " + " | ".join(f"{r:.0f}" for r in rates) + " |", flush=True)
+        if a.no_train:
+            return
         print("\n| trainer (default network, batch 64, default workers) | images/s consumed | peak resident memory |")
         print("|---|---|---|")
         for stream in ("stream", "memory"):

@@ -430,7 +430,8 @@ def load_image_folder(root: Path, size: int, channels: int, stream: str = "memor
         listed = "; ".join(f"{p} ({why})" for p, why in bad[:3]) + (f"; and {len(bad) - 3} more" if len(bad) > 3 else "")
         raise DataError(f"{root}: {len(bad)} unreadable image(s): {listed} (--skip-bad-images leaves them out)")
     if bad:
-        keep = [i for i, p in enumerate(files) if p not in {b for b, _ in bad}]
+        unreadable = {p for p, _ in bad}
+        keep = [i for i, p in enumerate(files) if p not in unreadable]
         files = [files[i] for i in keep]
         labels = None if labels is None else labels[keep]
         captions = None if captions is None else [captions[i] for i in keep]

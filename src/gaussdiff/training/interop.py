@@ -210,7 +210,7 @@ def exportable(trained) -> None:
                "with --emb-act to export")
     else:
         groups = {math.gcd(32, m.channels * k) for k in m.channel_mult}
-        heads_dims = {m.channels * k // m.num_heads for k in (*attention_levels(m), m.channel_mult[-1])}
+        heads_dims = {width // m.num_heads for width in m.attention_channels()}
         if len(groups) > 1:
             why = f"its GroupNorms have {sorted(groups)} groups; UNet2DModel uses one count (widths divisible by 32)"
         elif len(heads_dims) > 1:
@@ -218,16 +218,6 @@ def exportable(trained) -> None:
                    "width (attention at one width, or --num-heads scaled with it)")
     if why:
         raise ConfigError(f"{trained.checkpoint}: cannot export to diffusers: {why}")
-
-
-def attention_levels(m: UNetConfig) -> list[int]:
-    """The channel multipliers of the levels with self-attention."""
-    res, found = m.image_size, []
-    for level, mult in enumerate(m.channel_mult):
-        if res in m.attention_resolutions:
-            found.append(mult)
-        res = (res + 1) // 2
-    return found
 
 
 def unet2d_config(m: UNetConfig) -> dict[str, Any]:

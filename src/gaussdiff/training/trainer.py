@@ -454,7 +454,7 @@ class Trainer:
                         "step": self.step,
                         "loss": sum(self.window) / len(self.window) if self.window else None,
                         "lr": self.optim.lr,
-                        "grad_norm": grad_norm if math.isfinite(grad_norm) else None,
+                        "grad_norm": grad_norm,  # NaN when skipped: the logger writes strict JSON (null)
                         "images_per_s": (self.step - tick_step) * t.batch_size / max(elapsed, 1e-9),
                         "loss_by_t": (self.bucket_sum / self.bucket_n.clamp(min=1)).tolist(),
                     }

@@ -7,7 +7,6 @@ import torch
 from PIL import Image
 
 from conftest import expect_error, override, tiny_config
-from gaussdiff.cli.logger import RunLogger
 from gaussdiff.data.datasets import FolderImages, load_data
 from gaussdiff.errors import DataError
 from gaussdiff.training.checkpoint import list_checkpoints
@@ -106,3 +105,20 @@ def test_previews_shrink_with_the_image_size_on_cpu(folder, tmp_path):
     assert trainer.preview_count() == 16
     trainer.config = override(trainer.config, **{"model.image_size": 256, "train.preview_images": 9})
     assert trainer.preview_count() == 9
+
+
+def test_hflip_flips_about_half_of_the_images_the_network_sees(folder, tmp_path, monkeypatch):
+    from gaussdiff.data.datasets import to_model_range
+    from gaussdiff.diffusion.process import GaussianDiffusion
+
+    trainer = Trainer(config(folder, "stream", **{"data.hflip": True, "train.batch_size": 24}), tmp_path / "run",
+                      progress=False)
+    seen = []
+    real = GaussianDiffusion.training_losses
+    monkeypatch.setattr(GaussianDiffusion, "training_losses", lambda self, m, x0, *a, **k: seen.append(x0) or
+                        real(self, m, x0, *a, **k))
+    trainer.train_step()
+    images = to_model_range(trainer.data.images[trainer.batch_indices(0)])
+    flipped = [bool(torch.equal(x, y.flip(-1))) and not torch.equal(x, y) for x, y in zip(seen[0], images)]
+    kept = [bool(torch.equal(x, y)) for x, y in zip(seen[0], images)]
+    assert all(f or k for f, k in zip(flipped, kept)) and 4 <= sum(flipped) <= 20

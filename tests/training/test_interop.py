@@ -49,6 +49,10 @@ def test_the_network_computes_what_diffusers_computes(pipeline_dir):
             ours, theirs = trained.model(x, torch.full((3,), t)), unet(x, torch.full((3,), t)).sample
         torch.testing.assert_close(ours, theirs, rtol=0, atol=0)  # the same module called the same way
     assert trained.diffusion.num_steps == 50 and trained.clip_denoised and trained.spacing == "trailing"
+    from gaussdiff.cli.options import parse_timesteps
+
+    # --timesteps auto (nothing tuned) takes the scheduler config's spacing, not gaussdiff's linspace.
+    assert parse_timesteps("auto", None, trained).spacing == "trailing"
     torch.testing.assert_close(trained.diffusion.schedule.betas, torch.linspace(1e-3, 0.2, 50, dtype=torch.float64))
 
 

@@ -189,3 +189,44 @@ def test_data_order_is_a_stream_of_epoch_permutations(tmp_path):
         assert sorted(stream[epoch * n : (epoch + 1) * n].tolist()) == list(range(n))
     assert torch.equal(trainer.batch_indices(steps - 1), stream[-7:])  # asked again, out of order
     assert not torch.equal(stream[:n], stream[n : 2 * n])
+
+
+def test_the_measured_convolution_kernels_travel_with_the_checkpoint(tmp_path):
+    """--conv auto's verdicts are part of the training state: a resumed run computes with the kernels it trained
+    with (and so keeps its losses bit-equal), instead of measuring again and perhaps choosing otherwise."""
+    from gaussdiff.nets.kernels.winograd import Conv3x3
+
+    trainer = Trainer(tiny_config(steps=2), tmp_path / "run", progress=False)
+    layers = [m for m in trainer.model.modules() if isinstance(m, Conv3x3)]
+    for i, m in enumerate(layers):
+        m.choices[((8, 16, 8, 8), torch.float32, False)] = i % 2 == 0
+    trainer.run()
+    resumed = Trainer(tiny_config(steps=2), tmp_path / "run", progress=False)
+    resumed.load(list_checkpoints(tmp_path / "run")[-1])
+    assert [m.choices for m in resumed.model.modules() if isinstance(m, Conv3x3)] == [m.choices for m in layers]
+
+
+def test_a_kill_while_an_old_checkpoint_is_deleted_leaves_no_half_checkpoint(tmp_path, monkeypatch):
+    """Old checkpoints are renamed before they are deleted, and leftover temporaries go at the next save: a kill in
+    the middle of deleting (here after the first file) never leaves a step-N that a resume would take."""
+    import shutil
+
+    from gaussdiff.training.checkpoint import verify_checkpoint
+
+    cfg = tiny_config(steps=3, **{"train.bookkeeping.checkpoint_every": 1, "train.bookkeeping.keep_checkpoints": 2})
+    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+
+    def killed_while_deleting(path, ignore_errors=False):
+        next(p for p in path.iterdir() if p.is_file()).unlink()
+        raise KeyboardInterrupt
+
+    real = shutil.rmtree
+    monkeypatch.setattr("gaussdiff.training.checkpoint.shutil.rmtree", killed_while_deleting)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    monkeypatch.setattr("gaussdiff.training.checkpoint.shutil.rmtree", real)
+    for checkpoint in list_checkpoints(tmp_path / "run"):
+        verify_checkpoint(checkpoint)  # every step-N is whole
+    assert list((tmp_path / "run" / "checkpoints").glob(".tmp-*"))  # the half-deleted one, under a temporary name
+    Trainer(override(cfg, **{"train.train_steps": 4}), tmp_path / "run", progress=False).run(resume=True)
+    assert not list((tmp_path / "run" / "checkpoints").glob(".tmp-*"))  # removed by the next save

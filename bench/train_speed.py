@@ -2,6 +2,8 @@
 
     python bench/train_speed.py [--device cpu|cuda] [--repeats 9] [--iters 3] [--batch 32] [--precision fp32 bf16]
                                 [--conv direct auto] [--breakdown]
+    python bench/train_speed.py --device cuda --batch 128 --setups fp32 bf16 bf16+default bf16+reduce-overhead \
+                                --layouts channels_last --embeddings scale-shift --no-sample
 
 The CIFAR-sized network of the issue: 32x32x3 images, channels 64/128/128, two residual blocks
 per level, attention at 16x16 (4 heads of 32), batch 32. Each library is built twice, once per
@@ -14,7 +16,10 @@ sampling = one no-grad forward at the same batch (one step of any sampler).
 
 All networks run interleaved in one process: each round times ``--iters`` iterations of every
 network, and a speed ratio is taken within each round before the median over ``--repeats``
-rounds, so that the machine's slow and fast spells hit both sides of a ratio alike. Needs the
+rounds, so that the machine's slow and fast spells hit both sides of a ratio alike. ``--setups`` lists
+precision+compile-mode pairs (``bf16+reduce-overhead``: bf16 autocast, ``torch.compile(mode="reduce-overhead")``),
+each built for both libraries; ratios are then against diffusers in eager fp32 and against diffusers' fastest
+setup in the same run, and the row marked "default" is what ``gaussdiff train`` picks on this device. Needs the
 ``bench`` extra. ``--breakdown`` also profiles one training step of each network and splits its
 time by kind of operator, which shows how much of a step is convolution work both libraries share.
 """
@@ -69,6 +74,7 @@ class Contender:
     conv: str | None  # gaussdiff's convolution algorithm; None for diffusers
     memory_format: torch.memory_format
     precision: str  # fp32, or bf16 autocast
+    compile: str  # torch.compile's mode, or "off"
     net: torch.nn.Module
     x: torch.Tensor  # the batch, in this contender's memory layout
     train: list[float] = field(default_factory=list)
@@ -76,12 +82,14 @@ class Contender:
 
     def __post_init__(self) -> None:
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=1e-4)
+        self.call = self.net if self.compile == "off" else torch.compile(self.net, mode=self.compile)
 
     @property
     def name(self) -> str:
         conv = f", {self.conv} conv" if self.conv else ""
         layout = ", channels_last" if self.memory_format == torch.channels_last else ""
-        return f"{self.library} ({self.time_embedding}{conv}{layout}, {self.precision})"
+        compiled = "" if self.compile == "off" else f", compile {self.compile}"
+        return f"{self.library} ({self.time_embedding}{conv}{layout}, {self.precision}{compiled})"
 
 
 # Operator name fragments -> the kind of work, first match wins; the rest is "other".
@@ -119,8 +127,17 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--precision", choices=["fp32", "bf16"], nargs="+", default=["fp32"],
                         help="one or both; each network is built once per precision, in the same run")
+    parser.add_argument("--setups", nargs="+", help="precision[+compile mode] pairs, e.g. fp32 bf16+default "
+                        "bf16+reduce-overhead (replaces --precision)")
     parser.add_argument("--conv", choices=["auto", "direct", "winograd"], nargs="+", default=["auto"],
                         help="gaussdiff's 3x3 convolution algorithm(s); one network each")
+    parser.add_argument("--layouts", choices=["contiguous", "channels_last"], nargs="+",
+                        default=["contiguous", "channels_last"], help="gaussdiff's memory layouts; one network each")
+    parser.add_argument("--diffusers-layouts", choices=["contiguous", "channels_last"], nargs="+",
+                        default=["contiguous"], help="diffusers' layouts (contiguous is its faster on CPU)")
+    parser.add_argument("--embeddings", choices=list(TIME_EMBEDDINGS), nargs="+", default=list(TIME_EMBEDDINGS))
+    parser.add_argument("--no-sample", action="store_true", help="time training only (a compiled network "
+                        "otherwise compiles again for no-grad calls)")
     parser.add_argument("--breakdown", action="store_true", help="also split a training step by kind of operator")
     parser.add_argument("--doc", type=Path, help="also write the table into this page (docs/speed.md), in the "
                         "section of this host's family")
@@ -132,22 +149,28 @@ def main() -> None:
     x = torch.randn(args.batch, 3, 32, 32, device=device)
     t = torch.randint(0, 1000, (args.batch,), device=device)
     x_cl = x.contiguous(memory_format=torch.channels_last)
+    layouts = {"contiguous": (torch.contiguous_format, x), "channels_last": (torch.channels_last, x_cl)}
+    setups = [tuple((s + "+off").split("+")[:2]) for s in (args.setups or args.precision)]
     contenders = []
-    for precision in args.precision:
-        for emb, scale_shift in TIME_EMBEDDINGS.items():
+    for precision, mode in setups:
+        for emb in args.embeddings:
+            scale_shift = TIME_EMBEDDINGS[emb]
             for conv in args.conv:
-                for fmt, batch in ((torch.contiguous_format, x), (torch.channels_last, x_cl)):
+                for layout in args.layouts:
+                    fmt, batch = layouts[layout]
                     net = ours(scale_shift, conv).to(device, memory_format=fmt)
-                    contenders.append(Contender("gaussdiff", emb, conv, fmt, precision, net, batch))
-            contenders.append(Contender("diffusers", emb, None, torch.contiguous_format, precision,
-                                        theirs(scale_shift).to(device), x))
+                    contenders.append(Contender("gaussdiff", emb, conv, fmt, precision, mode, net, batch))
+            for layout in args.diffusers_layouts:
+                fmt, batch = layouts[layout]
+                contenders.append(Contender("diffusers", emb, None, fmt, precision, mode,
+                                            theirs(scale_shift).to(device, memory_format=fmt), batch))
 
     def autocast(c: Contender) -> torch.autocast:
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=c.precision == "bf16")
 
     def train_iter(c: Contender) -> None:
         with autocast(c):
-            loss = F.mse_loss(c.net(c.x, t).float(), x)
+            loss = F.mse_loss(c.call(c.x, t).float(), x)
         c.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         c.optimizer.step()
@@ -155,43 +178,61 @@ def main() -> None:
     @torch.no_grad()
     def sample_iter(c: Contender) -> None:
         with autocast(c):
-            c.net(c.x, t)
+            c.call(c.x, t)
 
     def timed(fn, c: Contender) -> float:
         sync(device)
         start = time.perf_counter()
         for _ in range(args.iters):
+            if c.compile == "reduce-overhead":
+                torch.compiler.cudagraph_mark_step_begin()
             fn(c)
         sync(device)
         return (time.perf_counter() - start) / args.iters
 
-    for c in contenders:  # warm-up (allocator, kernels, autotuning)
-        for _ in range(2):
+    warm = {}
+    for c in contenders:  # warm-up (allocator, kernels, autotuning, compiling: reported)
+        start = time.perf_counter()
+        for _ in range(3):
             train_iter(c)
-            sample_iter(c)
+            if not args.no_sample:
+                sample_iter(c)
+        sync(device)
+        warm[c.name] = time.perf_counter() - start
+        print(f"warm-up of {c.name}: {warm[c.name]:.1f} s", flush=True)
     for _ in range(args.repeats):
         for c in contenders:
             c.train.append(timed(train_iter, c))
-            c.sample.append(timed(sample_iter, c))
+            if not args.no_sample:
+                c.sample.append(timed(sample_iter, c))
 
     from _host import describe_host, host_family
 
-    lines = [f"{describe_host(device)}; batch {args.batch}, {' and '.join(args.precision)}, "
-             f"median of {args.repeats} rounds x {args.iters} iterations", "",
-             "| network | params | train img/s | sample ms/step | train ratio | sample ratio |",
-             "|---|---|---|---|---|---|"]
+    from gaussdiff.training.loop import resolve_compile, resolve_precision
+
+    default = (resolve_precision("auto", device), resolve_compile("auto", device))
+    lines = [f"{describe_host(device)}; batch {args.batch}, median of {args.repeats} rounds x {args.iters} iterations",
+             "", "| network | params | train img/s | sample ms/step | train ratio | sample ratio | train vs best |",
+             "|---|---|---|---|---|---|---|"]
     for c in contenders:
-        ref = next(d for d in contenders if d.library == "diffusers" and d.time_embedding == c.time_embedding
-                   and d.precision == c.precision)
+        same = [d for d in contenders if d.library == "diffusers" and d.time_embedding == c.time_embedding]
+        ref = next((d for d in same if (d.precision, d.compile) == ("fp32", "off")), None) or next(
+            d for d in same if d.precision == c.precision)
+        best = min(same, key=lambda d: statistics.median(d.train))
         # Paired: the ratio within each round, then the median over rounds.
-        train_ratio = statistics.median(r / o for o, r in zip(c.train, ref.train))
-        sample_ratio = statistics.median(r / o for o, r in zip(c.sample, ref.sample))
+        ratio = lambda a, b: f"{statistics.median(r / o for o, r in zip(a, b)):.2f}x" if a and b else "-"  # noqa: E731
         params = sum(p.numel() for p in c.net.parameters())
-        lines.append(f"| {c.name} | {params / 1e6:.2f}M | {args.batch / statistics.median(c.train):.1f} | "
-                     f"{1000 * statistics.median(c.sample):.1f} | {train_ratio:.2f}x | {sample_ratio:.2f}x |")
+        sample = f"{1000 * statistics.median(c.sample):.1f}" if c.sample else "-"
+        # The trainer's layout for these 32x32 images: channels_last on CUDA, and on CPU in fp32.
+        layout = torch.channels_last if device.type == "cuda" or c.precision == "fp32" else torch.contiguous_format
+        mark = " **default**" if c.library == "gaussdiff" and (c.precision, c.compile) == default and (
+            c.memory_format == layout and c.conv == "auto") else ""
+        lines.append(f"| {c.name}{mark} | {params / 1e6:.2f}M | {args.batch / statistics.median(c.train):.1f} | "
+                     f"{sample} | {ratio(c.train, ref.train)} | {ratio(c.sample, ref.sample)} | "
+                     f"{ratio(c.train, best.train)} |")
     table = "\n".join(lines)
     print("\n" + table + "\n\nratio = diffusers' time / this network's time, against diffusers with the same time "
-          "embedding and precision")
+          "embedding in eager fp32 (else in the same precision); vs best: against diffusers' fastest setup in this run")
     if args.breakdown:
         rows = {c.name: breakdown(lambda: train_iter(c)) for c in contenders}
         kinds = [*KINDS, "other"]
@@ -206,7 +247,8 @@ def main() -> None:
     if args.doc:
         from _readme import write_table
 
-        write_table(args.doc, f"train-speed-{host_family(device)}-{'-'.join(args.precision)}", table)
+        setups = "-".join(args.setups or args.precision).replace("+", "-")
+        write_table(args.doc, f"train-speed-{host_family(device)}-{setups}", table)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,12 @@ def test_bench_script_imports(path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert callable(module.main)
 
 
-@pytest.mark.parametrize("script, args", [
-    ("train_speed", ["--batch", "2", "--repeats", "1", "--iters", "1", "--conv", "direct", "auto"]),
-    ("conv_speed", ["--repeats", "1", "--layers", "1"]),
+@pytest.mark.parametrize("script, args, row", [
+    ("train_speed", ["--batch", "2", "--repeats", "1", "--iters", "1", "--conv", "direct", "auto"], "direct"),
+    ("conv_speed", ["--repeats", "1", "--layers", "1"], "direct"),
+    ("sample_speed", ["--batch", "2", "--steps", "2", "--repeats", "1"], "gaussdiff, default"),
 ])
-def test_speed_benchmarks_run_one_tiny_round(script, args, monkeypatch, capsys):
+def test_speed_benchmarks_run_one_tiny_round(script, args, row, monkeypatch, capsys):
     """One round of the speed benchmarks end to end (their tables name the host), so that API drift fails here."""
     pytest.importorskip("diffusers")
     monkeypatch.syspath_prepend(str(BENCH))
@@ -39,4 +40,4 @@ def test_speed_benchmarks_run_one_tiny_round(script, args, monkeypatch, capsys):
     module.main()
     out = capsys.readouterr().out
     assert "torch " in out and "threads" in out  # the host, beside the figures
-    assert "direct" in out
+    assert row in out

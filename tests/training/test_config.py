@@ -45,3 +45,12 @@ def test_a_config_from_a_newer_gaussdiff_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(raw))
     with pytest.raises(ConfigError, match=f"written by a newer gaussdiff \\(config format {FORMAT + 1}"):
         load_config(tmp_path / "config.json")
+
+
+@pytest.mark.parametrize("switch, mode", [(True, "default"), (False, "off")])
+def test_a_config_from_before_compile_modes_reads_its_switch_as_a_mode(tmp_path, switch, mode):
+    """``compile`` was a bool before it took torch.compile's modes; such a run still resumes, compiled as it was."""
+    raw = to_dict(tiny_config())
+    raw["train"]["compile"] = switch
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    assert load_config(tmp_path / "config.json").train.compile == mode

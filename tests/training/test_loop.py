@@ -147,3 +147,30 @@ def test_a_run_records_the_precision_auto_chose_and_measuring_changes_nothing(mo
     assert len(chosen["measured"]) == 2 and all(s > 0 for s in chosen["measured"])
     assert auto.losses == told.losses
     assert load_config(tmp_path / "auto" / "config.json").train.optim.precision == "fp32"
+
+
+def test_compile_auto_compiles_only_on_cuda_with_triton(monkeypatch):
+    """``--compile auto`` is off on CPU (compiling costs minutes there for oneDNN's same convolutions) and on CUDA
+    without Triton (inductor could not generate GPU code); on CUDA with Triton it is the measured mode. An explicit
+    mode is kept anywhere."""
+    import importlib.util
+
+    from gaussdiff.training import loop
+
+    cuda = torch.device("cuda")
+    assert loop.resolve_compile("auto", CPU) == "off"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name == "triton" else None)
+    assert loop.resolve_compile("auto", cuda) == loop.COMPILE_ON_CUDA != "off"
+    assert loop.resolve_compile("auto", cuda, distributed=True) == "default"  # no CUDA graphs around DDP's hooks
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert loop.resolve_compile("auto", cuda) == "off"
+    assert loop.resolve_compile("reduce-overhead", CPU) == "reduce-overhead"
+
+
+def test_a_run_records_the_compile_mode_auto_chose(tmp_path):
+    from conftest import tiny_config
+    from gaussdiff.training import trainer
+    from gaussdiff.training.config import load_config
+
+    trainer.Trainer(tiny_config(steps=1), tmp_path / "run", progress=False).run()
+    assert load_config(tmp_path / "run" / "config.json").train.compile == "off"  # auto, on CPU

@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -31,7 +32,11 @@ from ..samplers.run import SamplerName, plan, sample
 from ..training.classifier import load_noisy_classifier
 from ..training.distributed import Distributed, fingerprint
 from ..training.files import atomic_write
+from ..nets.fast import sampling_network
+from ..training.loop import CompileMode
 from ..training.run import Trained
+
+SamplePrecision = Literal["auto", "fp32", "bf16"]
 
 
 def sample_seed(seed: int, i: int, stream: int = 0) -> int:
@@ -116,9 +121,10 @@ def text_condition(trained: Trained) -> TextPrompt | None:
     return next((c for c in trained.conditions if isinstance(c, TextPrompt)), None)
 
 
-def guided_model(trained: Trained, diffusion: GaussianDiffusion, sampler: SamplerName, guidance: GuidanceConfig) -> Model:
-    """The model a sampler on ``diffusion`` (respaced or not) should call: ``trained.model`` wrapped as
-    ``guidance`` asks, its classifier loaded and checked against the run."""
+def guided_model(trained: Trained, diffusion: GaussianDiffusion, sampler: SamplerName, guidance: GuidanceConfig,
+                 net: Model | None = None) -> Model:
+    """The model a sampler on ``diffusion`` (respaced or not) should call: ``net`` (default ``trained.model``)
+    wrapped as ``guidance`` asks, its classifier loaded and checked against the run."""
     if guidance.guidance and trained.source == "diffusers":
         raise ConfigError("classifier-free guidance needs the model's null label, which a diffusers UNet2DModel does "
                           "not mark: sample it unguided (or with --classifier)")
@@ -136,7 +142,8 @@ def guided_model(trained: Trained, diffusion: GaussianDiffusion, sampler: Sample
             raise ConfigError(f"{guidance.classifier}: {cfg.classifier.num_classes} classes, the model's data has "
                               f"{num_classes}")
     variance_channels = trained.sample_shape[0] if diffusion.learns_variance else 0
-    return guide(trained.model, diffusion, guidance, sampler, trained.conditions, variance_channels, classifier)
+    return guide(trained.model if net is None else net, diffusion, guidance, sampler, trained.conditions,
+                 variance_channels, classifier)
 
 
 def generate(
@@ -159,6 +166,9 @@ def generate(
     timesteps: Sequence[float] | None = None,
     dist: Distributed | None = None,
     parts: Path | None = None,
+    precision: SamplePrecision = "fp32",
+    cuda_graph: bool = True,
+    compile: CompileMode = "off",
 ) -> tuple[Tensor, Tensor | None]:
     """``n`` samples as ``uint8 [n, C, H, W]``, conditioned on ``labels: [n]`` and/or ``prompts`` (n of them)
     and guided as asked, with the labels they were drawn with (None for a model that takes none).
@@ -170,14 +180,18 @@ def generate(
     model without ``prompts`` takes the run's preview prompts in turn. A super-resolution stage takes
     ``low_res: [n, C, LOW, LOW]`` in [-1, 1], augmented at ``cond_aug_level`` (default: the run's).
     The steps: ``steps`` of ``spacing``, or a budget of ``nfe`` evaluations, or explicit ``timesteps``
-    (either of these replaces ``steps``; see :func:`~gaussdiff.samplers.sample`).
+    (either of these replaces ``steps``; see :func:`~gaussdiff.samplers.sample`). ``precision``,
+    ``cuda_graph`` and ``compile``: how the network is called (:func:`~gaussdiff.nets.fast.sampling_network`;
+    the CLI's precision and compile are ``auto``).
     """
     guidance = guidance or GuidanceConfig()
     d = trained.config.data
     if nfe is not None or timesteps is not None:
         steps = None
     diffusion, _ = plan(trained.diffusion, sampler, steps, nfe, spacing, timesteps)
-    model = guided_model(trained, diffusion, sampler, guidance)
+    calls = nfe or (len(timesteps) if timesteps is not None else steps) or trained.diffusion.num_steps
+    net = sampling_network(trained.model, precision, cuda_graph, compile, evaluations=n * calls)
+    model = guided_model(trained, diffusion, sampler, guidance, net)
     labelled = takes_labels(trained, guidance)
     if labelled and labels is None:
         if d.num_classes is None:
@@ -205,7 +219,7 @@ def generate(
         store = Parts(parts, settings_key(trained, n=n, sampler=sampler, steps=steps, eta=eta, seed=seed,
                                           batch_size=batch_size, labels=labels, guidance=repr(guidance),
                                           tokens=tokens, low_res=low_res, level=level, nfe=nfe, spacing=spacing,
-                                          timesteps=timesteps))
+                                          timesteps=timesteps, bf16=net.bf16))
         if dist.is_main:
             store.start()
     mine = {}
@@ -254,21 +268,27 @@ def generate_cascade(
     timesteps: Sequence[float] | None = None,
     dist: Distributed | None = None,
     parts: Path | None = None,
+    precision: SamplePrecision = "fp32",
+    cuda_graph: bool = True,
+    compile: CompileMode = "off",
 ) -> tuple[list[Tensor], Tensor | None]:
     """A cascade (Ho et al. 2022): ``n`` samples of the base run ``runs[0]``, then each super-resolution stage
     on the samples of the stage before, with ``steps[i]`` steps (the last repeats) and the same labels and
-    prompts (or ``nfe`` evaluations a stage, on ``spacing``, or the explicit ``timesteps`` in every stage). Every stage's output ``uint8 [n, C, H_i, W_i]``,
-    and the labels drawn. ``dist`` and ``parts`` (a subdirectory a stage) as for :func:`generate`."""
+    prompts (or ``nfe`` evaluations a stage, on ``spacing``, or the explicit ``timesteps`` in every stage).
+    Every stage's output ``uint8 [n, C, H_i, W_i]``, and the labels drawn. ``dist``, ``parts`` (a subdirectory
+    a stage), ``precision``, ``cuda_graph`` and ``compile`` as for :func:`generate`."""
     guidance = guidance or GuidanceConfig()
     step = lambda i: steps[min(i, len(steps) - 1)]  # noqa: E731
     images, labels = generate(runs[0], n, sampler, step(0), eta, seed, batch_size, labels, guidance, progress, prompts,
                               nfe=nfe, spacing=spacing, timesteps=timesteps, dist=dist,
-                              parts=None if parts is None else parts / "stage-0")
+                              parts=None if parts is None else parts / "stage-0", precision=precision,
+                              cuda_graph=cuda_graph, compile=compile)
     outputs = [images]
     for i, run in enumerate(runs[1:], start=1):
         images, _ = generate(run, n, sampler, step(i), eta, seed + i, batch_size,
                              labels if takes_labels(run, guidance) else None, guidance, progress, prompts,
                              low_res=to_model_range(images), cond_aug_level=cond_aug_level, nfe=nfe, spacing=spacing,
-                             timesteps=timesteps, dist=dist, parts=None if parts is None else parts / f"stage-{i}")
+                             timesteps=timesteps, dist=dist, parts=None if parts is None else parts / f"stage-{i}",
+                             precision=precision, cuda_graph=cuda_graph, compile=compile)
         outputs.append(images)
     return outputs, labels

@@ -39,7 +39,7 @@ from ..nets.noisy_classifier import NoisyClassifierConfig
 from ..nets.unet import UNetConfig
 from ..samplers.run import SamplerName
 from .files import atomic_write
-from .loop import OptimConfig
+from .loop import CompileMode, OptimConfig
 
 FORMAT = 2
 
@@ -78,8 +78,11 @@ class TrainConfig:
     batch_size: int = 64
     """Images per step (>= 1; under torchrun the global batch, shared among the processes)."""
     optim: Annotated[OptimConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=OptimConfig)
-    compile: bool = False
-    """Wrap the network in ``torch.compile`` (under torchrun, the DDP replica)."""
+    compile: CompileMode = "auto"
+    """``torch.compile`` the network (under torchrun, the DDP replica) in this mode. ``auto``: on CUDA with Triton
+    ``reduce-overhead`` (measured fastest, 3.1x eager on an H200; docs/speed.md), ``default`` under torchrun;
+    elsewhere ``off`` (on CPU compiling takes minutes and the convolutions, most of a step, are oneDNN's either
+    way)."""
     memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
     """``auto``: channels_last on CUDA, and on CPU in fp32 for images of 32x32 and larger (bench/train_speed.py)."""
     seed: int = 0
@@ -384,6 +387,10 @@ def upgrade(raw: dict[str, Any], cls: type) -> dict[str, Any]:
     0.1 kept the U-Net's knobs with the labels in ``model`` (its shape in ``data``), the optimiser
     flat in ``train``, and the classifier's knobs flat beside a resolved ``network``.
     """
+    train = raw.get("train")
+    if cls is RunConfig and isinstance(train, dict) and isinstance(train.get("compile"), bool):
+        # Before compile modes (and in 0.1), ``compile`` was a switch.
+        raw = {**raw, "train": {**train, "compile": "default" if train["compile"] else "off"}}
     if "format" in raw:
         return raw
     raw = json.loads(json.dumps(raw))  # a deep copy

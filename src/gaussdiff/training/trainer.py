@@ -38,7 +38,7 @@ from .checkpoint import (list_checkpoints, load_state_dict_strict, load_training
 from .config import RunConfig, save_config
 from .distributed import Distributed, fingerprint
 from .latent import check_autoencoder_fits, load_latent_space
-from .loop import DataOrder, Optimization, check_precision, resolve_device, resolve_precision
+from .loop import DataOrder, Optimization, check_precision, resolve_compile, resolve_device, resolve_precision
 
 LOSS_BUCKETS = 10
 
@@ -202,7 +202,11 @@ class Trainer:
         if self.dist.active:
             # Averages the gradients over the ranks during backward; every replica starts from rank 0's weights.
             replica = DistributedDataParallel(self.model, device_ids=[self.device] if self.cuda else None)
-        self.forward = torch.compile(replica) if t.compile else replica
+        compile_mode = resolve_compile(t.compile, self.device, self.dist.active)
+        if compile_mode != t.compile:  # recorded, as precision is
+            self.config = replace(self.config, train=replace(t, compile=compile_mode))
+            t = self.config.train
+        self.forward = replica if compile_mode == "off" else torch.compile(replica, mode=compile_mode)
         self.timestep_sampler = make_timestep_sampler(self.config.diffusion.timestep_sampler, self.diffusion.num_steps)
         # Every rank draws the whole global batch's conditions, t and noise from these and keeps its part, so
         # example i of a batch gets the same draws whatever the number of ranks.
@@ -294,6 +298,8 @@ class Trainer:
         t, weights = self.timestep_sampler.sample(len(idx), generator=self.generator)
         noise = torch.randn((len(idx), *x0.shape[1:]), generator=self.noise_generator, device=self.device)
         t_mine, w_mine = part(t).to(self.device), part(weights).to(self.device)
+        if self.config.train.compile == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs are no longer read
         with self.optim.autocast():
             terms = self.diffusion.training_losses(self.forward, x0, t_mine, part(noise), **cond)
         per_example = terms["loss"].float()

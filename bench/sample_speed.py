@@ -1,0 +1,137 @@
+"""Sampling speed: images/s of a whole DDIM run, gaussdiff against diffusers' UNet2DModel, side by side.
+
+    python bench/sample_speed.py [--device cuda] [--batch 16 256] [--steps 50] [--repeats 5] [--doc docs/speed.md]
+
+The CIFAR-sized network of bench/train_speed.py (scale-shift time embedding in both libraries, the same
+architecture and parameter count), random weights, a 50-step DDIM run from the same x_T. Contenders:
+
+- gaussdiff, eager fp32: the plain network;
+- gaussdiff, default: what ``gaussdiff sample`` and ``eval`` call for runs under 500k image evaluations
+  (``nets.fast.sampling_network``: on CUDA bf16 autocast, channels_last, each step replayed from a captured CUDA
+  graph; on CPU the plain network);
+- gaussdiff, bf16 + compile reduce-overhead: what they call for larger runs on CUDA (``--compile auto``);
+- diffusers, eager fp32: ``UNet2DModel`` driven by ``DDIMScheduler``, as its pipeline does;
+- diffusers, bf16 + compile: the model cast to bf16 and ``torch.compile(mode="reduce-overhead", fullgraph=True)``,
+  diffusers' documented fast inference setup (on CUDA only; compiling is reported, not timed).
+
+Each round runs every contender once per batch size; ratios are paired within rounds (median over rounds),
+against diffusers in eager fp32 and against diffusers' fastest contender. A contender that fails prints its
+error and is left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from gaussdiff import GaussianDiffusion, NoiseSchedule, sample
+from gaussdiff.nets.fast import sampling_network
+from train_speed import ours, theirs
+
+
+def gaussdiff_runner(net: torch.nn.Module, steps: int):
+    diffusion = GaussianDiffusion(NoiseSchedule.linear(1000))
+
+    def run(x_T: torch.Tensor) -> torch.Tensor:
+        return sample(net, diffusion, x_T.shape, sampler="ddim", steps=steps, x_T=x_T, progress=False,
+                      spacing="trailing")
+    return run
+
+
+def diffusers_runner(unet: torch.nn.Module, steps: int, dtype: torch.dtype, compile_mode: str | None):
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", timestep_spacing="trailing")
+    scheduler.set_timesteps(steps)
+    unet = unet.to(dtype)
+    call = unet if compile_mode is None else torch.compile(unet, mode=compile_mode, fullgraph=True)
+
+    @torch.no_grad()
+    def run(x_T: torch.Tensor) -> torch.Tensor:
+        x = x_T
+        for t in scheduler.timesteps:
+            if compile_mode == "reduce-overhead":
+                torch.compiler.cudagraph_mark_step_begin()
+            eps = call(x.to(dtype), t.to(x.device).expand(len(x))).sample.float()
+            x = scheduler.step(eps, t, x).prev_sample
+        return x
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int, nargs="+", default=[16, 256])
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--doc", type=Path, help="also write the table into this page (docs/speed.md)")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    mine, theirs_net = ours(True, "auto").net.to(device).eval(), theirs(True).net.to(device).eval()
+    contenders = {
+        "gaussdiff, eager fp32": lambda: gaussdiff_runner(mine, args.steps),
+        "gaussdiff, default": lambda: gaussdiff_runner(sampling_network(copy.deepcopy(mine)), args.steps),
+        "diffusers, eager fp32": lambda: diffusers_runner(theirs_net, args.steps, torch.float32, None),
+    }
+    if device.type == "cuda":
+        contenders["gaussdiff, bf16 + compile reduce-overhead"] = lambda: gaussdiff_runner(
+            sampling_network(copy.deepcopy(mine), compile="reduce-overhead"), args.steps)
+        fast = copy.deepcopy(theirs_net)
+        contenders["diffusers, bf16 + compile reduce-overhead"] = lambda: diffusers_runner(
+            fast, args.steps, torch.bfloat16, "reduce-overhead")
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times: dict[tuple[str, int], list[float]] = {}
+    runners = {}
+    for name, build in contenders.items():
+        try:
+            runner = build()
+            for batch in args.batch:
+                x_T = torch.randn(batch, 3, 32, 32, device=device, generator=torch.Generator(device).manual_seed(0))
+                start = time.perf_counter()
+                runner(x_T)
+                runner(x_T)
+                sync()
+                print(f"warm-up of {name} at batch {batch}: {time.perf_counter() - start:.1f} s", flush=True)
+            runners[name] = runner
+        except Exception as e:  # a contender that cannot run here is reported, not fatal
+            print(f"{name}: failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})", flush=True)
+    for _ in range(args.repeats):
+        for batch in args.batch:
+            x_T = torch.randn(batch, 3, 32, 32, device=device, generator=torch.Generator(device).manual_seed(0))
+            for name, runner in runners.items():
+                sync()
+                start = time.perf_counter()
+                runner(x_T)
+                sync()
+                times.setdefault((name, batch), []).append(time.perf_counter() - start)
+
+    from _host import describe_host, host_family
+
+    lines = [f"{describe_host(device)}; DDIM, {args.steps} steps, median of {args.repeats} rounds", "",
+             "| sampling | batch | images/s | ms/step | vs diffusers eager fp32 | vs diffusers' best |",
+             "|---|---|---|---|---|---|"]
+    for batch in args.batch:
+        theirs_names = [n for n in runners if n.startswith("diffusers")]
+        best = min(theirs_names, key=lambda n: statistics.median(times[n, batch]))
+        for name in runners:
+            mine_t = times[name, batch]
+            ratio = lambda ref: statistics.median(r / o for o, r in zip(mine_t, times[ref, batch]))  # noqa: E731
+            eager = ratio("diffusers, eager fp32") if "diffusers, eager fp32" in runners else float("nan")
+            lines.append(f"| {name} | {batch} | {batch / statistics.median(mine_t):.0f} | "
+                         f"{1000 * statistics.median(mine_t) / args.steps:.2f} | {eager:.2f}x | {ratio(best):.2f}x |")
+    table = "\n".join(lines)
+    print("\n" + table)
+    if args.doc:
+        from _readme import write_table
+
+        write_table(args.doc, f"sample-speed-{host_family(device)}", table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,8 @@
 """How fast a streamed folder feeds the trainer, and how little memory it takes.
 
-    python bench/data_speed.py [--images 20000] [--size 64] [--steps 60]
-    python bench/data_speed.py --images 3000 --size 256 --source-size 512 --shards --no-train   # against shards
+    python bench/data_speed.py [--images 100000] [--size 64] [--steps 60]
+    python bench/data_speed.py --images 3000 --size 256 --source-size 512 --shards --train-rows shards \
+                               --train-batch 8 --train-steps 8   # against shards, and the trainer at 256x256
 
 Generates a folder of ``--images`` random PNGs (``--size`` pixels square, two class sub-folders and a
 metadata.jsonl of captions), then measures, in this order and with nothing else running:
@@ -9,10 +10,11 @@ metadata.jsonl of captions), then measures, in this order and with nothing else 
 1. images/s the loader delivers (decoded, resized, center-cropped batches of 64 in the run's order)
    with 0, 1 and 2 DataLoader workers, from the folder and (``--shards``) from the same images prepared
    into shards (``gaussdiff prepare``, 1000 a shard);
-2. images/s the trainer consumes at the default network on images of that size, and the training
-   process's peak resident memory (its own: the loader's workers are processes of their own),
-   streaming (``--stream stream``) and with the folder decoded into memory (``--stream memory``): the
-   difference is what holding the data costs.
+2. images/s the trainer consumes at the default network on images of that size (batch ``--train-batch``), and
+   the training process's peak resident memory (its own: the loader's workers are processes of their own),
+   for each of ``--train-rows``: streaming the folder (``stream``), with the folder decoded into memory
+   (``memory``: the difference is what holding the data costs), streaming with ``--gradient-checkpointing``
+   (``checkpointed``: what the network's activations cost), and streaming the shards (``shards``).
 
 Each figure is printed with the host.
 """
@@ -69,6 +71,9 @@ def main() -> None:
                    "resized at every read from the folder, once by prepare")
     p.add_argument("--steps", type=int, default=60, help="batches of 64 timed per loader")
     p.add_argument("--train-steps", type=int, default=30)
+    p.add_argument("--train-batch", type=int, default=64)
+    p.add_argument("--train-rows", nargs="+", choices=["stream", "memory", "checkpointed", "shards"],
+                   default=["stream", "memory", "checkpointed"])
     p.add_argument("--shards", action="store_true", help="also prepare shards and time the loader on them")
     p.add_argument("--no-train", action="store_true", help="only the loader")
     a = p.parse_args()
@@ -98,19 +103,25 @@ def main() -> None:
             print(f"| {workers} | " + " | ".join(f"{r:.0f}" for r in rates) + " |", flush=True)
         if a.no_train:
             return
-        print("\n| trainer (default network, batch 64, default workers) | images/s consumed | peak resident memory |")
+        rows = {"stream": (root, ["--stream", "stream"]), "memory": (root, ["--stream", "memory"]),
+                "checkpointed": (root, ["--stream", "stream", "--gradient-checkpointing"]),
+                "shards": (Path(tmp) / "shards", ["--stream", "stream"])}
+        print(f"\n| trainer (default network, batch {a.train_batch}, default workers) | images/s consumed | "
+              "peak resident memory |")
         print("|---|---|---|")
-        for stream in ("stream", "memory"):
-            rate, peak = train_once(root, Path(tmp) / stream, a.size, stream, a.train_steps)
-            print(f"| --stream {stream} | {rate:.0f} | {peak:.2f} GiB |", flush=True)
+        for row in a.train_rows:
+            data, options = rows[row]
+            rate, peak = train_once(data, Path(tmp) / row, a.size, options + ["--batch-size", str(a.train_batch)],
+                                    a.train_steps)
+            print(f"| {row}: {' '.join(options)} | {rate:.1f} | {peak:.2f} GiB |", flush=True)
 
 
-def train_once(root: Path, run: Path, size: int, stream: str, steps: int) -> tuple[float, float]:
+def train_once(root: Path, run: Path, size: int, options: list[str], steps: int) -> tuple[float, float]:
     """images/s (median over steps 4..) and the peak resident memory (GiB) of one training process."""
     cmd = [sys.executable, "-c", "import resource, sys; from gaussdiff.cli import main; sys.argv[0] = 'gaussdiff'\n"
            "try:\n    main(sys.argv[1:])\nfinally:\n"
            "    print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)",
-           "train", "--data", str(root), "--image-size", str(size), "--stream", stream, "--train-steps", str(steps),
+           "train", "--data", str(root), "--image-size", str(size), *options, "--train-steps", str(steps),
            "--log-every", "1", "--sample-every", "100000", "--preview-images", "4", "--preview-steps", "5",
            "--run-dir", str(run), "--device", "cpu"]
     done = subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

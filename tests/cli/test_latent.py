@@ -113,3 +113,27 @@ def test_a_text_run_in_latent_space_trains_samples_and_is_measured(autoencoder_r
     capsys.readouterr()
     main(["eval", str(run), "--fid", "--n", "10", "--steps", "2", "--json", "--device", "cpu"])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["quality"]["n"] == 10
+
+
+def test_a_streamed_latent_run_encodes_each_batch_as_a_cached_one_does(autoencoder_run, tmp_path):
+    """Streaming, a latent run encodes each step's decoded batch (nothing cached): the same latents as encoding
+    the whole folder once, so the same losses to rounding."""
+    from PIL import Image
+
+    from conftest import tiny_config
+    from gaussdiff.data import load_data
+    from gaussdiff.training.trainer import Trainer
+
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for i, image in enumerate(load_data("digits").images[:24]):
+        Image.fromarray(image[0].numpy()).save(folder / f"{i}.png")
+    runs = {}
+    for stream in ("memory", "stream"):
+        cfg = tiny_config(steps=4, **{"data.data": str(folder), "data.image_size": 8, "data.image_channels": 1,
+                                      "data.stream": stream, "data.workers": 0, "latent.latent": autoencoder_run,
+                                      "model.attention_resolutions": (2,)})
+        trainer = Trainer(cfg, tmp_path / stream, progress=False)
+        assert (trainer.latents is None) == (stream == "stream")
+        runs[stream] = trainer.run().losses
+    assert runs["stream"] == pytest.approx(runs["memory"], rel=1e-5)

@@ -122,3 +122,88 @@ def test_hflip_flips_about_half_of_the_images_the_network_sees(folder, tmp_path,
     flipped = [bool(torch.equal(x, y.flip(-1))) and not torch.equal(x, y) for x, y in zip(seen[0], images)]
     kept = [bool(torch.equal(x, y)) for x, y in zip(seen[0], images)]
     assert all(f or k for f, k in zip(flipped, kept)) and 4 <= sum(flipped) <= 20
+
+
+def test_random_crops_are_windows_of_the_resized_image_drawn_per_step_the_same_on_every_rank(folder):
+    """The folder's 10x12 images resize to 8x10 (short side 8): a random crop is one of the three 8x8 windows, drawn
+    per example and step from the seed alone, so rank r's half equals the half of one process's batch and the
+    same step gives the same crops (a resumed run's), while the center crop stays as it was."""
+    from gaussdiff.data.datasets import crop_places
+
+    images = load_data(str(folder), image_size=8, stream="stream", crop="random").images
+    order = DataOrder(len(images), 8, seed=0)
+    whole = StepBatches(images, order, Distributed(), steps=40, crop_seed=0)
+    halves = [StepBatches(images, order, Distributed(rank=r, world_size=2), steps=40, crop_seed=0) for r in (0, 1)]
+    lefts = set()
+    for step in range(40):
+        idx = order.indices(step)
+        batch = whole[step]
+        assert torch.equal(torch.cat([h[step] for h in halves]), batch)
+        assert torch.equal(whole[step], batch)  # a function of the step: what a resumed run reads
+        at = crop_places(0, step, len(idx))
+        for j, i in enumerate(idx.tolist()):
+            path = images.files[i]
+            with Image.open(path) as img:
+                wide = np.asarray(img.convert("RGB").resize((10, 8), Image.Resampling.BICUBIC))
+            left = min(2, int(at[j, 0] * 3))
+            lefts.add(left)
+            assert torch.equal(batch[j], torch.from_numpy(wide[:, left:left + 8].copy()).permute(2, 0, 1))
+    assert lefts == {0, 1, 2}  # every window occurs
+    assert not torch.equal(crop_places(0, 0, 8), crop_places(0, 1, 8))
+    assert not torch.equal(crop_places(0, 0, 8), crop_places(1, 0, 8))
+
+
+def test_random_crops_stream_and_are_refused_where_they_cannot_apply(folder, tmp_path, capsys):
+    assert load_data(str(folder), image_size=8, stream="auto", crop="random").streamed  # small, yet streamed
+    with pytest.raises(DataError, match="needs --stream stream"):
+        load_data(str(folder), image_size=8, stream="memory", crop="random")
+    with pytest.raises(DataError, match="square already"):
+        load_data("digits", crop="random")
+    expect_error(capsys, "train", "--data", folder, "--crop", "random", "--stream", "memory",
+                 "--run-dir", tmp_path / "r", match="needs --stream stream")
+    expect_error(capsys, "train-classifier", "--data", folder, "--crop", "random", "--run-dir", tmp_path / "c",
+                 match="reads center crops")
+
+
+def test_a_random_crop_run_resumes_with_the_crops_of_an_uninterrupted_run(folder, tmp_path, monkeypatch):
+    crops = {"data.crop": "random"}
+    whole = Trainer(config(folder, "stream", **crops), tmp_path / "whole", progress=False).run()
+    center = Trainer(config(folder, "stream"), tmp_path / "center", progress=False).run()
+    assert whole.losses != center.losses  # the crops change what the network sees
+    real_step = Trainer.train_step
+
+    def killed_at_step_5(self):
+        if self.step == 4:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", killed_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config(folder, "stream", **crops), tmp_path / "cut", progress=False).run()
+    monkeypatch.undo()
+    resumed = Trainer(config(folder, "stream", **crops), tmp_path / "cut", progress=False)
+    assert resumed.run(resume=True).losses == whole.losses[3:]
+
+
+def test_a_streamed_super_resolution_run_takes_the_steps_of_an_in_memory_one(folder, tmp_path):
+    """A stage's low-resolution condition is computed from each step's decoded batch when streaming: the same
+    values as reading it for every example up front, so the same losses."""
+    sr = {"super_res.super_res": 4, "conditioning.class_conditional": False}
+    memory = Trainer(config(folder, "memory", **sr), tmp_path / "memory", progress=False).run()
+    streamed = Trainer(config(folder, "stream", **sr), tmp_path / "streamed", progress=False)
+    assert streamed.data.streamed and "low_res" not in streamed.offered
+    assert streamed.run().losses == memory.losses
+
+
+def test_the_low_resolution_condition_is_the_flipped_image_downsampled(folder, tmp_path):
+    """With --hflip the stage must see the low-resolution version of the flipped image it denoises."""
+    from gaussdiff.conditioning.super_res import downsample
+
+    trainer = Trainer(config(folder, "stream", **{"super_res.super_res": 4, "data.hflip": True}), tmp_path / "r",
+                      progress=False)
+    idx = torch.arange(8)
+    flip = torch.tensor([True, False] * 4)
+    x0, pixels = trainer.x0_of(trainer.data.images[idx], idx, flip)
+    low = trainer.conditions_of(idx, pixels)["low_res"]
+    assert torch.equal(low, downsample(x0, 4))
+    assert not torch.equal(low[0], downsample(trainer.x0_of(trainer.data.images[idx], idx)[0], 4)[0])

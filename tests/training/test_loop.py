@@ -3,6 +3,7 @@
 import copy
 import math
 
+import pytest
 import torch
 from torch import nn
 
@@ -174,3 +175,19 @@ def test_a_run_records_the_compile_mode_auto_chose(tmp_path):
 
     trainer.Trainer(tiny_config(steps=1), tmp_path / "run", progress=False).run()
     assert load_config(tmp_path / "run" / "config.json").train.compile == "off"  # auto, on CPU
+
+
+def test_gradient_checkpointing_trains_the_same_steps(tmp_path):
+    """--gradient-checkpointing recomputes the blocks in the backward pass: the same losses, the same weights."""
+    from conftest import override, tiny_config
+    from gaussdiff.nets.unet import ResBlock
+    from gaussdiff.training import trainer
+
+    plain = trainer.Trainer(tiny_config(steps=3), tmp_path / "plain", progress=False)
+    on = trainer.Trainer(override(tiny_config(steps=3), **{"train.gradient_checkpointing": True}), tmp_path / "on",
+                         progress=False)
+    assert all(m.gradient_checkpointing for m in on.model.modules() if isinstance(m, ResBlock))
+    a, b = plain.run(), on.run()
+    assert a.losses == pytest.approx(b.losses, rel=1e-5)
+    for p, q in zip(plain.model.parameters(), on.model.parameters()):
+        assert torch.allclose(p, q, rtol=1e-4, atol=1e-6)

@@ -24,6 +24,7 @@ from .options import check_writable_dir
 
 # What a resumed run may change (dotted paths in RunConfig); everything else would make it another run.
 CHANGEABLE = ("train.train_steps", "train.bookkeeping.", "train.device", "train.optim.precision", "train.compile",
+              "train.gradient_checkpointing",
               "train.memory_format", "train.preview_sampler", "train.preview_steps", "train.skip_nonfinite",
               "train.dist_timeout", "train.preview_images", "data.workers")
 

@@ -125,11 +125,19 @@ class LowResolution:
     key: str = "low_res"
     noun: str = "low-resolution images"
 
+    from_pixels = True
+    """Computed from each example's pixels (:meth:`of_images`): a trainer derives it from every step's decoded,
+    flipped, cropped batch, so that it streams and always matches the image the network denoises."""
+
     def null(self, value: Tensor) -> Tensor:
         return value
 
+    def of_images(self, x: Tensor) -> Tensor:
+        """``x: [B, C, H, W]`` in [-1, 1] -> the condition ``[B, C, LOW, LOW]``."""
+        return downsample(x, self.low)
+
     def of_data(self, data: ImageData) -> Tensor:
-        return downsample(to_model_range(data.images), self.low)
+        return self.of_images(to_model_range(data.images))
 
     def examples(self, n: int, device: torch.device | str) -> Tensor | None:
         return None  # previews take the data's own low-resolution images

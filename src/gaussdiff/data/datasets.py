@@ -71,6 +71,10 @@ class DataConfig:
     core beyond the first, at most 8)."""
     hflip: bool = False
     """Flip each training image horizontally with probability 1/2 (drawn per example from the run's seed)."""
+    crop: Literal["center", "random"] = "center"
+    """How a folder's image, its short side resized to --image-size, is cut square: its center (ADM's recipe), or
+    at a place drawn per example and step from the run's seed (diffusers' --random_crop), which streams the folder
+    (each step decodes afresh). Built-in datasets, .npz files and prepared shards are square already: center."""
     skip_bad_images: bool = False
     """A folder's unreadable images: by default the run stops before training with the full list; with this they
     are left out, their count and paths written to the run directory's bad-images.txt."""
@@ -242,15 +246,19 @@ def load_fashion_mnist(split: str = "train", root: Path = FASHION_MNIST_DIR) -> 
     return ImageData(images, labels, FASHION_CLASSES, class_captions(labels, FASHION_NAMES, seed=0))
 
 
-def _load_image(path: Path, size: int, channels: int) -> np.ndarray:
-    """Resize the short side to ``size`` and center-crop (the ADM recipe), as uint8 [H, W, C]."""
+def _load_image(path: Path, size: int, channels: int, at: tuple[float, float] | None = None) -> np.ndarray:
+    """Resize the short side to ``size`` and crop a square, as uint8 [H, W, C]: the center (the ADM recipe), or
+    with ``at = (u, v)`` in [0, 1)^2 the window whose left and top are those fractions of the slack."""
     try:
         with Image.open(path) as img:
             img = img.convert("L" if channels == 1 else "RGB")
             scale = size / min(img.size)
             w, h = max(size, round(img.width * scale)), max(size, round(img.height * scale))
             img = img.resize((w, h), Image.Resampling.BICUBIC)
-            left, top = (w - size) // 2, (h - size) // 2
+            if at is None:
+                left, top = (w - size) // 2, (h - size) // 2
+            else:
+                left, top = min(w - size, int(at[0] * (w - size + 1))), min(h - size, int(at[1] * (h - size + 1)))
             arr = np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise DataError(f"{path}: cannot read image ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'corrupt'})") from None
@@ -364,7 +372,10 @@ STREAM_ABOVE_BYTES = 1 << 30
 
 
 class FolderImages(LazyImages):
-    """A folder's images, each decoded, resized and center-cropped (:func:`_load_image`) when indexed."""
+    """A folder's images, each decoded, resized and cropped (:func:`_load_image`) when indexed: center-cropped, or
+    where :meth:`~gaussdiff.data.shards.LazyImages.read` says."""
+
+    croppable = True
 
     def __init__(self, files: list[Path], size: int, channels: int) -> None:
         self.files, self.size, self.channels = files, size, channels
@@ -372,8 +383,19 @@ class FolderImages(LazyImages):
     def __len__(self) -> int:
         return len(self.files)
 
-    def decode(self, i: int) -> np.ndarray:
-        return _load_image(self.files[i], self.size, self.channels)
+    def decode(self, i: int, at: tuple[float, float] | None = None) -> np.ndarray:
+        return _load_image(self.files[i], self.size, self.channels, at)
+
+
+def crop_places(seed: int, step: int, n: int) -> Tensor:
+    """``[n, 2]`` fractions in [0, 1): where the n examples of global batch ``step`` are cropped (``--crop random``),
+    a function of (seed, step) alone, so that every rank and a resumed run cut the same windows. torch's CPU
+    generator reads 32 bits of a seed: (seed, step) is mixed (splitmix64) into them."""
+    mask = (1 << 64) - 1
+    x = (seed * 0x9E3779B97F4A7C15 + (step + 1) * 0xD1B54A32D192ED03 + 0x632BE59BD9B4E019) & mask
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & mask
+    return torch.rand(n, 2, generator=torch.Generator().manual_seed((x ^ (x >> 31)) & 0xFFFFFFFF))
 
 
 def load_shards(root: Path, size: int | None, channels: int | None, stream: str) -> ImageData:
@@ -404,10 +426,14 @@ def scan_images(files: list[Path]) -> list[tuple[Path, str]]:
 
 
 def load_image_folder(root: Path, size: int, channels: int, stream: str = "memory",
-                      skip_bad: bool = False) -> ImageData:
+                      skip_bad: bool = False, crop: str = "center") -> ImageData:
     """Every image under ``root`` (recursive). Sub-folders of ``root`` become class labels when
     every image sits in one; otherwise the data is unlabelled. A ``metadata.jsonl`` or ``metadata.csv``
-    at the top of ``root`` gives each image its caption. Any other file is an error."""
+    at the top of ``root`` gives each image its caption. Any other file is an error. Random crops
+    (``crop``) are cut at each step, so they stream."""
+    if crop == "random" and stream == "memory":
+        raise DataError(f"{root}: --crop random cuts each image afresh at every step, which needs --stream stream "
+                        "(or auto), not memory")
     metadata = [root / name for name in METADATA_FILES if (root / name).is_file()]
     if len(metadata) > 1:
         raise DataError(f"{root}: both metadata.jsonl and metadata.csv give captions; keep one")
@@ -436,7 +462,8 @@ def load_image_folder(root: Path, size: int, channels: int, stream: str = "memor
         labels = None if labels is None else labels[keep]
         captions = None if captions is None else [captions[i] for i in keep]
     if stream == "auto":
-        stream = "stream" if len(files) * channels * size * size > STREAM_ABOVE_BYTES else "memory"
+        big = len(files) * channels * size * size > STREAM_ABOVE_BYTES
+        stream = "stream" if big or crop == "random" else "memory"
     lazy = FolderImages(files, size, channels)
     images = lazy if stream == "stream" else lazy[torch.arange(len(lazy))]
     return ImageData(images, labels, names, captions, skipped=[str(p) for p, _ in bad])
@@ -521,16 +548,20 @@ def load_data(
     data_dir: Path | None = None,
     stream: str = "memory",
     skip_bad: bool = False,
+    crop: str = "center",
 ) -> ImageData:
     """Resolve ``data``: ``digits``, ``fashion-mnist``, ``shapes``, a folder of images, or a ``.npz`` file.
 
     Built-in datasets have fixed sizes; ``image_size`` must match them when given. Folders are
-    resized to ``image_size`` (default 32) with ``channels`` (default 3).
+    resized to ``image_size`` (default 32) with ``channels`` (default 3), and cut square at the center or
+    (``crop="random"``, folders alone) where each step draws.
     """
     if channels is not None and channels not in (1, 3):
         raise DataError(f"--image-channels must be 1 (grey) or 3 (RGB), not {channels}")
     if image_size is not None and not 1 <= image_size <= 1024:
         raise DataError(f"--image-size {image_size}: expected 1..1024")
+    if crop == "random" and data in ("digits", "fashion-mnist", "shapes"):
+        raise DataError(f"--crop random needs a folder of images ({data} is square already)")
     if data == "digits":
         out = load_digits_data(split)
     elif data == "fashion-mnist":
@@ -543,9 +574,13 @@ def load_data(
         if not path.exists():
             raise DataError(f"{data}: no such dataset, folder or file (built-in: digits, fashion-mnist, shapes)")
         if path.is_dir() and is_shards(path):
+            if crop == "random":
+                raise DataError(f"{data}: prepared shards hold square images, cut once: --crop random needs the folder")
             return load_shards(path, image_size, channels, stream)
         if path.is_dir():
-            return load_image_folder(path, image_size or 32, channels or 3, stream, skip_bad)
+            return load_image_folder(path, image_size or 32, channels or 3, stream, skip_bad, crop)
+        if crop == "random":
+            raise DataError(f"{data}: --crop random needs a folder of images (a .npz holds square images)")
         if path.suffix == ".npz":
             out = load_npz(path, image_size)
         else:
@@ -560,6 +595,15 @@ def load_data(
 
 def load_configured(config: DataConfig, split: str = "train", stream: bool = False) -> ImageData:
     """The ``split`` of the data a :class:`DataConfig` names, at its size and channels; a folder streamed as
-    ``config.stream`` says when ``stream`` (the trainer), else in memory (measurements read it whole)."""
+    ``config.stream`` says, and cut as ``config.crop`` says, when ``stream`` (the diffusion trainer), else in
+    memory and center-cropped (measurements read it whole)."""
     return load_data(config.data, split, config.image_size, config.image_channels, config.data_dir,
-                     config.stream if stream else "memory", config.skip_bad_images)
+                     config.stream if stream else "memory", config.skip_bad_images,
+                     config.crop if stream else "center")
+
+
+def check_center_crop(config: DataConfig, trainer: str) -> None:
+    """The autoencoder's and classifiers' trainers read their data in memory, cut at the center: refuse
+    ``--crop random`` there rather than ignore it."""
+    if config.crop == "random":
+        raise DataError(f"--crop random is for gaussdiff train's streamed folders; {trainer} reads center crops")

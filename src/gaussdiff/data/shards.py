@@ -79,8 +79,21 @@ class LazyImages:
     def __len__(self) -> int:
         raise NotImplementedError
 
-    def decode(self, i: int) -> np.ndarray:
+    croppable = False
+    """Whether :meth:`decode` can cut its square elsewhere than the center (``at``)."""
+
+    def decode(self, i: int, at: tuple[float, float] | None = None) -> np.ndarray:
         raise NotImplementedError
+
+    def read(self, indices: Tensor, at: Tensor | None = None) -> Tensor:
+        """Images ``indices`` as ``uint8 [b, C, S, S]``, each cut at ``at[j]`` (``[b, 2]`` fractions of the slack;
+        None: the center)."""
+        if not len(indices):
+            return torch.zeros((0, self.channels, self.size, self.size), dtype=torch.uint8)
+        places = [None] * len(indices) if at is None else [tuple(p) for p in at.tolist()]
+        arrays = [self.decode(i, p) if p is not None else self.decode(i) for i, p in zip(indices.tolist(), places)]
+        stacked = np.stack([a[:, :, None] if a.ndim == 2 else a for a in arrays])
+        return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -89,12 +102,8 @@ class LazyImages:
     def __getitem__(self, index: Tensor | int | slice) -> Tensor:
         picked = range(len(self))[index] if isinstance(index, (int, slice)) else index.tolist()
         if isinstance(picked, int):
-            return self[torch.tensor([picked])][0]
-        if not picked:
-            return torch.zeros((0, self.channels, self.size, self.size), dtype=torch.uint8)
-        arrays = [self.decode(i) for i in picked]
-        stacked = np.stack([a[:, :, None] if a.ndim == 2 else a for a in arrays])
-        return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
+            return self.read(torch.tensor([picked]))[0]
+        return self.read(torch.tensor(list(picked), dtype=torch.long))
 
 
 class ShardImages(LazyImages):

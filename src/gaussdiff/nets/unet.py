@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 import tyro
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
 from .attention import Attention, group_norm, zero_init
@@ -130,8 +131,19 @@ class ResBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.conv2 = zero_init(Conv3x3(out_ch, out_ch, conv))
         self.skip = nn.Identity() if in_ch == out_ch else nn.Conv2d(in_ch, out_ch, 1)
+        self.gradient_checkpointing = False
 
-    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, emb: Tensor | None = None, skip: Tensor | None = None) -> Tensor:
+        """``x: [B, C_x, H, W]``, joined by the U-Net's ``skip: [B, C_s, H, W]`` on the way up (C_x + C_s = in_ch)."""
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            # Keep only the block's inputs (x and the skip, alive anyway, rather than their concatenation); the
+            # activations are computed again in the backward pass.
+            return checkpoint(self._forward, x, emb, skip, use_reentrant=False)
+        return self._forward(x, emb, skip)
+
+    def _forward(self, x: Tensor, emb: Tensor | None, skip: Tensor | None = None) -> Tensor:
+        if skip is not None:
+            x = torch.cat([x, skip], dim=1)
         h = self.conv1(F.silu(self.norm1(x)))
         if self.emb is not None and self.emb_act:
             emb = F.silu(emb)
@@ -296,6 +308,16 @@ class UNet(nn.Module):
             if level > 0:
                 res = res * 2
         self.out = nn.Sequential(group_norm(ch), nn.SiLU(), zero_init(nn.Conv2d(ch, c.out_channels, 3, padding=1)))
+        self.checkpoint_out = False
+
+    def set_gradient_checkpointing(self, on: bool = True) -> None:
+        """Recompute each residual block's activations in the backward pass instead of keeping them
+        (``torch.utils.checkpoint``, ADM's ``use_checkpoint``): training memory for one more forward pass of
+        the blocks. The gradients are the same."""
+        self.checkpoint_out = on  # the output norm, activation and convolution at full resolution too
+        for m in self.modules():
+            if isinstance(m, ResBlock):
+                m.gradient_checkpointing = on
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, tokens: Tensor | None = None,
                 context: Tensor | None = None, mask: Tensor | None = None, low_res: Tensor | None = None,
@@ -324,8 +346,10 @@ class UNet(nn.Module):
         h = self.mid2(self.mid_attn(self.mid1(h, emb), context, mask), emb)
         for level, up in zip(self.up, self.upsample):
             for block, attn in zip(level.blocks, level.attentions):
-                h = block(torch.cat([h, hs.pop()], dim=1), emb)
+                h = block(h, emb, skip=hs.pop())
                 h = attn(h, context, mask) if isinstance(attn, Attention) else h
             if not isinstance(up, nn.Identity):
                 h = up(h, size=hs[-1].shape[-2:])  # the skip's size, which also covers odd sizes
+        if self.checkpoint_out and torch.is_grad_enabled():
+            return checkpoint(self.out, h, use_reentrant=False)
         return self.out(h)

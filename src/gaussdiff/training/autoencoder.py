@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from ..conditioning.latent import LatentSpace
-from ..data.datasets import ImageData, load_configured, to_model_range, to_uint8
+from ..data.datasets import ImageData, check_center_crop, load_configured, to_model_range, to_uint8
 from ..errors import CheckpointError, ConfigError
 from ..nets.autoencoder import Autoencoder, PatchDiscriminator
 from .checkpoint import load_state_dict_strict, load_training_state, load_weights, save_checkpoint, save_weights
@@ -70,6 +70,7 @@ class AutoencoderTrainer:
         self.logger = (logger or NullLogger()) if self.dist.is_main else NullLogger()
         self.device = self.dist.device_for(resolve_device(config.device))
         check_precision(config.optim.precision, self.device)
+        check_center_crop(config.data, "train-autoencoder")
         self.data = data if data is not None else load_configured(config.data, "train")
         # --precision auto without measuring: bf16 on CUDA that has it, fp32 on CPU (recorded in the config).
         precision = resolve_precision(config.optim.precision, self.device)

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from ..data.datasets import load_configured, to_model_range
+from ..data.datasets import check_center_crop, load_configured, to_model_range
 from ..errors import CheckpointError, NonFiniteError
 from ..nets.noisy_classifier import NoisyClassifier
 from .checkpoint import load_state_dict_strict, save_weights
@@ -36,6 +36,7 @@ def train_noisy_classifier(config: ClassifierTrainConfig, run_dir: Path, progres
     dist = dist or Distributed()
     device = dist.device_for(resolve_device(config.device))
     check_precision(config.optim.precision, device)
+    check_center_crop(config.data, "train-classifier")
     data = load_configured(config.data, "train")
     # --precision auto without measuring: bf16 on CUDA that has it, fp32 on CPU (recorded in the config).
     config = replace(config, optim=replace(config.optim, precision=resolve_precision(config.optim.precision, device)))

@@ -27,9 +27,9 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from ..conditioning.conditions import drop_conditions
-from ..data.datasets import FolderImages, ImageData, load_configured, to_model_range, to_uint8
+from ..data.datasets import FolderImages, ImageData, crop_places, load_configured, to_model_range, to_uint8
 from ..diffusion.timestep_sampling import make_timestep_sampler
-from ..errors import CheckpointError, ConfigError, DataError, NonFiniteError
+from ..errors import CheckpointError, DataError, NonFiniteError
 from ..nets.kernels.winograd import conv_choices, restore_conv_choices
 from ..nets.unet import UNet
 from ..samplers.run import sample
@@ -95,17 +95,21 @@ class Stopped(Exception):
 
 class StepBatches(torch.utils.data.Dataset):
     """Item ``step``: this rank's part of global batch ``step`` of a streamed folder, decoded (``uint8 [b, C, S,
-    S]``), or the one-line message of an image that could not be decoded."""
+    S]``), or the one-line message of an image that could not be decoded. With ``crop_seed`` each image is cut
+    where :func:`~gaussdiff.data.datasets.crop_places` puts it for (seed, step), drawn for the global batch."""
 
-    def __init__(self, images: FolderImages, order: DataOrder, dist: Distributed, steps: int) -> None:
-        self.images, self.order, self.dist, self.steps = images, order, dist, steps
+    def __init__(self, images: FolderImages, order: DataOrder, dist: Distributed, steps: int,
+                 crop_seed: int | None = None) -> None:
+        self.images, self.order, self.dist, self.steps, self.crop_seed = images, order, dist, steps, crop_seed
 
     def __len__(self) -> int:
         return self.steps
 
     def __getitem__(self, step: int) -> Tensor | str:
+        indices = self.order.indices(step)
+        at = None if self.crop_seed is None else self.dist.part(crop_places(self.crop_seed, step, len(indices)))
         try:
-            return self.images[self.dist.part(self.order.indices(step))]
+            return self.images.read(self.dist.part(indices), at)
         except DataError as e:
             return str(e)
 
@@ -116,12 +120,12 @@ def default_workers() -> int:
 
 
 def stream_batches(images: FolderImages, order: DataOrder, dist: Distributed, start: int, steps: int,
-                   workers: int | None) -> Iterator[Tensor | str]:
-    """The batches of steps ``start``..``steps - 1`` in order, decoded ahead by ``workers`` processes. The indices
-    are the DataOrder's, a function of the step: a resumed run continues with exactly the batches an uninterrupted
-    one would see, reading nothing it already consumed."""
+                   workers: int | None, crop_seed: int | None = None) -> Iterator[Tensor | str]:
+    """The batches of steps ``start``..``steps - 1`` in order, decoded ahead by ``workers`` processes (random crops
+    from ``crop_seed``). The indices and crops are functions of the step: a resumed run continues with exactly the
+    batches an uninterrupted one would see, reading nothing it already consumed."""
     workers = default_workers() if workers is None else workers
-    loader = torch.utils.data.DataLoader(StepBatches(images, order, dist, steps), batch_size=None,
+    loader = torch.utils.data.DataLoader(StepBatches(images, order, dist, steps, crop_seed), batch_size=None,
                                          sampler=range(start, steps), num_workers=workers,
                                          prefetch_factor=4 if workers else None)
     return iter(loader)
@@ -169,9 +173,6 @@ class Trainer:
         check_precision(t.optim.precision, self.device)
         self.dist.share(t.batch_size)
         self.data = data if data is not None else load_configured(config.data, "train", stream=True)
-        if self.data.streamed and (config.latent.latent is not None or config.super_res.super_res is not None):
-            raise ConfigError("a latent or super-resolution run reads its data in memory (it encodes or downsamples "
-                              "all of it once): pass --stream memory")
         self.latent, latent_shape = None, None
         if config.latent.latent is not None:
             self.latent, ae_config, sha = load_latent_space(config.latent.latent, self.device,
@@ -180,14 +181,21 @@ class Trainer:
             latent_shape = (self.latent.channels, self.latent.size, sha)
         self.config = config.resolve(self.data, latent_shape)
         self.conditions = self.config.conditions()
-        # Every condition of every example, read once (labels; captions tokenized): [N, ...] each.
-        self.offered = {c.key: c.of_data(self.data) for c in self.conditions}
-        # Latent runs encode the data once (Rombach et al. train on cached latents too); pixel runs scale on the fly.
-        self.latents = None if self.latent is None else self.latent.encode_all(to_model_range(self.data.images))
+        # Conditions computed from the pixels (a super-resolution stage's low-resolution image) come from each
+        # step's decoded, flipped batch (:meth:`conditions_of`); the others are read once for every example
+        # (labels; captions tokenized): [N, ...] each.
+        self.from_pixels = [c for c in self.conditions if getattr(c, "from_pixels", False)]
+        self.offered = {c.key: c.of_data(self.data) for c in self.conditions if c not in self.from_pixels}
+        # Latent runs in memory encode the data once (Rombach et al. train on cached latents too); streamed ones
+        # encode each step's batch, as latent-diffusion's own trainer does; pixel runs scale on the fly.
+        self.latents = None
+        if self.latent is not None and not self.data.streamed:
+            self.latents = self.latent.encode_all(to_model_range(self.data.images))
         # The initial weights and dropout draw from the global RNG: seed it so runs repeat.
         torch.manual_seed(t.seed)
         self.diffusion = self.config.diffusion.build()
         self.model = UNet(self.config.model).to(self.device)
+        self.model.set_gradient_checkpointing(t.gradient_checkpointing)
         if t.optim.precision == "auto":
             # Measured on this machine and this network (rank 0's verdict for every rank), then recorded.
             precision = self.dist.broadcast(resolve_precision("auto", self.device, self.time_training_pass))
@@ -238,8 +246,8 @@ class Trainer:
         b = self.dist.share(self.config.train.batch_size)
         g = torch.Generator().manual_seed(0)
         idx = torch.arange(b) % len(self.data)
-        x0 = (to_model_range(self.data.images[idx]) if self.latents is None else self.latents[idx]).to(self.device)
-        cond = {k: v[idx].to(self.device) for k, v in self.offered.items()}
+        x0, pixels = self.x0_of(self.data.images[idx] if self.latents is None else None, idx)
+        cond = {k: v.to(self.device) for k, v in self.conditions_of(idx, pixels, whole=False).items()}
         cond = {k: v for c in self.conditions for k, v in c.augment(cond[c.key], g).items()}
         t = torch.randint(0, self.diffusion.num_steps, (b,), generator=g).to(self.device)
         noise = torch.randn(x0.shape, generator=g).to(self.device)
@@ -281,18 +289,49 @@ class Trainer:
             raise DataError(f"step {self.step + 1}: {batch}")
         return batch
 
+    def x0_of(self, images: Tensor | None, mine: Tensor, flip: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """(x0, pixels) of this rank's examples ``mine`` on the device, flipped where ``flip``: x0 the pixels in
+        [-1, 1] from ``uint8`` ``images``, or their latents (encoded here for a streamed latent run, cached for one
+        in memory, when ``images`` is None); ``pixels`` None for cached latents."""
+        if images is None:
+            x0, pixels = self.latents[mine].to(self.device), None
+        else:
+            x0 = pixels = to_model_range(images).to(self.device)
+        if flip is not None:
+            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+            pixels = None if pixels is None else x0
+        if self.latent is not None and pixels is not None:
+            with torch.no_grad():
+                x0 = self.latent.encode(pixels)
+        return x0, pixels
+
+    def conditions_of(self, idx: Tensor, pixels: Tensor | None, whole: bool = True) -> dict[str, Tensor]:
+        """Every condition of examples ``idx``: read ones indexed, pixel ones computed from this rank's ``pixels``.
+        With ``whole`` (``idx`` the global batch) a pixel condition fills this rank's part of a global-size
+        tensor of zeros, so that the draws made for the global batch (dropout, augmentation) are every rank's."""
+        values = {k: v[idx] for k, v in self.offered.items()}
+        for c in self.from_pixels:
+            mine = c.of_images(pixels).cpu()
+            if whole:
+                full = torch.zeros((len(idx), *mine.shape[1:]), dtype=mine.dtype)
+                self.dist.part(full).copy_(mine)
+                mine = full
+            values[c.key] = mine
+        return values
+
     def train_step(self) -> tuple[float, Tensor, Tensor, float]:
         """One step on the global batch; its weighted mean loss, t, per-example losses and gradient norm."""
         part = self.dist.part
         idx = self.batch_indices(self.step)
         mine = part(idx)
-        x0 = (to_model_range(self.images_of_step(mine)) if self.latents is None else self.latents[mine]).to(self.device)
+        images = None if self.latents is not None else self.images_of_step(mine)
+        flip = None
         if self.config.data.hflip:  # drawn for the whole batch, so that example i flips whatever the ranks
             flip = part(torch.rand(len(idx), generator=self.generator) < 0.5).to(self.device)
-            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+        x0, pixels = self.x0_of(images, mine, flip)
         if self.channels_last:
             x0 = x0.contiguous(memory_format=torch.channels_last)
-        cond = drop_conditions({k: v[idx] for k, v in self.offered.items()}, self.conditions, self.generator)
+        cond = drop_conditions(self.conditions_of(idx, pixels), self.conditions, self.generator)
         cond = {k: v.to(self.device) for k, v in cond.items()}
         cond = {k: part(v) for c in self.conditions for k, v in c.augment(cond[c.key], self.generator).items()}
         t, weights = self.timestep_sampler.sample(len(idx), generator=self.generator)
@@ -393,7 +432,10 @@ class Trainer:
         t = self.config.train
         cond = {c.key: c.examples(n, self.device) for c in self.conditions}
         if any(v is None for v in cond.values()):  # a super-resolution stage: the data's first n, all conditions
-            cond = {k: v[:n].to(self.device) for k, v in self.offered.items()}
+            n = min(n, len(self.data))  # as many as there are
+            first = torch.arange(n)
+            pixels = to_model_range(self.data.images[first]).to(self.device)
+            cond = {k: v.to(self.device) for k, v in self.conditions_of(first, pixels, whole=False).items()}
         level = self.config.super_res.cond_aug_level
         keep = torch.Generator().manual_seed(4321)
         cond = {k: v for c in self.conditions for k, v in c.augment(cond[c.key], keep, level).items()}
@@ -429,8 +471,9 @@ class Trainer:
                 (self.run_dir / "bad-images.txt").write_text("".join(f"{p}\n" for p in self.data.skipped))
                 warn(f"{len(self.data.skipped)} unreadable image(s) left out; listed in {self.run_dir / 'bad-images.txt'}")
         if self.data.streamed:
+            crop_seed = t.seed if self.config.data.crop == "random" else None
             self.batches = stream_batches(self.data.images, self.order, self.dist, self.step, t.train_steps,
-                                          self.config.data.workers)
+                                          self.config.data.workers, crop_seed)
         self.logger.start(self.run_dir, self.step)
 
         losses: list[float] = []

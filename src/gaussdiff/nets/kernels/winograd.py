@@ -388,7 +388,10 @@ class Conv3x3(nn.Conv2d):
             torch.autograd.grad(winograd_conv3x3(x, w, b).sum(), (x, w, b))
 
         times: dict[str, list[float]] = {"direct": [], "winograd": []}
-        with torch.enable_grad():
+        # Plain saved tensors for these passes even inside a gradient-checkpointed block, whose hooks would
+        # otherwise take them for the block's own and recompute the block to unpack them.
+        plain = torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t)
+        with torch.enable_grad(), plain:
             for i in range(self.REPEATS + 1):
                 for name, run in (("direct", direct), ("winograd", winograd)):
                     start = time.perf_counter()

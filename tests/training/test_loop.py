@@ -168,13 +168,17 @@ def test_compile_auto_compiles_only_on_cuda_with_triton(monkeypatch):
     assert loop.resolve_compile("reduce-overhead", CPU) == "reduce-overhead"
 
 
-def test_a_run_records_the_compile_mode_auto_chose(tmp_path):
+def test_the_compile_mode_is_chosen_at_every_start_and_auto_is_kept(tmp_path):
+    """Unlike the precision, the compile mode does not change the results, so the run keeps ``auto`` and a resume
+    chooses again for where it runs (a GPU run resumed under torchrun or on CPU)."""
     from conftest import tiny_config
     from gaussdiff.training import trainer
     from gaussdiff.training.config import load_config
 
-    trainer.Trainer(tiny_config(steps=1), tmp_path / "run", progress=False).run()
-    assert load_config(tmp_path / "run" / "config.json").train.compile == "off"  # auto, on CPU
+    run = trainer.Trainer(tiny_config(steps=1), tmp_path / "run", progress=False)
+    run.run()
+    assert run.compile_mode == "off"  # auto, on CPU
+    assert load_config(tmp_path / "run" / "config.json").train.compile == "auto"
 
 
 def test_gradient_checkpointing_trains_the_same_steps(tmp_path):

@@ -18,12 +18,11 @@ from ..data.shapes import attributes_of_caption
 from ..errors import DataError, UsageError
 from ..evaluation.bpd import evaluate_bpd, evaluate_ode, rate_distortion_rows
 from ..evaluation.features import ExtractorName
-from ..evaluation.generate import (SamplePrecision, generate, generate_cascade, super_res_condition, takes_labels,
+from ..evaluation.generate import (SpeedConfig, generate, generate_cascade, super_res_condition, takes_labels,
                                    text_condition)
 from ..evaluation.super_res import evaluate_super_resolution
 from ..evaluation.quality import QualityReport, attribute_ceiling, evaluate_quality
 from ..samplers.run import SamplerName
-from ..training.loop import CompileMode
 from ..training.distributed import Distributed, joined, launched_by_torchrun
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
@@ -79,15 +78,7 @@ class Eval:
     """Where plots go (default: RUN/eval)."""
     device: str = "auto"
     """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``..."""
-    precision: SamplePrecision = "auto"
-    """The network's arithmetic while sampling: ``auto`` is bf16 autocast on CUDA with bf16 and fp32 elsewhere;
-    ``fp32``; ``bf16``."""
-    cuda_graph: bool = True
-    """On CUDA, replay each network call from a captured CUDA graph (one launch instead of hundreds: small batches
-    are launch-bound); the samples are those of plain calls."""
-    compile: CompileMode = "auto"
-    """``torch.compile`` the network in this mode; ``auto``: ``reduce-overhead`` on CUDA for runs of at least 500k
-    image evaluations (samples x steps), where its fused kernels repay its ~25 s a batch shape; else ``off``."""
+    speed: Annotated[SpeedConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=SpeedConfig)
     cascade: tuple[Path, ...] = ()
     """With --fid: a base run and super-resolution runs; measures the cascade's final samples."""
     super_res_test: bool = False
@@ -232,8 +223,7 @@ class Eval:
                                       labels if takes_labels(trained, self.guide) else None, self.guide,
                                       progress=not self.json, prompts=prompts,
                                       nfe=None if times is not None else self.nfe, spacing=spacing, timesteps=times,
-                                      dist=dist, parts=parts, precision=self.precision,
-                                      cuda_graph=self.cuda_graph, compile=self.compile)
+                                      dist=dist, parts=parts, speed=self.speed)
             labels = scored if labels is None else labels
             if not dist.is_main:
                 return []
@@ -302,7 +292,7 @@ class Eval:
         outputs, labels = generate_cascade(runs, n, self.sampler, steps, self.eta, self.seed, self.batch_size, labels,
                                            self.guide, progress=not self.json, cond_aug_level=self.cond_aug_level,
                                            nfe=self.nfe, spacing=spacing, dist=dist, parts=parts,
-                                           precision=self.precision, cuda_graph=self.cuda_graph, compile=self.compile)
+                                           speed=self.speed)
         if not dist.is_main:
             return
         shutil.rmtree(parts, ignore_errors=True)

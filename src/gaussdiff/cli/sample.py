@@ -18,10 +18,9 @@ import tyro
 from ..conditioning.guidance import GuidanceConfig
 from ..errors import UsageError
 from ..data.datasets import load_data, to_model_range
-from ..evaluation.generate import (SamplePrecision, generate, generate_cascade, super_res_condition, takes_labels,
+from ..evaluation.generate import (SpeedConfig, generate, generate_cascade, super_res_condition, takes_labels,
                                    text_condition)
 from ..samplers.run import SamplerName
-from ..training.loop import CompileMode
 from ..training.distributed import Distributed, joined
 from ..training.files import atomic_write
 from ..training.loop import resolve_device
@@ -108,15 +107,7 @@ class Sample:
     """Samples per network call (>= 1)."""
     device: str = "auto"
     """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``..."""
-    precision: SamplePrecision = "auto"
-    """The network's arithmetic while sampling: ``auto`` is bf16 autocast on CUDA with bf16 and fp32 elsewhere;
-    ``fp32``; ``bf16``."""
-    cuda_graph: bool = True
-    """On CUDA, replay each network call from a captured CUDA graph (one launch instead of hundreds: small batches
-    are launch-bound); the samples are those of plain calls."""
-    compile: CompileMode = "auto"
-    """``torch.compile`` the network in this mode; ``auto``: ``reduce-overhead`` on CUDA for runs of at least 500k
-    image evaluations (samples x steps), where its fused kernels repay its ~25 s a batch shape; else ``off``."""
+    speed: Annotated[SpeedConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=SpeedConfig)
 
     def stage_steps(self, i: int) -> int | None:
         return None if self.steps is None else self.steps[min(i, len(self.steps) - 1)]
@@ -197,14 +188,13 @@ class Sample:
             images, labels = generate(trained, n, self.sampler, self.stage_steps(0), self.eta, self.seed,
                                       self.batch_size, labels, self.guide, prompts=per_sample, low_res=low_res,
                                       cond_aug_level=self.cond_aug_level, timesteps=times, dist=dist, parts=parts,
-                                      precision=self.precision, cuda_graph=self.cuda_graph, compile=self.compile, **steps)
+                                      speed=self.speed, **steps)
             outputs = [images]
         else:
             outputs, labels = generate_cascade(runs, n, self.sampler, self.steps or (None,), self.eta, self.seed,
                                                self.batch_size, labels, self.guide, prompts=per_sample,
                                                cond_aug_level=self.cond_aug_level, timesteps=times, dist=dist,
-                                               parts=parts, precision=self.precision,
-                                               cuda_graph=self.cuda_graph, compile=self.compile, **steps)
+                                               parts=parts, speed=self.speed, **steps)
             images = outputs[-1]
         if not dist.is_main:
             return

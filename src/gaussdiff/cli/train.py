@@ -54,7 +54,8 @@ def resumed_config(saved: RunConfig, asked: RunConfig) -> RunConfig:
     refused = [k for k in changed if not any(k == c or (c.endswith(".") and k.startswith(c)) for c in CHANGEABLE)]
     if refused:
         raise UsageError(f"a resumed run keeps its {', '.join(option(k) for k in refused)} (its saved config); "
-                         f"only steps, intervals, device and precision may change: start a new --run-dir instead")
+                         f"only steps, intervals, device, precision, compiling, gradient checkpointing and the "
+                         f"like may change: start a new --run-dir instead")
     if (asked.train.train_steps != saved.train.train_steps and saved.train.optim.lr_schedule == "one_cycle"):
         raise UsageError("a one_cycle run cannot change --train-steps (the schedule ends at the planned last step)")
     return asked
@@ -80,7 +81,8 @@ class Train:
     """Where the run lives (default: runs/<data>-<date>-<time>; needed under torchrun)."""
     resume: bool = False
     """Continue the run in --run-dir from its newest readable checkpoint, with its saved config; --train-steps,
-    the intervals, --device and --precision may change (a longer --train-steps extends a finished run)."""
+    the intervals, --device, --precision, --compile, --gradient-checkpointing, --workers and the previews may
+    change (a longer --train-steps extends a finished run)."""
     dry_run: bool = False
     """Print the resolved config and exit."""
 

@@ -34,6 +34,11 @@ class Condition(Protocol):
     def p_drop(self) -> float:
         """Classifier-free training: the share of examples whose condition is replaced by the null."""
 
+    @property
+    def from_pixels(self) -> bool:
+        """Whether the condition is computed from each example's pixels (a super-resolution stage's
+        low-resolution image: ``of_images``), which a trainer does for every step's decoded batch."""
+
     def null(self, value: Tensor) -> Tensor:
         """The null condition in place of ``value: [B, ...]`` (the unconditional branch)."""
 
@@ -68,6 +73,7 @@ class ClassLabel:
     p_drop: float = 0.0
     key: str = "y"
     noun: str = "labels"
+    from_pixels = False  # read from the data's labels
 
     def null(self, value: Tensor) -> Tensor:
         return torch.full_like(value, self.num_classes)

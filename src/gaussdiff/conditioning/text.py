@@ -104,6 +104,7 @@ class TextPrompt:
     p_drop: float = 0.0
     key: str = "tokens"
     noun: str = "captions"
+    from_pixels = False  # read from the data's captions
 
     def null(self, value: Tensor) -> Tensor:
         out = torch.full_like(value, PAD)

@@ -90,6 +90,8 @@ class LazyImages:
         None: the center)."""
         if not len(indices):
             return torch.zeros((0, self.channels, self.size, self.size), dtype=torch.uint8)
+        if at is not None and not self.croppable:
+            raise DataError("these images are stored square and cut once: they take no crop places")
         places = [None] * len(indices) if at is None else [tuple(p) for p in at.tolist()]
         arrays = [self.decode(i, p) if p is not None else self.decode(i) for i, p in zip(indices.tolist(), places)]
         stacked = np.stack([a[:, :, None] if a.ndim == 2 else a for a in arrays])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -28,15 +29,36 @@ from ..conditioning.text import TextPrompt
 from ..diffusion.process import GaussianDiffusion, Model
 from ..errors import ConfigError
 from ..diffusion.schedule import Spacing
+from ..nets.fast import sampling_network
 from ..samplers.run import SamplerName, plan, sample
 from ..training.classifier import load_noisy_classifier
 from ..training.distributed import Distributed, fingerprint
 from ..training.files import atomic_write
-from ..nets.fast import sampling_network
 from ..training.loop import CompileMode
 from ..training.run import Trained
 
 SamplePrecision = Literal["auto", "fp32", "bf16"]
+
+
+@dataclass(frozen=True)
+class SpeedConfig:
+    """How sampling calls the network (:func:`~gaussdiff.nets.fast.sampling_network`); the samples are the same
+    function of the weights either way, to bf16's rounding when it is used."""
+
+    precision: SamplePrecision = "auto"
+    """The network's arithmetic while sampling: ``auto`` is bf16 autocast on CUDA with bf16 and fp32 elsewhere;
+    ``fp32``; ``bf16``."""
+    cuda_graph: bool = True
+    """On CUDA, replay each network call from a captured CUDA graph (one launch instead of hundreds: small batches
+    are launch-bound); the samples are those of plain calls."""
+    compile: CompileMode = "auto"
+    """``torch.compile`` the network in this mode; ``auto``: ``reduce-overhead`` (``default`` with
+    --no-cuda-graph) on CUDA for runs of at least 500k image evaluations (samples x steps), where its fused
+    kernels should repay its ~25 s a batch shape; else ``off``."""
+
+
+PLAIN = SpeedConfig(precision="fp32", compile="off")
+"""Plain fp32 calls (CUDA graphs on CUDA only): the library's default, so that a script's samples are exact."""
 
 
 def sample_seed(seed: int, i: int, stream: int = 0) -> int:
@@ -166,9 +188,7 @@ def generate(
     timesteps: Sequence[float] | None = None,
     dist: Distributed | None = None,
     parts: Path | None = None,
-    precision: SamplePrecision = "fp32",
-    cuda_graph: bool = True,
-    compile: CompileMode = "off",
+    speed: SpeedConfig = PLAIN,
 ) -> tuple[Tensor, Tensor | None]:
     """``n`` samples as ``uint8 [n, C, H, W]``, conditioned on ``labels: [n]`` and/or ``prompts`` (n of them)
     and guided as asked, with the labels they were drawn with (None for a model that takes none).
@@ -180,9 +200,8 @@ def generate(
     model without ``prompts`` takes the run's preview prompts in turn. A super-resolution stage takes
     ``low_res: [n, C, LOW, LOW]`` in [-1, 1], augmented at ``cond_aug_level`` (default: the run's).
     The steps: ``steps`` of ``spacing``, or a budget of ``nfe`` evaluations, or explicit ``timesteps``
-    (either of these replaces ``steps``; see :func:`~gaussdiff.samplers.sample`). ``precision``,
-    ``cuda_graph`` and ``compile``: how the network is called (:func:`~gaussdiff.nets.fast.sampling_network`;
-    the CLI's precision and compile are ``auto``).
+    (either of these replaces ``steps``; see :func:`~gaussdiff.samplers.sample`). ``speed``: how the network is
+    called (the CLI's default is ``SpeedConfig()``: bf16, graphs and compiling where they pay).
     """
     guidance = guidance or GuidanceConfig()
     d = trained.config.data
@@ -190,7 +209,7 @@ def generate(
         steps = None
     diffusion, _ = plan(trained.diffusion, sampler, steps, nfe, spacing, timesteps)
     calls = nfe or (len(timesteps) if timesteps is not None else steps) or trained.diffusion.num_steps
-    net = sampling_network(trained.model, precision, cuda_graph, compile, evaluations=n * calls)
+    net = sampling_network(trained.model, speed.precision, speed.cuda_graph, speed.compile, evaluations=n * calls)
     model = guided_model(trained, diffusion, sampler, guidance, net)
     labelled = takes_labels(trained, guidance)
     if labelled and labels is None:
@@ -268,27 +287,24 @@ def generate_cascade(
     timesteps: Sequence[float] | None = None,
     dist: Distributed | None = None,
     parts: Path | None = None,
-    precision: SamplePrecision = "fp32",
-    cuda_graph: bool = True,
-    compile: CompileMode = "off",
+    speed: SpeedConfig = PLAIN,
 ) -> tuple[list[Tensor], Tensor | None]:
     """A cascade (Ho et al. 2022): ``n`` samples of the base run ``runs[0]``, then each super-resolution stage
     on the samples of the stage before, with ``steps[i]`` steps (the last repeats) and the same labels and
     prompts (or ``nfe`` evaluations a stage, on ``spacing``, or the explicit ``timesteps`` in every stage).
     Every stage's output ``uint8 [n, C, H_i, W_i]``, and the labels drawn. ``dist``, ``parts`` (a subdirectory
-    a stage), ``precision``, ``cuda_graph`` and ``compile`` as for :func:`generate`."""
+    a stage) and ``speed`` as for :func:`generate`."""
     guidance = guidance or GuidanceConfig()
     step = lambda i: steps[min(i, len(steps) - 1)]  # noqa: E731
     images, labels = generate(runs[0], n, sampler, step(0), eta, seed, batch_size, labels, guidance, progress, prompts,
                               nfe=nfe, spacing=spacing, timesteps=timesteps, dist=dist,
-                              parts=None if parts is None else parts / "stage-0", precision=precision,
-                              cuda_graph=cuda_graph, compile=compile)
+                              parts=None if parts is None else parts / "stage-0", speed=speed)
     outputs = [images]
     for i, run in enumerate(runs[1:], start=1):
         images, _ = generate(run, n, sampler, step(i), eta, seed + i, batch_size,
                              labels if takes_labels(run, guidance) else None, guidance, progress, prompts,
                              low_res=to_model_range(images), cond_aug_level=cond_aug_level, nfe=nfe, spacing=spacing,
                              timesteps=timesteps, dist=dist, parts=None if parts is None else parts / f"stage-{i}",
-                             precision=precision, cuda_graph=cuda_graph, compile=compile)
+                             speed=speed)
         outputs.append(images)
     return outputs, labels

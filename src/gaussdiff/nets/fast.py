@@ -6,7 +6,8 @@ records the whole forward pass once per input signature as a CUDA graph (``torch
 PyTorch's own capture) and replays it with one launch; it optionally runs the network under bf16
 autocast in channels_last, where tensor cores do the convolutions, and compiled by ``torch.compile``,
 whose fused kernels (a group norm and its activation in one pass, say) take a third of the eager
-kernels' time at batch 256 on an H200 (docs/speed.md), at a one-time cost of about 25 s a batch shape;
+kernels' time at batch 256 on an H200 (diffusers' compiled network against eager ones, docs/speed.md;
+gaussdiff's compiled sampling is not timed yet), at a one-time cost of about 25 s a batch shape;
 ``reduce-overhead`` then replays inductor's own CUDA graphs instead of ours. Samplers see a plain model: the
 output comes back in the input's dtype and layout, a fresh tensor each call (a multistep solver keeps
 earlier outputs, which a replay would otherwise overwrite).
@@ -32,7 +33,9 @@ class Fast(nn.Module):
     and replayed from CUDA graphs if ``cuda_graph`` and the input is on CUDA.
 
     ``x_t: [B, C, H, W]``, ``t: [B]`` and tensor conditions ``[B, ...]`` -> ``net``'s output ``[B, C', H, W]``
-    in ``x_t``'s dtype. One graph is captured per (shapes, dtypes, devices, autocast state) of the inputs.
+    in ``x_t``'s dtype. One graph is captured per (condition names, shapes, dtypes, devices) of the inputs; the
+    autocast state inside is this wrapper's own, whatever the caller's. Converts ``net`` to channels_last in
+    place when ``channels_last``.
     """
 
     def __init__(self, net: nn.Module, bf16: bool = False, channels_last: bool = False, cuda_graph: bool = True,
@@ -54,7 +57,8 @@ class Fast(nn.Module):
             x_t = x_t.contiguous(memory_format=torch.channels_last)
         if self.compile in ("reduce-overhead", "max-autotune") and x_t.is_cuda:
             torch.compiler.cudagraph_mark_step_begin()  # the last call's outputs were copied out
-        with torch.autocast(x_t.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        # No cast cache: weights cast while warming up must not outlive a capture that reads them.
+        with torch.autocast(x_t.device.type, dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=False):
             return self._call(x_t, t, **cond)
 
     def forward(self, x_t: Tensor, t: Tensor, **cond: Any) -> Tensor:
@@ -102,9 +106,10 @@ class Fast(nn.Module):
 
 
 COMPILE_PAYS = 500_000
-"""Image evaluations (images x network calls each) from which ``compile auto`` compiles a sampling run: on an
-H200 compiling costs about 25 s a batch shape and then saves 2 ms a call at batch 16, 12 ms at batch 256
-(bench/sample_speed.py), so it pays from about 200k-550k image evaluations (FID@10k at 50 steps is 500k)."""
+"""Image evaluations (images x network calls each) from which ``compile auto`` compiles a sampling run. An estimate
+from bench/sample_speed.py on an H200: compiling took 25-32 s a batch shape, and diffusers' compiled network took
+2 ms less a call than gaussdiff's graphed eager one at batch 16, 12 ms less at batch 256, so compiling would pay
+from about 200k-550k image evaluations (FID@10k at 50 steps is 500k)."""
 
 
 def sampling_network(net: nn.Module, precision: str = "auto", cuda_graph: bool = True, compile: str = "off",
@@ -112,12 +117,14 @@ def sampling_network(net: nn.Module, precision: str = "auto", cuda_graph: bool =
     """``net`` as sampling calls it by default: bf16 autocast for ``precision`` ``bf16``, or ``auto`` on CUDA with
     bf16 (fp32 elsewhere: on CPU bf16 pays only for large networks on some hosts); channels_last on CUDA, where
     its convolutions are faster; CUDA graphs on CUDA unless ``cuda_graph`` is False; ``torch.compile`` in mode
-    ``compile``, where ``auto`` is ``reduce-overhead`` on CUDA with Triton for a run of at least
-    :data:`COMPILE_PAYS` image ``evaluations``, else ``off``."""
+    ``compile``, where ``auto`` is ``reduce-overhead`` (``default`` without ``cuda_graph``, whose graphs it
+    would make) on CUDA with Triton for a run of at least :data:`COMPILE_PAYS` image ``evaluations``, else
+    ``off``. ``net`` is converted to channels_last in place on CUDA."""
     device = next(net.parameters()).device
     cuda = device.type == "cuda"
     bf16 = precision == "bf16" or (precision == "auto" and cuda and torch.cuda.is_bf16_supported())
     if compile == "auto":
         triton = importlib.util.find_spec("triton") is not None
-        compile = "reduce-overhead" if cuda and triton and evaluations >= COMPILE_PAYS else "off"
+        mode = "reduce-overhead" if cuda_graph else "default"
+        compile = mode if cuda and triton and evaluations >= COMPILE_PAYS else "off"
     return Fast(net, bf16=bf16, channels_last=cuda, cuda_graph=cuda_graph, compile=compile)

@@ -133,17 +133,18 @@ class ResBlock(nn.Module):
         self.skip = nn.Identity() if in_ch == out_ch else nn.Conv2d(in_ch, out_ch, 1)
         self.gradient_checkpointing = False
 
-    def forward(self, x: Tensor, emb: Tensor | None = None, skip: Tensor | None = None) -> Tensor:
-        """``x: [B, C_x, H, W]``, joined by the U-Net's ``skip: [B, C_s, H, W]`` on the way up (C_x + C_s = in_ch)."""
+    def forward(self, x: Tensor, emb: Tensor | None = None, h_skip: Tensor | None = None) -> Tensor:
+        """``x: [B, C_x, H, W]``, joined by the U-Net's ``h_skip: [B, C_s, H, W]`` on the way up (C_x + C_s =
+        in_ch), and ``emb: [B, emb_dim]`` -> ``[B, out_ch, H, W]``."""
         if self.gradient_checkpointing and torch.is_grad_enabled():
             # Keep only the block's inputs (x and the skip, alive anyway, rather than their concatenation); the
             # activations are computed again in the backward pass.
-            return checkpoint(self._forward, x, emb, skip, use_reentrant=False)
-        return self._forward(x, emb, skip)
+            return checkpoint(self._forward, x, emb, h_skip, use_reentrant=False)
+        return self._forward(x, emb, h_skip)
 
-    def _forward(self, x: Tensor, emb: Tensor | None, skip: Tensor | None = None) -> Tensor:
-        if skip is not None:
-            x = torch.cat([x, skip], dim=1)
+    def _forward(self, x: Tensor, emb: Tensor | None, h_skip: Tensor | None = None) -> Tensor:
+        if h_skip is not None:
+            x = torch.cat([x, h_skip], dim=1)
         h = self.conv1(F.silu(self.norm1(x)))
         if self.emb is not None and self.emb_act:
             emb = F.silu(emb)
@@ -346,7 +347,7 @@ class UNet(nn.Module):
         h = self.mid2(self.mid_attn(self.mid1(h, emb), context, mask), emb)
         for level, up in zip(self.up, self.upsample):
             for block, attn in zip(level.blocks, level.attentions):
-                h = block(h, emb, skip=hs.pop())
+                h = block(h, emb, h_skip=hs.pop())
                 h = attn(h, context, mask) if isinstance(attn, Attention) else h
             if not isinstance(up, nn.Identity):
                 h = up(h, size=hs[-1].shape[-2:])  # the skip's size, which also covers odd sizes

@@ -1,7 +1,7 @@
 """The diffusion training loop (Ho et al. 2020 Algorithm 1): sample x0, t, eps; step on the loss; keep an EMA.
 
 Boring on purpose: the optimisation step is :class:`~gaussdiff.training.loop.Optimization`'s;
-``channels_last`` where it is faster, optional ``torch.compile``. Conditions come from the data as a
+``channels_last`` where it is faster, ``torch.compile`` on CUDA. Conditions come from the data as a
 dict and go to ``model(x_t, t, **cond)``, each dropped for classifier-free training by its own
 probability; the trainer knows none by name. It writes checkpoints; everything a person looks at
 (metrics.jsonl, previews, plots) goes to the :class:`Logger` it is handed. Every source of
@@ -184,7 +184,7 @@ class Trainer:
         # Conditions computed from the pixels (a super-resolution stage's low-resolution image) come from each
         # step's decoded, flipped batch (:meth:`conditions_of`); the others are read once for every example
         # (labels; captions tokenized): [N, ...] each.
-        self.from_pixels = [c for c in self.conditions if getattr(c, "from_pixels", False)]
+        self.from_pixels = [c for c in self.conditions if c.from_pixels]
         self.offered = {c.key: c.of_data(self.data) for c in self.conditions if c not in self.from_pixels}
         # Latent runs in memory encode the data once (Rombach et al. train on cached latents too); streamed ones
         # encode each step's batch, as latent-diffusion's own trainer does; pixel runs scale on the fly.
@@ -210,11 +210,10 @@ class Trainer:
         if self.dist.active:
             # Averages the gradients over the ranks during backward; every replica starts from rank 0's weights.
             replica = DistributedDataParallel(self.model, device_ids=[self.device] if self.cuda else None)
-        compile_mode = resolve_compile(t.compile, self.device, self.dist.active)
-        if compile_mode != t.compile:  # recorded, as precision is
-            self.config = replace(self.config, train=replace(t, compile=compile_mode))
-            t = self.config.train
-        self.forward = replica if compile_mode == "off" else torch.compile(replica, mode=compile_mode)
+        # Resolved at every start and not recorded (unlike the precision, it does not change the results): a run
+        # resumed under torchrun or on CPU takes the mode that suits it there.
+        self.compile_mode = resolve_compile(t.compile, self.device, self.dist.active)
+        self.forward = replica if self.compile_mode == "off" else torch.compile(replica, mode=self.compile_mode)
         self.timestep_sampler = make_timestep_sampler(self.config.diffusion.timestep_sampler, self.diffusion.num_steps)
         # Every rank draws the whole global batch's conditions, t and noise from these and keeps its part, so
         # example i of a batch gets the same draws whatever the number of ranks.
@@ -290,9 +289,10 @@ class Trainer:
         return batch
 
     def x0_of(self, images: Tensor | None, mine: Tensor, flip: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """(x0, pixels) of this rank's examples ``mine`` on the device, flipped where ``flip``: x0 the pixels in
-        [-1, 1] from ``uint8`` ``images``, or their latents (encoded here for a streamed latent run, cached for one
-        in memory, when ``images`` is None); ``pixels`` None for cached latents."""
+        """(x0, pixels) of this rank's examples ``mine: [b]`` on the device, flipped where ``flip: [b]``: x0 the
+        pixels ``[b, C, H, W]`` in [-1, 1] from ``uint8`` ``images: [b, C, H, W]``, or their latents ``[b, c, h, w]``
+        (encoded here for a streamed latent run; cached for one in memory, when ``images`` is None, and then
+        flipped as latents); ``pixels`` is None for cached latents."""
         if images is None:
             x0, pixels = self.latents[mine].to(self.device), None
         else:
@@ -306,14 +306,15 @@ class Trainer:
         return x0, pixels
 
     def conditions_of(self, idx: Tensor, pixels: Tensor | None, whole: bool = True) -> dict[str, Tensor]:
-        """Every condition of examples ``idx``: read ones indexed, pixel ones computed from this rank's ``pixels``.
-        With ``whole`` (``idx`` the global batch) a pixel condition fills this rank's part of a global-size
-        tensor of zeros, so that the draws made for the global batch (dropout, augmentation) are every rank's."""
+        """Every condition of examples ``idx: [B]``, ``{key: [B, ...]}``: read ones indexed, pixel ones computed
+        from this rank's ``pixels: [b, C, H, W]``. With ``whole`` (``idx`` the global batch) a pixel condition
+        fills this rank's part of a global-size tensor of zeros, so that the draws made for the global batch
+        (dropout, augmentation) are every rank's."""
         values = {k: v[idx] for k, v in self.offered.items()}
         for c in self.from_pixels:
-            mine = c.of_images(pixels).cpu()
+            mine = c.of_images(pixels)
             if whole:
-                full = torch.zeros((len(idx), *mine.shape[1:]), dtype=mine.dtype)
+                full = torch.zeros((len(idx), *mine.shape[1:]), dtype=mine.dtype, device=mine.device)
                 self.dist.part(full).copy_(mine)
                 mine = full
             values[c.key] = mine
@@ -337,7 +338,7 @@ class Trainer:
         t, weights = self.timestep_sampler.sample(len(idx), generator=self.generator)
         noise = torch.randn((len(idx), *x0.shape[1:]), generator=self.noise_generator, device=self.device)
         t_mine, w_mine = part(t).to(self.device), part(weights).to(self.device)
-        if self.config.train.compile == "reduce-overhead":
+        if self.compile_mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs are no longer read
         with self.optim.autocast():
             terms = self.diffusion.training_losses(self.forward, x0, t_mine, part(noise), **cond)

@@ -34,6 +34,23 @@ def config(folder, stream: str, **changes):
                                    **changes})
 
 
+def killed_after_step_4(cfg, run_dir, monkeypatch) -> Trainer:
+    """A run of ``cfg`` killed during step 5 (its checkpoint at step 3 kept), and the trainer to resume it."""
+    real_step = Trainer.train_step
+
+    def killed_at_step_5(self):
+        if self.step == 4:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", killed_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, run_dir, progress=False).run()
+    monkeypatch.undo()
+    assert [p.name for p in list_checkpoints(run_dir)] == ["step-0000003"]
+    return Trainer(cfg, run_dir, progress=False)
+
+
 def test_streamed_images_are_the_in_memory_ones(folder):
     memory = load_data(str(folder), image_size=8, stream="memory")
     streamed = load_data(str(folder), image_size=8, stream="stream")
@@ -50,19 +67,7 @@ def test_a_streamed_run_takes_the_steps_of_an_in_memory_run_and_resumes_exactly(
     streamed = Trainer(config(folder, "stream", **{"data.hflip": True}), tmp_path / "streamed", progress=False)
     assert streamed.data.streamed and streamed.config.data.stream == "stream"
     assert streamed.run().losses == memory.losses
-    real_step = Trainer.train_step
-
-    def killed_at_step_5(self):
-        if self.step == 4:
-            raise KeyboardInterrupt
-        return real_step(self)
-
-    monkeypatch.setattr(Trainer, "train_step", killed_at_step_5)
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(config(folder, "stream", **{"data.hflip": True}), tmp_path / "cut", progress=False).run()
-    monkeypatch.undo()
-    assert [p.name for p in list_checkpoints(tmp_path / "cut")] == ["step-0000003"]
-    resumed = Trainer(config(folder, "stream", **{"data.hflip": True}), tmp_path / "cut", progress=False)
+    resumed = killed_after_step_4(config(folder, "stream", **{"data.hflip": True}), tmp_path / "cut", monkeypatch)
     assert resumed.run(resume=True).losses == memory.losses[3:]
 
 
@@ -170,18 +175,7 @@ def test_a_random_crop_run_resumes_with_the_crops_of_an_uninterrupted_run(folder
     whole = Trainer(config(folder, "stream", **crops), tmp_path / "whole", progress=False).run()
     center = Trainer(config(folder, "stream"), tmp_path / "center", progress=False).run()
     assert whole.losses != center.losses  # the crops change what the network sees
-    real_step = Trainer.train_step
-
-    def killed_at_step_5(self):
-        if self.step == 4:
-            raise KeyboardInterrupt
-        return real_step(self)
-
-    monkeypatch.setattr(Trainer, "train_step", killed_at_step_5)
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(config(folder, "stream", **crops), tmp_path / "cut", progress=False).run()
-    monkeypatch.undo()
-    resumed = Trainer(config(folder, "stream", **crops), tmp_path / "cut", progress=False)
+    resumed = killed_after_step_4(config(folder, "stream", **crops), tmp_path / "cut", monkeypatch)
     assert resumed.run(resume=True).losses == whole.losses[3:]
 
 

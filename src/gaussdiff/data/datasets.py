@@ -387,15 +387,21 @@ class FolderImages(LazyImages):
         return _load_image(self.files[i], self.size, self.channels, at)
 
 
-def crop_places(seed: int, step: int, n: int) -> Tensor:
-    """``[n, 2]`` fractions in [0, 1): where the n examples of global batch ``step`` are cropped (``--crop random``),
-    a function of (seed, step) alone, so that every rank and a resumed run cut the same windows. torch's CPU
-    generator reads 32 bits of a seed: (seed, step) is mixed (splitmix64) into them."""
+def mix_seed(seed: int, k: int, salt: int = 0) -> int:
+    """A pseudo-random 64-bit value of (seed, k) (splitmix64's finalizer; ``salt`` keeps uses apart): torch's CPU
+    generator reads only the low 32 bits of a seed, so derived streams are seeded with a mix, not seed + k."""
     mask = (1 << 64) - 1
-    x = (seed * 0x9E3779B97F4A7C15 + (step + 1) * 0xD1B54A32D192ED03 + 0x632BE59BD9B4E019) & mask
+    x = (seed * 0x9E3779B97F4A7C15 + (k + 1) * 0xD1B54A32D192ED03 + salt) & mask
     x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & mask
     x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & mask
-    return torch.rand(n, 2, generator=torch.Generator().manual_seed((x ^ (x >> 31)) & 0xFFFFFFFF))
+    return x ^ (x >> 31)
+
+
+def crop_places(seed: int, step: int, n: int) -> Tensor:
+    """``[n, 2]`` fractions in [0, 1): where the n examples of global batch ``step`` are cropped (``--crop random``),
+    a function of (seed, step) alone, so that every rank and a resumed run cut the same windows."""
+    g = torch.Generator().manual_seed(mix_seed(seed, step, salt=0x632BE59BD9B4E019) & 0xFFFFFFFF)
+    return torch.rand(n, 2, generator=g)
 
 
 def load_shards(root: Path, size: int | None, channels: int | None, stream: str) -> ImageData:

@@ -23,7 +23,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..conditioning.guidance import GuidanceConfig, guide
-from ..data.datasets import to_model_range
+from ..data.datasets import mix_seed, to_model_range
 from ..conditioning.super_res import LowResolution
 from ..conditioning.text import TextPrompt
 from ..diffusion.process import GaussianDiffusion, Model
@@ -68,11 +68,7 @@ def sample_seed(seed: int, i: int, stream: int = 0) -> int:
     pseudo-random 32-bit offset (a splitmix64 hash) and sample i takes offset + i: distinct for every i of
     one seed, and two seeds' ranges of n samples overlap with probability about 2n / 2^32.
     """
-    mask = (1 << 64) - 1
-    x = (seed * 0x9E3779B97F4A7C15 + (stream + 1) * 0xD1B54A32D192ED03) & mask
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & mask
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & mask
-    return ((x ^ (x >> 31)) + i) & 0xFFFFFFFF
+    return (mix_seed(seed, stream) + i) & 0xFFFFFFFF
 
 
 class Parts:

@@ -77,3 +77,22 @@ def test_torchrun_shards_sampling_and_equals_one_process_bit_for_bit(tmp_path):
     one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
     assert np.array_equal(one["arr_0"], two["arr_0"]) and np.array_equal(one["arr_1"], two["arr_1"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.npz", "two.npz"]  # the parts are gone
+
+
+def test_the_speed_settings_reach_the_network(conditional_trained):
+    """``speed`` decides how the network computes: under bf16 autocast with ``precision="bf16"``, in plain fp32 by
+    default (a hook on the network records the autocast state of every call)."""
+    from gaussdiff.evaluation.generate import PLAIN, SpeedConfig
+
+    seen = []
+    hook = conditional_trained.model.register_forward_hook(
+        lambda module, args, out: seen.append((torch.is_autocast_enabled("cpu"), out.dtype)))
+    try:
+        generate(conditional_trained, 4, "ddim", 3, progress=False)
+        generate(conditional_trained, 4, "ddim", 3, progress=False, speed=PLAIN)
+        plain, seen[:] = list(seen), []
+        generate(conditional_trained, 4, "ddim", 3, progress=False, speed=SpeedConfig(precision="bf16"))
+    finally:
+        hook.remove()
+    assert plain and set(plain) == {(False, torch.float32)}
+    assert seen and set(seen) == {(True, torch.bfloat16)}

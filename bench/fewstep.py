@@ -2,6 +2,7 @@
 diffusers scheduler, at the same NFE, in one run.
 
     python bench/fewstep.py [--n 20000] [--nfe 5 8 10 15 20 50] [--out docs/fewstep.json]
+                            [--samplers unipc dpm++2m] [--spacings trailing]   (fewer gaussdiff rows; all diffusers')
 
 The model is :class:`~gaussdiff.diffusion.oracle.OptimalDenoiser` of a 2-D mixture of three Gaussians of
 different weights and widths on the cosine schedule of 1000 steps (eps prediction, float64), so every error is
@@ -34,7 +35,7 @@ import torch
 from gaussdiff import GaussianDiffusion, NoiseSchedule, sample
 from gaussdiff.diffusion.oracle import GaussianMixture, OptimalDenoiser
 from gaussdiff.samplers import SAMPLERS
-from gaussdiff.samplers.tuning import tune_timesteps
+from gaussdiff.samplers.tuning import reference_solve, tune_timesteps
 
 F64 = torch.float64
 MIXTURE = GaussianMixture(means=[[-1.5, -0.5], [1.5, 1.0], [0.5, -1.8]], stds=[0.3, 0.5, 0.25], weights=[0.5, 0.3, 0.2])
@@ -122,6 +123,10 @@ def main() -> None:
     parser.add_argument("--nfe", type=int, nargs="+", default=[5, 8, 10, 15, 20, 50])
     parser.add_argument("--out", type=Path, help="write every score as JSON")
     parser.add_argument("--evals", type=int, default=1000, help="trial solves when tuning each schedule")
+    parser.add_argument("--samplers", nargs="+", choices=[s for s in SAMPLERS if s != "ddpm"],
+                        default=[s for s in SAMPLERS if s != "ddpm"], help="gaussdiff's rows (tuned: those of them "
+                        "that can be tuned)")
+    parser.add_argument("--spacings", nargs="+", choices=SPACINGS, default=list(SPACINGS))
     args = parser.parse_args()
     torch.set_num_threads(2)
     schedule = NoiseSchedule.cosine(1000)
@@ -130,10 +135,8 @@ def main() -> None:
     score = Scorer(args.n)
     x_T = torch.randn(args.n, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
     results: dict[str, dict[int, dict[str, float]]] = {}
-    for sampler in SAMPLERS:
-        if sampler == "ddpm":
-            continue
-        for spacing in SPACINGS:
+    for sampler in args.samplers:
+        for spacing in args.spacings:
             label = f"{sampler} {spacing}"
             results[label] = {}
             for nfe in args.nfe:
@@ -143,11 +146,13 @@ def main() -> None:
             print(label, {k: round(v["sw"], 4) for k, v in results[label].items()}, flush=True)
     # Steps tuned for each sampler and NFE on 512 other draws of x_T (gaussdiff tune's method), up to 20 NFE.
     probe = torch.randn(512, 2, generator=torch.Generator().manual_seed(11), dtype=F64)
-    for sampler in TUNED:
+    reference = reference_solve(oracle, diffusion, probe, reference_nfe=500)  # the fine solve, once for all
+    for sampler in [s for s in TUNED if s in args.samplers]:
         label = f"{sampler} tuned"
         results[label] = {}
         for nfe in [n for n in args.nfe if 3 <= n <= 20]:
-            tuned = tune_timesteps(oracle, diffusion, sampler, nfe, probe, evals=args.evals, progress=False)
+            tuned = tune_timesteps(oracle, diffusion, sampler, nfe, probe, evals=args.evals, reference_nfe=500,
+                                   progress=False, reference=reference)
             x = sample(oracle, diffusion, x_T.shape, sampler=sampler, timesteps=tuned.timesteps, x_T=x_T,
                        progress=False)
             results[label][nfe] = score(x)

@@ -41,3 +41,37 @@ def test_speed_benchmarks_run_one_tiny_round(script, args, row, monkeypatch, cap
     out = capsys.readouterr().out
     assert "torch " in out and "threads" in out  # the host, beside the figures
     assert row in out
+
+
+def test_fewstep_fid_runs_one_tiny_round(tmp_path, monkeypatch, capsys):
+    """bench/fewstep_fid.py end to end on a 4-step run: a gaussdiff row, a tuned row and a diffusers row at one
+    budget, each scored by FID (the domain classifier trains 30 steps into a temporary cache here); the table
+    names the host and the json holds every row."""
+    pytest.importorskip("diffusers")
+    import functools
+    import json
+
+    import gaussdiff.evaluation.features as features
+    from conftest import tiny_config
+    from gaussdiff.training import Trainer
+
+    run = tmp_path / "run"
+    Trainer(tiny_config(), run, progress=False).run()
+    briefly = functools.partial(features.train_domain_classifier, steps=30)
+    monkeypatch.setattr(features, "train_domain_classifier", briefly)
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location("bench_fewstep_fid_run", BENCH / "fewstep_fid.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    cached = functools.partial(module.evaluate_quality, cache_dir=tmp_path / "cache")
+    monkeypatch.setattr(module, "evaluate_quality", cached)
+    rows = ["gaussdiff UniPC", "gaussdiff UniPC tuned", "diffusers UniPC clipped"]
+    monkeypatch.setattr(sys, "argv", ["fewstep_fid", "--run", str(run), "--n", "12", "--nfe", "5", "--tune-evals", "3",
+                                      "--out", str(tmp_path / "out"), "--rows", *rows])
+    module.main()
+    out = capsys.readouterr().out
+    assert "torch " in out and "threads" in out
+    saved = json.loads((tmp_path / "out" / "fewstep-fid-digits.json").read_text())
+    assert list(saved["results"]) == rows and all(row["5"] >= 0 for row in saved["results"].values())
+    assert (tmp_path / "out" / "fewstep-fid-digits.png").stat().st_size > 0

@@ -7,7 +7,7 @@ import torch
 
 from gaussdiff import GaussianDiffusion, NoiseSchedule, sample
 from gaussdiff.diffusion.oracle import GaussianMixture, OptimalDenoiser
-from gaussdiff.samplers.tuning import parameters_of, timesteps_of, tune_timesteps
+from gaussdiff.samplers.tuning import parameters_of, reference_solve, timesteps_of, tune_timesteps
 
 F64 = torch.float64
 MIXTURE = GaussianMixture(means=[[-1.5, -0.5], [1.5, 1.0], [0.5, -1.8]], stds=[0.3, 0.5, 0.25], weights=[0.5, 0.3, 0.2])
@@ -36,6 +36,23 @@ def test_tuned_steps_lower_the_error_on_other_draws_too():
                       - reference).pow(2).mean())
 
     assert error(timesteps=tuned.timesteps) < error(timesteps=timesteps_of(np.zeros(8), 999.0)) / 2
+
+
+def test_a_reference_solved_once_tunes_as_the_one_solved_inside():
+    """Several budgets share one fine solve (the same ODE from the same draws): passing it in must give exactly the
+    steps and errors that solving it inside gives, and a reference of other draws is refused."""
+    s = NoiseSchedule.cosine(1000)
+    oracle, d = OptimalDenoiser(MIXTURE, s), GaussianDiffusion(s)
+    x_T = torch.randn(16, 2, generator=torch.Generator().manual_seed(2), dtype=F64)
+    inside = tune_timesteps(oracle, d, "dpm++2m", 5, x_T, evals=12, reference_nfe=60, progress=False)
+    reference = reference_solve(oracle, d, x_T, reference_nfe=60)
+    given = tune_timesteps(oracle, d, "dpm++2m", 5, x_T, evals=12, reference_nfe=60, progress=False,
+                           reference=reference)
+    assert given == inside
+    elsewhere = tune_timesteps(oracle, d, "dpm++2m", 5, x_T, evals=12, progress=False, reference=reference + 1)
+    assert elsewhere.error > inside.error + 0.5  # the one given is the one measured against
+    with pytest.raises(ValueError, match="reference has shape"):
+        tune_timesteps(oracle, d, "dpm++2m", 5, x_T, evals=12, progress=False, reference=reference[:8])
 
 
 def test_stochastic_samplers_are_not_tuned():

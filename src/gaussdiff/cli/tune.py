@@ -11,7 +11,7 @@ import tyro
 from ..errors import UsageError
 from ..evaluation.generate import super_res_condition
 from ..samplers.run import SamplerName
-from ..samplers.tuning import tune_timesteps, tuning_steps
+from ..samplers.tuning import reference_solve, tune_timesteps, tuning_steps
 from ..training.checkpoint import save_tuned_steps, tuned_key
 from ..training.loop import resolve_device
 from ..training.run import load_trained
@@ -66,13 +66,17 @@ class Tune:
         x_T = torch.randn((self.n, *trained.sample_shape), generator=g, device=device)
         cond = {c.key: c.examples(self.n, device) for c in trained.conditions}
         cond = {k: v for k, v in cond.items() if v is not None}
+        # one fine solve serves every budget: it is the same ODE from the same draws
+        reference = reference_solve(trained.model, trained.diffusion, x_T, cond, self.reference_nfe,
+                                    trained.clip_denoised)
         for nfe in self.nfe:
             tuned = tune_timesteps(trained.model, trained.diffusion, self.sampler, nfe, x_T, cond, self.evals,
-                                   self.reference_nfe, trained.clip_denoised)
+                                   self.reference_nfe, trained.clip_denoised, reference=reference)
             entry = {**asdict(tuned), "weights": "ema" if self.ema else "raw", "seed": self.seed}
             path = save_tuned_steps(trained.checkpoint, tuned_key(self.sampler, nfe, self.ema), entry)
             times = ", ".join(f"{t:.1f}" for t in tuned.timesteps)
             print(f"{self.sampler} @ {nfe} NFE: error against the reference {tuned.error_uniform:.3g} (uniform steps) "
                   f"-> {tuned.error:.3g} (tuned, {tuned.evals} trials); steps {times}")
         print(f"wrote {path}; sample, eval and show use it with --sampler {self.sampler} --nfe N "
-              f"(--timesteps auto, the default)")
+              f"(--timesteps auto, the default). A lower error is not always a better FID (docs/fewstep.md): "
+              f"compare eval --fid with and without --timesteps trailing")

@@ -5,7 +5,7 @@ from .ddpm import ancestral, ddim, ddim_sigma, ddim_step
 from .karras import euler, euler_ancestral, heun
 from .solvers import dpm_solver_2m, dpm_solver_2m_sde, dpm_solver_2s, dpm_solver_3m, unipc, unipc_bh1
 from .run import SAMPLERS, SamplerName, plan, sample, steps_for_nfe
-from .tuning import TunedSteps, tune_timesteps
+from .tuning import TunedSteps, reference_solve, tune_timesteps
 
 __all__ = [
     "SAMPLERS",
@@ -32,6 +32,7 @@ __all__ = [
     "randn",
     "sample",
     "steps_for_nfe",
+    "reference_solve",
     "tune_timesteps",
     "unipc",
     "unipc_bh1",

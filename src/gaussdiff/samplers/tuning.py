@@ -80,15 +80,28 @@ def tuning_steps(sampler: str, nfe: int) -> int:
 
 
 @torch.no_grad()
+def reference_solve(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, cond: Mapping[str, Tensor] | None = None,
+                    reference_nfe: int = 500, clip_denoised: bool = False) -> Tensor:
+    """The fine solve tuning measures against: UniPC with ``reference_nfe`` uniform steps from ``x_T: [B, ...]``,
+    x0 of the same shape. Compute it once to tune several budgets on the same draws."""
+    return sample(model, diffusion, x_T.shape, sampler="unipc", steps=reference_nfe, x_T=x_T,
+                  clip_denoised=clip_denoised, progress=False, **dict(cond or {}))
+
+
 def tune_timesteps(model: Model, diffusion: GaussianDiffusion, sampler: SamplerName, nfe: int, x_T: Tensor,
                    cond: Mapping[str, Tensor] | None = None, evals: int = 600, reference_nfe: int = 500,
-                   clip_denoised: bool = False, progress: bool = True) -> TunedSteps:
+                   clip_denoised: bool = False, progress: bool = True, reference: Tensor | None = None) -> TunedSteps:
     """The times for ``sampler`` at ``nfe`` evaluations that minimize its error on ``model`` from ``x_T: [B, ...]``
-    (with ``cond``), against UniPC with ``reference_nfe`` uniform steps; at most ``evals`` trial solves."""
+    (with ``cond``), against UniPC with ``reference_nfe`` uniform steps; at most ``evals`` trial solves.
+    ``reference``: that solve, ``reference_solve``'s output for the same arguments, when already computed."""
     steps = tuning_steps(sampler, nfe)
     if steps < 2:
         raise ValueError("tuning needs at least 2 steps")
     cond = dict(cond or {})
+    if reference is None:
+        reference = reference_solve(model, diffusion, x_T, cond, reference_nfe, clip_denoised)
+    elif reference.shape != x_T.shape:
+        raise ValueError(f"reference has shape {tuple(reference.shape)}, x_T {tuple(x_T.shape)}")
     t_max = float(diffusion.schedule.timesteps[-1])
     # Half of the draws choose the steps, the other half judges them: tuned steps are kept only if they also
     # beat the best standard spacing on draws they were not fitted to (few trials can overfit the fitting half).
@@ -99,7 +112,7 @@ def tune_timesteps(model: Model, diffusion: GaussianDiffusion, sampler: SamplerN
     def solver_error(part: slice):
         x, c = x_T[part], {k: v[part] for k, v in cond.items()}
         run = dict(x_T=x, clip_denoised=clip_denoised, progress=False, **c)
-        reference = sample(model, diffusion, x.shape, sampler="unipc", steps=reference_nfe, **run)
+        target = reference[part]
 
         def error(u: np.ndarray) -> float:
             bar.update(1)
@@ -107,7 +120,7 @@ def tune_timesteps(model: Model, diffusion: GaussianDiffusion, sampler: SamplerN
                 x0 = sample(model, diffusion, x.shape, sampler=sampler, timesteps=timesteps_of(u, t_max), **run)
             except ValueError:  # two steps so close that they round to one time
                 return 1e30
-            value = float((x0 - reference).double().pow(2).mean())
+            value = float((x0 - target).double().pow(2).mean())
             return value if np.isfinite(value) else 1e30
 
         return error

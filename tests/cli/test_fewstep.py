@@ -57,7 +57,7 @@ def test_tune_saves_steps_that_sample_and_eval_then_use(run, tmp_path, capsys):
     main(["eval", str(run), "--fid", "--sampler", "dpm++2m", "--nfe", "4", "--n", "20", "--device", "cpu"])
     assert "(dpm++2m, 4 NFE, steps tuned by gaussdiff tune (timesteps.json))" in capsys.readouterr().out
     main(["eval", str(run), "--fid", "--sampler", "dpm++2m", "--nfe", "5", "--n", "20", "--device", "cpu"])
-    assert "(dpm++2m, 5 NFE, linspace spacing)" in capsys.readouterr().out  # nothing tuned for 5
+    assert "(dpm++2m, 5 NFE, trailing spacing)" in capsys.readouterr().out  # nothing tuned for 5: its default
     expect_error(capsys, "tune", run, "--sampler", "euler-a", match="stochastic")
     expect_error(capsys, "tune", run, "--sampler", "heun", "--nfe", "4", match="odd --nfe")
     expect_error(capsys, "tune", run, "--nfe", "1", match="tuning needs 2..50")

@@ -111,6 +111,20 @@ def test_explicit_timesteps_are_the_steps_the_model_sees(sampler):
         sample(model, GaussianDiffusion(SCHEDULE), (3, 2), sampler=sampler, timesteps=[10, 500], progress=False)
 
 
+@pytest.mark.parametrize("sampler, first_times", [("unipc", [999, 874, 749]), ("dpm++2m-sde", [999, 874, 749]),
+                                                  ("ddim", [999, 856, 714]), ("euler", [999, 856, 714])])
+def test_unnamed_steps_are_trailing_for_the_solvers_that_end_at_zero_noise(sampler, first_times):
+    """Without a spacing, DPM-Solver++ and UniPC take trailing steps (999, 874, ..., 124 at 8 NFE: none spent at
+    t = 0, where their last step already lands), and the other samplers linspace's (999, 856, ..., 0) as before."""
+    oracle = OptimalDenoiser(MIXTURE, SCHEDULE)
+    seen = []
+    model = lambda x, t, **c: (seen.append(round(float(t[0]))), oracle(x, t))[1]  # noqa: E731
+    sample(model, GaussianDiffusion(SCHEDULE), (3, 2), sampler=sampler, nfe=8, generator=torch.Generator(),
+           progress=False, dtype=F64)
+    assert seen[:3] == first_times
+    assert (min(seen) == 0) == (sampler in ("ddim", "euler"))
+
+
 @pytest.mark.parametrize("sampler", DETERMINISTIC)
 def test_deterministic_samplers_do_not_depend_on_the_batch(sampler):
     oracle = OptimalDenoiser(MIXTURE, SCHEDULE)

@@ -61,7 +61,8 @@ class Eval:
     nfe: int | None = None
     """A budget of network evaluations instead of --steps: the sampler's steps are chosen to make exactly that many."""
     timesteps: str = "auto"
-    """Which steps: auto (with --nfe, the steps `gaussdiff tune` saved for this sampler, else linspace), leading,
+    """Which steps: auto (with --nfe, the steps `gaussdiff tune` saved for this sampler, else trailing for dpm++*
+    and unipc*, linspace for the rest), leading,
     trailing, linspace (integer times), karras (Karras et al.'s rho = 7 sigmas), logsnr (uniform in log-SNR), or
     an explicit comma-separated list of times, noisiest first."""
     eta: float | None = None

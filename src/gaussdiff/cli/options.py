@@ -15,7 +15,7 @@ import torch
 
 from ..diffusion.schedule import Spacing
 from ..errors import CheckpointError, UsageError, WriteError
-from ..samplers.run import steps_for_nfe
+from ..samplers.run import default_spacing, steps_for_nfe
 from ..training.checkpoint import TUNED_STEPS, read_tuned_steps, tuned_key
 from ..training.run import Trained
 
@@ -88,7 +88,7 @@ class Steps(NamedTuple):
 
 def parse_timesteps(value: str, nfe: int | None, trained: Trained, sampler: str = "ddim", ema: bool = True) -> Steps:
     """``--timesteps``: ``auto`` (the steps tuned for this sampler and --nfe beside the checkpoint, by
-    ``gaussdiff tune``, else linspace), a spacing name, or an explicit comma-separated list of original-scale
+    ``gaussdiff tune``, else trailing for DPM-Solver++ and UniPC and linspace for the rest), a spacing name, or an explicit comma-separated list of original-scale
     times, noisiest first; checked against the run's schedule and ``sampler``."""
     if float(trained.diffusion.schedule.alpha_bars[-1]) == 0.0:  # zero terminal SNR (Lin et al. 2024)
         if value in ("leading", "karras", "logsnr"):
@@ -102,7 +102,8 @@ def parse_timesteps(value: str, nfe: int | None, trained: Trained, sampler: str 
         if tuned is None:
             if trained.source == "diffusers":  # its scheduler config's own spacing
                 return Steps(trained.spacing, None, f"{trained.spacing} spacing (the scheduler config's)")
-            return Steps("linspace", None, "linspace spacing")
+            spacing = default_spacing(sampler)
+            return Steps(spacing, None, f"{spacing} spacing")
         try:
             times = [float(t) for t in tuned["timesteps"]]
             trained.diffusion.at(times[::-1])

@@ -30,7 +30,7 @@ from ..diffusion.process import GaussianDiffusion, Model
 from ..errors import ConfigError
 from ..diffusion.schedule import Spacing
 from ..nets.fast import sampling_network
-from ..samplers.run import SamplerName, plan, sample
+from ..samplers.run import SamplerName, default_spacing, plan, sample
 from ..training.classifier import load_noisy_classifier
 from ..training.distributed import Distributed, fingerprint
 from ..training.files import atomic_write
@@ -180,7 +180,7 @@ def generate(
     cond_aug_level: float | None = None,
     *,
     nfe: int | None = None,
-    spacing: Spacing = "linspace",
+    spacing: Spacing | Literal["auto"] = "auto",
     timesteps: Sequence[float] | None = None,
     dist: Distributed | None = None,
     parts: Path | None = None,
@@ -227,6 +227,7 @@ def generate(
     if (stage is None) != (low_res is None):
         raise ConfigError("a super-resolution stage needs low-resolution images, and only it takes them")
     level = trained.config.super_res.cond_aug_level if cond_aug_level is None else cond_aug_level
+    spacing = default_spacing(sampler) if spacing == "auto" else spacing  # the key names the steps taken
     dist = dist or Distributed()
     chunks = range(-(-n // batch_size))
     store = None
@@ -279,7 +280,7 @@ def generate_cascade(
     cond_aug_level: float | None = None,
     *,
     nfe: int | None = None,
-    spacing: Spacing = "linspace",
+    spacing: Spacing | Literal["auto"] = "auto",
     timesteps: Sequence[float] | None = None,
     dist: Distributed | None = None,
     parts: Path | None = None,

@@ -27,6 +27,18 @@ assert set(SAMPLERS) == set(get_args(SamplerName))
 # The eta a sampler runs with when none is given: deterministic, except the samplers that are stochastic by nature.
 DEFAULT_ETA = {"euler-a": 1.0}
 
+# The steps a sampler takes when none are named (spacing "auto"). DPM-Solver++ and UniPC end with a step from
+# their last time to zero noise, so linspace's last evaluation, at t = 0, is spent where the sample is already
+# x0; trailing steps spend every evaluation at a noise level (Lin et al. 2024 recommend them too). On the
+# mixture of bench/fewstep.py trailing cut UniPC's distance 7x at 5 NFE and 3.6x at 20, DPM++2M's 4x and 2.4x,
+# and on the digits main job DPM++2M's FID at 8 NFE from 5.92 to 3.67. DDPM and DDIM keep linspace, as before.
+TRAILING = ("dpm++2m", "dpm++3m", "dpm++2s", "dpm++2m-sde", "unipc", "unipc-bh1")
+
+
+def default_spacing(sampler: str) -> Spacing:
+    """The spacing ``"auto"`` means for ``sampler``: trailing for DPM-Solver++ and UniPC, else linspace."""
+    return "trailing" if sampler in TRAILING else "linspace"
+
 
 def steps_for_nfe(sampler: str, nfe: int) -> int:
     """How many steps make exactly ``nfe`` network evaluations: one a step, except Heun's two (one on the last
@@ -45,7 +57,7 @@ def plan(
     sampler: SamplerName,
     steps: int | None = None,
     nfe: int | None = None,
-    spacing: Spacing = "linspace",
+    spacing: Spacing | Literal["auto"] = "auto",
     timesteps: Sequence[float] | None = None,
 ) -> tuple[GaussianDiffusion, Sampler]:
     """The diffusion a sampler walks (respaced to ``steps``, to the steps of an ``nfe`` budget, or to explicit
@@ -55,6 +67,7 @@ def plan(
     if sum(v is not None for v in (steps, nfe, timesteps)) > 1:
         raise ValueError("give one of steps, nfe and timesteps")
     run = SAMPLERS[sampler]
+    spacing = default_spacing(sampler) if spacing == "auto" else spacing
     if nfe is not None:
         steps = steps_for_nfe(sampler, nfe)
         if sampler == "heun":
@@ -85,7 +98,7 @@ def sample(
     clip_denoised: bool = False,
     progress: bool = True,
     callback: Callback | None = None,
-    spacing: Spacing = "linspace",
+    spacing: Spacing | Literal["auto"] = "auto",
     nfe: int | None = None,
     timesteps: Sequence[float] | None = None,
     device: torch.device | str | None = None,
@@ -113,7 +126,8 @@ def sample(
         progress: show a tqdm bar.
         callback: called with a :class:`SamplerStep` after every step.
         spacing: which steps ``steps`` keeps (see :meth:`NoiseSchedule.respace`): leading, trailing,
-            linspace, or continuous times: karras (rho = 7 sigmas), logsnr (uniform in log-SNR).
+            linspace, or continuous times: karras (rho = 7 sigmas), logsnr (uniform in log-SNR); auto:
+            trailing for DPM-Solver++ and UniPC, linspace for the rest (:func:`default_spacing`).
         nfe: the budget of network evaluations instead of ``steps`` (:func:`steps_for_nfe`).
         timesteps: an explicit list of original-scale times, noisiest first, strictly decreasing
             (integers or not; non-integer times are evaluated on the continuous schedule).

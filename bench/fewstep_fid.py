@@ -190,5 +190,6 @@ def report(results: dict, tuning_s: dict, args: argparse.Namespace, data: str, a
     (args.out / f"fewstep-fid-{data}.json").write_text(
         json.dumps({"n": args.n, **about, "results": results, "tuning_s": tuning_s}, indent=1))
 
+
 if __name__ == "__main__":
     main()

@@ -50,6 +50,7 @@ def test_fewstep_fid_runs_one_tiny_round(tmp_path, monkeypatch, capsys):
     pytest.importorskip("diffusers")
     import functools
     import json
+    import math
 
     import gaussdiff.evaluation.features as features
     from conftest import tiny_config
@@ -73,5 +74,6 @@ def test_fewstep_fid_runs_one_tiny_round(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "torch " in out and "threads" in out
     saved = json.loads((tmp_path / "out" / "fewstep-fid-digits.json").read_text())
-    assert list(saved["results"]) == rows and all(row["5"] >= 0 for row in saved["results"].values())
+    assert list(saved["results"]) == rows and all(math.isfinite(row["5"]) for row in saved["results"].values())
+    assert set(saved["tuning_s"]) == {"gaussdiff UniPC tuned"} and "threads" in saved["host"]
     assert (tmp_path / "out" / "fewstep-fid-digits.png").stat().st_size > 0

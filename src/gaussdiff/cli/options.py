@@ -88,8 +88,9 @@ class Steps(NamedTuple):
 
 def parse_timesteps(value: str, nfe: int | None, trained: Trained, sampler: str = "ddim", ema: bool = True) -> Steps:
     """``--timesteps``: ``auto`` (the steps tuned for this sampler and --nfe beside the checkpoint, by
-    ``gaussdiff tune``, else trailing for DPM-Solver++ and UniPC and linspace for the rest), a spacing name, or an explicit comma-separated list of original-scale
-    times, noisiest first; checked against the run's schedule and ``sampler``."""
+    ``gaussdiff tune``, else trailing for DPM-Solver++ and UniPC and linspace for the rest), a spacing name, or
+    an explicit comma-separated list of original-scale times, noisiest first; checked against the run's schedule
+    and ``sampler``."""
     if float(trained.diffusion.schedule.alpha_bars[-1]) == 0.0:  # zero terminal SNR (Lin et al. 2024)
         if value in ("leading", "karras", "logsnr"):
             raise UsageError(f"--timesteps {value} does not start at the last step, where this zero-terminal-SNR run "

@@ -93,8 +93,8 @@ class ShowTrajectory:
     nfe: int | None = None
     """A budget of network evaluations instead of --steps."""
     timesteps: str = "auto"
-    """auto (tuned steps when saved, else trailing for dpm++* and unipc*, linspace for the rest), leading, trailing, linspace, karras, logsnr, or a
-    comma-separated list of times, noisiest first."""
+    """auto (tuned steps when saved, else trailing for dpm++* and unipc*, linspace for the rest), leading,
+    trailing, linspace, karras, logsnr, or a comma-separated list of times, noisiest first."""
     eta: float | None = None
     """DDIM's eta, S_churn of euler/heun, euler-a's noise scale (default: 0, euler-a 1)."""
     seed: int = 0

@@ -10,7 +10,7 @@ import tyro
 
 from ..errors import UsageError
 from ..evaluation.generate import super_res_condition
-from ..samplers.run import SamplerName
+from ..samplers.run import SamplerName, default_spacing
 from ..samplers.tuning import reference_solve, tune_timesteps, tuning_steps
 from ..training.checkpoint import save_tuned_steps, tuned_key
 from ..training.loop import resolve_device
@@ -79,4 +79,4 @@ class Tune:
                   f"-> {tuned.error:.3g} (tuned, {tuned.evals} trials); steps {times}")
         print(f"wrote {path}; sample, eval and show use it with --sampler {self.sampler} --nfe N "
               f"(--timesteps auto, the default). A lower error is not always a better FID (docs/fewstep.md): "
-              f"compare eval --fid with and without --timesteps trailing")
+              f"compare eval --fid with and without --timesteps {default_spacing(self.sampler)}")

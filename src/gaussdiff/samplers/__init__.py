@@ -4,7 +4,7 @@ from .base import Callback, Denoiser, Generators, Levels, Sampler, SamplerStep, 
 from .ddpm import ancestral, ddim, ddim_sigma, ddim_step
 from .karras import euler, euler_ancestral, heun
 from .solvers import dpm_solver_2m, dpm_solver_2m_sde, dpm_solver_2s, dpm_solver_3m, unipc, unipc_bh1
-from .run import SAMPLERS, SamplerName, plan, sample, steps_for_nfe
+from .run import SAMPLERS, SamplerName, default_spacing, plan, sample, steps_for_nfe
 from .tuning import TunedSteps, reference_solve, tune_timesteps
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "ddim",
     "ddim_sigma",
     "ddim_step",
+    "default_spacing",
     "dpm_solver_2m",
     "dpm_solver_2m_sde",
     "dpm_solver_2s",
@@ -30,9 +31,9 @@ __all__ = [
     "heun",
     "plan",
     "randn",
+    "reference_solve",
     "sample",
     "steps_for_nfe",
-    "reference_solve",
     "tune_timesteps",
     "unipc",
     "unipc_bh1",

@@ -82,17 +82,18 @@ def tuning_steps(sampler: str, nfe: int) -> int:
 @torch.no_grad()
 def reference_solve(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, cond: Mapping[str, Tensor] | None = None,
                     reference_nfe: int = 500, clip_denoised: bool = False) -> Tensor:
-    """The fine solve tuning measures against: UniPC with ``reference_nfe`` uniform steps from ``x_T: [B, ...]``,
-    x0 of the same shape. Compute it once to tune several budgets on the same draws."""
-    return sample(model, diffusion, x_T.shape, sampler="unipc", steps=reference_nfe, x_T=x_T,
+    """The fine solve tuning measures against: UniPC on ``reference_nfe`` trailing (uniform) steps from
+    ``x_T: [B, ...]``, x0 of the same shape. Compute it once to tune several budgets on the same draws."""
+    return sample(model, diffusion, x_T.shape, sampler="unipc", steps=reference_nfe, spacing="trailing", x_T=x_T,
                   clip_denoised=clip_denoised, progress=False, **dict(cond or {}))
 
 
+@torch.no_grad()
 def tune_timesteps(model: Model, diffusion: GaussianDiffusion, sampler: SamplerName, nfe: int, x_T: Tensor,
                    cond: Mapping[str, Tensor] | None = None, evals: int = 600, reference_nfe: int = 500,
                    clip_denoised: bool = False, progress: bool = True, reference: Tensor | None = None) -> TunedSteps:
     """The times for ``sampler`` at ``nfe`` evaluations that minimize its error on ``model`` from ``x_T: [B, ...]``
-    (with ``cond``), against UniPC with ``reference_nfe`` uniform steps; at most ``evals`` trial solves.
+    (with ``cond``), against UniPC with ``reference_nfe`` trailing steps; at most ``evals`` trial solves.
     ``reference``: that solve, ``reference_solve``'s output for the same arguments, when already computed."""
     steps = tuning_steps(sampler, nfe)
     if steps < 2:

@@ -35,7 +35,8 @@ class Trained:
     clip: bool | None = None
     """Whether sampling clips x0 estimates to [-1, 1] (None: in pixel space yes, in latent space no)."""
     spacing: str = "linspace"
-    """The step spacing ``--timesteps auto`` takes when no tuned steps are saved (a diffusers scheduler's own)."""
+    """A diffusers folder's scheduler spacing, which ``--timesteps auto`` takes for it; gaussdiff runs take
+    :func:`~gaussdiff.samplers.run.default_spacing` (trailing for DPM-Solver++ and UniPC, else linspace)."""
 
     @property
     def conditions(self) -> tuple[Condition, ...]:

@@ -77,3 +77,14 @@ def test_fewstep_fid_runs_one_tiny_round(tmp_path, monkeypatch, capsys):
     assert list(saved["results"]) == rows and all(math.isfinite(row["5"]) for row in saved["results"].values())
     assert set(saved["tuning_s"]) == {"gaussdiff UniPC tuned"} and "threads" in saved["host"]
     assert (tmp_path / "out" / "fewstep-fid-digits.png").stat().st_size > 0
+    # Interrupted in diffusers' rows (Ctrl-C is not an error the script skips), the finished rows stay written.
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "run_diffusers", interrupt)
+    monkeypatch.setattr(sys, "argv", ["fewstep_fid", "--run", str(run), "--n", "12", "--nfe", "8", "--out",
+                                      str(tmp_path / "cut"), "--rows", "gaussdiff DDIM", "diffusers UniPC clipped"])
+    with pytest.raises(KeyboardInterrupt):
+        module.main()
+    kept = json.loads((tmp_path / "cut" / "fewstep-fid-digits.json").read_text())["results"]
+    assert list(kept) == ["gaussdiff DDIM"] and math.isfinite(kept["gaussdiff DDIM"]["8"])

@@ -65,6 +65,21 @@ def test_interrupted_sampling_draws_only_the_missing_chunks(conditional_trained,
         generate(conditional_trained, 7, "ddim", 3, seed=5, batch_size=2, progress=False, parts=parts)
 
 
+def test_parts_name_the_steps_taken_not_the_word_auto(conditional_trained, tmp_path, monkeypatch):
+    """UniPC's unnamed steps are trailing: parts drawn with spacing "auto" are the same samples as with "trailing"
+    (reused, nothing drawn again) and not those of "linspace" (refused)."""
+    module = sys.modules["gaussdiff.evaluation.generate"]
+    parts = tmp_path / "s.npz.parts"
+    drawn, _ = generate(conditional_trained, 3, "unipc", 4, batch_size=2, progress=False, parts=parts)
+    calls = []
+    monkeypatch.setattr(module, "sample", lambda *a, **k: calls.append(1))
+    again, _ = generate(conditional_trained, 3, "unipc", 4, batch_size=2, progress=False, parts=parts,
+                        spacing="trailing")
+    assert calls == [] and torch.equal(again, drawn)
+    with pytest.raises(ConfigError, match="drawn with other settings"):
+        generate(conditional_trained, 3, "unipc", 4, batch_size=2, progress=False, parts=parts, spacing="linspace")
+
+
 def test_torchrun_shards_sampling_and_equals_one_process_bit_for_bit(tmp_path):
     run = Path(__file__).resolve().parents[1] / "fixtures" / "run-v0.1"
     flags = [str(run), "--num-samples", "7", "--batch-size", "2", "--steps", "4", "--sampler", "ddpm", "--device", "cpu"]

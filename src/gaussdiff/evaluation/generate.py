@@ -203,6 +203,7 @@ def generate(
     d = trained.config.data
     if nfe is not None or timesteps is not None:
         steps = None
+    spacing = default_spacing(sampler) if spacing == "auto" else spacing  # resolved once: the parts key names it
     diffusion, _ = plan(trained.diffusion, sampler, steps, nfe, spacing, timesteps)
     calls = nfe or (len(timesteps) if timesteps is not None else steps) or trained.diffusion.num_steps
     net = sampling_network(trained.model, speed.precision, speed.cuda_graph, speed.compile, evaluations=n * calls)
@@ -227,7 +228,6 @@ def generate(
     if (stage is None) != (low_res is None):
         raise ConfigError("a super-resolution stage needs low-resolution images, and only it takes them")
     level = trained.config.super_res.cond_aug_level if cond_aug_level is None else cond_aug_level
-    spacing = default_spacing(sampler) if spacing == "auto" else spacing  # the key names the steps taken
     dist = dist or Distributed()
     chunks = range(-(-n // batch_size))
     store = None

@@ -8,11 +8,13 @@ architecture and parameter count), random weights, a 50-step DDIM run from the s
 - gaussdiff, eager fp32: the plain network;
 - gaussdiff, default: what ``gaussdiff sample`` and ``eval`` call for runs under 500k image evaluations
   (``nets.fast.sampling_network``: on CUDA bf16 autocast, channels_last, each step replayed from a captured CUDA
-  graph; on CPU the plain network);
+  graph; on CPU fp32 or bf16 (where native), contiguous or channels_last, whichever its first batch measures
+  fastest, the measuring being part of the warm-up);
 - gaussdiff, bf16 + compile reduce-overhead: what they call for larger runs on CUDA (``--compile auto``);
 - diffusers, eager fp32: ``UNet2DModel`` driven by ``DDIMScheduler``, as its pipeline does;
 - diffusers, bf16 + compile: the model cast to bf16 and ``torch.compile(mode="reduce-overhead", fullgraph=True)``,
-  diffusers' documented fast inference setup (on CUDA only; compiling is reported, not timed).
+  diffusers' documented fast inference setup (compiling is reported, not timed); on CPU ``mode="default"`` (no
+  CUDA graphs there), beside bf16 uncompiled and fp32 compiled, since which is fastest depends on the CPU.
 
 Each round runs every contender once per batch size; ratios are paired within rounds (median over rounds),
 against diffusers in eager fp32 and against diffusers' fastest contender. A contender that fails prints its
@@ -30,7 +32,7 @@ from pathlib import Path
 import torch
 
 from gaussdiff import GaussianDiffusion, NoiseSchedule, sample
-from gaussdiff.nets.fast import sampling_network
+from gaussdiff.nets.fast import describe, sampling_network
 from train_speed import ours, theirs
 
 
@@ -40,6 +42,7 @@ def gaussdiff_runner(net: torch.nn.Module, steps: int):
     def run(x_T: torch.Tensor) -> torch.Tensor:
         return sample(net, diffusion, x_T.shape, sampler="ddim", steps=steps, x_T=x_T, progress=False,
                       spacing="trailing")
+    run.net = net
     return run
 
 
@@ -70,6 +73,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--doc", type=Path, help="also write the table into this page (docs/speed.md)")
+    parser.add_argument("--no-compile", action="store_true", help="on CPU, leave out diffusers' compiled setups "
+                        "(compiling takes about 30 s a batch size there)")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -85,29 +90,40 @@ def main() -> None:
         fast = copy.deepcopy(theirs_net)
         contenders["diffusers, bf16 + compile reduce-overhead"] = lambda: diffusers_runner(
             fast, args.steps, torch.bfloat16, "reduce-overhead")
+    else:  # diffusers' fast setups that run on a CPU: bf16 weights, and compiled (inductor's C++ kernels)
+        contenders["diffusers, bf16"] = lambda: diffusers_runner(copy.deepcopy(theirs_net), args.steps,
+                                                                 torch.bfloat16, None)
+        if not args.no_compile:
+            contenders["diffusers, compile"] = lambda: diffusers_runner(copy.deepcopy(theirs_net), args.steps,
+                                                                        torch.float32, "default")
+            contenders["diffusers, bf16 + compile"] = lambda: diffusers_runner(copy.deepcopy(theirs_net), args.steps,
+                                                                               torch.bfloat16, "default")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     times: dict[tuple[str, int], list[float]] = {}
-    runners = {}
+    runners = {}  # one per contender and batch size: gaussdiff's default measures its setup on its first batch
     for name, build in contenders.items():
         try:
-            runner = build()
             for batch in args.batch:
+                runner = build()
                 x_T = torch.randn(batch, 3, 32, 32, device=device, generator=torch.Generator(device).manual_seed(0))
                 start = time.perf_counter()
                 runner(x_T)
                 runner(x_T)
                 sync()
                 print(f"warm-up of {name} at batch {batch}: {time.perf_counter() - start:.1f} s", flush=True)
-            runners[name] = runner
+                if name == "gaussdiff, default" and device.type == "cpu":
+                    print(f"  it chose {describe(runner.net.setup, runner.net.seconds)}", flush=True)
+                runners[name, batch] = runner
         except Exception as e:  # a contender that cannot run here is reported, not fatal
             print(f"{name}: failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})", flush=True)
+    names = list(dict.fromkeys(name for name, _ in runners))
     for _ in range(args.repeats):
         for batch in args.batch:
             x_T = torch.randn(batch, 3, 32, 32, device=device, generator=torch.Generator(device).manual_seed(0))
-            for name, runner in runners.items():
+            for name in names:
                 sync()
                 start = time.perf_counter()
-                runner(x_T)
+                runners[name, batch](x_T)
                 sync()
                 times.setdefault((name, batch), []).append(time.perf_counter() - start)
 
@@ -117,12 +133,12 @@ def main() -> None:
              "| sampling | batch | images/s | ms/step | vs diffusers eager fp32 | vs diffusers' best |",
              "|---|---|---|---|---|---|"]
     for batch in args.batch:
-        theirs_names = [n for n in runners if n.startswith("diffusers")]
+        theirs_names = [n for n in names if n.startswith("diffusers") and (n, batch) in times]
         best = min(theirs_names, key=lambda n: statistics.median(times[n, batch]))
-        for name in runners:
+        for name in [n for n in names if (n, batch) in times]:
             mine_t = times[name, batch]
             ratio = lambda ref: statistics.median(r / o for o, r in zip(mine_t, times[ref, batch]))  # noqa: E731
-            eager = ratio("diffusers, eager fp32") if "diffusers, eager fp32" in runners else float("nan")
+            eager = ratio("diffusers, eager fp32") if ("diffusers, eager fp32", batch) in times else float("nan")
             lines.append(f"| {name} | {batch} | {batch / statistics.median(mine_t):.0f} | "
                          f"{1000 * statistics.median(mine_t) / args.steps:.2f} | {eager:.2f}x | {ratio(best):.2f}x |")
     table = "\n".join(lines)

@@ -26,7 +26,7 @@ def test_bench_script_imports(path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 @pytest.mark.parametrize("script, args, row", [
     ("train_speed", ["--batch", "2", "--repeats", "1", "--iters", "1", "--conv", "direct", "auto"], "direct"),
     ("conv_speed", ["--repeats", "1", "--layers", "1"], "direct"),
-    ("sample_speed", ["--batch", "2", "--steps", "2", "--repeats", "1"], "gaussdiff, default"),
+    ("sample_speed", ["--batch", "2", "--steps", "2", "--repeats", "1", "--no-compile"], "gaussdiff, default"),
 ])
 def test_speed_benchmarks_run_one_tiny_round(script, args, row, monkeypatch, capsys):
     """One round of the speed benchmarks end to end (their tables name the host), so that API drift fails here."""

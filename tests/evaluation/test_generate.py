@@ -80,6 +80,39 @@ def test_parts_name_the_steps_taken_not_the_word_auto(conditional_trained, tmp_p
         generate(conditional_trained, 3, "unipc", 4, batch_size=2, progress=False, parts=parts, spacing="linspace")
 
 
+def test_a_resumed_run_computes_with_the_setup_its_parts_were_drawn_with(conditional_trained, tmp_path,
+                                                                        monkeypatch):
+    """The setup a CPU run measured is written beside its chunks; resumed, the run takes it instead of measuring
+    again (a new measurement could choose otherwise, and its chunks would then differ in rounding). Here the record
+    is rewritten to channels_last, as a run whose measurement chose it would have left it."""
+    import json
+
+    from gaussdiff.evaluation.generate import SpeedConfig
+    from gaussdiff.nets.fast import Fast
+
+    parts = tmp_path / "s.npz.parts"
+    drawn, _ = generate(conditional_trained, 3, "ddim", 3, batch_size=2, progress=False, parts=parts,
+                        speed=SpeedConfig())
+    meta = json.loads((parts / "meta.json").read_text())
+    assert meta["setup"] == ["fp32", "contiguous"]  # the tiny network's calls are too quick to measure
+    meta["setup"] = ["fp32", "channels_last"]
+    (parts / "meta.json").write_text(json.dumps(meta))
+    (parts / "chunk-000001.npz").unlink()
+    monkeypatch.setattr(Fast, "decide", lambda *a, **k: pytest.fail("a resumed run measured again"))
+    layouts = []
+    hook = conditional_trained.model.register_forward_hook(
+        lambda module, args, out: layouts.append(not module.out[-1].weight.is_contiguous()))  # [1, ch, 3, 3]
+    try:
+        again, _ = generate(conditional_trained, 3, "ddim", 3, batch_size=2, progress=False, parts=parts,
+                            speed=SpeedConfig())
+    finally:
+        hook.remove()
+        conditional_trained.model.to(memory_format=torch.contiguous_format)
+    assert layouts and all(layouts)  # chunk 1 drawn again, in the recorded layout
+    assert torch.equal(again[:2], drawn[:2])
+    assert (again[2:].int() - drawn[2:].int()).abs().max() <= 1  # the same function, to rounding
+
+
 def test_torchrun_shards_sampling_and_equals_one_process_bit_for_bit(tmp_path):
     run = Path(__file__).resolve().parents[1] / "fixtures" / "run-v0.1"
     flags = [str(run), "--num-samples", "7", "--batch-size", "2", "--steps", "4", "--sampler", "ddpm", "--device", "cpu"]

@@ -88,19 +88,84 @@ def test_compile_auto_compiles_only_large_runs_on_cuda():
 
     net = small_unet()
     assert sampling_network(net, compile="auto", evaluations=10 * COMPILE_PAYS).compile == "off"  # CPU
-    assert not sampling_network(net).bf16  # auto precision on CPU: fp32
 
 
-@CUDA
-@torch.no_grad()
-def test_compiled_reduce_overhead_equals_plain_calls_and_keeps_earlier_outputs():
-    net = small_unet().cuda()
-    fast = Fast(net, compile="reduce-overhead")
-    assert not fast.cuda_graph  # inductor's graphs, not ours
-    outs = []
-    for batch in (4, 4, 4):
-        x, t = inputs("cuda", batch)
-        x = x + len(outs)  # a different input each call
-        outs.append((fast(x, t), net(x, t)))
-    for got, expected in outs:
-        assert torch.allclose(got, expected, atol=1e-4, rtol=1e-4)
+def test_on_cpu_auto_measures_bf16_only_where_it_is_native(monkeypatch):
+    from gaussdiff.nets import fast
+
+    net = small_unet()
+    monkeypatch.setattr(fast, "cpu_flags", lambda: {"avx2"})  # bf16 would be emulated: only the layouts
+    assert fast.sampling_network(net).candidates == (fast.Setup("fp32", "contiguous"),
+                                                     fast.Setup("fp32", "channels_last"))
+    monkeypatch.setattr(fast, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    assert len(fast.sampling_network(net).candidates) == 4
+    assert fast.sampling_network(net, memory_format="contiguous").candidates == (
+        fast.Setup("fp32", "contiguous"), fast.Setup("bf16", "contiguous"))
+    plain = fast.sampling_network(net, precision="fp32", memory_format="contiguous")
+    assert not plain.candidates and plain.setup == fast.Setup("fp32", "contiguous")
+    told = fast.sampling_network(net, precision="bf16", memory_format="channels_last")
+    assert not told.candidates and told.setup == fast.Setup("bf16", "channels_last")
+
+
+def test_choose_takes_a_change_only_where_it_pays():
+    """channels_last must save 5% over the default layout in its precision, and bf16 15% over fp32's best."""
+    from gaussdiff.nets.fast import Setup, choose
+
+    f, fl, b, bl = Setup("fp32"), Setup("fp32", "channels_last"), Setup("bf16"), Setup("bf16", "channels_last")
+    assert choose({f: 1.0, fl: 0.96}) == f
+    assert choose({f: 1.0, fl: 0.94}) == fl
+    assert choose({f: 1.0, fl: 0.8, b: 0.7, bl: 0.75}) == fl  # bf16 0.7 > 0.85 * 0.8
+    assert choose({f: 1.0, fl: 0.8, b: 0.6, bl: 0.58}) == b  # channels_last within 5% of bf16's default layout
+    assert choose({b: 1.0, bl: 0.5}) == bl  # only bf16 measured (--precision bf16)
+
+
+def test_decide_times_every_candidate_and_then_the_verdict_serves_every_call(monkeypatch):
+    """Before its first call the wrapper times each candidate on that call's inputs (a warm-up and the timed calls,
+    in turn, outputs thrown away); from then on one setup serves, whatever the input. A fake clock charges each
+    call by its setup, so the verdict is known: bf16 in channels_last. Every output is the network's, to bf16's
+    rounding."""
+    from types import SimpleNamespace
+
+    from gaussdiff.nets import fast
+
+    net = small_unet()
+    clock, served = [0.0], []
+    cost = {fast.Setup("fp32", "contiguous"): 3.0, fast.Setup("fp32", "channels_last"): 2.0,
+            fast.Setup("bf16", "contiguous"): 2.0, fast.Setup("bf16", "channels_last"): 1.0}
+
+    def charge(module, args, out):
+        layout = "channels_last" if args[0].is_contiguous(memory_format=torch.channels_last) else "contiguous"
+        weights = "channels_last" if module.down.stem.weight.is_contiguous(memory_format=torch.channels_last) \
+            else "contiguous"
+        assert weights == layout  # the weights follow the layout, or the convolutions would not
+        setup = fast.Setup("bf16" if torch.is_autocast_enabled("cpu") else "fp32", layout)
+        served.append(setup)
+        clock[0] += cost[setup]
+
+    monkeypatch.setattr(fast, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    wrapped = fast.Fast(net, candidates=list(cost))
+    assert wrapped.setup is None
+    hook = net.register_forward_hook(charge)
+    with torch.no_grad():
+        outs = [wrapped(*inputs(batch=b)) for b in (4, 4, 3)]
+    hook.remove()
+    # the first candidate's warm-up and a timed call (3 s: above MEASURE_FROM), then the measuring rounds
+    assert served == list(cost)[:1] * 2 + list(cost) * (1 + fast.TIMED_CALLS) + [fast.Setup("bf16", "channels_last")] * 3
+    assert wrapped.setup == fast.Setup("bf16", "channels_last") and wrapped.seconds == cost
+    net.to(memory_format=torch.contiguous_format)
+    with torch.no_grad():
+        for out, b in zip(outs, (4, 4, 3)):
+            expected = net(*inputs(batch=b))
+            assert out.dtype == torch.float32 and out.is_contiguous()
+            assert (out - expected).abs().max() < 0.1 * expected.abs().max()
+    clock[0], served[:] = 0.0, []
+    quick = fast.Fast(net, candidates=list(cost))
+    cost[fast.Setup("fp32", "contiguous")] = fast.MEASURE_FROM / 2
+    net.register_forward_hook(charge)
+    with torch.no_grad():
+        quick(*inputs())
+    assert served == [fast.Setup("fp32", "contiguous")] * 3  # quick calls: nothing else is measured
+    given = fast.Fast(net, candidates=list(cost))
+    given.use(fast.Setup("fp32", "contiguous"))  # a verdict given: nothing measured, the plain network
+    with torch.no_grad():
+        assert torch.equal(given(*inputs()), net(*inputs()))

@@ -109,6 +109,7 @@ def test_state_round_trip_continues_identically():
 
 
 def test_precision_auto_takes_bf16_only_where_it_is_native_and_pays(monkeypatch):
+    from gaussdiff.nets import fast
     from gaussdiff.training import loop
 
     timed = []
@@ -116,9 +117,9 @@ def test_precision_auto_takes_bf16_only_where_it_is_native_and_pays(monkeypatch)
     def time_pass(seconds):
         return lambda p: timed.append(p) or seconds[p]
 
-    monkeypatch.setattr(loop, "cpu_flags", lambda: set())  # no AMX, no AVX-512 BF16: emulated bf16
+    monkeypatch.setattr(fast, "cpu_flags", lambda: set())  # no AMX, no AVX-512 BF16: emulated bf16
     assert loop.resolve_precision("auto", CPU, time_pass({"fp32": 1.0, "bf16": 0.1})) == "fp32" and not timed
-    monkeypatch.setattr(loop, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    monkeypatch.setattr(fast, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
     assert loop.resolve_precision("auto", CPU, time_pass({"fp32": 1.0, "bf16": 0.8})) == "bf16"
     assert timed == ["fp32", "bf16"] * 4  # a warm-up and 3 paired passes
     assert loop.resolve_precision("auto", CPU, time_pass({"fp32": 1.0, "bf16": 0.9})) == "fp32"  # gains < 15%
@@ -130,10 +131,11 @@ def test_a_run_records_the_precision_auto_chose_and_measuring_changes_nothing(mo
     """The measurement's passes leave the weights, their gradients and the RNG alone: a run that measured and
     chose fp32 takes exactly the steps of a run told fp32."""
     from conftest import override, tiny_config
+    from gaussdiff.nets import fast
     from gaussdiff.training import loop, trainer
     from gaussdiff.training.config import load_config
 
-    monkeypatch.setattr(loop, "cpu_flags", lambda: {"avx512_bf16"})
+    monkeypatch.setattr(fast, "cpu_flags", lambda: {"avx512_bf16"})
     chosen = {}
     real = loop.resolve_precision
 

@@ -22,6 +22,7 @@ from ..evaluation.generate import (SpeedConfig, generate, generate_cascade, supe
                                    text_condition)
 from ..evaluation.super_res import evaluate_super_resolution
 from ..evaluation.quality import QualityReport, attribute_ceiling, evaluate_quality
+from ..nets.fast import describe
 from ..samplers.run import SamplerName
 from ..training.distributed import Distributed, joined, launched_by_torchrun
 from ..training.loop import resolve_device
@@ -224,7 +225,7 @@ class Eval:
                                       labels if takes_labels(trained, self.guide) else None, self.guide,
                                       progress=not self.json, prompts=prompts,
                                       nfe=None if times is not None else self.nfe, spacing=spacing, timesteps=times,
-                                      dist=dist, parts=parts, speed=self.speed)
+                                      dist=dist, parts=parts, speed=self.speed, on_setup=self.note_setup)
             labels = scored if labels is None else labels
             if not dist.is_main:
                 return []
@@ -234,6 +235,11 @@ class Eval:
                              device=str(device), attributes=attributes)
         figures["quality"] = asdict(q)
         source = str(self.samples) if self.samples else self.describe_steps(label)
+        if self._setup is not None:  # what the network computed in: bf16 moves a figure by its rounding
+            source += f", network in {self._setup[0].precision}, {self._setup[0].memory_format}"
+            figures["network"] = {"precision": self._setup[0].precision,
+                                  "memory_format": self._setup[0].memory_format,
+                                  "measured_seconds_a_call": {"/".join(k): v for k, v in self._setup[1].items()}}
         if self.guide.guidance:
             source += f", guidance w = {self.guide.guidance:g}"
         lines = self.quality_lines(q, f"sample quality of {q.n} samples ({source}) against {data_config.data}, "
@@ -258,6 +264,14 @@ class Eval:
         return [title, f"  FID        {q.fid:.3f}", f"  KID        {q.kid:.5f} ± {q.kid_std:.5f}",
                 f"  precision  {q.precision:.3f}", f"  recall     {q.recall:.3f}"] + (
             [f"  classifier accuracy on the labels  {q.accuracy:.3f}"] if q.accuracy is not None else [])
+
+    _setup = None  # (Setup, seconds) once sampling has set up its network; not an option
+
+    def note_setup(self, setup, seconds) -> None:
+        """Keep the network setup sampling used (and what was measured to choose it), for the report."""
+        self._setup = (setup, seconds)
+        if seconds and not self.json:
+            print(f"gaussdiff: sampling network: {describe(setup, seconds)}", file=sys.stderr)
 
     def describe_steps(self, label: str) -> str:
         """What sampled: the sampler, its budget and its steps (``label``; every figure says what it is)."""

@@ -16,16 +16,97 @@ Captured graphs hold static input and output buffers; a call copies its inputs i
 copies the output out. With gradients enabled (classifier guidance differentiates through its own
 network, not this one, but a caller might), on CPU, or for conditions that are not tensors, the
 network is called eagerly.
+
+On CPU the fastest arithmetic and memory layout depend on the host and the network: on a 2-core Zen 5 with
+AVX-512 BF16 the Fashion-MNIST main job's network at batch 500 took 2.2 s a call in fp32, 1.8 s in channels_last
+and 1.0 s under bf16 autocast, while the digits network gained from neither (docs/speed.md). So :class:`Fast`
+can be given several :class:`Setup` candidates: before its first call it times each of them on that call's
+inputs (a warm-up and :data:`TIMED_CALLS` timed calls each, in turn, outputs thrown away) and keeps the fastest
+by the margins of :func:`choose` for every later call, so that the samples are those of one setup, whichever
+it is (all compute the same function, to fp32's or bf16's rounding).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import time
 import warnings
-from typing import Any
+from typing import Any, Literal, NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux's /proc/cpuinfo; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 autocast runs on native bf16 arithmetic here: CUDA that supports it, or a CPU with AMX or
+    AVX-512 BF16 (elsewhere oneDNN emulates bf16, slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
+
+
+class Setup(NamedTuple):
+    """How one network call runs: its arithmetic (bf16 autocast or fp32) and its activations' memory layout."""
+
+    precision: Literal["fp32", "bf16"] = "fp32"
+    memory_format: Literal["contiguous", "channels_last"] = "contiguous"
+
+
+BF16_PAYS = 0.85
+"""A measured choice takes bf16 on CPU (for sampling here, for training in ``--precision auto``) only if it takes at
+most this fraction of fp32's time: bf16 rounds each product to 8 bits of mantissa, which a small gain does not
+buy."""
+
+LAYOUT_PAYS = 0.95
+"""A measured choice takes channels_last only if its calls take at most this fraction of the default layout's (in
+the same precision): a choice within the timing noise could as well be slower."""
+
+TIMED_CALLS = 2
+"""Timed calls per candidate, after its warm-up call, when :class:`Fast` measures (the least of them counts)."""
+
+
+MEASURE_FROM = 0.05
+"""Seconds of a call (of the first candidate, after a warm-up) under which :meth:`Fast.decide` keeps the first
+candidate without measuring the rest: a whole 50-step batch then takes under 2.5 s, the gain is as small as the
+timing noise, and a choice within the noise would make the samples of small runs differ run to run."""
+
+
+def choose(seconds: dict[Setup, float]) -> Setup:
+    """The candidate to keep, from each one's seconds a call: in each precision channels_last if it takes at most
+    :data:`LAYOUT_PAYS` of the contiguous layout's time (or is the only layout measured), then bf16's best if it
+    takes at most :data:`BF16_PAYS` of fp32's best (or fp32 was not measured)."""
+    best = {}
+    for precision in ("fp32", "bf16"):
+        contiguous, last = seconds.get(Setup(precision, "contiguous")), seconds.get(Setup(precision, "channels_last"))
+        if last is not None and (contiguous is None or last <= LAYOUT_PAYS * contiguous):
+            best[precision] = Setup(precision, "channels_last")
+        elif contiguous is not None:
+            best[precision] = Setup(precision, "contiguous")
+    if "bf16" in best and ("fp32" not in best or seconds[best["bf16"]] <= BF16_PAYS * seconds[best["fp32"]]):
+        return best["bf16"]
+    return best["fp32"]
+
+
+def describe(setup: Setup, seconds: dict[Setup, float]) -> str:
+    """``setup`` in words, with what was measured to choose it, if anything: ``bf16, contiguous (measured, s a
+    call: fp32/contiguous 2.21, ...)``."""
+    words = f"{setup.precision}, {setup.memory_format}"
+    if seconds:
+        words += " (measured, s a call: " + ", ".join(f"{s.precision}/{s.memory_format} {v:.3g}"
+                                                      for s, v in seconds.items()) + ")"
+    return words
 
 
 class Fast(nn.Module):
@@ -35,11 +116,13 @@ class Fast(nn.Module):
     ``x_t: [B, C, H, W]``, ``t: [B]`` and tensor conditions ``[B, ...]`` -> ``net``'s output ``[B, C', H, W]``
     in ``x_t``'s dtype. One graph is captured per (condition names, shapes, dtypes, devices) of the inputs; the
     autocast state inside is this wrapper's own, whatever the caller's. Converts ``net`` to channels_last in
-    place when ``channels_last``.
+    place when ``channels_last``. Given two or more ``candidates`` (and no ``compile``), CPU calls are served by
+    the one :meth:`decide` measures fastest on the first call's inputs (or the one given to :meth:`use`); ``bf16``
+    and ``channels_last`` then serve CUDA calls only.
     """
 
     def __init__(self, net: nn.Module, bf16: bool = False, channels_last: bool = False, cuda_graph: bool = True,
-                 compile: str = "off", warmup: int = 2) -> None:
+                 compile: str = "off", warmup: int = 2, candidates: Sequence[Setup] = ()) -> None:
         super().__init__()
         self.net = net
         self.bf16, self.channels_last, self.warmup = bf16, channels_last, warmup
@@ -47,22 +130,77 @@ class Fast(nn.Module):
         # inductor's cudagraphs replace ours
         self.cuda_graph = cuda_graph and compile not in ("reduce-overhead", "max-autotune")
         self._call = net if compile == "off" else torch.compile(net, mode=compile, dynamic=False)
-        if channels_last:
-            net.to(memory_format=torch.channels_last)
+        self.candidates = tuple(candidates) if len(candidates) > 1 and compile == "off" else ()
+        self.verdict: Setup | None = None
+        """The candidate that serves CPU calls, once measured (:meth:`decide`) or given (:meth:`use`)."""
+        self.seconds: dict[Setup, float] = {}
+        """What :meth:`decide` measured: the least seconds of a call of each candidate."""
+        self._layout = "contiguous"
+        self._to_layout("channels_last" if channels_last else "contiguous")
         self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, tuple[Tensor, ...], Tensor]] = {}
         self._pool = None
 
-    def _eager(self, x_t: Tensor, t: Tensor, cond: dict[str, Any]) -> Tensor:
-        if self.channels_last and x_t.dim() == 4:
+    @property
+    def setup(self) -> Setup | None:
+        """How a CPU call runs: the fixed setup, the verdict among the candidates, or None before the measuring."""
+        if not self.candidates:
+            return Setup("bf16" if self.bf16 else "fp32", "channels_last" if self.channels_last else "contiguous")
+        return self.verdict
+
+    def use(self, setup: Setup) -> None:
+        """Serve CPU calls with ``setup`` without measuring (a resumed run's, or another process's verdict)."""
+        self.verdict = Setup(*setup)
+
+    @torch.no_grad()
+    def decide(self, x_t: Tensor, t: Tensor, **cond: Any) -> Setup:
+        """Time every candidate on these inputs, interleaved (one warm-up call each, then :data:`TIMED_CALLS`
+        rounds; the least time of each counts), and keep :func:`choose`'s pick; a first candidate faster than
+        :data:`MEASURE_FROM` a call is kept unmeasured. Without candidates, the fixed setup."""
+        if not self.candidates:
+            return self.setup
+        first = self.candidates[0]
+        self._to_layout(first.memory_format)
+        self._eager(x_t, t, cond, first)
+        start = time.perf_counter()
+        self._eager(x_t, t, cond, first)
+        if time.perf_counter() - start < MEASURE_FROM:
+            self.verdict, self.seconds = first, {}
+            return first
+        seconds: dict[Setup, float] = {}
+        for round in range(1 + TIMED_CALLS):
+            for setup in self.candidates:
+                self._to_layout(setup.memory_format)
+                start = time.perf_counter()
+                self._eager(x_t, t, cond, setup)
+                if round > 0:
+                    seconds[setup] = min(seconds.get(setup, float("inf")), time.perf_counter() - start)
+        self.verdict, self.seconds = choose(seconds), seconds
+        return self.verdict
+
+    def _to_layout(self, memory_format: str) -> None:
+        if memory_format != self._layout:  # the weights too: a channels_last weight makes its convolution so
+            self.net.to(memory_format=torch.channels_last if memory_format == "channels_last" else
+                        torch.contiguous_format)
+            self._layout = memory_format
+
+    def _eager(self, x_t: Tensor, t: Tensor, cond: dict[str, Any], setup: Setup | None = None) -> Tensor:
+        bf16 = self.bf16 if setup is None else setup.precision == "bf16"
+        channels_last = self.channels_last if setup is None else setup.memory_format == "channels_last"
+        if channels_last and x_t.dim() == 4:
             x_t = x_t.contiguous(memory_format=torch.channels_last)
         if self.compile in ("reduce-overhead", "max-autotune") and x_t.is_cuda:
             torch.compiler.cudagraph_mark_step_begin()  # the last call's outputs were copied out
         # No cast cache: weights cast while warming up must not outlive a capture that reads them.
-        with torch.autocast(x_t.device.type, dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=False):
+        with torch.autocast(x_t.device.type, dtype=torch.bfloat16, enabled=bf16, cache_enabled=False):
             return self._call(x_t, t, **cond)
 
     def forward(self, x_t: Tensor, t: Tensor, **cond: Any) -> Tensor:
         dtype = x_t.dtype
+        if self.candidates and not x_t.is_cuda:
+            if self.verdict is None:
+                self.decide(x_t, t, **cond)
+            self._to_layout(self.verdict.memory_format)
+            return self._eager(x_t, t, cond, self.verdict).to(dtype).contiguous()
         graphable = (self.cuda_graph and x_t.is_cuda and not torch.is_grad_enabled()
                      and all(isinstance(v, Tensor) for v in cond.values()))
         if not graphable:  # a copy: inductor's graphs reuse their output buffers
@@ -113,18 +251,28 @@ from about 200k-550k image evaluations (FID@10k at 50 steps is 500k)."""
 
 
 def sampling_network(net: nn.Module, precision: str = "auto", cuda_graph: bool = True, compile: str = "off",
-                     evaluations: int = 0) -> Fast:
-    """``net`` as sampling calls it by default: bf16 autocast for ``precision`` ``bf16``, or ``auto`` on CUDA with
-    bf16 (fp32 elsewhere: on CPU bf16 pays only for large networks on some hosts); channels_last on CUDA, where
-    its convolutions are faster; CUDA graphs on CUDA unless ``cuda_graph`` is False; ``torch.compile`` in mode
-    ``compile``, where ``auto`` is ``reduce-overhead`` (``default`` without ``cuda_graph``, whose graphs it
-    would make) on CUDA with Triton for a run of at least :data:`COMPILE_PAYS` image ``evaluations``, else
-    ``off``. ``net`` is converted to channels_last in place on CUDA."""
+                     evaluations: int = 0, memory_format: str = "auto") -> Fast:
+    """``net`` as sampling calls it by default. On CUDA: bf16 autocast for ``precision`` ``bf16``, or ``auto`` where
+    CUDA has bf16; channels_last unless ``memory_format`` is ``contiguous``; CUDA graphs unless ``cuda_graph`` is
+    False; ``torch.compile`` in mode ``compile``, where ``auto`` is ``reduce-overhead`` (``default`` without
+    ``cuda_graph``, whose graphs it would make) with Triton for a run of at least :data:`COMPILE_PAYS` image
+    ``evaluations``, else ``off``. On CPU (no compiling under ``auto``): each ``auto`` of ``precision`` and
+    ``memory_format`` is measured on the run's own calls (:class:`Fast`'s candidates; bf16 only where the CPU
+    computes it natively, :func:`bf16_supported`), since which is faster depends on the host, the network and the
+    batch. ``net`` is converted to channels_last in place where that is chosen."""
     device = next(net.parameters()).device
     cuda = device.type == "cuda"
-    bf16 = precision == "bf16" or (precision == "auto" and cuda and torch.cuda.is_bf16_supported())
     if compile == "auto":
         triton = importlib.util.find_spec("triton") is not None
         mode = "reduce-overhead" if cuda_graph else "default"
         compile = mode if cuda and triton and evaluations >= COMPILE_PAYS else "off"
-    return Fast(net, bf16=bf16, channels_last=cuda, cuda_graph=cuda_graph, compile=compile)
+    if cuda:
+        bf16 = precision == "bf16" or (precision == "auto" and bf16_supported(device))
+        return Fast(net, bf16=bf16, channels_last=memory_format != "contiguous", cuda_graph=cuda_graph,
+                    compile=compile)
+    precisions = ["fp32", "bf16"] if precision == "auto" and bf16_supported(device) else \
+        ["bf16" if precision == "bf16" else "fp32"]
+    layouts = ["contiguous", "channels_last"] if memory_format == "auto" else [memory_format]
+    candidates = [Setup(p, m) for p in precisions for m in layouts]
+    return Fast(net, bf16=candidates[0].precision == "bf16", channels_last=candidates[0].memory_format == "channels_last",
+                cuda_graph=cuda_graph, compile=compile, candidates=candidates if compile == "off" else ())

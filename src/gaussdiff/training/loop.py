@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
 from ..errors import ConfigError
+from ..nets.fast import BF16_PAYS, bf16_supported
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 LrSchedule = Literal["constant", "cosine", "one_cycle"]
@@ -86,30 +87,6 @@ def resolve_compile(mode: CompileMode, device: torch.device, distributed: bool =
     if device.type != "cuda" or importlib.util.find_spec("triton") is None:
         return "off"
     return "default" if distributed else COMPILE_ON_CUDA
-
-
-BF16_PAYS = 0.85
-"""``--precision auto`` takes bf16 on CPU when a training pass in bf16 takes at most this fraction of fp32's time."""
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (Linux's /proc/cpuinfo; empty elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 autocast runs on native bf16 arithmetic here: CUDA that supports it, or a CPU with AMX or
-    AVX-512 BF16 (elsewhere oneDNN emulates bf16, slower than fp32)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
 
 
 def resolve_precision(precision: Precision, device: torch.device,

@@ -150,7 +150,8 @@ def test_decide_times_every_candidate_and_then_the_verdict_serves_every_call(mon
         outs = [wrapped(*inputs(batch=b)) for b in (4, 4, 3)]
     hook.remove()
     # the first candidate's warm-up and a timed call (3 s: above MEASURE_FROM), then the measuring rounds
-    assert served == list(cost)[:1] * 2 + list(cost) * (1 + fast.TIMED_CALLS) + [fast.Setup("bf16", "channels_last")] * 3
+    verdict = fast.Setup("bf16", "channels_last")
+    assert served == list(cost)[:1] * 2 + list(cost) * (1 + fast.TIMED_CALLS) + [verdict] * 3
     assert wrapped.setup == fast.Setup("bf16", "channels_last") and wrapped.seconds == cost
     net.to(memory_format=torch.contiguous_format)
     with torch.no_grad():

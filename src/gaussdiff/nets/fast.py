@@ -274,5 +274,6 @@ def sampling_network(net: nn.Module, precision: str = "auto", cuda_graph: bool =
         ["bf16" if precision == "bf16" else "fp32"]
     layouts = ["contiguous", "channels_last"] if memory_format == "auto" else [memory_format]
     candidates = [Setup(p, m) for p in precisions for m in layouts]
-    return Fast(net, bf16=candidates[0].precision == "bf16", channels_last=candidates[0].memory_format == "channels_last",
+    first = candidates[0]
+    return Fast(net, bf16=first.precision == "bf16", channels_last=first.memory_format == "channels_last",
                 cuda_graph=cuda_graph, compile=compile, candidates=candidates if compile == "off" else ())

@@ -87,7 +87,46 @@ def test_compile_auto_compiles_only_large_runs_on_cuda():
     from gaussdiff.nets.fast import COMPILE_PAYS, sampling_network
 
     net = small_unet()
-    assert sampling_network(net, compile="auto", evaluations=10 * COMPILE_PAYS).compile == "off"  # CPU
+    assert sampling_network(net, compile="auto", evaluations=10 * COMPILE_PAYS).compile == "auto"  # CPU: measured
+
+
+def test_on_cpu_compile_auto_compiles_when_the_measured_calls_project_a_long_run(monkeypatch):
+    """compile auto on CPU compiles the chosen setup iff evaluations / batch x its seconds a call (a fake clock:
+    1 s) reach COMPILE_PAYS_SECONDS; torch.compile is replaced by a recorder here (compiling takes 30 s)."""
+    from types import SimpleNamespace
+
+    from gaussdiff.nets import fast
+
+    clock, compiled = [0.0], []
+    monkeypatch.setattr(fast, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(torch, "compile", lambda net, mode, dynamic: compiled.append(mode) or net)
+    monkeypatch.setattr(fast, "cpu_flags", lambda: set())
+    x, t = inputs(batch=4)
+    for evaluations, expected in ((4 * fast.COMPILE_PAYS_SECONDS, "default"), (4 * 599, "off")):
+        net = small_unet()
+        net.register_forward_hook(lambda *_: clock.__setitem__(0, clock[0] + 1.0))
+        wrapped = fast.sampling_network(net, compile="auto", evaluations=int(evaluations))
+        with torch.no_grad():
+            assert torch.equal(wrapped(x, t), net(x, t))
+        assert wrapped.setup.compile == expected and compiled == (["default"] if expected == "default" else [])
+        compiled.clear()
+
+
+
+def test_on_cpu_a_compile_that_fails_samples_uncompiled(monkeypatch):
+    """Inductor needs a C++ compiler on CPU: where compiling fails, the call warns and computes uncompiled."""
+    from gaussdiff.nets import fast
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", lambda net, mode, dynamic: broken)
+    net = small_unet()
+    wrapped = fast.Fast(net, candidates=[fast.Setup()], compile="default")
+    x, t = inputs()
+    with torch.no_grad(), pytest.warns(UserWarning, match="sampling uncompiled: InvalidCxxCompiler"):
+        assert torch.equal(wrapped(x, t), net(x, t))
+    assert wrapped.setup == fast.Setup("fp32", "contiguous", "off")
 
 
 def test_on_cpu_auto_measures_bf16_only_where_it_is_native(monkeypatch):
@@ -102,9 +141,9 @@ def test_on_cpu_auto_measures_bf16_only_where_it_is_native(monkeypatch):
     assert fast.sampling_network(net, memory_format="contiguous").candidates == (
         fast.Setup("fp32", "contiguous"), fast.Setup("bf16", "contiguous"))
     plain = fast.sampling_network(net, precision="fp32", memory_format="contiguous")
-    assert not plain.candidates and plain.setup == fast.Setup("fp32", "contiguous")
+    assert plain.setup == fast.Setup("fp32", "contiguous")  # nothing to measure
     told = fast.sampling_network(net, precision="bf16", memory_format="channels_last")
-    assert not told.candidates and told.setup == fast.Setup("bf16", "channels_last")
+    assert told.setup == fast.Setup("bf16", "channels_last")
 
 
 def test_choose_takes_a_change_only_where_it_pays():

@@ -236,9 +236,11 @@ class Eval:
         figures["quality"] = asdict(q)
         source = str(self.samples) if self.samples else self.describe_steps(label)
         if self._setup is not None:  # what the network computed in: bf16 moves a figure by its rounding
-            source += f", network in {self._setup[0].precision}, {self._setup[0].memory_format}"
-            figures["network"] = {"precision": self._setup[0].precision,
-                                  "memory_format": self._setup[0].memory_format,
+            setup = self._setup[0]
+            source += f", network in {setup.precision}, {setup.memory_format}"
+            source += f", compiled ({setup.compile})" if setup.compile != "off" else ""
+            figures["network"] = {"precision": setup.precision, "memory_format": setup.memory_format,
+                                  "compile": setup.compile,
                                   "measured_seconds_a_call": {"/".join(k): v for k, v in self._setup[1].items()}}
         if self.guide.guidance:
             source += f", guidance w = {self.guide.guidance:g}"

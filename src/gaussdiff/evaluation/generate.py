@@ -261,7 +261,7 @@ def generate(
     recorded = Parts.recorded_setup(parts) if parts is not None else None
     if recorded is not None:  # a resumed run computes as its finished chunks were computed
         net.use(recorded)
-    elif net.candidates:  # measured once, on the main process, on chunk 0's call (guidance included)
+    elif net.setup is None:  # measured once, on the main process, on chunk 0's call (guidance included)
         if dist.is_main:
             lo, hi, cond = chunk(0)
             x = torch.randn(hi - lo, *trained.sample_shape, device=trained.device)

@@ -58,10 +58,12 @@ def bf16_supported(device: torch.device) -> bool:
 
 
 class Setup(NamedTuple):
-    """How one network call runs: its arithmetic (bf16 autocast or fp32) and its activations' memory layout."""
+    """How one network call runs: its arithmetic (bf16 autocast or fp32), its activations' memory layout, and
+    whether it is compiled (``torch.compile``'s mode, or ``off``)."""
 
     precision: Literal["fp32", "bf16"] = "fp32"
     memory_format: Literal["contiguous", "channels_last"] = "contiguous"
+    compile: str = "off"
 
 
 BF16_PAYS = 0.85
@@ -103,6 +105,8 @@ def describe(setup: Setup, seconds: dict[Setup, float]) -> str:
     """``setup`` in words, with what was measured to choose it, if anything: ``bf16, contiguous (measured, s a
     call: fp32/contiguous 2.21, ...)``."""
     words = f"{setup.precision}, {setup.memory_format}"
+    if setup.compile != "off":
+        words += f", compiled ({setup.compile})"
     if seconds:
         words += " (measured, s a call: " + ", ".join(f"{s.precision}/{s.memory_format} {v:.3g}"
                                                       for s, v in seconds.items()) + ")"
@@ -116,25 +120,34 @@ class Fast(nn.Module):
     ``x_t: [B, C, H, W]``, ``t: [B]`` and tensor conditions ``[B, ...]`` -> ``net``'s output ``[B, C', H, W]``
     in ``x_t``'s dtype. One graph is captured per (condition names, shapes, dtypes, devices) of the inputs; the
     autocast state inside is this wrapper's own, whatever the caller's. Converts ``net`` to channels_last in
-    place when ``channels_last``. Given two or more ``candidates`` (and no ``compile``), CPU calls are served by
-    the one :meth:`decide` measures fastest on the first call's inputs (or the one given to :meth:`use`); ``bf16``
-    and ``channels_last`` then serve CUDA calls only.
+    place when ``channels_last``.
+
+    On CPU, given ``candidates``, calls are served by the one :meth:`decide` measures fastest on the first call's
+    inputs (or the one given to :meth:`use`); ``bf16`` and ``channels_last`` then serve CUDA calls only. ``compile``
+    ``auto`` there compiles the chosen setup if the run's projected sampling time, ``evaluations`` (images x
+    network calls each) / the batch x the measured seconds a call, is at least :data:`COMPILE_PAYS_SECONDS`.
     """
 
     def __init__(self, net: nn.Module, bf16: bool = False, channels_last: bool = False, cuda_graph: bool = True,
-                 compile: str = "off", warmup: int = 2, candidates: Sequence[Setup] = ()) -> None:
+                 compile: str = "off", warmup: int = 2, candidates: Sequence[Setup] = (), evaluations: int = 0
+                 ) -> None:
         super().__init__()
         self.net = net
         self.bf16, self.channels_last, self.warmup = bf16, channels_last, warmup
         self.compile = compile
         # inductor's cudagraphs replace ours
         self.cuda_graph = cuda_graph and compile not in ("reduce-overhead", "max-autotune")
-        self._call = net if compile == "off" else torch.compile(net, mode=compile, dynamic=False)
-        self.candidates = tuple(candidates) if len(candidates) > 1 and compile == "off" else ()
+        # (mode, compiled net or None): a tuple, so that nn.Module does not register the compiled net as a child
+        self._compiled: tuple[str, Any] = ("off", None)
+        if compile not in ("off", "auto"):
+            self._compile(compile)
+        self.candidates, self.evaluations = tuple(candidates), evaluations
         self.verdict: Setup | None = None
-        """The candidate that serves CPU calls, once measured (:meth:`decide`) or given (:meth:`use`)."""
+        """The setup that serves CPU calls, once measured (:meth:`decide`) or given (:meth:`use`)."""
+        if len(self.candidates) == 1 and compile != "auto":  # nothing to measure
+            self.verdict = self.candidates[0]._replace(compile=compile)
         self.seconds: dict[Setup, float] = {}
-        """What :meth:`decide` measured: the least seconds of a call of each candidate."""
+        """What :meth:`decide` measured: the least seconds of a call of each candidate (empty if it measured none)."""
         self._layout = "contiguous"
         self._to_layout("channels_last" if channels_last else "contiguous")
         self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, tuple[Tensor, ...], Tensor]] = {}
@@ -142,14 +155,20 @@ class Fast(nn.Module):
 
     @property
     def setup(self) -> Setup | None:
-        """How a CPU call runs: the fixed setup, the verdict among the candidates, or None before the measuring."""
+        """How a call runs: the fixed setup (CUDA), the verdict (CPU), or None before the measuring."""
         if not self.candidates:
-            return Setup("bf16" if self.bf16 else "fp32", "channels_last" if self.channels_last else "contiguous")
+            return Setup("bf16" if self.bf16 else "fp32", "channels_last" if self.channels_last else "contiguous",
+                         self.compile)
         return self.verdict
 
     def use(self, setup: Setup) -> None:
         """Serve CPU calls with ``setup`` without measuring (a resumed run's, or another process's verdict)."""
         self.verdict = Setup(*setup)
+        self._compile(self.verdict.compile)
+
+    def _compile(self, mode: str) -> None:
+        if mode != self._compiled[0]:
+            self._compiled = (mode, None if mode == "off" else torch.compile(self.net, mode=mode, dynamic=False))
 
     @torch.no_grad()
     def decide(self, x_t: Tensor, t: Tensor, **cond: Any) -> Setup:
@@ -160,21 +179,26 @@ class Fast(nn.Module):
             return self.setup
         first = self.candidates[0]
         self._to_layout(first.memory_format)
-        self._eager(x_t, t, cond, first)
+        self._eager(x_t, t, cond, first, compiled=False)
         start = time.perf_counter()
-        self._eager(x_t, t, cond, first)
-        if time.perf_counter() - start < MEASURE_FROM:
-            self.verdict, self.seconds = first, {}
-            return first
-        seconds: dict[Setup, float] = {}
-        for round in range(1 + TIMED_CALLS):
-            for setup in self.candidates:
-                self._to_layout(setup.memory_format)
-                start = time.perf_counter()
-                self._eager(x_t, t, cond, setup)
-                if round > 0:
-                    seconds[setup] = min(seconds.get(setup, float("inf")), time.perf_counter() - start)
-        self.verdict, self.seconds = choose(seconds), seconds
+        self._eager(x_t, t, cond, first, compiled=False)
+        verdict, call = first, time.perf_counter() - start
+        if len(self.candidates) > 1 and call >= MEASURE_FROM:
+            seconds: dict[Setup, float] = {}
+            for round in range(1 + TIMED_CALLS):
+                for setup in self.candidates:
+                    self._to_layout(setup.memory_format)
+                    start = time.perf_counter()
+                    self._eager(x_t, t, cond, setup, compiled=False)
+                    if round > 0:
+                        seconds[setup] = min(seconds.get(setup, float("inf")), time.perf_counter() - start)
+            verdict, self.seconds = choose(seconds), seconds
+            call = seconds[verdict]
+        mode = self.compile
+        if mode == "auto":  # a one-time cost per batch shape, repaid only by a long run
+            projected = self.evaluations / max(len(x_t), 1) * call
+            mode = "default" if projected >= COMPILE_PAYS_SECONDS else "off"
+        self.use(verdict._replace(compile=mode))
         return self.verdict
 
     def _to_layout(self, memory_format: str) -> None:
@@ -183,7 +207,8 @@ class Fast(nn.Module):
                         torch.contiguous_format)
             self._layout = memory_format
 
-    def _eager(self, x_t: Tensor, t: Tensor, cond: dict[str, Any], setup: Setup | None = None) -> Tensor:
+    def _eager(self, x_t: Tensor, t: Tensor, cond: dict[str, Any], setup: Setup | None = None,
+               compiled: bool = True) -> Tensor:
         bf16 = self.bf16 if setup is None else setup.precision == "bf16"
         channels_last = self.channels_last if setup is None else setup.memory_format == "channels_last"
         if channels_last and x_t.dim() == 4:
@@ -192,7 +217,8 @@ class Fast(nn.Module):
             torch.compiler.cudagraph_mark_step_begin()  # the last call's outputs were copied out
         # No cast cache: weights cast while warming up must not outlive a capture that reads them.
         with torch.autocast(x_t.device.type, dtype=torch.bfloat16, enabled=bf16, cache_enabled=False):
-            return self._call(x_t, t, **cond)
+            call = self._compiled[1] if compiled and self._compiled[1] is not None else self.net
+            return call(x_t, t, **cond)
 
     def forward(self, x_t: Tensor, t: Tensor, **cond: Any) -> Tensor:
         dtype = x_t.dtype
@@ -200,7 +226,14 @@ class Fast(nn.Module):
             if self.verdict is None:
                 self.decide(x_t, t, **cond)
             self._to_layout(self.verdict.memory_format)
-            return self._eager(x_t, t, cond, self.verdict).to(dtype).contiguous()
+            if self.verdict.compile == "off":
+                return self._eager(x_t, t, cond, self.verdict).to(dtype).contiguous()
+            try:
+                return self._eager(x_t, t, cond, self.verdict).to(dtype, copy=True).contiguous()
+            except Exception as e:  # no C++ compiler, say: the same function, uncompiled
+                warnings.warn(f"torch.compile failed, sampling uncompiled: {str(e).splitlines()[0] if str(e) else e}")
+                self.use(self.verdict._replace(compile="off"))
+                return self._eager(x_t, t, cond, self.verdict).to(dtype).contiguous()
         graphable = (self.cuda_graph and x_t.is_cuda and not torch.is_grad_enabled()
                      and all(isinstance(v, Tensor) for v in cond.values()))
         if not graphable:  # a copy: inductor's graphs reuse their output buffers
@@ -250,22 +283,30 @@ from bench/sample_speed.py on an H200: compiling took 25-32 s a batch shape, and
 from about 200k-550k image evaluations (FID@10k at 50 steps is 500k)."""
 
 
+COMPILE_PAYS_SECONDS = 600.0
+"""Projected seconds of sampling from which ``compile auto`` compiles on CPU. Measured on a 2-core Zen 5 with AVX-512
+BF16 (bench/sample_speed.py, docs/speed.md): compiled calls of the CIFAR-sized U-Net in bf16 took 0.79-0.81 of the
+uncompiled ones, and compiling took 32-35 s a batch shape; a run has two shapes (its full chunks and the last), so
+compiling pays from about 350 s of sampling, and 600 s leaves a margin for networks that gain less."""
+
+
 def sampling_network(net: nn.Module, precision: str = "auto", cuda_graph: bool = True, compile: str = "off",
                      evaluations: int = 0, memory_format: str = "auto") -> Fast:
     """``net`` as sampling calls it by default. On CUDA: bf16 autocast for ``precision`` ``bf16``, or ``auto`` where
     CUDA has bf16; channels_last unless ``memory_format`` is ``contiguous``; CUDA graphs unless ``cuda_graph`` is
     False; ``torch.compile`` in mode ``compile``, where ``auto`` is ``reduce-overhead`` (``default`` without
     ``cuda_graph``, whose graphs it would make) with Triton for a run of at least :data:`COMPILE_PAYS` image
-    ``evaluations``, else ``off``. On CPU (no compiling under ``auto``): each ``auto`` of ``precision`` and
-    ``memory_format`` is measured on the run's own calls (:class:`Fast`'s candidates; bf16 only where the CPU
-    computes it natively, :func:`bf16_supported`), since which is faster depends on the host, the network and the
-    batch. ``net`` is converted to channels_last in place where that is chosen."""
+    ``evaluations``, else ``off``. On CPU each ``auto`` of ``precision`` and ``memory_format`` is measured on the
+    run's first call (:class:`Fast`'s candidates; bf16 only where the CPU computes it natively,
+    :func:`bf16_supported`), since which is faster depends on the host, the network and the batch, and
+    ``compile`` ``auto`` compiles the chosen setup when the measured call time projects a run of at least
+    :data:`COMPILE_PAYS_SECONDS`. ``net`` is converted to channels_last in place where that is chosen."""
     device = next(net.parameters()).device
     cuda = device.type == "cuda"
-    if compile == "auto":
+    if compile == "auto" and cuda:
         triton = importlib.util.find_spec("triton") is not None
         mode = "reduce-overhead" if cuda_graph else "default"
-        compile = mode if cuda and triton and evaluations >= COMPILE_PAYS else "off"
+        compile = mode if triton and evaluations >= COMPILE_PAYS else "off"
     if cuda:
         bf16 = precision == "bf16" or (precision == "auto" and bf16_supported(device))
         return Fast(net, bf16=bf16, channels_last=memory_format != "contiguous", cuda_graph=cuda_graph,
@@ -276,4 +317,4 @@ def sampling_network(net: nn.Module, precision: str = "auto", cuda_graph: bool =
     candidates = [Setup(p, m) for p in precisions for m in layouts]
     first = candidates[0]
     return Fast(net, bf16=first.precision == "bf16", channels_last=first.memory_format == "channels_last",
-                cuda_graph=cuda_graph, compile=compile, candidates=candidates if compile == "off" else ())
+                cuda_graph=cuda_graph, compile=compile, candidates=candidates, evaluations=evaluations)

@@ -17,7 +17,8 @@ def run(tmp_path_factory):
     return path
 
 
-def test_sample_eval_and_show_with_an_nfe_budget(run, tmp_path, capsys):
+def test_sample_eval_and_show_with_an_nfe_budget(run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("gaussdiff.nets.fast.MEASURE_FROM", float("inf"))  # the setup named below, however loaded
     main(["sample", str(run), "--sampler", "dpm++2m", "--nfe", "10", "--n", "4", "--out", str(tmp_path / "a.npz"),
           "--device", "cpu"])
     main(["sample", str(run), "--sampler", "heun", "--nfe", "6", "--timesteps", "karras", "--n", "4", "--out",
@@ -49,7 +50,8 @@ def test_bad_sampler_choices_get_one_line(run, capsys):
     expect_error(capsys, "sample", run, "--sampler", "dpm++9m", match="dpm++9m")
 
 
-def test_tune_saves_steps_that_sample_and_eval_then_use(run, tmp_path, capsys):
+def test_tune_saves_steps_that_sample_and_eval_then_use(run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("gaussdiff.nets.fast.MEASURE_FROM", float("inf"))  # the setup named below, however loaded
     main(["tune", str(run), "--sampler", "dpm++2m", "--nfe", "4", "--n", "4", "--evals", "12", "--reference-nfe", "20",
           "--device", "cpu"])
     assert "wrote" in capsys.readouterr().out

@@ -87,6 +87,7 @@ def test_a_resumed_run_computes_with_the_setup_its_parts_were_drawn_with(conditi
     is rewritten to channels_last, as a run whose measurement chose it would have left it."""
     import json
 
+    monkeypatch.setattr("gaussdiff.nets.fast.MEASURE_FROM", float("inf"))  # quick calls: the first candidate
     from gaussdiff.evaluation.generate import SpeedConfig
     from gaussdiff.nets.fast import Fast
 
@@ -98,7 +99,8 @@ def test_a_resumed_run_computes_with_the_setup_its_parts_were_drawn_with(conditi
     meta["setup"] = ["fp32", "channels_last", "off"]
     (parts / "meta.json").write_text(json.dumps(meta))
     (parts / "chunk-000001.npz").unlink()
-    monkeypatch.setattr(Fast, "decide", lambda *a, **k: pytest.fail("a resumed run measured again"))
+    measured = []
+    monkeypatch.setattr(Fast, "decide", lambda *a, **k: measured.append(1))
     layouts = []
     hook = conditional_trained.model.register_forward_hook(
         lambda module, args, out: layouts.append(not module.out[-1].weight.is_contiguous()))  # [1, ch, 3, 3]
@@ -107,15 +109,75 @@ def test_a_resumed_run_computes_with_the_setup_its_parts_were_drawn_with(conditi
                             speed=SpeedConfig())
     finally:
         hook.remove()
-        conditional_trained.model.to(memory_format=torch.contiguous_format)
-    assert layouts and all(layouts)  # chunk 1 drawn again, in the recorded layout
+    assert not measured and layouts and all(layouts)  # chunk 1 drawn again, in the recorded layout
+    assert conditional_trained.model.out[-1].weight.is_contiguous()  # and the network left as it came
     assert torch.equal(again[:2], drawn[:2])
     assert (again[2:].int() - drawn[2:].int()).abs().max() <= 1  # the same function, to rounding
 
 
+def test_settings_or_a_setup_other_than_the_parts_are_refused_before_anything_is_measured(conditional_trained,
+                                                                                         tmp_path, monkeypatch):
+    """Parts drawn with other settings, or in a setup the caller now excludes (bf16 when fp32 is asked for), are
+    refused at once: measuring (seconds, or a compile) would be wasted."""
+    import json
+
+    from gaussdiff.evaluation.generate import SpeedConfig
+    from gaussdiff.nets.fast import Fast
+
+    parts = tmp_path / "s.npz.parts"
+    generate(conditional_trained, 3, "ddim", 3, batch_size=2, progress=False, parts=parts)
+    meta = json.loads((parts / "meta.json").read_text())
+    meta["setup"] = ["bf16", "contiguous", "off"]
+    (parts / "meta.json").write_text(json.dumps(meta))
+    monkeypatch.setattr(Fast, "decide", lambda *a, **k: pytest.fail("measured"))
+    with pytest.raises(ConfigError, match=r"drawn in \['bf16', 'contiguous', 'off'\], not as asked"):
+        generate(conditional_trained, 3, "ddim", 3, batch_size=2, progress=False, parts=parts,
+                 speed=SpeedConfig(precision="fp32"))
+    meta.pop("setup")
+    meta["bf16"] = False  # as parts of an earlier gaussdiff recorded their precision
+    (parts / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="drawn with other settings"):
+        generate(conditional_trained, 3, "ddim", 3, batch_size=2, progress=False, parts=parts, speed=SpeedConfig())
+
+
+def test_plain_calls_measure_nothing_and_ranks_take_the_main_process_choice(conditional_trained, monkeypatch):
+    """PLAIN (the library's default) calls the network exactly chunks x steps times; under torchrun a rank other
+    than the main one never measures and samples in the setup rank 0 broadcast (a stand-in for the collective)."""
+    from dataclasses import dataclass
+
+    from gaussdiff.evaluation.generate import SpeedConfig
+    from gaussdiff.nets.fast import Fast, Setup
+    from gaussdiff.training.distributed import Distributed
+
+    calls = []
+    hook = conditional_trained.model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        generate(conditional_trained, 3, "ddim", 4, batch_size=2, progress=False)
+        assert len(calls) == 2 * 4  # 2 chunks x 4 steps, and no call to measure
+
+        @dataclass(frozen=True)
+        class SecondRank(Distributed):
+            def broadcast(self, obj):
+                assert obj is None  # this rank has not measured
+                return Setup("fp32", "channels_last", "off")
+
+            def gather_objects(self, obj):  # rank 0's chunk 0 stands in as zeros
+                return [{0: torch.zeros_like(obj[1])}, obj]
+
+        monkeypatch.setattr(Fast, "decide", lambda *a, **k: pytest.fail("a second rank measured"))
+        seen = []
+        generate(conditional_trained, 4, "ddim", 2, batch_size=2, progress=False, speed=SpeedConfig(),
+                 dist=SecondRank(rank=1, world_size=2), on_setup=lambda setup, seconds: seen.append(setup))
+        assert seen == [Setup("fp32", "channels_last", "off")]
+    finally:
+        hook.remove()
+
+
 def test_torchrun_shards_sampling_and_equals_one_process_bit_for_bit(tmp_path):
     run = Path(__file__).resolve().parents[1] / "fixtures" / "run-v0.1"
-    flags = [str(run), "--num-samples", "7", "--batch-size", "2", "--steps", "4", "--sampler", "ddpm", "--device", "cpu"]
+    # Each process would measure its own setup on CPU: fixed here, so that both compute the same function.
+    flags = [str(run), "--num-samples", "7", "--batch-size", "2", "--steps", "4", "--sampler", "ddpm",
+             "--device", "cpu", "--precision", "fp32", "--memory-format", "contiguous"]
     subprocess.run([sys.executable, "-m", "gaussdiff", "sample", *flags, "--out", str(tmp_path / "one.npz")],
                    check=True, capture_output=True)
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

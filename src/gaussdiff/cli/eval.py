@@ -22,13 +22,13 @@ from ..evaluation.generate import (SpeedConfig, generate, generate_cascade, supe
                                    text_condition)
 from ..evaluation.super_res import evaluate_super_resolution
 from ..evaluation.quality import QualityReport, attribute_ceiling, evaluate_quality
-from ..nets.fast import describe
+from ..nets.fast import Setup, describe
 from ..samplers.run import SamplerName
 from ..training.distributed import Distributed, joined, launched_by_torchrun
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import plot_bpd
-from .options import at_least, check_nfe, check_steps, check_writable_dir, parse_timesteps
+from .options import at_least, check_nfe, check_steps, check_writable_dir, parse_timesteps, report_setup
 from .sample import check_cascade
 from .train_autoencoder import describe_reconstructions, measure_autoencoder
 
@@ -186,6 +186,13 @@ class Eval:
         FILE.npz, against the training split."""
         reference = load_configured(data_config, "train")
         labels, attributes = None, None
+        chosen: list[tuple[Setup, dict[Setup, float]]] = []  # the network's setup, and what measured it
+
+        def note(setup: Setup, seconds: dict[Setup, float]) -> None:
+            chosen.append((setup, seconds))
+            if not self.json:
+                report_setup(setup, seconds)
+
         if self.samples is not None:
             given = load_data(str(self.samples), image_size=reference.shape[-1], channels=reference.shape[0])
             images, labels = given.images, given.labels
@@ -225,7 +232,7 @@ class Eval:
                                       labels if takes_labels(trained, self.guide) else None, self.guide,
                                       progress=not self.json, prompts=prompts,
                                       nfe=None if times is not None else self.nfe, spacing=spacing, timesteps=times,
-                                      dist=dist, parts=parts, speed=self.speed, on_setup=self.note_setup)
+                                      dist=dist, parts=parts, speed=self.speed, on_setup=note)
             labels = scored if labels is None else labels
             if not dist.is_main:
                 return []
@@ -235,13 +242,11 @@ class Eval:
                              device=str(device), attributes=attributes)
         figures["quality"] = asdict(q)
         source = str(self.samples) if self.samples else self.describe_steps(label)
-        if self._setup is not None:  # what the network computed in: bf16 moves a figure by its rounding
-            setup = self._setup[0]
-            source += f", network in {setup.precision}, {setup.memory_format}"
-            source += f", compiled ({setup.compile})" if setup.compile != "off" else ""
-            figures["network"] = {"precision": setup.precision, "memory_format": setup.memory_format,
-                                  "compile": setup.compile,
-                                  "measured_seconds_a_call": {"/".join(k): v for k, v in self._setup[1].items()}}
+        if chosen:  # what the network computed in: bf16 moves a figure by its rounding
+            setup, seconds = chosen[0]
+            source += f", network in {describe(setup, {})}"
+            figures["network"] = {**setup._asdict(), "measured_seconds_a_call": {
+                f"{k.precision}/{k.memory_format}": v for k, v in seconds.items()}}
         if self.guide.guidance:
             source += f", guidance w = {self.guide.guidance:g}"
         lines = self.quality_lines(q, f"sample quality of {q.n} samples ({source}) against {data_config.data}, "
@@ -266,14 +271,6 @@ class Eval:
         return [title, f"  FID        {q.fid:.3f}", f"  KID        {q.kid:.5f} ± {q.kid_std:.5f}",
                 f"  precision  {q.precision:.3f}", f"  recall     {q.recall:.3f}"] + (
             [f"  classifier accuracy on the labels  {q.accuracy:.3f}"] if q.accuracy is not None else [])
-
-    _setup = None  # (Setup, seconds) once sampling has set up its network; not an option
-
-    def note_setup(self, setup, seconds) -> None:
-        """Keep the network setup sampling used (and what was measured to choose it), for the report."""
-        self._setup = (setup, seconds)
-        if seconds and not self.json:
-            print(f"gaussdiff: sampling network: {describe(setup, seconds)}", file=sys.stderr)
 
     def describe_steps(self, label: str) -> str:
         """What sampled: the sampler, its budget and its steps (``label``; every figure says what it is)."""
@@ -309,7 +306,7 @@ class Eval:
         outputs, labels = generate_cascade(runs, n, self.sampler, steps, self.eta, self.seed, self.batch_size, labels,
                                            self.guide, progress=not self.json, cond_aug_level=self.cond_aug_level,
                                            nfe=self.nfe, spacing=spacing, dist=dist, parts=parts,
-                                           speed=self.speed)
+                                           speed=self.speed, on_setup=None if self.json else report_setup)
         if not dist.is_main:
             return
         shutil.rmtree(parts, ignore_errors=True)

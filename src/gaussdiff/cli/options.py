@@ -15,6 +15,7 @@ import torch
 
 from ..diffusion.schedule import Spacing
 from ..errors import CheckpointError, UsageError, WriteError
+from ..nets.fast import Setup, describe
 from ..samplers.run import default_spacing, steps_for_nfe
 from ..training.checkpoint import TUNED_STEPS, read_tuned_steps, tuned_key
 from ..training.run import Trained
@@ -202,3 +203,9 @@ def one_line_errors(parse: Callable[[], Any]) -> Any:
             message += f" (expected {metavar})" if metavar and value is not None else ""
         print(f"gaussdiff: error: {message} (see gaussdiff --help)", file=sys.stderr)
         sys.exit(2)
+
+
+def report_setup(setup: Setup, seconds: dict[Setup, float]) -> None:
+    """Say in what sampling's network computes, when it was measured (the samples are that setup's)."""
+    if seconds:
+        print(f"gaussdiff: sampling network: {describe(setup, seconds)}", file=sys.stderr)

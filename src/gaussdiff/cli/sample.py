@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -21,14 +20,14 @@ from ..errors import UsageError
 from ..data.datasets import load_data, to_model_range
 from ..evaluation.generate import (SpeedConfig, generate, generate_cascade, super_res_condition, takes_labels,
                                    text_condition)
-from ..nets.fast import describe
 from ..samplers.run import SamplerName
 from ..training.distributed import Distributed, joined
 from ..training.files import atomic_write
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import save_grid, save_strips
-from .options import at_least, check_nfe, check_steps, check_writable, parse_class, parse_timesteps, read_prompts
+from .options import (at_least, check_nfe, check_steps, check_writable, parse_class, parse_timesteps, read_prompts,
+                      report_setup)
 
 
 def check_cascade(runs: list[Trained], paths: tuple[Path, ...]) -> None:
@@ -115,11 +114,6 @@ class Sample:
     def stage_steps(self, i: int) -> int | None:
         return None if self.steps is None else self.steps[min(i, len(self.steps) - 1)]
 
-    def note_setup(self, setup, seconds) -> None:
-        """Say how the network computes, where it was measured (the samples are those of that setup)."""
-        if seconds:
-            print(f"gaussdiff: sampling network: {describe(setup, seconds)}", file=sys.stderr)
-
     def __call__(self) -> None:
         # Under torchrun the ranks share the chunks of --batch-size and rank 0 writes the result, equal to one
         # process's (README, "Running on many GPUs").
@@ -196,13 +190,13 @@ class Sample:
             images, labels = generate(trained, n, self.sampler, self.stage_steps(0), self.eta, self.seed,
                                       self.batch_size, labels, self.guide, prompts=per_sample, low_res=low_res,
                                       cond_aug_level=self.cond_aug_level, timesteps=times, dist=dist, parts=parts,
-                                      speed=self.speed, on_setup=self.note_setup, **steps)
+                                      speed=self.speed, on_setup=report_setup, **steps)
             outputs = [images]
         else:
             outputs, labels = generate_cascade(runs, n, self.sampler, self.steps or (None,), self.eta, self.seed,
                                                self.batch_size, labels, self.guide, prompts=per_sample,
                                                cond_aug_level=self.cond_aug_level, timesteps=times, dist=dist,
-                                               parts=parts, speed=self.speed, **steps)
+                                               parts=parts, speed=self.speed, on_setup=report_setup, **steps)
             images = outputs[-1]
         if not dist.is_main:
             return

@@ -29,16 +29,12 @@ from ..conditioning.text import TextPrompt
 from ..diffusion.process import GaussianDiffusion, Model
 from ..errors import ConfigError
 from ..diffusion.schedule import Spacing
-from ..nets.fast import Setup, sampling_network
+from ..nets.fast import CompileMode, SampleLayout, SamplePrecision, Setup, sampling_network
 from ..samplers.run import SamplerName, default_spacing, plan, sample
 from ..training.classifier import load_noisy_classifier
 from ..training.distributed import Distributed, fingerprint
 from ..training.files import atomic_write
-from ..training.loop import CompileMode
 from ..training.run import Trained
-
-SamplePrecision = Literal["auto", "fp32", "bf16"]
-SampleLayout = Literal["auto", "contiguous", "channels_last"]
 
 
 @dataclass(frozen=True)
@@ -50,20 +46,22 @@ class SpeedConfig:
     """The network's arithmetic while sampling: ``auto`` is bf16 autocast on CUDA with bf16; on a CPU with native
     bf16 (AMX or AVX-512 BF16) bf16 if, timed on the run's first batch before sampling, it takes at most 0.85 of
     fp32's time; else fp32. ``fp32``; ``bf16``."""
-    memory_format: SampleLayout = "auto"
-    """The activations' layout: ``auto`` is channels_last on CUDA, and on CPU whichever of the two is faster timed
-    on the run's first batch (channels_last only at 0.95 of the default layout's time or less)."""
     cuda_graph: bool = True
     """On CUDA, replay each network call from a captured CUDA graph (one launch instead of hundreds: small batches
     are launch-bound); the samples are those of plain calls."""
     compile: CompileMode = "auto"
-    """``torch.compile`` the network in this mode; ``auto``: ``reduce-overhead`` (``default`` with
-    --no-cuda-graph) on CUDA for runs of at least 500k image evaluations (samples x steps), where its fused
-    kernels should repay its ~25 s a batch shape; else ``off``."""
+    """``torch.compile`` the network in this mode; ``auto``: on CUDA ``reduce-overhead`` (``default`` with
+    --no-cuda-graph) for runs of at least 500k image evaluations (samples x steps), where its fused kernels should
+    repay its ~25 s a batch shape; on CPU ``default`` when the call time measured on the first batch projects 600 s
+    of sampling or more (compiling costs 30-35 s a batch shape there); else ``off``."""
+    memory_format: SampleLayout = "auto"
+    """The activations' layout: ``auto`` is channels_last on CUDA, and on CPU whichever of the two is faster timed
+    on the run's first batch (channels_last only at 0.95 of the default layout's time or less)."""
 
 
 PLAIN = SpeedConfig(precision="fp32", compile="off", memory_format="contiguous")
-"""Plain fp32 calls (CUDA graphs on CUDA only): the library's default, so that a script's samples are exact."""
+"""Plain fp32 calls in the default layout on every device (CUDA graphs on CUDA only): the library's default, so
+that a script's samples are exact and nothing is measured."""
 
 
 def sample_seed(seed: int, i: int, stream: int = 0) -> int:
@@ -93,12 +91,19 @@ class Parts:
                 raise ConfigError(f"{root} holds samples drawn with other settings; remove it, or write elsewhere")
 
     @staticmethod
-    def recorded_setup(root: Path) -> Setup | None:
-        """The network setup that drew the chunks already in ``root`` (None for none, or an unreadable record)."""
-        try:
-            return Setup(*json.loads((root / "meta.json").read_text())["setup"])
-        except (OSError, ValueError, KeyError, TypeError):
+    def check(root: Path, key: dict) -> list | None:
+        """Refuse a ``root`` whose chunks were drawn with settings other than ``key`` (the network's setup aside),
+        and return the setup they were drawn in (None if none are there)."""
+        meta = root / "meta.json"
+        if not meta.exists():
             return None
+        try:
+            found = json.loads(meta.read_text())
+        except ValueError:
+            found = None
+        if not isinstance(found, dict) or {k: v for k, v in found.items() if k != "setup"} != key:
+            raise ConfigError(f"{root} holds samples drawn with other settings; remove it, or write elsewhere")
+        return found.get("setup")
 
     def start(self) -> None:
         if not (self.root / "meta.json").exists():
@@ -211,8 +216,10 @@ def generate(
     ``low_res: [n, C, LOW, LOW]`` in [-1, 1], augmented at ``cond_aug_level`` (default: the run's).
     The steps: ``steps`` of ``spacing``, or a budget of ``nfe`` evaluations, or explicit ``timesteps``
     (either of these replaces ``steps``; see :func:`~gaussdiff.samplers.sample`). ``speed``: how the network is
-    called (the CLI's default is ``SpeedConfig()``: bf16, graphs and compiling where they pay); ``on_setup`` is
-    told the setup the network computes in, and the seconds a call measured to choose it (empty if nothing was).
+    called (the CLI's default is ``SpeedConfig()``: bf16, graphs and compiling where they pay; on CPU measured
+    once, on the main process, before sampling; a resumed ``parts`` keeps the setup it was drawn in, and the
+    network leaves in the memory layout it came in); ``on_setup`` is told the setup the network computes in, and
+    the seconds a call measured to choose it (empty if nothing was).
     """
     guidance = guidance or GuidanceConfig()
     d = trained.config.data
@@ -221,7 +228,10 @@ def generate(
     spacing = default_spacing(sampler) if spacing == "auto" else spacing  # resolved once: the parts key names it
     diffusion, _ = plan(trained.diffusion, sampler, steps, nfe, spacing, timesteps)
     calls = nfe or (len(timesteps) if timesteps is not None else steps) or trained.diffusion.num_steps
-    net = sampling_network(trained.model, speed.precision, speed.cuda_graph, speed.compile, evaluations=n * calls,
+    dist = dist or Distributed()
+    # The images the network sees on this rank: classifier-free guidance runs both branches in one batch.
+    evaluations = n * calls * (2 if guidance.guidance else 1) // dist.world_size
+    net = sampling_network(trained.model, speed.precision, speed.cuda_graph, speed.compile, evaluations=evaluations,
                            memory_format=speed.memory_format)
     model = guided_model(trained, diffusion, sampler, guidance, net)
     labelled = takes_labels(trained, guidance)
@@ -244,7 +254,6 @@ def generate(
     if (stage is None) != (low_res is None):
         raise ConfigError("a super-resolution stage needs low-resolution images, and only it takes them")
     level = trained.config.super_res.cond_aug_level if cond_aug_level is None else cond_aug_level
-    dist = dist or Distributed()
     chunks = range(-(-n // batch_size))
 
     def chunk(k: int) -> tuple[int, int, dict[str, Tensor]]:
@@ -258,41 +267,50 @@ def generate(
             cond.update(stage.augment(low_res[lo:hi].to(trained.device), aug, level))
         return lo, hi, cond
 
-    recorded = Parts.recorded_setup(parts) if parts is not None else None
-    if recorded is not None:  # a resumed run computes as its finished chunks were computed
-        net.use(recorded)
-    elif net.setup is None:  # measured once, on the main process, on chunk 0's call (guidance included)
-        if dist.is_main:
+    key = settings_key(trained, n=n, sampler=sampler, steps=steps, eta=eta, seed=seed, batch_size=batch_size,
+                       labels=labels, guidance=repr(guidance), tokens=tokens, low_res=low_res, level=level, nfe=nfe,
+                       spacing=spacing, timesteps=timesteps)
+    recorded = Parts.check(parts, key) if parts is not None else None  # before measuring: other settings refused
+    if net.candidates:  # CPU: one setup for the whole run, chosen on the main process
+        if recorded is not None and not net.accepts(recorded):
+            raise ConfigError(f"{parts} holds samples drawn in {recorded}, not as asked now: remove it, or write "
+                              "elsewhere")
+        if dist.is_main and recorded is not None:
+            net.use(recorded)  # a resumed run computes as its finished chunks were computed
+        elif dist.is_main and net.setup is None:  # timed on chunk 0's network call, guidance included
             lo, hi, cond = chunk(0)
-            x = torch.randn(hi - lo, *trained.sample_shape, device=trained.device)
+            x = torch.randn(hi - lo, *trained.sample_shape, generator=torch.Generator().manual_seed(0))
+            t = diffusion.schedule.timesteps[-1:].expand(hi - lo)  # the sampler's first step
             with torch.no_grad():
-                model(x, torch.full((hi - lo,), trained.diffusion.num_steps - 1, device=trained.device), **cond)
-        net.use(dist.broadcast(net.verdict))
+                model(x.to(trained.device), t.to(trained.device), **cond)
+        if dist.active:
+            net.use(dist.broadcast(net.setup))
     if on_setup is not None:
         on_setup(net.setup, net.seconds)
     store = None
     if parts is not None:
-        store = Parts(parts, settings_key(trained, n=n, sampler=sampler, steps=steps, eta=eta, seed=seed,
-                                          batch_size=batch_size, labels=labels, guidance=repr(guidance),
-                                          tokens=tokens, low_res=low_res, level=level, nfe=nfe, spacing=spacing,
-                                          timesteps=timesteps, setup=list(net.setup)))
+        store = Parts(parts, {**key, "setup": list(net.setup)})
         if dist.is_main:
             store.start()
     mine = {}
     todo = [k for k in chunks if k % dist.world_size == dist.rank]
-    for k in tqdm(todo, desc="sampling", disable=not progress or not dist.is_main or len(todo) < 2, leave=False):
-        done = store.load(k) if store is not None else None
-        if done is not None:
-            mine[k] = done
-            continue
-        lo, hi, cond = chunk(k)
-        generators = [torch.Generator(trained.device).manual_seed(sample_seed(seed, i)) for i in range(lo, hi)]
-        x = sample(model, trained.diffusion, (hi - lo, *trained.sample_shape), sampler=sampler, steps=steps, eta=eta,
-                   generator=generators, clip_denoised=trained.clip_denoised, progress=progress and len(chunks) == 1,
-                   device=trained.device, spacing=spacing, nfe=nfe, timesteps=timesteps, **cond)
-        mine[k] = trained.images_of(x)
-        if store is not None:
-            store.save(k, mine[k])
+    try:
+        for k in tqdm(todo, desc="sampling", disable=not progress or not dist.is_main or len(todo) < 2, leave=False):
+            done = store.load(k) if store is not None else None
+            if done is not None:
+                mine[k] = done
+                continue
+            lo, hi, cond = chunk(k)
+            generators = [torch.Generator(trained.device).manual_seed(sample_seed(seed, i)) for i in range(lo, hi)]
+            x = sample(model, trained.diffusion, (hi - lo, *trained.sample_shape), sampler=sampler, steps=steps,
+                       eta=eta, generator=generators, clip_denoised=trained.clip_denoised,
+                       progress=progress and len(chunks) == 1, device=trained.device, spacing=spacing, nfe=nfe,
+                       timesteps=timesteps, **cond)
+            mine[k] = trained.images_of(x)
+            if store is not None:
+                store.save(k, mine[k])
+    finally:
+        net.restore()  # the run's network leaves in the layout it came in
     every = {}
     for part in dist.gather_objects(mine):
         every.update(part)
@@ -319,23 +337,24 @@ def generate_cascade(
     dist: Distributed | None = None,
     parts: Path | None = None,
     speed: SpeedConfig = PLAIN,
+    on_setup: Callable[[Setup, dict[Setup, float]], None] | None = None,
 ) -> tuple[list[Tensor], Tensor | None]:
     """A cascade (Ho et al. 2022): ``n`` samples of the base run ``runs[0]``, then each super-resolution stage
     on the samples of the stage before, with ``steps[i]`` steps (the last repeats) and the same labels and
     prompts (or ``nfe`` evaluations a stage, on ``spacing``, or the explicit ``timesteps`` in every stage).
     Every stage's output ``uint8 [n, C, H_i, W_i]``, and the labels drawn. ``dist``, ``parts`` (a subdirectory
-    a stage) and ``speed`` as for :func:`generate`."""
+    a stage), ``speed`` and ``on_setup`` (told once a stage) as for :func:`generate`."""
     guidance = guidance or GuidanceConfig()
     step = lambda i: steps[min(i, len(steps) - 1)]  # noqa: E731
     images, labels = generate(runs[0], n, sampler, step(0), eta, seed, batch_size, labels, guidance, progress, prompts,
                               nfe=nfe, spacing=spacing, timesteps=timesteps, dist=dist,
-                              parts=None if parts is None else parts / "stage-0", speed=speed)
+                              parts=None if parts is None else parts / "stage-0", speed=speed, on_setup=on_setup)
     outputs = [images]
     for i, run in enumerate(runs[1:], start=1):
         images, _ = generate(run, n, sampler, step(i), eta, seed + i, batch_size,
                              labels if takes_labels(run, guidance) else None, guidance, progress, prompts,
                              low_res=to_model_range(images), cond_aug_level=cond_aug_level, nfe=nfe, spacing=spacing,
                              timesteps=timesteps, dist=dist, parts=None if parts is None else parts / f"stage-{i}",
-                             speed=speed)
+                             speed=speed, on_setup=on_setup)
         outputs.append(images)
     return outputs, labels

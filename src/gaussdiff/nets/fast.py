@@ -18,12 +18,13 @@ network, not this one, but a caller might), on CPU, or for conditions that are n
 network is called eagerly.
 
 On CPU the fastest arithmetic and memory layout depend on the host and the network: on a 2-core Zen 5 with
-AVX-512 BF16 the Fashion-MNIST main job's network at batch 500 took 2.2 s a call in fp32, 1.8 s in channels_last
-and 1.0 s under bf16 autocast, while the digits network gained from neither (docs/speed.md). So :class:`Fast`
-can be given several :class:`Setup` candidates: before its first call it times each of them on that call's
-inputs (a warm-up and :data:`TIMED_CALLS` timed calls each, in turn, outputs thrown away) and keeps the fastest
-by the margins of :func:`choose` for every later call, so that the samples are those of one setup, whichever
-it is (all compute the same function, to fp32's or bf16's rounding).
+AVX-512 BF16 the Fashion-MNIST main job's network at batch 256 took 0.96 s a call in fp32, 0.82 s in
+channels_last and 0.41 s under bf16 autocast (but 1.4 s in bf16 and channels_last), while the digits network
+gained from neither (docs/speed.md). So :class:`Fast` can be given several :class:`Setup` candidates: before its
+first call it times each of them on that call's inputs (a warm-up and :data:`TIMED_CALLS` timed calls each, in
+turn, outputs thrown away) and keeps the fastest by the margins of :func:`choose` for every later call, so that
+the samples are those of one setup, whichever it is (all compute the same function, to fp32's or bf16's
+rounding).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from __future__ import annotations
 import importlib.util
 import time
 import warnings
-from typing import Any, Literal, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -57,13 +59,21 @@ def bf16_supported(device: torch.device) -> bool:
     return device.type == "cpu" and bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
 
 
+CompileMode = Literal["auto", "off", "default", "reduce-overhead", "max-autotune-no-cudagraphs"]
+"""``torch.compile``'s modes, ``off``, and ``auto`` (resolved where it is used: for training by
+``training.loop.resolve_compile``, for sampling by :func:`sampling_network` and :meth:`Fast.decide`)."""
+
+SamplePrecision = Literal["auto", "fp32", "bf16"]
+SampleLayout = Literal["auto", "contiguous", "channels_last"]
+
+
 class Setup(NamedTuple):
     """How one network call runs: its arithmetic (bf16 autocast or fp32), its activations' memory layout, and
     whether it is compiled (``torch.compile``'s mode, or ``off``)."""
 
     precision: Literal["fp32", "bf16"] = "fp32"
     memory_format: Literal["contiguous", "channels_last"] = "contiguous"
-    compile: str = "off"
+    compile: CompileMode = "off"
 
 
 BF16_PAYS = 0.85
@@ -119,18 +129,20 @@ class Fast(nn.Module):
 
     ``x_t: [B, C, H, W]``, ``t: [B]`` and tensor conditions ``[B, ...]`` -> ``net``'s output ``[B, C', H, W]``
     in ``x_t``'s dtype. One graph is captured per (condition names, shapes, dtypes, devices) of the inputs; the
-    autocast state inside is this wrapper's own, whatever the caller's. Converts ``net`` to channels_last in
-    place when ``channels_last``.
+    autocast state inside is this wrapper's own, whatever the caller's. Converts ``net`` in place to the layout
+    it serves in (channels_last when ``channels_last``; on CPU the chosen setup's, switching while it measures);
+    :meth:`restore` puts back the layout ``net`` came in.
 
     On CPU, given ``candidates``, calls are served by the one :meth:`decide` measures fastest on the first call's
     inputs (or the one given to :meth:`use`); ``bf16`` and ``channels_last`` then serve CUDA calls only. ``compile``
-    ``auto`` there compiles the chosen setup if the run's projected sampling time, ``evaluations`` (images x
-    network calls each) / the batch x the measured seconds a call, is at least :data:`COMPILE_PAYS_SECONDS`.
+    ``auto`` there compiles the chosen setup if the run's projected sampling time, ``evaluations`` (the images the
+    network will see, summed over its calls) / the batch x the measured seconds a call, is at least
+    :data:`COMPILE_PAYS_SECONDS`.
     """
 
     def __init__(self, net: nn.Module, bf16: bool = False, channels_last: bool = False, cuda_graph: bool = True,
-                 compile: str = "off", warmup: int = 2, candidates: Sequence[Setup] = (), evaluations: int = 0
-                 ) -> None:
+                 compile: CompileMode = "off", warmup: int = 2, candidates: Sequence[Setup] = (),
+                 evaluations: int = 0) -> None:
         super().__init__()
         self.net = net
         self.bf16, self.channels_last, self.warmup = bf16, channels_last, warmup
@@ -148,7 +160,7 @@ class Fast(nn.Module):
             self.verdict = self.candidates[0]._replace(compile=compile)
         self.seconds: dict[Setup, float] = {}
         """What :meth:`decide` measured: the least seconds of a call of each candidate (empty if it measured none)."""
-        self._layout = "contiguous"
+        self._layout = self._original = layout_of(net)
         self._to_layout("channels_last" if channels_last else "contiguous")
         self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, tuple[Tensor, ...], Tensor]] = {}
         self._pool = None
@@ -161,10 +173,24 @@ class Fast(nn.Module):
                          self.compile)
         return self.verdict
 
-    def use(self, setup: Setup) -> None:
-        """Serve CPU calls with ``setup`` without measuring (a resumed run's, or another process's verdict)."""
-        self.verdict = Setup(*setup)
-        self._compile(self.verdict.compile)
+    def accepts(self, setup: Sequence[str]) -> bool:
+        """Whether ``setup`` (a resumed run's record) is one this wrapper could have chosen: one of its candidates'
+        precision and layout, compiled as its ``compile`` allows (any way under ``auto``)."""
+        if not self.candidates or len(setup) != 3:
+            return False
+        return (tuple(setup[:2]) in [c[:2] for c in self.candidates]
+                and (self.compile == "auto" or setup[2] == self.compile))
+
+    def use(self, setup: Sequence[str]) -> None:
+        """Serve CPU calls with ``setup`` without measuring (a resumed run's, or another process's verdict); a
+        wrapper without candidates (CUDA's) keeps its own."""
+        if self.candidates:
+            self.verdict = Setup(*setup)
+            self._compile(self.verdict.compile)
+
+    def restore(self) -> None:
+        """Put ``net`` back in the memory layout it came in."""
+        self._to_layout(self._original)
 
     def _compile(self, mode: str) -> None:
         if mode != self._compiled[0]:
@@ -185,12 +211,12 @@ class Fast(nn.Module):
         verdict, call = first, time.perf_counter() - start
         if len(self.candidates) > 1 and call >= MEASURE_FROM:
             seconds: dict[Setup, float] = {}
-            for round in range(1 + TIMED_CALLS):
+            for timed in [False] + [True] * TIMED_CALLS:
                 for setup in self.candidates:
                     self._to_layout(setup.memory_format)
                     start = time.perf_counter()
                     self._eager(x_t, t, cond, setup, compiled=False)
-                    if round > 0:
+                    if timed:
                         seconds[setup] = min(seconds.get(setup, float("inf")), time.perf_counter() - start)
             verdict, self.seconds = choose(seconds), seconds
             call = seconds[verdict]
@@ -199,13 +225,28 @@ class Fast(nn.Module):
             projected = self.evaluations / max(len(x_t), 1) * call
             mode = "default" if projected >= COMPILE_PAYS_SECONDS else "off"
         self.use(verdict._replace(compile=mode))
+        if mode != "off":  # compiled here, so that a failure shows before sampling starts
+            self._serve(x_t, t, cond)
         return self.verdict
 
     def _to_layout(self, memory_format: str) -> None:
-        if memory_format != self._layout:  # the weights too: a channels_last weight makes its convolution so
+        # The weights too: a convolution runs channels_last if its input or its weight is.
+        if memory_format != self._layout:
             self.net.to(memory_format=torch.channels_last if memory_format == "channels_last" else
                         torch.contiguous_format)
             self._layout = memory_format
+
+    def _serve(self, x_t: Tensor, t: Tensor, cond: dict[str, Any]) -> Tensor:
+        """A CPU call in the chosen setup; a compile that fails (no C++ compiler, say) warns and computes the
+        same function uncompiled from then on."""
+        self._to_layout(self.verdict.memory_format)
+        try:
+            return self._eager(x_t, t, cond, self.verdict).to(x_t.dtype).contiguous()
+        except torch._dynamo.exc.BackendCompilerFailed as e:
+            cause = str(getattr(e, "inner_exception", e)).strip()  # the compiler's own words, not dynamo's wrapper
+            warnings.warn(f"torch.compile failed, sampling uncompiled: {cause.splitlines()[0] if cause else e}")
+            self.use(self.verdict._replace(compile="off"))
+            return self._eager(x_t, t, cond, self.verdict).to(x_t.dtype).contiguous()
 
     def _eager(self, x_t: Tensor, t: Tensor, cond: dict[str, Any], setup: Setup | None = None,
                compiled: bool = True) -> Tensor:
@@ -225,15 +266,7 @@ class Fast(nn.Module):
         if self.candidates and not x_t.is_cuda:
             if self.verdict is None:
                 self.decide(x_t, t, **cond)
-            self._to_layout(self.verdict.memory_format)
-            if self.verdict.compile == "off":
-                return self._eager(x_t, t, cond, self.verdict).to(dtype).contiguous()
-            try:
-                return self._eager(x_t, t, cond, self.verdict).to(dtype, copy=True).contiguous()
-            except Exception as e:  # no C++ compiler, say: the same function, uncompiled
-                warnings.warn(f"torch.compile failed, sampling uncompiled: {str(e).splitlines()[0] if str(e) else e}")
-                self.use(self.verdict._replace(compile="off"))
-                return self._eager(x_t, t, cond, self.verdict).to(dtype).contiguous()
+            return self._serve(x_t, t, cond)
         graphable = (self.cuda_graph and x_t.is_cuda and not torch.is_grad_enabled()
                      and all(isinstance(v, Tensor) for v in cond.values()))
         if not graphable:  # a copy: inductor's graphs reuse their output buffers
@@ -285,34 +318,51 @@ from about 200k-550k image evaluations (FID@10k at 50 steps is 500k)."""
 
 COMPILE_PAYS_SECONDS = 600.0
 """Projected seconds of sampling from which ``compile auto`` compiles on CPU. Measured on a 2-core Zen 5 with AVX-512
-BF16 (bench/sample_speed.py, docs/speed.md): compiled calls of the CIFAR-sized U-Net in bf16 took 0.79-0.81 of the
-uncompiled ones, and compiling took 32-35 s a batch shape; a run has two shapes (its full chunks and the last), so
-compiling pays from about 350 s of sampling, and 600 s leaves a margin for networks that gain less."""
+BF16 (bench/sample_speed.py, docs/speed.md): compiled, the CIFAR-sized U-Net's calls in its measured setup took
+0.87-0.89 of the uncompiled ones, and compiling took 32-35 s a batch shape on a cold cache; a run has two shapes
+(its full chunks and the last), so compiling breaks even at about 550 s of sampling and pays beyond."""
 
 
-def sampling_network(net: nn.Module, precision: str = "auto", cuda_graph: bool = True, compile: str = "off",
-                     evaluations: int = 0, memory_format: str = "auto") -> Fast:
+def layout_of(net: nn.Module) -> Literal["contiguous", "channels_last"]:
+    """The memory layout of ``net``'s first 4-d weight whose layouts differ (contiguous if it has none): a weight of
+    one input channel, or a 1x1 kernel, is contiguous in both."""
+    for p in net.parameters():
+        if p.dim() == 4 and p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1:
+            return "contiguous" if p.is_contiguous() else "channels_last"
+    return "contiguous"
+
+
+def compile_on_cuda(compile: CompileMode, cuda_graph: bool, evaluations: int, triton: bool) -> CompileMode:
+    """``compile`` for sampling on CUDA: ``auto`` is ``reduce-overhead`` (``default`` without ``cuda_graph``, whose
+    graphs it would make) with Triton for a run of at least :data:`COMPILE_PAYS` image ``evaluations``, else
+    ``off``; any other mode as it is."""
+    if compile != "auto":
+        return compile
+    return ("reduce-overhead" if cuda_graph else "default") if triton and evaluations >= COMPILE_PAYS else "off"
+
+
+def sampling_network(net: nn.Module, precision: SamplePrecision = "auto", cuda_graph: bool = True,
+                     compile: CompileMode = "off", evaluations: int = 0,
+                     memory_format: SampleLayout = "auto") -> Fast:
     """``net`` as sampling calls it by default. On CUDA: bf16 autocast for ``precision`` ``bf16``, or ``auto`` where
     CUDA has bf16; channels_last unless ``memory_format`` is ``contiguous``; CUDA graphs unless ``cuda_graph`` is
-    False; ``torch.compile`` in mode ``compile``, where ``auto`` is ``reduce-overhead`` (``default`` without
-    ``cuda_graph``, whose graphs it would make) with Triton for a run of at least :data:`COMPILE_PAYS` image
-    ``evaluations``, else ``off``. On CPU each ``auto`` of ``precision`` and ``memory_format`` is measured on the
+    False; ``torch.compile`` as :func:`compile_on_cuda` resolves ``compile``. ``evaluations``: the images the
+    network will see, summed over its calls (twice the samples' under classifier-free guidance). On CPU each ``auto`` of ``precision`` and ``memory_format`` is measured on the
     run's first call (:class:`Fast`'s candidates; bf16 only where the CPU computes it natively,
     :func:`bf16_supported`), since which is faster depends on the host, the network and the batch, and
     ``compile`` ``auto`` compiles the chosen setup when the measured call time projects a run of at least
     :data:`COMPILE_PAYS_SECONDS`. ``net`` is converted to channels_last in place where that is chosen."""
     device = next(net.parameters()).device
     cuda = device.type == "cuda"
-    if compile == "auto" and cuda:
-        triton = importlib.util.find_spec("triton") is not None
-        mode = "reduce-overhead" if cuda_graph else "default"
-        compile = mode if triton and evaluations >= COMPILE_PAYS else "off"
     if cuda:
         bf16 = precision == "bf16" or (precision == "auto" and bf16_supported(device))
+        triton = importlib.util.find_spec("triton") is not None
         return Fast(net, bf16=bf16, channels_last=memory_format != "contiguous", cuda_graph=cuda_graph,
-                    compile=compile)
-    precisions = ["fp32", "bf16"] if precision == "auto" and bf16_supported(device) else \
-        ["bf16" if precision == "bf16" else "fp32"]
+                    compile=compile_on_cuda(compile, cuda_graph, evaluations, triton))
+    if precision == "auto":
+        precisions = ["fp32", "bf16"] if bf16_supported(device) else ["fp32"]
+    else:
+        precisions = [precision]
     layouts = ["contiguous", "channels_last"] if memory_format == "auto" else [memory_format]
     candidates = [Setup(p, m) for p in precisions for m in layouts]
     first = candidates[0]

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
 from ..errors import ConfigError
-from ..nets.fast import BF16_PAYS, bf16_supported
+from ..nets.fast import BF16_PAYS, CompileMode, bf16_supported
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 LrSchedule = Literal["constant", "cosine", "one_cycle"]
@@ -69,8 +69,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-CompileMode = Literal["auto", "off", "default", "reduce-overhead", "max-autotune-no-cudagraphs"]
-"""``torch.compile``'s modes, ``off`` and ``auto`` (:func:`resolve_compile`)."""
 
 COMPILE_ON_CUDA: CompileMode = "reduce-overhead"
 """``--compile auto``'s mode on CUDA: measured by bench/train_speed.py on an H200 (docs/speed.md), bf16 training of

@@ -92,7 +92,7 @@ def main() -> None:
         fast = copy.deepcopy(theirs_net)
         contenders["diffusers, bf16 + compile reduce-overhead"] = lambda: diffusers_runner(
             fast, args.steps, torch.bfloat16, "reduce-overhead")
-    elif device.type == "cpu":  # diffusers' fast setups that run on a CPU: bf16 weights, and compiled (inductor's C++ kernels)
+    elif device.type == "cpu":  # diffusers' fast setups on a CPU: bf16 weights, compiled (inductor's C++ kernels)
         contenders["diffusers, bf16"] = lambda: diffusers_runner(copy.deepcopy(theirs_net), args.steps,
                                                                  torch.bfloat16, None)
         if not args.no_compile:

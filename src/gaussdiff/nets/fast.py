@@ -347,11 +347,12 @@ def sampling_network(net: nn.Module, precision: SamplePrecision = "auto", cuda_g
     """``net`` as sampling calls it by default. On CUDA: bf16 autocast for ``precision`` ``bf16``, or ``auto`` where
     CUDA has bf16; channels_last unless ``memory_format`` is ``contiguous``; CUDA graphs unless ``cuda_graph`` is
     False; ``torch.compile`` as :func:`compile_on_cuda` resolves ``compile``. ``evaluations``: the images the
-    network will see, summed over its calls (twice the samples' under classifier-free guidance). On CPU each ``auto`` of ``precision`` and ``memory_format`` is measured on the
-    run's first call (:class:`Fast`'s candidates; bf16 only where the CPU computes it natively,
-    :func:`bf16_supported`), since which is faster depends on the host, the network and the batch, and
-    ``compile`` ``auto`` compiles the chosen setup when the measured call time projects a run of at least
-    :data:`COMPILE_PAYS_SECONDS`. ``net`` is converted to channels_last in place where that is chosen."""
+    network will see, summed over its calls (twice the samples' under classifier-free guidance). On CPU each
+    ``auto`` of ``precision`` and ``memory_format`` is measured on the run's first call (:class:`Fast`'s
+    candidates; bf16 only where the CPU computes it natively, :func:`bf16_supported`), since which is faster
+    depends on the host, the network and the batch, and ``compile`` ``auto`` compiles the chosen setup when the
+    measured call time projects a run of at least :data:`COMPILE_PAYS_SECONDS`. ``net`` is converted in place to
+    the layout chosen (:meth:`Fast.restore` undoes it)."""
     device = next(net.parameters()).device
     cuda = device.type == "cuda"
     if cuda:

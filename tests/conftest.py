@@ -58,6 +58,14 @@ TINY_FLAGS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def samples_do_not_depend_on_the_machine(monkeypatch):
+    """The CLI's sampling measures which precision and layout are fastest here (nets.fast) unless calls are quick;
+    tests compare samples bit for bit, so every test keeps the first candidate (fp32, default layout) unmeasured,
+    however loaded the machine. Tests of the measuring itself set MEASURE_FROM back."""
+    monkeypatch.setattr("gaussdiff.nets.fast.MEASURE_FROM", float("inf"))
+
+
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     """A made-up labelled folder: two classes of 12x10 RGB images (resized and cropped to the run's size)."""

@@ -17,8 +17,7 @@ def run(tmp_path_factory):
     return path
 
 
-def test_sample_eval_and_show_with_an_nfe_budget(run, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("gaussdiff.nets.fast.MEASURE_FROM", float("inf"))  # the setup named below, however loaded
+def test_sample_eval_and_show_with_an_nfe_budget(run, tmp_path, capsys):
     main(["sample", str(run), "--sampler", "dpm++2m", "--nfe", "10", "--n", "4", "--out", str(tmp_path / "a.npz"),
           "--device", "cpu"])
     main(["sample", str(run), "--sampler", "heun", "--nfe", "6", "--timesteps", "karras", "--n", "4", "--out",
@@ -33,7 +32,7 @@ def test_sample_eval_and_show_with_an_nfe_budget(run, tmp_path, capsys, monkeypa
           "--json", "--device", "cpu"])
     assert json.loads(capsys.readouterr().out)["quality"]["n"] == 20
     main(["eval", str(run), "--fid", "--sampler", "euler-a", "--nfe", "5", "--n", "20", "--device", "cpu"])
-    # every figure says how it was sampled, and in what the network computed (its calls are too quick to measure)
+    # every figure says how it was sampled, and in what the network computed (conftest: nothing measured)
     assert "(euler-a, 5 NFE, linspace spacing, network in fp32, contiguous)" in capsys.readouterr().out
     main(["show", "trajectory", str(run), "--sampler", "dpm++3m", "--nfe", "8", "--out", str(tmp_path / "t.png"),
           "--device", "cpu"])
@@ -50,8 +49,7 @@ def test_bad_sampler_choices_get_one_line(run, capsys):
     expect_error(capsys, "sample", run, "--sampler", "dpm++9m", match="dpm++9m")
 
 
-def test_tune_saves_steps_that_sample_and_eval_then_use(run, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("gaussdiff.nets.fast.MEASURE_FROM", float("inf"))  # the setup named below, however loaded
+def test_tune_saves_steps_that_sample_and_eval_then_use(run, tmp_path, capsys):
     main(["tune", str(run), "--sampler", "dpm++2m", "--nfe", "4", "--n", "4", "--evals", "12", "--reference-nfe", "20",
           "--device", "cpu"])
     assert "wrote" in capsys.readouterr().out

@@ -87,7 +87,6 @@ def test_a_resumed_run_computes_with_the_setup_its_parts_were_drawn_with(conditi
     is rewritten to channels_last, as a run whose measurement chose it would have left it."""
     import json
 
-    monkeypatch.setattr("gaussdiff.nets.fast.MEASURE_FROM", float("inf"))  # quick calls: the first candidate
     from gaussdiff.evaluation.generate import SpeedConfig
     from gaussdiff.nets.fast import Fast
 
@@ -175,7 +174,7 @@ def test_plain_calls_measure_nothing_and_ranks_take_the_main_process_choice(cond
 
 def test_torchrun_shards_sampling_and_equals_one_process_bit_for_bit(tmp_path):
     run = Path(__file__).resolve().parents[1] / "fixtures" / "run-v0.1"
-    # Each process would measure its own setup on CPU: fixed here, so that both compute the same function.
+    # Fixed, so that the single process computes in the setup the torchrun ranks take from rank 0.
     flags = [str(run), "--num-samples", "7", "--batch-size", "2", "--steps", "4", "--sampler", "ddpm",
              "--device", "cpu", "--precision", "fp32", "--memory-format", "contiguous"]
     subprocess.run([sys.executable, "-m", "gaussdiff", "sample", *flags, "--out", str(tmp_path / "one.npz")],

@@ -190,7 +190,7 @@ class Eval:
 
         def note(setup: Setup, seconds: dict[Setup, float]) -> None:
             chosen.append((setup, seconds))
-            if not self.json:
+            if not self.json and dist.is_main:
                 report_setup(setup, seconds)
 
         if self.samples is not None:
@@ -306,7 +306,8 @@ class Eval:
         outputs, labels = generate_cascade(runs, n, self.sampler, steps, self.eta, self.seed, self.batch_size, labels,
                                            self.guide, progress=not self.json, cond_aug_level=self.cond_aug_level,
                                            nfe=self.nfe, spacing=spacing, dist=dist, parts=parts,
-                                           speed=self.speed, on_setup=None if self.json else report_setup)
+                                           speed=self.speed,
+                                           on_setup=None if self.json or not dist.is_main else report_setup)
         if not dist.is_main:
             return
         shutil.rmtree(parts, ignore_errors=True)

@@ -206,6 +206,7 @@ def one_line_errors(parse: Callable[[], Any]) -> Any:
 
 
 def report_setup(setup: Setup, seconds: dict[Setup, float]) -> None:
-    """Say in what sampling's network computes, when it was measured (the samples are that setup's)."""
-    if seconds:
+    """Say in what sampling's network computes when it was measured or is not plain fp32 (a resumed run's
+    record, a compile): the samples are that setup's."""
+    if seconds or setup != Setup():
         print(f"gaussdiff: sampling network: {describe(setup, seconds)}", file=sys.stderr)

@@ -183,6 +183,7 @@ class Sample:
             per_sample = prompts * n if len(prompts) == 1 else prompts
         for path in self.out:  # before sampling: an unwritable --out must not cost the samples
             check_writable(path)
+        report = report_setup if dist.is_main else None  # one line, from the main process
         # More than one batch: each finished chunk is kept beside the output until it is written, so that an
         # interrupted run (a kill, a preempted job) draws only the chunks still missing when run again.
         parts = self.out[0].with_name(self.out[0].name + ".parts") if n > self.batch_size or dist.active else None
@@ -190,13 +191,13 @@ class Sample:
             images, labels = generate(trained, n, self.sampler, self.stage_steps(0), self.eta, self.seed,
                                       self.batch_size, labels, self.guide, prompts=per_sample, low_res=low_res,
                                       cond_aug_level=self.cond_aug_level, timesteps=times, dist=dist, parts=parts,
-                                      speed=self.speed, on_setup=report_setup, **steps)
+                                      speed=self.speed, on_setup=report, **steps)
             outputs = [images]
         else:
             outputs, labels = generate_cascade(runs, n, self.sampler, self.steps or (None,), self.eta, self.seed,
                                                self.batch_size, labels, self.guide, prompts=per_sample,
                                                cond_aug_level=self.cond_aug_level, timesteps=times, dist=dist,
-                                               parts=parts, speed=self.speed, on_setup=report_setup, **steps)
+                                               parts=parts, speed=self.speed, on_setup=report, **steps)
             images = outputs[-1]
         if not dist.is_main:
             return

@@ -51,7 +51,8 @@ class SpeedConfig:
     are launch-bound); the samples are those of plain calls."""
     compile: CompileMode = "auto"
     """``torch.compile`` the network in this mode; ``auto``: on CUDA ``reduce-overhead`` (``default`` with
-    --no-cuda-graph) for runs of at least 500k image evaluations (samples x steps), where its fused kernels should
+    --no-cuda-graph) for runs of at least 500k image evaluations (images through the network: samples x steps, x2
+    under classifier-free guidance, a rank's share under torchrun), where its fused kernels should
     repay its ~25 s a batch shape; on CPU ``default`` when the call time measured on the first batch projects 600 s
     of sampling or more (compiling costs 30-35 s a batch shape there); else ``off``."""
     memory_format: SampleLayout = "auto"
@@ -101,7 +102,8 @@ class Parts:
             found = json.loads(meta.read_text())
         except ValueError:
             found = None
-        if not isinstance(found, dict) or {k: v for k, v in found.items() if k != "setup"} != key:
+        mine = isinstance(found, dict) and "setup" in found  # parts of an earlier gaussdiff recorded none
+        if not mine or {k: v for k, v in found.items() if k != "setup"} != key:
             raise ConfigError(f"{root} holds samples drawn with other settings; remove it, or write elsewhere")
         return found.get("setup")
 
@@ -280,9 +282,14 @@ def generate(
         elif dist.is_main and net.setup is None:  # timed on chunk 0's network call, guidance included
             lo, hi, cond = chunk(0)
             x = torch.randn(hi - lo, *trained.sample_shape, generator=torch.Generator().manual_seed(0))
-            t = diffusion.schedule.timesteps[-1:].expand(hi - lo)  # the sampler's first step
-            with torch.no_grad():
-                model(x.to(trained.device), t.to(trained.device), **cond)
+            # The sampler's first step, contiguous as the sampler's own t (a compiled graph guards on strides).
+            t = diffusion.schedule.timesteps[-1:].repeat(hi - lo)
+            try:
+                with torch.no_grad():
+                    model(x.to(trained.device), t.to(trained.device), **cond)
+            except BaseException:  # an error, or Ctrl-C, while measuring: the network leaves as it came
+                net.restore()
+                raise
         if dist.active:
             net.use(dist.broadcast(net.setup))
     if on_setup is not None:

@@ -15,7 +15,7 @@ earlier outputs, which a replay would otherwise overwrite).
 Captured graphs hold static input and output buffers; a call copies its inputs in, replays, and
 copies the output out. With gradients enabled (classifier guidance differentiates through its own
 network, not this one, but a caller might), on CPU, or for conditions that are not tensors, the
-network is called eagerly.
+network is called directly (compiled or not), without graphs of ours.
 
 On CPU the fastest arithmetic and memory layout depend on the host and the network: on a 2-core Zen 5 with
 AVX-512 BF16 the Fashion-MNIST main job's network at batch 256 took 0.96 s a call in fp32, 0.82 s in
@@ -160,8 +160,8 @@ class Fast(nn.Module):
             self.verdict = self.candidates[0]._replace(compile=compile)
         self.seconds: dict[Setup, float] = {}
         """What :meth:`decide` measured: the least seconds of a call of each candidate (empty if it measured none)."""
+        # Converted at the first call, not here, so that a caller failing before it leaves ``net`` untouched.
         self._layout = self._original = layout_of(net)
-        self._to_layout("channels_last" if channels_last else "contiguous")
         self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, tuple[Tensor, ...], Tensor]] = {}
         self._pool = None
 
@@ -175,11 +175,11 @@ class Fast(nn.Module):
 
     def accepts(self, setup: Sequence[str]) -> bool:
         """Whether ``setup`` (a resumed run's record) is one this wrapper could have chosen: one of its candidates'
-        precision and layout, compiled as its ``compile`` allows (any way under ``auto``)."""
+        precision and layout, compiled as its ``compile`` allows (``off`` or ``default`` under ``auto``)."""
         if not self.candidates or len(setup) != 3:
             return False
-        return (tuple(setup[:2]) in [c[:2] for c in self.candidates]
-                and (self.compile == "auto" or setup[2] == self.compile))
+        compiles = ("off", "default") if self.compile == "auto" else (self.compile,)  # what decide could pick
+        return tuple(setup[:2]) in [c[:2] for c in self.candidates] and setup[2] in compiles
 
     def use(self, setup: Sequence[str]) -> None:
         """Serve CPU calls with ``setup`` without measuring (a resumed run's, or another process's verdict); a
@@ -267,6 +267,7 @@ class Fast(nn.Module):
             if self.verdict is None:
                 self.decide(x_t, t, **cond)
             return self._serve(x_t, t, cond)
+        self._to_layout("channels_last" if self.channels_last else "contiguous")
         graphable = (self.cuda_graph and x_t.is_cuda and not torch.is_grad_enabled()
                      and all(isinstance(v, Tensor) for v in cond.values()))
         if not graphable:  # a copy: inductor's graphs reuse their output buffers

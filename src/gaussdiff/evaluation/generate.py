@@ -230,6 +230,8 @@ def generate(
     spacing = default_spacing(sampler) if spacing == "auto" else spacing  # resolved once: the parts key names it
     diffusion, _ = plan(trained.diffusion, sampler, steps, nfe, spacing, timesteps)
     calls = nfe or (len(timesteps) if timesteps is not None else steps) or trained.diffusion.num_steps
+    if sampler == "heun" and nfe is None:  # two evaluations a step but the last (the budget is a compile's estimate)
+        calls = 2 * calls - 1
     dist = dist or Distributed()
     # The images the network sees on this rank: classifier-free guidance runs both branches in one batch.
     evaluations = n * calls * (2 if guidance.guidance else 1) // dist.world_size

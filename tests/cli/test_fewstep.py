@@ -30,7 +30,10 @@ def test_sample_eval_and_show_with_an_nfe_budget(run, tmp_path, capsys):
     capsys.readouterr()
     main(["eval", str(run), "--fid", "--sampler", "unipc", "--nfe", "10", "--timesteps", "logsnr", "--n", "20",
           "--json", "--device", "cpu"])
-    assert json.loads(capsys.readouterr().out)["quality"]["n"] == 20
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["quality"]["n"] == 20
+    assert figures["network"] == {"precision": "fp32", "memory_format": "contiguous", "compile": "off",
+                                  "measured_seconds_a_call": {}}  # conftest: nothing measured
     main(["eval", str(run), "--fid", "--sampler", "euler-a", "--nfe", "5", "--n", "20", "--device", "cpu"])
     # every figure says how it was sampled, and in what the network computed (conftest: nothing measured)
     assert "(euler-a, 5 NFE, linspace spacing, network in fp32, contiguous)" in capsys.readouterr().out
@@ -63,3 +66,17 @@ def test_tune_saves_steps_that_sample_and_eval_then_use(run, tmp_path, capsys):
     expect_error(capsys, "tune", run, "--sampler", "euler-a", match="stochastic")
     expect_error(capsys, "tune", run, "--sampler", "heun", "--nfe", "4", match="odd --nfe")
     expect_error(capsys, "tune", run, "--nfe", "1", match="tuning needs 2..50")
+
+
+def test_the_sampling_network_is_named_unless_it_is_plain_fp32(capsys):
+    """One line on stderr when the setup was measured or is not plain fp32 (bf16, channels_last, compiled: a resumed
+    run's record, say), so that samples never come from an unnamed setup; nothing for plain calls."""
+    from gaussdiff.cli.options import report_setup
+    from gaussdiff.nets.fast import Setup
+
+    report_setup(Setup(), {})
+    assert capsys.readouterr().err == ""
+    report_setup(Setup("bf16", "contiguous", "default"), {})
+    assert capsys.readouterr().err == "gaussdiff: sampling network: bf16, contiguous, compiled (default)\n"
+    report_setup(Setup(), {Setup(): 0.5, Setup("bf16"): 0.45})
+    assert "fp32, contiguous (measured, s a call: fp32/contiguous 0.5, bf16/contiguous 0.45)" in capsys.readouterr().err

@@ -124,19 +124,66 @@ def test_settings_or_a_setup_other_than_the_parts_are_refused_before_anything_is
     from gaussdiff.nets.fast import Fast
 
     parts = tmp_path / "s.npz.parts"
-    generate(conditional_trained, 3, "ddim", 3, batch_size=2, progress=False, parts=parts)
+    generate(conditional_trained, 3, "ddim", 3, batch_size=2, progress=False, parts=parts,
+             speed=SpeedConfig(precision="bf16"))
     meta = json.loads((parts / "meta.json").read_text())
-    meta["setup"] = ["bf16", "contiguous", "off"]
-    (parts / "meta.json").write_text(json.dumps(meta))
+    assert meta["setup"] == ["bf16", "contiguous", "off"]  # the setup the chunks were drawn in, recorded
     monkeypatch.setattr(Fast, "decide", lambda *a, **k: pytest.fail("measured"))
     with pytest.raises(ConfigError, match=r"drawn in \['bf16', 'contiguous', 'off'\], not as asked"):
         generate(conditional_trained, 3, "ddim", 3, batch_size=2, progress=False, parts=parts,
                  speed=SpeedConfig(precision="fp32"))
-    meta.pop("setup")
-    meta["bf16"] = False  # as parts of an earlier gaussdiff recorded their precision
+    meta.pop("setup")  # as parts of an earlier gaussdiff, whose other settings were the same
     (parts / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ConfigError, match="drawn with other settings"):
         generate(conditional_trained, 3, "ddim", 3, batch_size=2, progress=False, parts=parts, speed=SpeedConfig())
+    meta["bf16"] = False  # as parts of the version before recorded their precision
+    (parts / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="drawn with other settings"):
+        generate(conditional_trained, 3, "ddim", 3, batch_size=2, progress=False, parts=parts, speed=SpeedConfig())
+
+
+def test_a_measurement_interrupted_leaves_the_network_as_it_came(conditional_trained, monkeypatch):
+    """Ctrl-C while the candidates are timed (here just after switching to channels_last): the run's network goes
+    back to its own layout, as after a finished run."""
+    from gaussdiff.evaluation.generate import SpeedConfig
+    from gaussdiff.nets.fast import Fast
+
+    def interrupted(self, *args, **kwargs):
+        self._to_layout("channels_last")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Fast, "decide", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        generate(conditional_trained, 3, "ddim", 3, batch_size=2, progress=False, speed=SpeedConfig())
+    assert conditional_trained.model.out[-1].weight.is_contiguous()  # [1, ch, 3, 3]: the layouts differ
+
+
+def test_the_compile_projection_counts_what_the_network_sees(conditional_trained, monkeypatch):
+    """The images through the network: samples x network calls, Heun's two a step but the last, x2 under
+    classifier-free guidance (both branches in one batch), and a rank's share under torchrun."""
+    from dataclasses import dataclass
+
+    from gaussdiff.training.distributed import Distributed
+
+    module = sys.modules["gaussdiff.evaluation.generate"]
+    seen = []
+    real = module.sampling_network
+    monkeypatch.setattr(module, "sampling_network", lambda *a, evaluations, **k: seen.append(evaluations) or
+                        real(*a, evaluations=evaluations, **k))
+
+    @dataclass(frozen=True)
+    class OneOfTwo(Distributed):
+        def broadcast(self, obj):
+            return obj
+
+        def gather_objects(self, obj):
+            return [obj, {k + 1: v for k, v in obj.items()}]  # the other rank's chunk: a copy stands in
+
+    generate(conditional_trained, 4, "ddim", 5, batch_size=2, progress=False)
+    generate(conditional_trained, 4, "heun", 5, batch_size=2, progress=False)
+    generate(conditional_trained, 4, "ddim", 5, batch_size=2, progress=False, guidance=GuidanceConfig(guidance=1.0))
+    generate(conditional_trained, 4, "ddim", 5, batch_size=2, progress=False, dist=OneOfTwo(rank=0, world_size=2))
+    assert seen == [4 * 5, 4 * 9, 4 * 5 * 2, 4 * 5 // 2]
 
 
 def test_plain_calls_measure_nothing_and_ranks_take_the_main_process_choice(conditional_trained, monkeypatch):

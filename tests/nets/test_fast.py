@@ -194,9 +194,9 @@ def test_decide_times_every_candidate_and_then_the_verdict_serves_every_call(mon
     with torch.no_grad():
         outs = [wrapped(*inputs(batch=b)) for b in (4, 4, 3)]
     hook.remove()
-    # the first candidate's warm-up and a timed call (3 s: above MEASURE_FROM), then the measuring rounds
+    # the first candidate's warm-up and a probe (3 s: above MEASURE_FROM), the others' warm-ups, the timed rounds
     verdict = fast.Setup("bf16", "channels_last")
-    assert served == list(cost)[:1] * 2 + list(cost) * (1 + fast.TIMED_CALLS) + [verdict] * 3
+    assert served == list(cost)[:1] * 2 + list(cost)[1:] + list(cost) * fast.TIMED_CALLS + [verdict] * 3
     assert wrapped.setup == fast.Setup("bf16", "channels_last") and wrapped.seconds == cost
     net.to(memory_format=torch.contiguous_format)
     with torch.no_grad():
@@ -244,6 +244,8 @@ def test_a_resumed_setup_is_accepted_only_if_the_wrapper_could_have_chosen_it():
     assert not measured.accepts(["fp32", "contiguous"])  # a record of the wrong shape
     plain = Fast(small_unet(), candidates=[Setup("fp32")])
     assert plain.accepts(["fp32", "contiguous", "off"]) and not plain.accepts(["fp32", "contiguous", "default"])
+    fixed = Fast(small_unet(), bf16=True, channels_last=True)  # CUDA's kind: its own setup only
+    assert fixed.accepts(["bf16", "channels_last", "off"]) and not fixed.accepts(["fp32", "channels_last", "off"])
 
 
 @CUDA

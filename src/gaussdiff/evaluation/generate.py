@@ -80,36 +80,28 @@ class Parts:
     samples of, so that a run with other settings never mixes its samples in."""
 
     def __init__(self, root: Path, key: dict) -> None:
+        """Refuse a ``root`` whose chunks were drawn with settings other than ``key``; the network's setup they
+        were drawn in, which the caller settles, is kept as :attr:`setup`."""
         self.root = root
         self.key = key
+        self.setup: list | None = None
+        """The network setup the chunks already here were drawn in (None if there are none)."""
         meta = root / "meta.json"
         if meta.exists():
             try:
                 found = json.loads(meta.read_text())
             except ValueError:
                 found = None
-            if found != key:
+            mine = isinstance(found, dict) and "setup" in found  # parts of an earlier gaussdiff recorded none
+            if not mine or {k: v for k, v in found.items() if k != "setup"} != key:
                 raise ConfigError(f"{root} holds samples drawn with other settings; remove it, or write elsewhere")
+            self.setup = found["setup"]
 
-    @staticmethod
-    def check(root: Path, key: dict) -> list | None:
-        """Refuse a ``root`` whose chunks were drawn with settings other than ``key`` (the network's setup aside),
-        and return the setup they were drawn in (None if none are there)."""
-        meta = root / "meta.json"
-        if not meta.exists():
-            return None
-        try:
-            found = json.loads(meta.read_text())
-        except ValueError:
-            found = None
-        mine = isinstance(found, dict) and "setup" in found  # parts of an earlier gaussdiff recorded none
-        if not mine or {k: v for k, v in found.items() if k != "setup"} != key:
-            raise ConfigError(f"{root} holds samples drawn with other settings; remove it, or write elsewhere")
-        return found.get("setup")
-
-    def start(self) -> None:
+    def start(self, setup: Setup) -> None:
+        """Record the settings, and the network ``setup`` the chunks are drawn in, before the first chunk."""
         if not (self.root / "meta.json").exists():
-            atomic_write(self.root / "meta.json", lambda tmp: tmp.write_text(json.dumps(self.key, indent=1)))
+            meta = {**self.key, "setup": list(setup)}
+            atomic_write(self.root / "meta.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
 
     def path(self, k: int) -> Path:
         return self.root / f"chunk-{k:06d}.npz"
@@ -274,11 +266,11 @@ def generate(
     key = settings_key(trained, n=n, sampler=sampler, steps=steps, eta=eta, seed=seed, batch_size=batch_size,
                        labels=labels, guidance=repr(guidance), tokens=tokens, low_res=low_res, level=level, nfe=nfe,
                        spacing=spacing, timesteps=timesteps)
-    recorded = Parts.check(parts, key) if parts is not None else None  # before measuring: other settings refused
+    store = Parts(parts, key) if parts is not None else None  # before measuring: other settings refused
+    recorded = store.setup if store is not None else None
+    if recorded is not None and not net.accepts(recorded):
+        raise ConfigError(f"{parts} holds samples drawn in {recorded}, not as asked now: remove it, or write elsewhere")
     if net.candidates:  # CPU: one setup for the whole run, chosen on the main process
-        if recorded is not None and not net.accepts(recorded):
-            raise ConfigError(f"{parts} holds samples drawn in {recorded}, not as asked now: remove it, or write "
-                              "elsewhere")
         if dist.is_main and recorded is not None:
             net.use(recorded)  # a resumed run computes as its finished chunks were computed
         elif dist.is_main and net.setup is None:  # timed on chunk 0's network call, guidance included
@@ -296,11 +288,8 @@ def generate(
             net.use(dist.broadcast(net.setup))
     if on_setup is not None:
         on_setup(net.setup, net.seconds)
-    store = None
-    if parts is not None:
-        store = Parts(parts, {**key, "setup": list(net.setup)})
-        if dist.is_main:
-            store.start()
+    if store is not None and dist.is_main:
+        store.start(net.setup)
     mine = {}
     todo = [k for k in chunks if k % dist.world_size == dist.rank]
     try:

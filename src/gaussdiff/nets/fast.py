@@ -174,10 +174,13 @@ class Fast(nn.Module):
         return self.verdict
 
     def accepts(self, setup: Sequence[str]) -> bool:
-        """Whether ``setup`` (a resumed run's record) is one this wrapper could have chosen: one of its candidates'
-        precision and layout, compiled as its ``compile`` allows (``off`` or ``default`` under ``auto``)."""
-        if not self.candidates or len(setup) != 3:
+        """Whether ``setup`` (a resumed run's record) is one this wrapper could have chosen: its fixed setup (CUDA),
+        or one of its candidates' precision and layout, compiled as its ``compile`` allows (``off`` or ``default``
+        under ``auto``)."""
+        if len(setup) != 3:
             return False
+        if not self.candidates:
+            return tuple(setup) == self.setup
         compiles = ("off", "default") if self.compile == "auto" else (self.compile,)  # what decide could pick
         return tuple(setup[:2]) in [c[:2] for c in self.candidates] and setup[2] in compiles
 
@@ -200,7 +203,8 @@ class Fast(nn.Module):
     def decide(self, x_t: Tensor, t: Tensor, **cond: Any) -> Setup:
         """Time every candidate on these inputs, interleaved (one warm-up call each, then :data:`TIMED_CALLS`
         rounds; the least time of each counts), and keep :func:`choose`'s pick; a first candidate faster than
-        :data:`MEASURE_FROM` a call is kept unmeasured. Without candidates, the fixed setup."""
+        :data:`MEASURE_FROM` a call (its warm-up and one probe) is kept unmeasured. Without candidates, the fixed
+        setup. Nothing is compiled here: the next call compiles the setup chosen."""
         if not self.candidates:
             return self.setup
         first = self.candidates[0]
@@ -212,7 +216,7 @@ class Fast(nn.Module):
         if len(self.candidates) > 1 and call >= MEASURE_FROM:
             seconds: dict[Setup, float] = {}
             for timed in [False] + [True] * TIMED_CALLS:
-                for setup in self.candidates:
+                for setup in self.candidates if timed else self.candidates[1:]:  # the probe warmed the first
                     self._to_layout(setup.memory_format)
                     start = time.perf_counter()
                     self._eager(x_t, t, cond, setup, compiled=False)
@@ -225,8 +229,6 @@ class Fast(nn.Module):
             projected = self.evaluations / max(len(x_t), 1) * call
             mode = "default" if projected >= COMPILE_PAYS_SECONDS else "off"
         self.use(verdict._replace(compile=mode))
-        if mode != "off":  # compiled here, so that a failure shows before sampling starts
-            self._serve(x_t, t, cond)
         return self.verdict
 
     def _to_layout(self, memory_format: str) -> None:
@@ -266,7 +268,7 @@ class Fast(nn.Module):
         if self.candidates and not x_t.is_cuda:
             if self.verdict is None:
                 self.decide(x_t, t, **cond)
-            return self._serve(x_t, t, cond)
+            return self._serve(x_t, t, cond)  # the first serve compiles, if chosen: a failure falls back here
         self._to_layout("channels_last" if self.channels_last else "contiguous")
         graphable = (self.cuda_graph and x_t.is_cuda and not torch.is_grad_enabled()
                      and all(isinstance(v, Tensor) for v in cond.values()))

@@ -11,13 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from gaussdiff.data.datasets import (
-    FASHION_CLASSES,
-    FASHION_MNIST_DIR,
-    DataError,
-    class_captions,
-    load_data,
-)
+from gaussdiff.data.captions import class_captions
+from gaussdiff.data.datasets import FASHION_CLASSES, FASHION_MNIST_DIR, DataError, load_data
 
 # The readable names a caption must use, written out here rather than read from the module.
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

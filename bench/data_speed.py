@@ -35,8 +35,8 @@ from PIL import Image
 
 from gaussdiff.data.datasets import load_data
 from gaussdiff.training.distributed import Distributed
-from gaussdiff.training.loop import DataOrder
-from gaussdiff.training.trainer import stream_batches
+from gaussdiff.training.batches import DataOrder
+from gaussdiff.training.batches import stream_batches
 
 
 def make_folder(root: Path, n: int, size: int) -> None:

@@ -11,8 +11,9 @@ from gaussdiff.data.datasets import FolderImages, load_data
 from gaussdiff.errors import DataError
 from gaussdiff.training.checkpoint import list_checkpoints
 from gaussdiff.training.distributed import Distributed
-from gaussdiff.training.loop import DataOrder
-from gaussdiff.training.trainer import StepBatches, Trainer
+from gaussdiff.training.batches import DataOrder
+from gaussdiff.training.batches import StepBatches
+from gaussdiff.training.trainer import Trainer
 
 
 @pytest.fixture

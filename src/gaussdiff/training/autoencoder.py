@@ -29,12 +29,13 @@ from ..conditioning.latent import LatentSpace
 from ..data.datasets import ImageData, check_center_crop, load_configured, to_model_range, to_uint8
 from ..errors import CheckpointError, ConfigError
 from ..nets.autoencoder import Autoencoder, PatchDiscriminator
+from .batches import DataOrder
 from .checkpoint import load_state_dict_strict, load_training_state, load_weights, save_checkpoint, save_weights
 from .checkpoint import verify_checkpoint
 from .config import AutoencoderTrainConfig, save_config
 from .files import atomic_write
 from .distributed import Distributed
-from .loop import DataOrder, Optimization, check_precision, resolve_device, resolve_precision
+from .loop import Optimization, check_precision, resolve_device, resolve_precision
 from .trainer import Logger, NullLogger, TrainResult, resume_checkpoint
 
 

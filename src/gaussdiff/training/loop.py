@@ -207,25 +207,3 @@ class Optimization:
         self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None:
             self.ema.n_averaged.copy_(state["ema_n_averaged"])
-
-
-class DataOrder:
-    """Which examples batch ``step`` takes: positions step*B..(step+1)*B of a stream of per-epoch
-    permutations seeded by (seed, epoch). A pure function of the step, so a resumed run sees the data
-    in the order an uninterrupted one would, and each epoch visits every example once."""
-
-    def __init__(self, n: int, batch_size: int, seed: int) -> None:
-        self.n, self.batch_size, self.seed = n, batch_size, seed
-        self._perm: tuple[int, Tensor] | None = None
-
-    def indices(self, step: int) -> Tensor:
-        pos, end, parts = step * self.batch_size, (step + 1) * self.batch_size, []
-        while pos < end:
-            epoch, offset = divmod(pos, self.n)
-            if self._perm is None or self._perm[0] != epoch:
-                g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-                self._perm = (epoch, torch.randperm(self.n, generator=g))
-            take = min(end - pos, self.n - offset)
-            parts.append(self._perm[1][offset : offset + take])
-            pos += take
-        return torch.cat(parts)

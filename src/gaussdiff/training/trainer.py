@@ -12,7 +12,6 @@ checkpointed, so a resumed run continues with exactly the losses of an uninterru
 from __future__ import annotations
 
 import math
-import os
 import signal
 import sys
 import time
@@ -27,18 +26,19 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from ..conditioning.conditions import drop_conditions
-from ..data.datasets import FolderImages, ImageData, crop_places, load_configured, to_model_range, to_uint8
+from ..data.datasets import ImageData, load_configured, to_model_range, to_uint8
 from ..diffusion.timestep_sampling import make_timestep_sampler
 from ..errors import CheckpointError, DataError, NonFiniteError
 from ..nets.kernels.winograd import conv_choices, restore_conv_choices
 from ..nets.unet import UNet
 from ..samplers.run import sample
+from .batches import DataOrder, stream_batches
 from .checkpoint import (list_checkpoints, load_state_dict_strict, load_training_state, load_weights, save_checkpoint,
                          verify_checkpoint)
 from .config import RunConfig, save_config
 from .distributed import Distributed, fingerprint
 from .latent import check_autoencoder_fits, load_latent_space
-from .loop import DataOrder, Optimization, check_precision, resolve_compile, resolve_device, resolve_precision
+from .loop import Optimization, check_precision, resolve_compile, resolve_device, resolve_precision
 
 LOSS_BUCKETS = 10
 
@@ -90,45 +90,6 @@ class Stopped(Exception):
     def __init__(self, signum: int, step: int, checkpoint: Path | None) -> None:
         super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}")
         self.signum, self.step, self.checkpoint = signum, step, checkpoint
-
-
-
-class StepBatches(torch.utils.data.Dataset):
-    """Item ``step``: this rank's part of global batch ``step`` of a streamed folder, decoded (``uint8 [b, C, S,
-    S]``), or the one-line message of an image that could not be decoded. With ``crop_seed`` each image is cut
-    where :func:`~gaussdiff.data.datasets.crop_places` puts it for (seed, step), drawn for the global batch."""
-
-    def __init__(self, images: FolderImages, order: DataOrder, dist: Distributed, steps: int,
-                 crop_seed: int | None = None) -> None:
-        self.images, self.order, self.dist, self.steps, self.crop_seed = images, order, dist, steps, crop_seed
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def __getitem__(self, step: int) -> Tensor | str:
-        indices = self.order.indices(step)
-        at = None if self.crop_seed is None else self.dist.part(crop_places(self.crop_seed, step, len(indices)))
-        try:
-            return self.images.read(self.dist.part(indices), at)
-        except DataError as e:
-            return str(e)
-
-
-def default_workers() -> int:
-    """One DataLoader process per CPU core beyond the first (the trainer keeps one), at most 8."""
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
-
-
-def stream_batches(images: FolderImages, order: DataOrder, dist: Distributed, start: int, steps: int,
-                   workers: int | None, crop_seed: int | None = None) -> Iterator[Tensor | str]:
-    """The batches of steps ``start``..``steps - 1`` in order, decoded ahead by ``workers`` processes (random crops
-    from ``crop_seed``). The indices and crops are functions of the step: a resumed run continues with exactly the
-    batches an uninterrupted one would see, reading nothing it already consumed."""
-    workers = default_workers() if workers is None else workers
-    loader = torch.utils.data.DataLoader(StepBatches(images, order, dist, steps, crop_seed), batch_size=None,
-                                         sampler=range(start, steps), num_workers=workers,
-                                         prefetch_factor=4 if workers else None)
-    return iter(loader)
 
 
 def warn(message: str) -> None:
@@ -273,7 +234,7 @@ class Trainer:
         return self.optim.ema.module if self.optim.ema is not None else self.model
 
     def batch_indices(self, step: int) -> Tensor:
-        """Indices of global batch ``step`` (:class:`~gaussdiff.training.loop.DataOrder`)."""
+        """Indices of global batch ``step`` (:class:`~gaussdiff.training.batches.DataOrder`)."""
         return self.order.indices(step)
 
     # -- one optimisation step -----------------------------------------------------------------

@@ -3,23 +3,9 @@ torch version and the thread count; and the host family whose table in docs/spee
 
 from __future__ import annotations
 
-import platform
-
 import torch
 
-
-def cpu_info() -> tuple[str, str, set[str]]:
-    """(model name, "family F model M", feature flags) from /proc/cpuinfo (the platform's name elsewhere)."""
-    fields: dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        return platform.processor() or platform.machine(), "", set()
-    return (fields.get("model name", "unknown CPU"), f"family {fields.get('cpu family', '?')} model "
-            f"{fields.get('model', '?')}", set(fields.get("flags", "").split()))
+from gaussdiff.nets.fast import cpu_info
 
 
 def extensions(flags: set[str]) -> list[str]:

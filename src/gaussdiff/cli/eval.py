@@ -53,8 +53,9 @@ class Eval:
     samples: Path | None = None
     """A .npz of uint8 [N, H, W, C] samples (arr_0; labels in arr_1) to score instead of sampling."""
     n: Annotated[int | None, tyro.conf.arg(aliases=("--num-samples",))] = None
-    """(--num-samples under torchrun, which takes --n for its own --nnodes.) Images for --bpd/--ode (>= 1; None: 1000, at most the split) or samples for --fid (>= 1; None: 10000,
-    1000 for Inception on CPU) or of --samples (None: all)."""
+    """(--num-samples under torchrun, which takes --n for its own --nnodes.) Images for --bpd/--ode (>= 1; None:
+    1000, at most the split) or samples for --fid (>= 1; None: 10000, 1000 for Inception on CPU) or of --samples
+    (None: all)."""
     steps: int | None = None
     """--bpd on a respaced schedule; for --fid the sampler's steps (default 50)."""
     sampler: SamplerName = "ddim"
@@ -111,10 +112,12 @@ class Eval:
             return
         if self.checkpoint is not None and (self.checkpoint / "latent.json").exists():
             report = measure_autoencoder(self.checkpoint, str(resolve_device(self.device)))  # an autoencoder run
-            print(json.dumps({"reconstruction": asdict(report)}) if self.json else "\n".join(describe_reconstructions(report)))
+            lines = [json.dumps({"reconstruction": asdict(report)})] if self.json else describe_reconstructions(report)
+            print("\n".join(lines))
             return
         if not (self.bpd or self.ode or self.fid or self.samples):
-            raise UsageError("say what to measure: --bpd, --ode, --fid, --super-res-test, or --samples FILE.npz --data DATA")
+            raise UsageError("say what to measure: --bpd, --ode, --fid, --super-res-test, "
+                             "or --samples FILE.npz --data DATA")
         if self.checkpoint is None and (self.bpd or self.ode or (self.fid and self.samples is None)):
             raise UsageError("--bpd, --ode and --fid need a run (or --samples with --data)")
         device = dist.device_for(resolve_device(self.device))
@@ -245,8 +248,8 @@ class Eval:
         if chosen:  # what the network computed in: bf16 moves a figure by its rounding
             setup, seconds = chosen[0]
             source += f", network in {describe(setup, {})}"
-            figures["network"] = {**setup._asdict(), "measured_seconds_a_call": {
-                f"{k.precision}/{k.memory_format}": v for k, v in seconds.items()}}
+            measured = {k.arithmetic: v for k, v in seconds.items()}
+            figures["network"] = {**setup._asdict(), "measured_seconds_a_call": measured}
         if self.guide.guidance:
             source += f", guidance w = {self.guide.guidance:g}"
         lines = self.quality_lines(q, f"sample quality of {q.n} samples ({source}) against {data_config.data}, "

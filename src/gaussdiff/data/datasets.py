@@ -216,7 +216,8 @@ def _load_image(path: Path, size: int, channels: int, at: tuple[float, float] | 
                 left, top = min(w - size, int(at[0] * (w - size + 1))), min(h - size, int(at[1] * (h - size + 1)))
             arr = np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise DataError(f"{path}: cannot read image ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'corrupt'})") from None
+        why = str(e).splitlines()[0] if str(e) else "corrupt"
+        raise DataError(f"{path}: cannot read image ({type(e).__name__}: {why})") from None
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
@@ -312,7 +313,8 @@ def load_image_folder(root: Path, size: int, channels: int, stream: str = "memor
         labels = torch.tensor([names.index(parts[0]) for parts in tops], dtype=torch.long)
     bad = scan_images(files)
     if bad and not skip_bad:
-        listed = "; ".join(f"{p} ({why})" for p, why in bad[:3]) + (f"; and {len(bad) - 3} more" if len(bad) > 3 else "")
+        listed = "; ".join(f"{p} ({why})" for p, why in bad[:3])
+        listed += f"; and {len(bad) - 3} more" if len(bad) > 3 else ""
         raise DataError(f"{root}: {len(bad)} unreadable image(s): {listed} (--skip-bad-images leaves them out)")
     if bad:
         unreadable = {p for p, _ in bad}

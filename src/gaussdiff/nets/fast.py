@@ -39,16 +39,35 @@ import torch
 from torch import Tensor, nn
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (Linux's /proc/cpuinfo; empty elsewhere)."""
+class CPUInfo(NamedTuple):
+    """The CPU as Linux's /proc/cpuinfo names it: ``model`` ("AMD EPYC"), ``family`` ("family 26 model 2") and
+    the feature ``flags`` ("avx512_bf16", "amx_bf16", ...)."""
+
+    model: str
+    family: str
+    flags: set[str]
+
+
+def cpu_info() -> CPUInfo:
+    """The first CPU's entry in /proc/cpuinfo; elsewhere the platform's name and no flags."""
+    import platform
+
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
-        pass
-    return set()
+        return CPUInfo(platform.processor() or platform.machine(), "", set())
+    return CPUInfo(fields.get("model name", "unknown CPU"),
+                   f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')}",
+                   set(fields.get("flags", "").split()))
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (empty where /proc/cpuinfo is not)."""
+    return cpu_info().flags
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -74,6 +93,11 @@ class Setup(NamedTuple):
     precision: Literal["fp32", "bf16"] = "fp32"
     memory_format: Literal["contiguous", "channels_last"] = "contiguous"
     compile: CompileMode = "off"
+
+    @property
+    def arithmetic(self) -> str:
+        """What a measurement compares, precision and layout: ``bf16/contiguous``."""
+        return f"{self.precision}/{self.memory_format}"
 
 
 BF16_PAYS = 0.85
@@ -118,8 +142,7 @@ def describe(setup: Setup, seconds: dict[Setup, float]) -> str:
     if setup.compile != "off":
         words += f", compiled ({setup.compile})"
     if seconds:
-        words += " (measured, s a call: " + ", ".join(f"{s.precision}/{s.memory_format} {v:.3g}"
-                                                      for s, v in seconds.items()) + ")"
+        words += " (measured, s a call: " + ", ".join(f"{s.arithmetic} {v:.3g}" for s, v in seconds.items()) + ")"
     return words
 
 

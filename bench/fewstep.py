@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import inspect
 import json
 import math
 from pathlib import Path
@@ -36,6 +35,8 @@ from gaussdiff import GaussianDiffusion, NoiseSchedule, sample
 from gaussdiff.diffusion.oracle import GaussianMixture, OptimalDenoiser
 from gaussdiff.samplers import SAMPLERS
 from gaussdiff.samplers.tuning import reference_solve, tune_timesteps
+
+from _schedulers import solve_with_scheduler
 
 F64 = torch.float64
 MIXTURE = GaussianMixture(means=[[-1.5, -0.5], [1.5, 1.0], [0.5, -1.8]], stds=[0.3, 0.5, 0.25], weights=[0.5, 0.3, 0.2])
@@ -101,16 +102,8 @@ def run_diffusers(name: str, options: dict, nfe: int, oracle, x_T: torch.Tensor)
 
     scheduler = getattr(schedulers, name)(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", **options)
     steps = (nfe + 1) // 2 if name == "HeunDiscreteScheduler" else nfe
-    g = torch.Generator().manual_seed(0)
     try:
-        scheduler.set_timesteps(steps)
-        ve = scheduler.init_noise_sigma != 1
-        x = x_T * (scheduler.sigmas.max().double() ** 2 + 1).sqrt() if ve else x_T
-        noise = {"generator": g} if "generator" in inspect.signature(scheduler.step).parameters else {}
-        with torch.no_grad():
-            for t in scheduler.timesteps:
-                out = oracle(scheduler.scale_model_input(x, t), torch.as_tensor(t, dtype=F64).expand(len(x)))
-                x = scheduler.step(out.to(x.dtype), t, x, **noise).prev_sample
+        x = solve_with_scheduler(scheduler, oracle, x_T, steps, F64)
     except Exception as e:  # noqa: BLE001  diffusers fails on some options (Karras sigmas of this schedule repeat timesteps)
         print(f"  diffusers {name} {options} at {nfe} NFE failed: {type(e).__name__}: {e}")
         return None

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import inspect
 import json
 import tempfile
 import time
@@ -32,6 +31,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from _host import describe_host  # noqa: E402
+from _schedulers import solve_with_scheduler  # noqa: E402
 
 from gaussdiff.data import DataConfig, load_data  # noqa: E402
 from gaussdiff.evaluation import evaluate_quality  # noqa: E402
@@ -66,16 +66,7 @@ def run_diffusers(name: str, options: dict, nfe: int, model, x_T: torch.Tensor, 
 
     betas = {"cosine": "squaredcos_cap_v2", "linear": "linear"}[schedule]
     scheduler = getattr(schedulers, name)(num_train_timesteps=num_steps, beta_schedule=betas, **options)
-    scheduler.set_timesteps(nfe)
-    ve = scheduler.init_noise_sigma != 1
-    x = x_T * (scheduler.sigmas.max() ** 2 + 1).sqrt() if ve else x_T
-    g = torch.Generator(x_T.device).manual_seed(0)
-    noise = {"generator": g} if "generator" in inspect.signature(scheduler.step).parameters else {}
-    with torch.no_grad():
-        for t in scheduler.timesteps:
-            eps = model(scheduler.scale_model_input(x, t), torch.as_tensor(t, device=x.device).float().expand(len(x)))
-            x = scheduler.step(eps, t, x, **noise).prev_sample
-    return x
+    return solve_with_scheduler(scheduler, model, x_T, nfe, torch.float32)
 
 
 def main() -> None:

@@ -150,7 +150,9 @@ def test_eval_bpd_ode_fid_and_samples(trained_run, tmp_path, capsys):
     assert scored["n"] == 30
     capsys.readouterr()
     run_cli("eval", trained_run, "--bpd", "--n", "4", "--steps", "5", "--out-dir", tmp_path, "--device", "cpu")
-    assert "L_0 (decoder)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "L_0 (decoder)" in out
+    assert "on 4 held-out images, 5 steps, EMA weights, seed 0 (bits/dim)" in out  # every figure says what it is
 
 
 def test_eval_needs_something_to_measure(trained_run, tmp_path, capsys):

@@ -36,7 +36,9 @@ def test_sample_eval_and_show_with_an_nfe_budget(run, tmp_path, capsys):
                                   "measured_seconds_a_call": {}}  # conftest: nothing measured
     main(["eval", str(run), "--fid", "--sampler", "euler-a", "--nfe", "5", "--n", "20", "--device", "cpu"])
     # every figure says how it was sampled, and in what the network computed (conftest: nothing measured)
-    assert "(euler-a, 5 NFE, linspace spacing, network in fp32, contiguous)" in capsys.readouterr().out
+    title = capsys.readouterr().out.splitlines()[0]
+    assert title == ("sample quality of 20 samples (euler-a, 5 NFE, linspace spacing, EMA weights, seed 0, network in "
+                     "fp32, contiguous) against the training split of digits, classifier features")
     main(["show", "trajectory", str(run), "--sampler", "dpm++3m", "--nfe", "8", "--out", str(tmp_path / "t.png"),
           "--device", "cpu"])
     assert (tmp_path / "t.png").exists()
@@ -59,10 +61,11 @@ def test_tune_saves_steps_that_sample_and_eval_then_use(run, tmp_path, capsys):
     saved = json.loads(next(run.glob("**/timesteps.json")).read_text())["dpm++2m@4"]
     assert len(saved["timesteps"]) == 4 and saved["evals"] <= 12
     main(["eval", str(run), "--fid", "--sampler", "dpm++2m", "--nfe", "4", "--n", "20", "--device", "cpu"])
-    assert "(dpm++2m, 4 NFE, steps tuned by gaussdiff tune (timesteps.json), network in" in capsys.readouterr().out
+    assert "(dpm++2m, 4 NFE, steps tuned by gaussdiff tune (timesteps.json), EMA weights" in capsys.readouterr().out
     main(["eval", str(run), "--fid", "--sampler", "dpm++2m", "--nfe", "5", "--n", "20", "--device", "cpu"])
     # nothing tuned for 5: its default
-    assert "(dpm++2m, 5 NFE, trailing spacing, network in fp32, contiguous)" in capsys.readouterr().out
+    assert "(dpm++2m, 5 NFE, trailing spacing, EMA weights, seed 0, network in fp32, contiguous)" in \
+        capsys.readouterr().out
     expect_error(capsys, "tune", run, "--sampler", "euler-a", match="stochastic")
     expect_error(capsys, "tune", run, "--sampler", "heun", "--nfe", "4", match="odd --nfe")
     expect_error(capsys, "tune", run, "--nfe", "1", match="tuning needs 2..50")

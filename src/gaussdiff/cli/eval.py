@@ -155,6 +155,7 @@ class Eval:
             given += " (their latents: bits per latent dimension, not image bits/dim)"
             figures["latent"] = str(trained.config.latent.latent)
         figures["conditioned_on"] = sorted(cond)
+        weights = weights_of(trained)
         lines = []
         if self.bpd:
             check_steps(self.steps, trained)
@@ -167,7 +168,8 @@ class Eval:
             figures["bpd"] = report.summary()
             figures["rate_distortion"] = [{"t": t, "rate": r, "distortion": d} for t, r, d in rows]
             lines += [
-                f"variational bound on {n} held-out images{given}, {report.steps} steps (bits/dim)",
+                f"variational bound on {n} held-out images{given}, {report.steps} steps, {weights}, seed {self.seed} "
+                "(bits/dim)",
                 f"  total          {report.bpd:.4f} ± {report.bpd_stderr:.4f}",
                 f"  L_0 (decoder)  {report.l0:.4f}",
                 f"  sum L_t-1      {report.sum_l_t:.4f}",
@@ -179,7 +181,8 @@ class Eval:
         if self.ode:
             result = evaluate_ode(trained, images, cond, batch_size=self.batch_size, seed=self.seed)
             figures["ode"] = result
-            lines.append(f"probability-flow ODE on {n} held-out images{given}: {result['ode_bpd']:.4f} ± "
+            lines.append(f"probability-flow ODE on {n} held-out images{given}, {weights}, seed {self.seed}: "
+                         f"{result['ode_bpd']:.4f} ± "
                          f"{result['ode_bpd_stderr']:.4f} bits/dim (dequantized, {result['ode_nfe']} evaluations)")
         return lines
 
@@ -244,7 +247,10 @@ class Eval:
         q = evaluate_quality(images, data_config.data, reference, self.features, labels, reference_limit=limit,
                              device=str(device), attributes=attributes)
         figures["quality"] = asdict(q)
-        source = str(self.samples) if self.samples else self.describe_steps(label)
+        if self.samples:
+            source = str(self.samples)
+        else:
+            source = f"{self.describe_steps(label)}, {weights_of(trained)}, seed {self.seed}"
         if chosen:  # what the network computed in: bf16 moves a figure by its rounding
             setup, seconds = chosen[0]
             source += f", network in {describe(setup, {})}"
@@ -252,8 +258,8 @@ class Eval:
             figures["network"] = {**setup._asdict(), "measured_seconds_a_call": measured}
         if self.guide.guidance:
             source += f", guidance w = {self.guide.guidance:g}"
-        lines = self.quality_lines(q, f"sample quality of {q.n} samples ({source}) against {data_config.data}, "
-                                      f"{q.features} features")
+        lines = self.quality_lines(q, f"sample quality of {q.n} samples ({source}) against the training split of "
+                                      f"{data_config.data}, {q.features} features")
         if attributes is not None and q.prompts is None:
             print("gaussdiff: note: prompt accuracy is read by the attribute classifier: pass --features classifier",
                   file=sys.stderr)
@@ -320,8 +326,9 @@ class Eval:
         sizes = " -> ".join(f"{o.shape[-1]}x{o.shape[-1]}" for o in outputs)
         figures = {"cascade": [str(p) for p in self.cascade], "quality": asdict(q)}
         lines = self.quality_lines(q, f"cascade {sizes}: {q.n} samples ({self.describe_steps(label)} a stage, "
-                                      f"s = {self.cond_aug_level if self.cond_aug_level is not None else 'each run'}) "
-                                      f"against {data_config.data}, {q.features} features")
+                                      f"s = {self.cond_aug_level if self.cond_aug_level is not None else 'each run'}, "
+                                      f"EMA weights, seed {self.seed}) against the training split of "
+                                      f"{data_config.data}, {q.features} features")
         print(json.dumps(figures) if self.json else "\n".join(lines))
 
     def measure_super_resolution(self, device: torch.device) -> None:
@@ -344,12 +351,19 @@ class Eval:
         r = report
         lines = [
             f"super-resolution {r.low}x{r.low} -> {r.high}x{r.high} of {r.n} held-out images (s = {r.level:g}, "
-            f"{self.sampler}, {self.steps or 50} steps)",
+            f"{self.sampler}, {self.steps or 50} steps, EMA weights, seed {self.seed}; quality against "
+            f"the training split of {data_config.data}, {q.features} features)",
             f"  PSNR   {r.psnr:.2f} dB   (bilinear upsampling {r.psnr_bilinear:.2f} dB)",
             f"  SSIM   {r.ssim:.4f}    (bilinear upsampling {r.ssim_bilinear:.4f})",
-            *self.quality_lines(q, f"  quality of the super-resolved images against {data_config.data}")[1:],
+            *self.quality_lines(q, "")[1:],  # under the title of the lines above
         ]
         print(json.dumps({"super_res": asdict(r), "quality": asdict(q)}) if self.json else "\n".join(lines))
+
+
+def weights_of(trained: Trained) -> str:
+    """Which weights a figure of ``trained`` comes from: a run's EMA weights (``eval`` loads no others), or the
+    only weights a diffusers folder has."""
+    return "EMA weights" if trained.source == "gaussdiff" else "the folder's weights"
 
 
 def scene_attributes(prompts: list[str], path: Path) -> torch.Tensor:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 from _budget import train_within
-from _readme import write_table
+from _doc import write_table
 
 from gaussdiff.conditioning import ConditioningConfig
 from gaussdiff.conditioning.super_res import SuperResConfig, downsample
@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--base-steps", type=int, default=50)
     parser.add_argument("--sr-steps", type=int, default=25)
     parser.add_argument("--out", type=Path, default=Path("docs"))
-    parser.add_argument("--readme", type=Path, help="write the tables between the markers of this file")
+    parser.add_argument("--doc", type=Path, help="write the tables between the markers of this file")
     parser.add_argument("--direct-only", action="store_true",
                         help="train and measure only the direct 28x28 model (2 x --budget)")
     args = parser.parse_args()
@@ -141,9 +141,9 @@ def main() -> None:
     save_strips(strips, args.out / "cascade-stages.png", ["base 14x14", *[f"+ {k}" for k in STAGES]],
                 load_data("fashion-mnist").class_names)
     (args.out / "cascade.json").write_text(json.dumps({"rows": rows, "sweep": sweep}, indent=2))
-    if args.readme is not None:
-        write_table(args.readme, "cascade-table", table)
-        write_table(args.readme, "cascade-sweep", sweep_table)
+    if args.doc is not None:
+        write_table(args.doc, "cascade-table", table)
+        write_table(args.doc, "cascade-sweep", sweep_table)
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ def main() -> None:
     table = "\n".join(lines)
     print("\n" + table + "\n\nratio = direct time / Winograd time in the same round")
     if args.doc:
-        from _readme import write_table
+        from _doc import write_table
 
         write_table(args.doc, f"conv-speed-{host_family(torch.device('cpu'))}", table)
 

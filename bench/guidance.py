@@ -1,6 +1,6 @@
 """Guidance trades diversity for fidelity: the classifier's accuracy and FID of guided digits.
 
-    python bench/guidance.py [--n 1000] [--readme README.md]
+    python bench/guidance.py [--n 1000] [--doc docs/guidance.md]
 
 Trains the main job's network class-conditionally with label dropout (p_uncond = 0.1) and a
 noise-aware classifier, then samples ``--n`` digits (DDIM, 50 steps, classes balanced) with
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import torch
-from _readme import write_table
+from _doc import write_table
 
 from gaussdiff.conditioning import ClassLabel, ClassifierFreeGuidance, ClassifierGuidance, ConditioningConfig
 from gaussdiff.data import load_data, to_uint8
@@ -29,7 +29,7 @@ from gaussdiff.training import ClassifierTrainConfig, RunConfig, Trainer, load_n
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000)
-    parser.add_argument("--readme", type=Path)
+    parser.add_argument("--doc", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(2)
     reference = load_data("digits")
@@ -84,8 +84,8 @@ def main() -> None:
         table.append(f"| {kind} | {name} = {scale:g} | {acc:.3f} | {fid:.2f} | {p:.3f} | {r:.3f} |")
     text = "\n".join(table)
     print("\n" + text)
-    if args.readme is not None:
-        write_table(args.readme, "guidance-table", text)
+    if args.doc is not None:
+        write_table(args.doc, "guidance-table", text)
 
 
 if __name__ == "__main__":

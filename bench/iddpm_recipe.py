@@ -1,12 +1,12 @@
 """What Improved DDPM's recipe buys, measured: L_simple with fixed variance against the hybrid loss
 with learned-range variance, same data, same steps, same network.
 
-    python bench/iddpm_recipe.py [--data digits] [--train-steps 4000] [--n 2000] [--readme README.md]
+    python bench/iddpm_recipe.py [--data digits] [--train-steps 4000] [--n 2000] [--doc docs/iddpm.md]
 
 Both models use the cosine schedule (the main job's). For each: the variational bound in
 bits/dim on the held-out split (1000 steps and respaced to 100 and 50), and FID / precision /
 recall in the domain classifier's features of ancestral samples at 1000, 100 and 50 strided
-steps. With ``--readme`` the table replaces the one between the ``iddpm-table`` markers.
+steps. With ``--doc`` the table replaces the one between the ``iddpm-table`` markers.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import torch
-from _readme import write_table
+from _doc import write_table
 
 from gaussdiff.data import DataConfig, load_data
 from gaussdiff.diffusion import DiffusionConfig
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--data", default="digits")
     parser.add_argument("--train-steps", type=int, default=4000)
     parser.add_argument("--n", type=int, default=2000)
-    parser.add_argument("--readme", type=Path)
+    parser.add_argument("--doc", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(2)
     held_out = load_data(args.data, "test")
@@ -66,8 +66,8 @@ def main() -> None:
         table.append(f"| {name} | {elapsed:.0f} | {steps} | {bpd:.3f} ± {se:.3f} | {fid:.2f} | {p:.3f} | {r:.3f} |")
     text = "\n".join(table)
     print("\n" + text)
-    if args.readme is not None:
-        write_table(args.readme, "iddpm-table", text)
+    if args.doc is not None:
+        write_table(args.doc, "iddpm-table", text)
 
 
 if __name__ == "__main__":

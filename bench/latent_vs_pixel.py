@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 from _budget import train_within
-from _readme import write_table
+from _doc import write_table
 
 from gaussdiff.conditioning import ConditioningConfig, GuidanceConfig
 from gaussdiff.conditioning.latent import LatentConfig
@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--ae-steps", type=int, default=1200)
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=Path("docs"))
-    parser.add_argument("--readme", type=Path, help="write the tables between the markers of this file")
+    parser.add_argument("--doc", type=Path, help="write the tables between the markers of this file")
     args = parser.parse_args()
     torch.set_num_threads(2)
     train, test = load_data("fashion-mnist", "train"), load_data("fashion-mnist", "test")
@@ -122,9 +122,9 @@ def main() -> None:
                           FASHION_CLASSES)
     print(f"picture: {picture}")
     (args.out / "latent-vs-pixel.json").write_text(json.dumps({"autoencoders": ae_rows, "diffusion": rows}, indent=2))
-    if args.readme is not None:
-        write_table(args.readme, "autoencoder-table", ae_table)
-        write_table(args.readme, "latent-table", table)
+    if args.doc is not None:
+        write_table(args.doc, "autoencoder-table", ae_table)
+        write_table(args.doc, "latent-table", table)
 
 
 if __name__ == "__main__":

@@ -146,7 +146,7 @@ def main() -> None:
     table = "\n".join(lines)
     print("\n" + table)
     if args.doc:
-        from _readme import write_table
+        from _doc import write_table
 
         write_table(args.doc, f"sample-speed-{host_family(device)}", table)
 

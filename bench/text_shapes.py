@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 from _budget import train_within
-from _readme import write_table
+from _doc import write_table
 
 from gaussdiff.conditioning import ConditioningConfig, GuidanceConfig
 from gaussdiff.conditioning.latent import LatentConfig
@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--ae-steps", type=int, default=1500)
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--out", type=Path, default=Path("docs"))
-    parser.add_argument("--readme", type=Path, help="write the tables between the markers of this file")
+    parser.add_argument("--doc", type=Path, help="write the tables between the markers of this file")
     args = parser.parse_args()
     torch.set_num_threads(2)
     train, test = load_data("shapes", "train"), load_data("shapes", "test")
@@ -157,9 +157,9 @@ def main() -> None:
     print("\n" + ae_line + "\n\n" + table + "\n\n" + failure_table)
     (args.out / "text-shapes.json").write_text(json.dumps(
         {"autoencoder": ae_line, "rows": rows, "per_attribute": failures, "ceiling": ceiling.__dict__}, indent=2))
-    if args.readme is not None:
-        write_table(args.readme, "text-table", table)
-        write_table(args.readme, "text-failures", failure_table)
+    if args.doc is not None:
+        write_table(args.doc, "text-table", table)
+        write_table(args.doc, "text-failures", failure_table)
 
 
 if __name__ == "__main__":

@@ -245,7 +245,7 @@ def main() -> None:
             print(f"| {name} | " + " | ".join(f"{times[k]:.0f}" for k in kinds)
                   + f" | {total:.0f} | {times['convolution'] / total:.0%} |")
     if args.doc:
-        from _readme import write_table
+        from _doc import write_table
 
         setups = "-".join(args.setups or args.precision).replace("+", "-")
         write_table(args.doc, f"train-speed-{host_family(device)}-{setups}", table)

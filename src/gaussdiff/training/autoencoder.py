@@ -80,8 +80,8 @@ class AutoencoderTrainer:
         self.dist.share(c.batch_size)
         if self.dist.active and c.gan_start is not None:
             # adaptive_weight differentiates with torch.autograd.grad, which DDP does not synchronize.
-            raise ConfigError("--gan-start under torchrun: the adaptive GAN weight is not data-parallel; train the "
-                              "adversarial phase in one process (--resume continues a run in any number)")
+            raise ConfigError("--gan-start under torchrun: the adaptive GAN weight is not data-parallel; train an "
+                              "autoencoder with an adversarial phase in one process")
         # The preview shows held-out images; data handed in directly previews its own first images.
         self.held_out = (load_configured(c.data, "test") if data is None else self.data).images[:8]
         torch.manual_seed(c.seed)

@@ -108,6 +108,7 @@ DATA_CASES = {
     "NaN labels": (grey(), np.full(16, np.nan), "must hold whole numbers"),
     "negative labels": (grey(), np.arange(16) - 1, "must be class indices >= 0, got -1"),
     "string labels": (grey(), np.array(["a"] * 16), "must hold class indices (integers)"),
+    "a label of 10**12": (grey(), np.full(16, 10**12), "at most 100000 classes"),  # not a 10**12-row table
 }
 
 
@@ -117,6 +118,32 @@ def test_bad_npz_data_trains_nothing(case, tmp_path, capsys):
     data = npz(tmp_path, images, labels)
     expect_error(capsys, "train", "--data", data, "--run-dir", tmp_path / "run", *TINY_FLAGS, match=match)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"", "not a .npz archive"),
+    (b"\x80\x04garbage that np.load would unpickle", "not a .npz archive"),
+    (b"PK\x03\x04 a zip cut short", "cannot read .npz (BadZipFile"),
+])
+def test_a_file_that_is_not_a_whole_npz_is_one_line(content, match, tmp_path, capsys):
+    """Empty, foreign and truncated files: np.load raises EOFError, a pickle error or zipfile.BadZipFile."""
+    (tmp_path / "x.npz").write_bytes(content)
+    expect_error(capsys, "train", "--data", tmp_path / "x.npz", "--run-dir", tmp_path / "run", *TINY_FLAGS,
+                 match=match)
+    expect_error(capsys, "eval", "--samples", tmp_path / "x.npz", "--data", "digits", match=match)
+
+
+def test_an_image_too_large_to_decode_is_a_bad_image(tmp_path, capsys, monkeypatch):
+    """Pillow refuses images beyond its decompression-bomb limit (here lowered, so that the file stays small):
+    listed with the other bad images, and skipped by --skip-bad-images."""
+    from PIL import Image
+
+    for name, size in (("a", 8), ("b", 8), ("huge", 64)):
+        Image.new("L", (size, size), 128).save(tmp_path / f"{name}.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64x64 = 4096 > 2 x 1000: an error, not a warning
+    expect_error(capsys, "train", "--data", tmp_path, "--image-size", "8", "--run-dir", tmp_path / "run",
+                 *TINY_FLAGS, match="DecompressionBombError")
+    assert len(load_data(str(tmp_path), image_size=8, skip_bad=True)) == 2
 
 
 def test_whole_float_labels_are_class_indices(tmp_path):
@@ -156,6 +183,12 @@ def sample_cases(tmp_path: Path, run: Path) -> list[tuple[list, str]]:
         (["eval", run, "--bpd", "--batch-size", "0"], "--batch-size must be at least 1"),
         (["eval", run, "--bpd", "--n", "4", "--steps", "5", "--out-dir", a_file / "e"], "is a file, not a directory"),
         (["sample", run, "--batch-size", "abc"], "--batch-size: invalid value 'abc' (expected INT)"),
+        (["sample", run, "--eta", "nan"], "--eta must be a finite number >= 0, got nan"),
+        (["sample", run, "--eta", "-1"], "--eta must be a finite number >= 0, got -1"),
+        (["sample", run, "--sampler", "unipc", "--eta", "0.5"], "unipc takes none"),
+        (["eval", run, "--fid", "--sampler", "ddpm", "--eta", "1"], "ddpm takes none"),
+        (["show", "trajectory", run, "--eta", "inf"], "--eta must be a finite number >= 0, got inf"),
+        (["sample", run, "--out"], "--out needs one or more of FILE.png, FILE.npz"),
     ]
     if PROC.is_dir():  # a place no one can write in, root included
         cases += [(["sample", run, "--steps", "5", "--out", PROC / "gaussdiff-test" / "x.png"], "cannot write in"),
@@ -169,6 +202,14 @@ def test_bad_sampling_and_measuring_inputs_fail_before_the_work(run, tmp_path, c
         assert "helptext" not in err
     assert not (tmp_path / "s.png").exists()  # not even the writable one of two --out files was written
     assert not (run / "eval").exists()
+
+
+def test_a_new_run_never_starts_in_another_runs_directory(run, tmp_path, capsys):
+    """train-classifier would overwrite a diffusion run's config.json, and train a classifier's."""
+    expect_error(capsys, "train-classifier", "--run-dir", run, match="already holds a run: pass another --run-dir")
+    (tmp_path / "clf").mkdir()
+    (tmp_path / "clf" / "classifier.safetensors").write_bytes(b"")
+    expect_error(capsys, "train", "--run-dir", tmp_path / "clf", *TINY_FLAGS, match="already holds a classifier")
 
 
 def test_the_writability_checks_leave_nothing_behind(tmp_path):
@@ -235,3 +276,27 @@ def test_every_option_of_every_subcommand_has_a_help_line():
     for name, command in COMMANDS.items():
         walk(tyro.extras.get_parser(command), name)
     assert not bare, bare
+
+
+def test_ctrl_c_is_one_line_and_exit_130(run, tmp_path, capsys, monkeypatch):
+    """Ctrl-C while sampling says where the finished batches are kept; anywhere else (loading data, say) a
+    plain line: never a traceback."""
+    import sys
+
+    cli_main, cli_sample = sys.modules["gaussdiff.cli.main"], sys.modules["gaussdiff.cli.sample"]
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_sample, "generate_cascade", interrupted)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", str(run), "--n", "4", "--batch-size", "2", "--steps", "2", "--out", str(tmp_path / "s.png")])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 130 and "\n" not in err
+    assert err == f"gaussdiff: interrupted; the finished batches are kept in {tmp_path / 's.png.parts'}: the same " \
+                  "command draws only the rest"
+    monkeypatch.setattr(cli_main, "parse", interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train"])
+    assert exit_info.value.code == 130 and capsys.readouterr().err.strip() == "gaussdiff: interrupted"

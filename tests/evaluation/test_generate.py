@@ -65,6 +65,22 @@ def test_interrupted_sampling_draws_only_the_missing_chunks(conditional_trained,
         generate(conditional_trained, 7, "ddim", 3, seed=5, batch_size=2, progress=False, parts=parts)
 
 
+def test_a_chunk_of_the_wrong_shape_or_kind_is_drawn_again(conditional_trained, tmp_path, monkeypatch):
+    """A chunk file that is not what this run draws (other images put there, a truncated write) is drawn again
+    rather than mixed in: the result equals an uninterrupted run's."""
+    module = sys.modules["gaussdiff.evaluation.generate"]
+    full, _ = generate(conditional_trained, 6, "ddim", 3, batch_size=2, progress=False)
+    parts = tmp_path / "s.npz.parts"
+    generate(conditional_trained, 6, "ddim", 3, batch_size=2, progress=False, parts=parts)
+    np.savez(parts / "chunk-000000.npz", images=np.zeros((2, 1, 16, 16), np.uint8))  # another size
+    np.savez(parts / "chunk-000001.npz", images=np.zeros((2, *full.shape[1:]), np.float32))  # another kind
+    (parts / "chunk-000002.npz").write_bytes(b"PK\x03\x04 cut short")
+    real, calls = module.sample, []
+    monkeypatch.setattr(module, "sample", lambda *a, **k: calls.append(a[2][0]) or real(*a, **k))
+    again, _ = generate(conditional_trained, 6, "ddim", 3, batch_size=2, progress=False, parts=parts)
+    assert calls == [2, 2, 2] and torch.equal(again, full)
+
+
 def test_parts_name_the_steps_taken_not_the_word_auto(conditional_trained, tmp_path, monkeypatch):
     """UniPC's unnamed steps are trailing: parts drawn with spacing "auto" are the same samples as with "trailing"
     (reused, nothing drawn again) and not those of "linspace" (refused)."""

@@ -108,19 +108,27 @@ def test_sigterm_from_the_cli_exits_143_with_a_checkpoint(tmp_path, monkeypatch,
     assert "stopped by SIGTERM at step 2" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("damage", ["truncated", "one byte changed", "deleted"])
+@pytest.mark.parametrize("damage", ["truncated", "one byte changed", "deleted", "manifest a list",
+                                    "manifest entry without bytes", "manifest naming another directory"])
 def test_a_damaged_newest_checkpoint_is_reported_and_the_one_before_is_resumed(tmp_path, capsys, damage):
     full = Trainer(config(), tmp_path / "full", progress=False).run()
     Trainer(config(**{"train.train_steps": 5}), tmp_path / "run", progress=False).run()
     newest = list_checkpoints(tmp_path / "run")[-1] / "model.safetensors"
     assert newest.parent.name == "step-0000005"
     data = newest.read_bytes()
+    manifest = newest.parent / "manifest.json"
     if damage == "truncated":  # the disk filled up during a copy
         newest.write_bytes(data[: len(data) // 2])
     elif damage == "one byte changed":  # a flipped bit the file's own header cannot see
         newest.write_bytes(data[:-10] + bytes([data[-10] ^ 1]) + data[-9:])
-    else:
+    elif damage == "deleted":
         newest.unlink()
+    elif damage == "manifest a list":  # valid JSON, not what gaussdiff writes
+        manifest.write_text("[1, 2]")
+    elif damage == "manifest entry without bytes":
+        manifest.write_text(json.dumps({"model.safetensors": {"sha256": "0"}}))
+    else:  # a manifest must name the checkpoint's own files, not send the check elsewhere
+        manifest.write_text(json.dumps({"../../x": {"bytes": 1, "sha256": "0"}}))
     capsys.readouterr()
     resumed = Trainer(config(), tmp_path / "run", progress=False).run(resume=True)
     warning = capsys.readouterr().err.strip().splitlines()

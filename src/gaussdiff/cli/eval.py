@@ -28,7 +28,8 @@ from ..training.distributed import Distributed, joined, launched_by_torchrun
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import plot_bpd
-from .options import at_least, check_nfe, check_steps, check_writable_dir, parse_timesteps, report_setup
+from .options import (at_least, check_eta, check_nfe, check_steps, check_writable_dir, keeping_parts, parse_timesteps,
+                      report_setup)
 from .sample import check_cascade
 from .train_autoencoder import describe_reconstructions, measure_autoencoder
 
@@ -93,6 +94,7 @@ class Eval:
     def __call__(self) -> None:
         at_least("--n", self.n, 1, " (or None: the default)")
         at_least("--batch-size", self.batch_size, 1)
+        check_eta(self.eta, self.sampler)
         if launched_by_torchrun() and (not self.fid or self.bpd or self.ode or self.samples is not None):
             raise UsageError("under torchrun, eval shares the sampling of --fid among the processes; measure "
                              "--bpd, --ode and --samples in one process")
@@ -234,11 +236,12 @@ class Eval:
                 labels = torch.arange(n) % trained.config.data.num_classes
             scored = labels
             parts = self.parts_dir(self.checkpoint)
-            images, labels = generate(trained, n, self.sampler, steps, self.eta, self.seed, self.batch_size,
-                                      labels if takes_labels(trained, self.guide) else None, self.guide,
-                                      progress=not self.json, prompts=prompts,
-                                      nfe=None if times is not None else self.nfe, spacing=spacing, timesteps=times,
-                                      dist=dist, parts=parts, speed=self.speed, on_setup=note)
+            with keeping_parts(parts, dist.is_main):
+                images, labels = generate(trained, n, self.sampler, steps, self.eta, self.seed, self.batch_size,
+                                          labels if takes_labels(trained, self.guide) else None, self.guide,
+                                          progress=not self.json, prompts=prompts,
+                                          nfe=None if times is not None else self.nfe, spacing=spacing,
+                                          timesteps=times, dist=dist, parts=parts, speed=self.speed, on_setup=note)
             labels = scored if labels is None else labels
             if not dist.is_main:
                 return []
@@ -312,11 +315,12 @@ class Eval:
             labels = torch.arange(n) % runs[0].config.data.num_classes  # balanced classes
         steps = (self.steps if self.steps is not None else 50,)
         parts = self.parts_dir(self.cascade[0])
-        outputs, labels = generate_cascade(runs, n, self.sampler, steps, self.eta, self.seed, self.batch_size, labels,
-                                           self.guide, progress=not self.json, cond_aug_level=self.cond_aug_level,
-                                           nfe=self.nfe, spacing=spacing, dist=dist, parts=parts,
-                                           speed=self.speed,
-                                           on_setup=None if self.json or not dist.is_main else report_setup)
+        with keeping_parts(parts, dist.is_main):
+            outputs, labels = generate_cascade(runs, n, self.sampler, steps, self.eta, self.seed, self.batch_size,
+                                               labels, self.guide, progress=not self.json,
+                                               cond_aug_level=self.cond_aug_level, nfe=self.nfe, spacing=spacing,
+                                               dist=dist, parts=parts, speed=self.speed,
+                                               on_setup=None if self.json or not dist.is_main else report_setup)
         if not dist.is_main:
             return
         shutil.rmtree(parts, ignore_errors=True)

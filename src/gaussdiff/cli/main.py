@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     except GaussdiffError as e:
         print(f"gaussdiff: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # where no command says more (train keeps a checkpoint, sample its batches)
+        print("gaussdiff: interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 def parse(args: list[str]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import re
 import sys
 import tempfile
@@ -16,8 +17,8 @@ import torch
 from ..diffusion.schedule import Spacing
 from ..errors import CheckpointError, UsageError, WriteError
 from ..nets.fast import Setup, describe
-from ..samplers.run import default_spacing, steps_for_nfe
-from ..training.checkpoint import TUNED_STEPS, read_tuned_steps, tuned_key
+from ..samplers.run import TAKES_ETA, default_spacing, steps_for_nfe
+from ..training.checkpoint import TUNED_STEPS, list_checkpoints, read_tuned_steps, tuned_key
 from ..training.run import Trained
 
 
@@ -71,6 +72,16 @@ def check_writable_dir(path: Path, option: str = "--run-dir", keep: bool = False
     if path.exists() and not path.is_dir():
         raise WriteError(f"{option} {path}: a file, not a directory")
     _try_writing_in(path, f"{option} {path}", keep=keep)
+
+
+def check_new_run_dir(run_dir: Path, can_resume: bool = True) -> None:
+    """A new run must not start in a directory that holds another (a run's checkpoints, or a classifier): it
+    would overwrite that run's ``config.json``."""
+    if (run_dir / "classifier.safetensors").exists():
+        raise UsageError(f"{run_dir} already holds a classifier: pass another --run-dir")
+    if list_checkpoints(run_dir):
+        hint = "pass --resume to continue it, or another --run-dir" if can_resume else "pass another --run-dir"
+        raise UsageError(f"{run_dir} already holds a run: {hint}")
 
 
 def check_steps(steps: int | None, trained: Trained) -> None:
@@ -144,6 +155,16 @@ def check_nfe(nfe: int | None, sampler: str, trained: Trained) -> None:
         raise UsageError(f"--nfe {nfe} needs more steps than the run's {trained.diffusion.num_steps}")
 
 
+def check_eta(eta: float | None, sampler: str) -> None:
+    """``--eta`` must be a finite number >= 0, for a sampler that reads it."""
+    if eta is None:
+        return
+    if not math.isfinite(eta) or eta < 0:
+        raise UsageError(f"--eta must be a finite number >= 0, got {eta}")
+    if sampler not in TAKES_ETA:
+        raise UsageError(f"--eta is read by {', '.join(TAKES_ETA)}; {sampler} takes none")
+
+
 def parse_class(value: str | None, num_classes: int | None, n: int) -> tuple[torch.Tensor | None, int | None]:
     """``--class K`` or ``--class all`` -> labels [n] (and the grid's row length for ``all``)."""
     if value is None:
@@ -210,3 +231,16 @@ def report_setup(setup: Setup, seconds: dict[Setup, float]) -> None:
     record, a compile): the samples are that setup's."""
     if seconds or setup != Setup():
         print(f"gaussdiff: sampling network: {describe(setup, seconds)}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def keeping_parts(parts: Path | None, is_main: bool = True):
+    """Ctrl-C while sampling: one line saying where the finished batches are (``parts``: the same command draws
+    only the rest), and exit 130, instead of a traceback."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if is_main:
+            kept = f"; the finished batches are kept in {parts}: the same command draws only the rest" if parts else ""
+            print(f"gaussdiff: interrupted{kept}", file=sys.stderr)
+        raise SystemExit(130) from None

@@ -26,8 +26,8 @@ from ..training.files import atomic_write
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import save_grid, save_strips
-from .options import (at_least, check_nfe, check_steps, check_writable, parse_class, parse_timesteps, read_prompts,
-                      report_setup)
+from .options import (at_least, check_eta, check_nfe, check_steps, check_writable, keeping_parts, parse_class,
+                      parse_timesteps, read_prompts, report_setup)
 
 
 def check_cascade(runs: list[Trained], paths: tuple[Path, ...]) -> None:
@@ -121,11 +121,14 @@ class Sample:
             self.draw(dist)
 
     def draw(self, dist: Distributed) -> None:
+        if not self.out:
+            raise UsageError("--out needs one or more of FILE.png, FILE.npz")
         for path in self.out:
             if path.suffix not in (".png", ".npz"):
                 raise UsageError(f"--out {path}: expected a .png or .npz file")
         at_least("--n", self.n, 1)
         at_least("--batch-size", self.batch_size, 1)
+        check_eta(self.eta, self.sampler)
         if (self.checkpoint is None) == (not self.cascade):
             raise UsageError("give one run to sample, or --cascade BASE_RUN SR_RUN [SR_RUN ...]")
         device = dist.device_for(resolve_device(self.device))
@@ -187,18 +190,20 @@ class Sample:
         # More than one batch: each finished chunk is kept beside the output until it is written, so that an
         # interrupted run (a kill, a preempted job) draws only the chunks still missing when run again.
         parts = self.out[0].with_name(self.out[0].name + ".parts") if n > self.batch_size or dist.active else None
-        if low_res is not None:
-            images, labels = generate(trained, n, self.sampler, self.stage_steps(0), self.eta, self.seed,
-                                      self.batch_size, labels, self.guide, prompts=per_sample, low_res=low_res,
-                                      cond_aug_level=self.cond_aug_level, timesteps=times, dist=dist, parts=parts,
-                                      speed=self.speed, on_setup=report, **steps)
-            outputs = [images]
-        else:
-            outputs, labels = generate_cascade(runs, n, self.sampler, self.steps or (None,), self.eta, self.seed,
-                                               self.batch_size, labels, self.guide, prompts=per_sample,
-                                               cond_aug_level=self.cond_aug_level, timesteps=times, dist=dist,
-                                               parts=parts, speed=self.speed, on_setup=report, **steps)
-            images = outputs[-1]
+        with keeping_parts(parts, dist.is_main):
+            if low_res is not None:
+                images, labels = generate(trained, n, self.sampler, self.stage_steps(0), self.eta, self.seed,
+                                          self.batch_size, labels, self.guide, prompts=per_sample, low_res=low_res,
+                                          cond_aug_level=self.cond_aug_level, timesteps=times, dist=dist,
+                                          parts=parts, speed=self.speed, on_setup=report, **steps)
+                outputs = [images]
+            else:
+                outputs, labels = generate_cascade(runs, n, self.sampler, self.steps or (None,), self.eta,
+                                                   self.seed, self.batch_size, labels, self.guide,
+                                                   prompts=per_sample, cond_aug_level=self.cond_aug_level,
+                                                   timesteps=times, dist=dist, parts=parts, speed=self.speed,
+                                                   on_setup=report, **steps)
+                images = outputs[-1]
         if not dist.is_main:
             return
         for path in self.out:

@@ -21,7 +21,7 @@ from ..training.checkpoint import load_checkpoint_config, resolve_checkpoint
 from ..training.loop import resolve_device
 from ..training.run import load_trained
 from ..viz import save_strips
-from .options import at_least, check_nfe, check_steps, check_writable, parse_class, parse_timesteps
+from .options import at_least, check_eta, check_nfe, check_steps, check_writable, parse_class, parse_timesteps
 
 
 @dataclass
@@ -136,6 +136,7 @@ class ShowTrajectory:
             prompts = [self.prompt] * self.n
         if text is not None:
             cond[text.key] = text.encode(prompts).to(device)
+        check_eta(self.eta, self.sampler)
         check_writable(self.out)  # before sampling, not after
         g = torch.Generator(device).manual_seed(self.seed)
         sample(trained.model, trained.diffusion, (self.n, *trained.sample_shape), sampler=self.sampler,

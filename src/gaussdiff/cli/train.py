@@ -20,7 +20,7 @@ from ..training.distributed import Distributed, joined, launched_by_torchrun, re
 from ..training.loop import resolve_device
 from ..training.trainer import Stopped, Trainer
 from .logger import RunLogger
-from .options import check_writable_dir
+from .options import check_new_run_dir, check_writable_dir
 
 # What a resumed run may change (dotted paths in RunConfig); everything else would make it another run.
 CHANGEABLE = ("train.train_steps", "train.bookkeeping.", "train.device", "train.optim.precision", "train.compile",
@@ -84,7 +84,8 @@ class Train:
     the intervals, --device, --precision, --compile, --gradient-checkpointing, --workers and the previews may
     change (a longer --train-steps extends a finished run)."""
     dry_run: bool = False
-    """Print the resolved config and exit."""
+    """Print the config and exit, without loading the data (which fills in the image size, channels, classes and
+    the U-Net's input when training starts; config.json records them)."""
 
     def reparse(self, args: list[str]) -> Train:
         """For --resume: the command line again, over the run's saved config instead of the defaults, so that
@@ -112,8 +113,8 @@ class Train:
             config = saved if elastic_restart and not self.resume else resumed_config(saved, self.config)
         else:
             config = self.config
-            if self.run_dir is not None and list_checkpoints(self.run_dir):
-                raise UsageError(f"{self.run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
+            if self.run_dir is not None:
+                check_new_run_dir(self.run_dir)
         if self.dry_run:
             print(describe(config))
             return

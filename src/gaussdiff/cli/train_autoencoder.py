@@ -11,16 +11,16 @@ from typing import Annotated
 import tyro
 
 from ..data.datasets import load_configured
-from ..errors import UsageError
 from ..evaluation.autoencoder import evaluate_reconstructions
 from ..training.autoencoder import AutoencoderTrainer
-from ..training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint_config
+from ..training.checkpoint import latest_checkpoint, load_checkpoint_config
 from ..training.distributed import Distributed, joined
 from ..training.loop import resolve_device
 from ..training.config import AutoencoderTrainConfig
 from ..training.files import atomic_write
 from ..training.latent import load_latent_space
 from .logger import RunLogger
+from .options import check_new_run_dir
 
 
 @dataclass
@@ -37,8 +37,8 @@ class TrainAutoencoder:
         config = self.config
         if self.resume:
             config = load_checkpoint_config(latest_checkpoint(self.run_dir), AutoencoderTrainConfig)
-        elif list_checkpoints(self.run_dir):
-            raise UsageError(f"{self.run_dir} already holds a run: pass --resume to continue it, or another --run-dir")
+        else:
+            check_new_run_dir(self.run_dir)
         with joined(resolve_device(config.device)) as dist:
             self.train(config, dist)
 

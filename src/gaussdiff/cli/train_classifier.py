@@ -8,11 +8,11 @@ from typing import Annotated
 
 import tyro
 
-from ..errors import UsageError
 from ..training.classifier import train_noisy_classifier
 from ..training.config import ClassifierTrainConfig
 from ..training.distributed import joined
 from ..training.loop import resolve_device
+from .options import check_new_run_dir
 
 # gaussdiff 0.1 named the classifier's network options apart; they still work.
 LEGACY_FLAGS = {"--classifier-channels": "--channels", "--classifier-channel-mult": "--channel-mult",
@@ -28,8 +28,7 @@ class TrainClassifier:
     """Where the classifier run is written (it must not hold one already)."""
 
     def __call__(self) -> None:
-        if (self.run_dir / "classifier.safetensors").exists():
-            raise UsageError(f"{self.run_dir} already holds a classifier: pass another --run-dir")
+        check_new_run_dir(self.run_dir, can_resume=False)
         with joined(resolve_device(self.config.device)) as dist:
             accuracy = train_noisy_classifier(self.config, self.run_dir, dist=dist)
         if dist.is_main:

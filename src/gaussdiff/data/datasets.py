@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Literal
@@ -32,6 +33,8 @@ from .shapes import load_shapes
 from .shards import LazyImages, ShardImages, is_shards, read_index
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+MAX_CLASSES = 100_000
+"""The most classes a dataset's labels may name (ImageNet-21k has 21 841): a label embeds as a table row each."""
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -215,7 +218,7 @@ def _load_image(path: Path, size: int, channels: int, at: tuple[float, float] | 
             else:
                 left, top = min(w - size, int(at[0] * (w - size + 1))), min(h - size, int(at[1] * (h - size + 1)))
             arr = np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         why = str(e).splitlines()[0] if str(e) else "corrupt"
         raise DataError(f"{path}: cannot read image ({type(e).__name__}: {why})") from None
     return arr[:, :, None] if arr.ndim == 2 else arr
@@ -280,7 +283,7 @@ def scan_images(files: list[Path]) -> list[tuple[Path, str]]:
         try:
             with Image.open(path) as img:
                 img.size  # noqa: B018  the header is parsed on open; touching size makes that explicit
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
             bad.append((path, type(e).__name__))
     return bad
 
@@ -363,6 +366,9 @@ def _npz_labels(path: Path, labels: np.ndarray, n: int) -> np.ndarray:
     if len(labels) and labels.min() < 0:
         raise DataError(f"{path}: arr_1 (labels) must be class indices >= 0, got {labels.min():g} at index "
                         f"{int(np.argmin(labels))}")
+    if len(labels) and labels.max() >= MAX_CLASSES:  # a class embedding row each: 1e12 would exhaust memory
+        raise DataError(f"{path}: arr_1 (labels) holds class {labels.max():g} at index {int(np.argmax(labels))}; "
+                        f"at most {MAX_CLASSES} classes (indices 0..{MAX_CLASSES - 1})")
     return labels.astype(np.int64)
 
 
@@ -370,16 +376,19 @@ def load_npz(path: Path, size: int | None = None) -> ImageData:
     """A ``.npz`` of uint8 ``[N, H, W, C]`` images in ``arr_0``, optional labels in ``arr_1`` and optional
     captions in ``prompts``, a string array ``[N]`` (``np.savez(path, images, prompts=np.array(texts))``)."""
     try:
+        with open(path, "rb") as head:
+            if head.read(4) != b"PK\x03\x04":  # np.load would try anything else as a pickle or a lone .npy
+                raise DataError(f"{path}: not a .npz archive (np.savez writes a zip of .npy arrays)")
         with np.load(path, allow_pickle=False) as f:
             if "arr_0" not in f:
                 raise DataError(f"{path}: no 'arr_0' array of images")
             arr = f["arr_0"]
             labels = f["arr_1"] if "arr_1" in f else None
             prompts = f["prompts"] if "prompts" in f else None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         if isinstance(e, DataError):
             raise
-        raise DataError(f"{path}: cannot read .npz ({e})") from None
+        raise DataError(f"{path}: cannot read .npz ({type(e).__name__}: {e})") from None
     if arr.dtype != np.uint8 or arr.ndim != 4:
         raise DataError(f"{path}: arr_0 must be uint8 [N, H, W, C], got {arr.dtype} {list(arr.shape)}")
     _check_npz_images(path, arr)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,13 +107,14 @@ class Parts:
     def path(self, k: int) -> Path:
         return self.root / f"chunk-{k:06d}.npz"
 
-    def load(self, k: int) -> Tensor | None:
-        """Chunk k if it was finished (a damaged one is drawn again)."""
+    def load(self, k: int, shape: tuple[int, ...]) -> Tensor | None:
+        """Chunk k if it was finished: uint8 images of ``shape`` (a damaged or foreign one is drawn again)."""
         try:
-            with np.load(self.path(k)) as f:
-                return torch.from_numpy(f["images"])
-        except (OSError, ValueError, KeyError):
+            with np.load(self.path(k), allow_pickle=False) as f:
+                images = f["images"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return None
+        return torch.from_numpy(images) if images.dtype == np.uint8 and images.shape == shape else None
 
     def save(self, k: int, images: Tensor) -> None:
         def write(tmp: Path) -> None:
@@ -291,14 +293,16 @@ def generate(
     if store is not None and dist.is_main:
         store.start(net.setup)
     mine = {}
+    data = trained.config.data
+    pixels = (data.image_channels, data.image_size, data.image_size)  # of what images_of gives, latent runs too
     todo = [k for k in chunks if k % dist.world_size == dist.rank]
     try:
         for k in tqdm(todo, desc="sampling", disable=not progress or not dist.is_main or len(todo) < 2, leave=False):
-            done = store.load(k) if store is not None else None
+            lo, hi, cond = chunk(k)
+            done = store.load(k, (hi - lo, *pixels)) if store is not None else None
             if done is not None:
                 mine[k] = done
                 continue
-            lo, hi, cond = chunk(k)
             generators = [torch.Generator(trained.device).manual_seed(sample_seed(seed, i)) for i in range(lo, hi)]
             x = sample(model, trained.diffusion, (hi - lo, *trained.sample_shape), sampler=sampler, steps=steps,
                        eta=eta, generator=generators, clip_denoised=trained.clip_denoised,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal, Sequence, get_args
 
 import torch
@@ -26,6 +27,8 @@ assert set(SAMPLERS) == set(get_args(SamplerName))
 
 # The eta a sampler runs with when none is given: deterministic, except the samplers that are stochastic by nature.
 DEFAULT_ETA = {"euler-a": 1.0}
+# The samplers that read eta: DDIM's stochasticity, S_churn of Euler and Heun, Euler ancestral's noise scale.
+TAKES_ETA = ("ddim", "euler", "heun", "euler-a")
 
 # The steps a sampler takes when none are named (spacing "auto"). DPM-Solver++ and UniPC end with a step from
 # their last time to zero noise, so linspace's last evaluation, at t = 0, is spent where the sample is already
@@ -141,6 +144,8 @@ def sample(
     elif tuple(x_T.shape) != tuple(shape):
         raise ValueError(f"x_T has shape {tuple(x_T.shape)}, expected {tuple(shape)}")
     eta = DEFAULT_ETA.get(sampler, 0.0) if eta is None else eta
+    if not math.isfinite(eta) or eta < 0:
+        raise ValueError(f"eta must be a finite number >= 0, got {eta}")
     return run(
         model,
         diffusion,

@@ -54,6 +54,11 @@ def verify_checkpoint(checkpoint: Path) -> None:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError):
         raise CheckpointError(f"{path}: unreadable manifest") from None
+    entries_ok = isinstance(manifest, dict) and all(
+        isinstance(entry, dict) and isinstance(entry.get("bytes"), int) and isinstance(entry.get("sha256"), str)
+        and Path(name).name == name for name, entry in manifest.items())
+    if not entries_ok:  # a file name each, with {"bytes": int, "sha256": str}, as write_manifest writes it
+        raise CheckpointError(f"{path}: malformed manifest (not what gaussdiff writes)")
     for name, entry in manifest.items():
         f = checkpoint / name
         if not f.is_file():

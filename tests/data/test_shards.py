@@ -47,3 +47,29 @@ def test_prepare_then_train_round_trips_images_labels_and_captions(tmp_path, cap
     expect_error(capsys, "prepare", folder, "--out", tmp_path / "shards", match="not an empty folder")
     expect_error(capsys, "train", "--data", tmp_path / "shards", "--image-size", "16", "--run-dir", tmp_path / "c",
                  match="prepared at 8x8, not 16")
+
+
+def test_a_damaged_index_is_one_line_naming_what_is_wrong(tmp_path, capsys):
+    """index.json is read as data, not trusted: labels cut short, a negative size, a shard named outside the
+    folder, or an index that is not JSON at all are each refused before anything decodes (the last used to be
+    taken for an image of a folder)."""
+    folder = captioned_folder(tmp_path / "images")
+    main(["prepare", str(folder), "--out", str(tmp_path / "shards"), "--image-size", "8", "--shard-size", "5"])
+    index_path = tmp_path / "shards" / "index.json"
+    good = json.loads(index_path.read_text())
+    damages = {
+        "labels must be a list of 14": {**good, "labels": good["labels"][:3]},
+        "size must be >= 1": {**good, "size": -3},
+        "count must be a whole number": {**good, "count": "many"},
+        "shards must name files in its folder": {**good, "shards": [{"name": "../../x", "count": 14}]},
+        "labels must be class indices": {**good, "labels": [5] * 14},
+    }
+    for match, index in damages.items():
+        index_path.write_text(json.dumps(index))
+        for stream in ("memory", "stream"):
+            expect_error(capsys, "train", "--data", tmp_path / "shards", "--stream", stream, "--run-dir",
+                         tmp_path / "run", match=match)
+    index_path.write_text("{not json")
+    expect_error(capsys, "train", "--data", tmp_path / "shards", "--run-dir", tmp_path / "run",
+                 match="unreadable shard index")
+    assert not (tmp_path / "run").exists()

@@ -268,3 +268,17 @@ def test_the_speed_settings_reach_the_network(conditional_trained):
         hook.remove()
     assert plain and set(plain) == {(False, torch.float32)}
     assert seen and set(seen) == {(True, torch.bfloat16)}
+
+
+def test_non_finite_samples_are_refused_not_written_as_black_images(conditional_trained):
+    """uint8 conversion would turn NaN into 0 (black) without a word: a network whose output is not finite (here
+    one NaN weight, as a diverged run's EMA would hold) stops the sampling with one line."""
+    import copy
+    from dataclasses import replace
+
+    from gaussdiff.errors import NonFiniteError
+
+    broken = replace(conditional_trained, model=copy.deepcopy(conditional_trained.model))
+    next(broken.model.parameters()).data.view(-1)[0] = float("nan")
+    with pytest.raises(NonFiniteError, match="samples 0..1 hold NaN or inf"):
+        generate(broken, 2, "ddim", 3, batch_size=2, progress=False)

@@ -54,3 +54,25 @@ def test_a_config_from_before_compile_modes_reads_its_switch_as_a_mode(tmp_path,
     raw["train"]["compile"] = switch
     (tmp_path / "config.json").write_text(json.dumps(raw))
     assert load_config(tmp_path / "config.json").train.compile == mode
+
+
+@pytest.mark.parametrize("path, value, match", [
+    (("diffusion", "diffusion_steps"), -5, "--diffusion-steps must be at least 1, not -5"),
+    (("model", "channels"), 0, "--channels must be at least 1, not 0"),
+    (("model", "num_heads"), 0, "--num-heads must be at least 1"),
+])
+def test_a_checkpoint_config_out_of_range_is_one_line_before_any_use(tmp_path, path, value, match):
+    """Types are checked as the file is read; a checkpoint's config is also checked for the ranges that building
+    or sampling the model needs, so that a hand-edited file fails as one line, not deep in the sampler."""
+    from gaussdiff.errors import CheckpointError
+    from gaussdiff.training.checkpoint import load_checkpoint_config
+
+    raw = to_dict(tiny_config())
+    node = raw
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(CheckpointError, match=match) as error:
+        load_checkpoint_config(tmp_path)
+    assert str(error.value).startswith(str(tmp_path / "config.json")) and "\n" not in str(error.value)

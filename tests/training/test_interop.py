@@ -113,6 +113,17 @@ def test_each_beta_schedule_is_diffusers_own(tmp_path):
         torch.testing.assert_close(ours.schedule.betas, theirs, rtol=1e-6, atol=1e-8, msg=kind)
 
 
+def test_pickled_bin_weights_are_refused_unread(tmp_path, capsys):
+    """A folder whose UNet holds only diffusion_pytorch_model.bin (a pickle, which can run code when read) is one
+    line; gaussdiff reads safetensors only."""
+    root = tmp_path / "bin"
+    scheduler = diffusers.DDIMScheduler(num_train_timesteps=50)
+    diffusers.DDIMPipeline(unet=tiny_unet(), scheduler=scheduler).save_pretrained(root, safe_serialization=False)
+    assert not list((root / "unet").glob("*.safetensors"))
+    expect_error(capsys, "sample", root, "--n", "2", "--steps", "2", "--out", tmp_path / "s.png",
+                 match="no .safetensors weights; gaussdiff does not unpickle .bin files")
+
+
 def test_without_diffusers_a_diffusers_folder_is_one_line(pipeline_dir, capsys, monkeypatch):
     import builtins
 

@@ -132,7 +132,9 @@ def parse_timesteps(value: str, nfe: int | None, trained: Trained, sampler: str 
         raise UsageError(f"--timesteps must be auto, one of {', '.join(get_args(Spacing))}, or a comma-separated "
                          f"list of times, not {value!r}") from None
     last = trained.diffusion.num_steps - 1
-    if not times or any(not 0 <= t <= last for t in times):
+    if not times:
+        raise UsageError(f"--timesteps {value!r} names no time: give a comma-separated list, noisiest first")
+    if any(not 0 <= t <= last for t in times):
         raise UsageError(f"--timesteps: every time must lie in 0..{last}")
     if any(b >= a for a, b in zip(times, times[1:])):
         raise UsageError("--timesteps must decrease strictly, noisiest first")
@@ -181,6 +183,8 @@ def parse_class(value: str | None, num_classes: int | None, n: int) -> tuple[tor
 
 def read_prompts(prompts: Sequence[str], prompt_file: Path | None) -> list[str]:
     """``--prompt`` and the lines of ``--prompt-file`` (blank lines skipped), in that order."""
+    if any(not p.strip() for p in prompts):
+        raise UsageError("--prompt is empty: give a caption (or leave --prompt out for the run's own prompts)")
     out = list(prompts)
     if prompt_file is not None:
         try:

@@ -26,8 +26,15 @@ FORMAT = "gaussdiff-shards-1"
 
 
 def is_shards(path: Path) -> bool:
+    """Whether ``path`` holds prepared shards: an ``index.json`` of this format at its top, or beside shard
+    files (a damaged index is then reported by :func:`read_index`, not taken for an image of a folder)."""
+    index = path / INDEX
+    if not index.is_file():
+        return False
+    if any(path.glob("shard-*.tar")):
+        return True
     try:
-        return json.loads((path / INDEX).read_text()).get("format") == FORMAT
+        return json.loads(index.read_text()).get("format") == FORMAT
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -131,11 +138,50 @@ class ShardImages(LazyImages):
             raise DataError(f"{path}: cannot read image {i} ({type(e).__name__})") from None
 
 
+def _ints(values: object, low: int, high: float = float("inf")) -> bool:
+    return isinstance(values, list) and all(type(v) is int and low <= v < high for v in values)
+
+
+def index_problem(index: object) -> str | None:
+    """What is wrong with a shard index, as :func:`write_shards` writes it, or None."""
+    if not isinstance(index, dict) or index.get("format") != FORMAT:
+        return f"format is not {FORMAT}"
+    n, shards = index.get("count"), index.get("shards")
+    if type(n) is not int or n < 0:
+        return "count must be a whole number >= 0"
+    if type(index.get("size")) is not int or index["size"] < 1 or index.get("channels") not in (1, 3):
+        return "size must be >= 1 and channels 1 or 3"
+    names = index.get("class_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(c, str) for c in names)):
+        return "class_names must be a list of names"
+    labels = index.get("labels")
+    if labels is not None and (len(labels) != n if isinstance(labels, list) else True):
+        return f"labels must be a list of {n}"
+    if labels is not None and not _ints(labels, 0, len(names) if names else float("inf")):
+        return "labels must be class indices"
+    captions = index.get("captions")
+    if captions is not None and not (isinstance(captions, list) and len(captions) == n
+                                     and all(isinstance(c, str) for c in captions)):
+        return f"captions must be a list of {n} strings"
+    if not isinstance(shards, list) or not all(
+            isinstance(s, dict) and isinstance(s.get("name"), str) and Path(s["name"]).name == s["name"]
+            and type(s.get("count")) is int for s in shards):
+        return "shards must name files in its folder, with their counts"
+    images = index.get("images")
+    if not (isinstance(images, list) and len(images) == n and all(
+            isinstance(e, list) and len(e) == 3 and _ints(e[:1], 0, len(shards)) and _ints(e[1:], 0) for e in images)):
+        return f"images must list {n} [shard, offset, length] entries"
+    return None
+
+
 def read_index(root: Path) -> dict:
     try:
         index = json.loads((root / INDEX).read_text())
     except (OSError, ValueError) as e:
         raise DataError(f"{root / INDEX}: unreadable shard index ({type(e).__name__})") from None
+    problem = index_problem(index)
+    if problem:
+        raise DataError(f"{root / INDEX}: {problem} (not what gaussdiff prepare writes: prepare it again)")
     missing = [s["name"] for s in index["shards"] if not (root / s["name"]).is_file()]
     if missing:
         raise DataError(f"{root}: shard {missing[0]} is missing ({len(missing)} of {len(index['shards'])})")

@@ -28,7 +28,7 @@ from ..data.datasets import mix_seed, to_model_range
 from ..conditioning.super_res import LowResolution
 from ..conditioning.text import TextPrompt
 from ..diffusion.process import GaussianDiffusion, Model
-from ..errors import ConfigError
+from ..errors import ConfigError, NonFiniteError
 from ..diffusion.schedule import Spacing
 from ..nets.fast import CompileMode, SampleLayout, SamplePrecision, Setup, sampling_network
 from ..samplers.run import SamplerName, default_spacing, plan, sample
@@ -308,6 +308,9 @@ def generate(
                        eta=eta, generator=generators, clip_denoised=trained.clip_denoised,
                        progress=progress and len(chunks) == 1, device=trained.device, spacing=spacing, nfe=nfe,
                        timesteps=timesteps, **cond)
+            if not torch.isfinite(x).all():  # would be written as black or white images without a word
+                raise NonFiniteError(f"samples {lo}..{hi - 1} hold NaN or inf: the network's output is not finite "
+                                     f"(are the weights of {trained.checkpoint} finite?)")
             mine[k] = trained.images_of(x)
             if store is not None:
                 store.save(k, mine[k])

@@ -22,8 +22,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..errors import CheckpointError
-from .config import RunConfig, load_config, save_config
+from ..errors import CheckpointError, ConfigError
+from .config import RunConfig, at_least, load_config, save_config
 from .files import atomic_write, remove
 
 PREFIX = "step-"
@@ -156,7 +156,15 @@ def load_checkpoint_config(checkpoint: Path, cls: type = RunConfig) -> Any:
     path = checkpoint / "config.json"
     if not path.exists():
         raise CheckpointError(f"{checkpoint}: no config.json")
-    return load_config(path, cls)
+    config = load_config(path, cls)
+    if isinstance(config, RunConfig):  # a hand-edited or foreign file: its ranges, not only its types
+        try:
+            at_least("diffusion_steps", config.diffusion.diffusion_steps, 1)
+            at_least("image_size", config.model.image_size, 1)
+            config.model.check()
+        except ConfigError as e:
+            raise CheckpointError(f"{path}: {e}") from None
+    return config
 
 
 def load_state_dict_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:

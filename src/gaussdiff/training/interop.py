@@ -160,8 +160,11 @@ def load_diffusers(path: Path, device: torch.device | str = "cpu") -> tuple[nn.M
                           "UNet2DModel (pixel-space DDPM pipelines)")
     diffusion, meaning = diffusion_of(scheduler, scheduler_path)
     diffusers = require_diffusers()
+    if not any(unet_dir.glob("*.safetensors")):  # .bin weights are pickles, which could run code when read
+        raise CheckpointError(f"{unet_dir}: no .safetensors weights; gaussdiff does not unpickle .bin files "
+                              "(convert them with diffusers: save_pretrained(..., safe_serialization=True))")
     try:
-        unet = diffusers.UNet2DModel.from_pretrained(unet_dir, local_files_only=True)
+        unet = diffusers.UNet2DModel.from_pretrained(unet_dir, local_files_only=True, use_safetensors=True)
     except (OSError, ValueError, EnvironmentError) as e:
         raise CheckpointError(f"{unet_dir}: diffusers cannot load it ({str(e).splitlines()[0]})") from None
     c = unet.config

@@ -18,6 +18,16 @@ def test_a_saved_config_reads_back_equal(config, tmp_path):
     assert load_config(tmp_path / "config.json", type(config)) == config
 
 
+def write_with(config: RunConfig, path: tuple[str, ...], value, out) -> None:
+    """``config`` as JSON in ``out``, with the field at ``path`` set to ``value`` (as a hand edit would)."""
+    raw = to_dict(config)
+    node = raw
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    out.write_text(json.dumps(raw))
+
+
 @pytest.mark.parametrize("path, value, match", [
     (("model", "channels"), "64", "field model.channels is '64', not a int"),
     (("train", "batch_size"), True, "field train.batch_size is True"),
@@ -27,12 +37,7 @@ def test_a_saved_config_reads_back_equal(config, tmp_path):
     (("train",), 5, "field train is 5, not a section"),
 ])
 def test_a_field_of_the_wrong_type_is_one_line_naming_it(tmp_path, path, value, match):
-    raw = to_dict(RunConfig())
-    node = raw
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
-    (tmp_path / "config.json").write_text(json.dumps(raw))
+    write_with(RunConfig(), path, value, tmp_path / "config.json")
     with pytest.raises(ConfigError, match=match.replace("[", r"\[").replace("]", r"\]")) as error:
         load_config(tmp_path / "config.json")
     assert str(error.value).startswith(str(tmp_path / "config.json")) and "\n" not in str(error.value)
@@ -67,12 +72,7 @@ def test_a_checkpoint_config_out_of_range_is_one_line_before_any_use(tmp_path, p
     from gaussdiff.errors import CheckpointError
     from gaussdiff.training.checkpoint import load_checkpoint_config
 
-    raw = to_dict(tiny_config())
-    node = raw
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
-    (tmp_path / "config.json").write_text(json.dumps(raw))
+    write_with(tiny_config(), path, value, tmp_path / "config.json")
     with pytest.raises(CheckpointError, match=match) as error:
         load_checkpoint_config(tmp_path)
     assert str(error.value).startswith(str(tmp_path / "config.json")) and "\n" not in str(error.value)

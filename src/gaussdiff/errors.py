@@ -29,4 +29,5 @@ class WriteError(GaussdiffError):
 
 
 class NonFiniteError(GaussdiffError):
-    """A NaN or inf loss or gradient in training, more often than the run allows; the message names the step."""
+    """A NaN or inf loss or gradient in training, more often than the run allows (the message names the step), or
+    samples that are not finite (it names the samples)."""

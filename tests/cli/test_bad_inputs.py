@@ -185,7 +185,7 @@ def sample_cases(tmp_path: Path, run: Path) -> list[tuple[list, str]]:
         (["sample", run, "--batch-size", "abc"], "--batch-size: invalid value 'abc' (expected INT)"),
         (["sample", run, "--eta", "nan"], "--eta must be a finite number >= 0, got nan"),
         (["sample", run, "--eta", "-1"], "--eta must be a finite number >= 0, got -1"),
-        (["sample", run, "--sampler", "unipc", "--eta", "0.5"], "unipc takes none"),
+        (["sample", run, "--sampler", "unipc", "--eta", "0.5"], "unipc takes none"),  # --eta 0 is every sampler's
         (["eval", run, "--fid", "--sampler", "ddpm", "--eta", "1"], "ddpm takes none"),
         (["show", "trajectory", run, "--eta", "inf"], "--eta must be a finite number >= 0, got inf"),
         (["sample", run, "--out"], "--out needs one or more of FILE.png, FILE.npz"),
@@ -289,7 +289,12 @@ def test_ctrl_c_is_one_line_and_exit_130(run, tmp_path, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli_sample, "generate_cascade", interrupted)
+    def interrupted_after_a_batch(*args, parts, **kwargs):
+        (parts / "stage-0").mkdir(parents=True)  # where a cascade's first stage keeps its batches
+        (parts / "stage-0" / "chunk-000000.npz").write_bytes(b"")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_sample, "generate_cascade", interrupted_after_a_batch)
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
         main(["sample", str(run), "--n", "4", "--batch-size", "2", "--steps", "2", "--out", str(tmp_path / "s.png")])

@@ -111,7 +111,6 @@ def test_prompts_need_a_text_run(tmp_path, capsys):
           "--sample-every", "1"])
     expect_error(capsys, "sample", run, "--prompt", "a seven", "--device", "cpu", match="needs a text run")
     expect_error(capsys, "show", "trajectory", run, "--prompt", "a seven", "--device", "cpu", match="needs a text run")
-    expect_error(capsys, "sample", run, "--prompt", " ", "--device", "cpu", match="--prompt is empty")
 
 
 def test_eval_of_shapes_samples_reports_prompt_accuracy(tmp_path, capsys, monkeypatch):

@@ -113,15 +113,27 @@ def test_each_beta_schedule_is_diffusers_own(tmp_path):
         torch.testing.assert_close(ours.schedule.betas, theirs, rtol=1e-6, atol=1e-8, msg=kind)
 
 
-def test_pickled_bin_weights_are_refused_unread(tmp_path, capsys):
-    """A folder whose UNet holds only diffusion_pytorch_model.bin (a pickle, which can run code when read) is one
-    line; gaussdiff reads safetensors only."""
+def test_pickled_bin_weights_load_as_tensors_only(pipeline_dir, tmp_path, capsys):
+    """An older folder whose UNet holds diffusion_pytorch_model.bin (a pickle) samples what the same weights in
+    safetensors sample, read by torch.load(weights_only=True); a .bin that holds code is refused, never run."""
     root = tmp_path / "bin"
-    scheduler = diffusers.DDIMScheduler(num_train_timesteps=50)
-    diffusers.DDIMPipeline(unet=tiny_unet(), scheduler=scheduler).save_pretrained(root, safe_serialization=False)
+    unet = diffusers.UNet2DModel.from_pretrained(pipeline_dir / "unet")
+    scheduler = diffusers.DDIMScheduler.from_pretrained(pipeline_dir / "scheduler")
+    diffusers.DDIMPipeline(unet=unet, scheduler=scheduler).save_pretrained(root, safe_serialization=False)
     assert not list((root / "unet").glob("*.safetensors"))
-    expect_error(capsys, "sample", root, "--n", "2", "--steps", "2", "--out", tmp_path / "s.png",
-                 match="no .safetensors weights; gaussdiff does not unpickle .bin files")
+    for folder, out in ((pipeline_dir, "a.npz"), (root, "b.npz")):
+        main(["sample", str(folder), "--n", "2", "--steps", "2", "--out", str(tmp_path / out), "--device", "cpu"])
+    assert np.array_equal(np.load(tmp_path / "a.npz")["arr_0"], np.load(tmp_path / "b.npz")["arr_0"])
+    victim = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(victim), "w"))
+
+    torch.save({"x": Payload()}, root / "unet" / "diffusion_pytorch_model.bin")
+    expect_error(capsys, "sample", root, "--n", "2", "--steps", "2", "--out", tmp_path / "c.npz",
+                 match="diffusers cannot load it")
+    assert not victim.exists()
 
 
 def test_without_diffusers_a_diffusers_folder_is_one_line(pipeline_dir, capsys, monkeypatch):

@@ -331,7 +331,7 @@ class Eval:
         figures = {"cascade": [str(p) for p in self.cascade], "quality": asdict(q)}
         lines = self.quality_lines(q, f"cascade {sizes}: {q.n} samples ({self.describe_steps(label)} a stage, "
                                       f"s = {self.cond_aug_level if self.cond_aug_level is not None else 'each run'}, "
-                                      f"EMA weights, seed {self.seed}) against the training split of "
+                                      f"{weights_of(runs[0])}, seed {self.seed}) against the training split of "
                                       f"{data_config.data}, {q.features} features")
         print(json.dumps(figures) if self.json else "\n".join(lines))
 
@@ -355,7 +355,7 @@ class Eval:
         r = report
         lines = [
             f"super-resolution {r.low}x{r.low} -> {r.high}x{r.high} of {r.n} held-out images (s = {r.level:g}, "
-            f"{self.sampler}, {self.steps or 50} steps, EMA weights, seed {self.seed}; quality against "
+            f"{self.sampler}, {self.steps or 50} steps, {weights_of(trained)}, seed {self.seed}; quality against "
             f"the training split of {data_config.data}, {q.features} features)",
             f"  PSNR   {r.psnr:.2f} dB   (bilinear upsampling {r.psnr_bilinear:.2f} dB)",
             f"  SSIM   {r.ssim:.4f}    (bilinear upsampling {r.ssim_bilinear:.4f})",
@@ -365,9 +365,11 @@ class Eval:
 
 
 def weights_of(trained: Trained) -> str:
-    """Which weights a figure of ``trained`` comes from: a run's EMA weights (``eval`` loads no others), or the
-    only weights a diffusers folder has."""
-    return "EMA weights" if trained.source == "gaussdiff" else "the folder's weights"
+    """Which weights a figure of ``trained`` comes from: a run's EMA weights (``eval`` loads no others), its only
+    weights if it kept no EMA (``--ema-decay None``), or the only weights a diffusers folder has."""
+    if trained.source != "gaussdiff":
+        return "the folder's weights"
+    return "EMA weights" if trained.config.train.optim.ema_decay is not None else "weights (no EMA kept)"
 
 
 def scene_attributes(prompts: list[str], path: Path) -> torch.Tensor:

@@ -8,7 +8,7 @@ import math
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, get_args
 
@@ -163,7 +163,7 @@ def check_eta(eta: float | None, sampler: str) -> None:
         return
     if not math.isfinite(eta) or eta < 0:
         raise UsageError(f"--eta must be a finite number >= 0, got {eta}")
-    if sampler not in TAKES_ETA:
+    if eta > 0 and sampler not in TAKES_ETA:  # 0, the default, is every sampler's
         raise UsageError(f"--eta is read by {', '.join(TAKES_ETA)}; {sampler} takes none")
 
 
@@ -183,8 +183,6 @@ def parse_class(value: str | None, num_classes: int | None, n: int) -> tuple[tor
 
 def read_prompts(prompts: Sequence[str], prompt_file: Path | None) -> list[str]:
     """``--prompt`` and the lines of ``--prompt-file`` (blank lines skipped), in that order."""
-    if any(not p.strip() for p in prompts):
-        raise UsageError("--prompt is empty: give a caption (or leave --prompt out for the run's own prompts)")
     out = list(prompts)
     if prompt_file is not None:
         try:
@@ -238,13 +236,15 @@ def report_setup(setup: Setup, seconds: dict[Setup, float]) -> None:
 
 
 @contextlib.contextmanager
-def keeping_parts(parts: Path | None, is_main: bool = True):
+def keeping_parts(parts: Path | None, is_main: bool = True) -> Iterator[None]:
     """Ctrl-C while sampling: one line saying where the finished batches are (``parts``: the same command draws
     only the rest), and exit 130, instead of a traceback."""
     try:
         yield
     except KeyboardInterrupt:
         if is_main:
-            kept = f"; the finished batches are kept in {parts}: the same command draws only the rest" if parts else ""
+            kept = ""
+            if parts is not None and any(parts.rglob("chunk-*.npz")):  # a cascade keeps stage-K/chunk-*
+                kept = f"; the finished batches are kept in {parts}: the same command draws only the rest"
             print(f"gaussdiff: interrupted{kept}", file=sys.stderr)
         raise SystemExit(130) from None

@@ -107,14 +107,16 @@ class Parts:
     def path(self, k: int) -> Path:
         return self.root / f"chunk-{k:06d}.npz"
 
-    def load(self, k: int, shape: tuple[int, ...]) -> Tensor | None:
+    def load(self, k: int, shape: tuple[int | None, ...]) -> Tensor | None:
         """Chunk k if it was finished: uint8 images of ``shape`` (a damaged or foreign one is drawn again)."""
         try:
             with np.load(self.path(k), allow_pickle=False) as f:
                 images = f["images"]
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return None
-        return torch.from_numpy(images) if images.dtype == np.uint8 and images.shape == shape else None
+        # (C, H, W) unknown (None) in a hand-built config: the count and kind still tell a foreign chunk
+        fits = len(images.shape) == len(shape) and all(s is None or s == i for s, i in zip(shape, images.shape))
+        return torch.from_numpy(images) if images.dtype == np.uint8 and fits else None
 
     def save(self, k: int, images: Tensor) -> None:
         def write(tmp: Path) -> None:

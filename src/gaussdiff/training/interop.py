@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,15 @@ def require_diffusers() -> Any:
     return diffusers
 
 
+def load_bin_unet(diffusers, unet_dir: Path):
+    """A UNet2DModel from ``unet_dir``'s config and its ``diffusion_pytorch_model.bin``, unpickled by
+    ``torch.load(weights_only=True)``, which builds tensors and refuses any other object (code included)."""
+    state = torch.load(unet_dir / "diffusion_pytorch_model.bin", map_location="cpu", weights_only=True)
+    unet = diffusers.UNet2DModel.from_config(diffusers.UNet2DModel.load_config(unet_dir))
+    unet.load_state_dict(state)
+    return unet.eval()
+
+
 def load_diffusers(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, GaussianDiffusion, RunConfig,
                                                                              dict[str, Any]]:
     """A diffusers folder's network (in eval mode, on ``device``), its diffusion, a RunConfig describing its data
@@ -160,12 +170,12 @@ def load_diffusers(path: Path, device: torch.device | str = "cpu") -> tuple[nn.M
                           "UNet2DModel (pixel-space DDPM pipelines)")
     diffusion, meaning = diffusion_of(scheduler, scheduler_path)
     diffusers = require_diffusers()
-    if not any(unet_dir.glob("*.safetensors")):  # .bin weights are pickles, which could run code when read
-        raise CheckpointError(f"{unet_dir}: no .safetensors weights; gaussdiff does not unpickle .bin files "
-                              "(convert them with diffusers: save_pretrained(..., safe_serialization=True))")
     try:
-        unet = diffusers.UNet2DModel.from_pretrained(unet_dir, local_files_only=True, use_safetensors=True)
-    except (OSError, ValueError, EnvironmentError) as e:
+        if any(unet_dir.glob("*.safetensors")):
+            unet = diffusers.UNet2DModel.from_pretrained(unet_dir, local_files_only=True, use_safetensors=True)
+        else:  # older folders: a pickled .bin, read as tensors only (weights_only), never as code
+            unet = load_bin_unet(diffusers, unet_dir)
+    except (OSError, ValueError, EnvironmentError, RuntimeError, pickle.UnpicklingError) as e:
         raise CheckpointError(f"{unet_dir}: diffusers cannot load it ({str(e).splitlines()[0]})") from None
     c = unet.config
     size = c.sample_size if isinstance(c.sample_size, int) else c.sample_size[0]

@@ -19,6 +19,7 @@ from ..errors import CheckpointError, UsageError, WriteError
 from ..nets.fast import Setup, describe
 from ..samplers.run import TAKES_ETA, default_spacing, steps_for_nfe
 from ..training.checkpoint import TUNED_STEPS, list_checkpoints, read_tuned_steps, tuned_key
+from ..training.classifier import WEIGHTS as CLASSIFIER_WEIGHTS
 from ..training.run import Trained
 
 
@@ -77,7 +78,7 @@ def check_writable_dir(path: Path, option: str = "--run-dir", keep: bool = False
 def check_new_run_dir(run_dir: Path, can_resume: bool = True) -> None:
     """A new run must not start in a directory that holds another (a run's checkpoints, or a classifier): it
     would overwrite that run's ``config.json``."""
-    if (run_dir / "classifier.safetensors").exists():
+    if (run_dir / CLASSIFIER_WEIGHTS).exists():
         raise UsageError(f"{run_dir} already holds a classifier: pass another --run-dir")
     if list_checkpoints(run_dir):
         hint = "pass --resume to continue it, or another --run-dir" if can_resume else "pass another --run-dir"

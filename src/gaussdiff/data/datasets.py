@@ -33,6 +33,9 @@ from .shapes import load_shapes
 from .shards import LazyImages, ShardImages, is_shards, read_index
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+# What Pillow raises for a file it cannot decode: not an image, cut short, corrupt, or past its decompression-bomb
+# limit (an image of hundreds of megapixels would exhaust memory).
+UNREADABLE = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 MAX_CLASSES = 100_000
 """The most classes a dataset's labels may name (ImageNet-21k has 21 841): a label embeds as a table row each."""
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -218,7 +221,7 @@ def _load_image(path: Path, size: int, channels: int, at: tuple[float, float] | 
             else:
                 left, top = min(w - size, int(at[0] * (w - size + 1))), min(h - size, int(at[1] * (h - size + 1)))
             arr = np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except UNREADABLE as e:
         why = str(e).splitlines()[0] if str(e) else "corrupt"
         raise DataError(f"{path}: cannot read image ({type(e).__name__}: {why})") from None
     return arr[:, :, None] if arr.ndim == 2 else arr
@@ -283,7 +286,7 @@ def scan_images(files: list[Path]) -> list[tuple[Path, str]]:
         try:
             with Image.open(path) as img:
                 img.size  # noqa: B018  the header is parsed on open; touching size makes that explicit
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        except UNREADABLE as e:
             bad.append((path, type(e).__name__))
     return bad
 

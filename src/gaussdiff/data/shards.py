@@ -155,7 +155,7 @@ def index_problem(index: object) -> str | None:
     if names is not None and not (isinstance(names, list) and all(isinstance(c, str) for c in names)):
         return "class_names must be a list of names"
     labels = index.get("labels")
-    if labels is not None and (len(labels) != n if isinstance(labels, list) else True):
+    if labels is not None and not (isinstance(labels, list) and len(labels) == n):
         return f"labels must be a list of {n}"
     if labels is not None and not _ints(labels, 0, len(names) if names else float("inf")):
         return "labels must be class indices"

@@ -256,16 +256,20 @@ def generate(
     level = trained.config.super_res.cond_aug_level if cond_aug_level is None else cond_aug_level
     chunks = range(-(-n // batch_size))
 
-    def chunk(k: int) -> tuple[int, int, dict[str, Tensor]]:
-        """Chunk k's first and last sample, and its conditions."""
-        lo, hi = k * batch_size, min(n, (k + 1) * batch_size)
+    def span(k: int) -> tuple[int, int]:
+        """Chunk k's first sample and the one after its last."""
+        return k * batch_size, min(n, (k + 1) * batch_size)
+
+    def conditions(k: int) -> dict[str, Tensor]:
+        """Chunk k's conditions (its low-resolution images augmented): built only for a chunk that is drawn."""
+        lo, hi = span(k)
         cond = {"y": labels[lo:hi].to(trained.device)} if labelled else {}
         if tokens is not None:
             cond[text.key] = tokens[lo:hi].to(trained.device)
         if stage is not None:
             aug = torch.Generator().manual_seed(sample_seed(seed, k, stream=1))
             cond.update(stage.augment(low_res[lo:hi].to(trained.device), aug, level))
-        return lo, hi, cond
+        return cond
 
     key = settings_key(trained, n=n, sampler=sampler, steps=steps, eta=eta, seed=seed, batch_size=batch_size,
                        labels=labels, guidance=repr(guidance), tokens=tokens, low_res=low_res, level=level, nfe=nfe,
@@ -278,7 +282,8 @@ def generate(
         if dist.is_main and recorded is not None:
             net.use(recorded)  # a resumed run computes as its finished chunks were computed
         elif dist.is_main and net.setup is None:  # timed on chunk 0's network call, guidance included
-            lo, hi, cond = chunk(0)
+            lo, hi = span(0)
+            cond = conditions(0)
             x = torch.randn(hi - lo, *trained.sample_shape, generator=torch.Generator().manual_seed(0))
             # The sampler's first step, contiguous as the sampler's own t (a compiled graph guards on strides).
             t = diffusion.schedule.timesteps[-1:].repeat(hi - lo)
@@ -300,11 +305,12 @@ def generate(
     todo = [k for k in chunks if k % dist.world_size == dist.rank]
     try:
         for k in tqdm(todo, desc="sampling", disable=not progress or not dist.is_main or len(todo) < 2, leave=False):
-            lo, hi, cond = chunk(k)
+            lo, hi = span(k)
             done = store.load(k, (hi - lo, *pixels)) if store is not None else None
             if done is not None:
                 mine[k] = done
                 continue
+            cond = conditions(k)
             generators = [torch.Generator(trained.device).manual_seed(sample_seed(seed, i)) for i in range(lo, hi)]
             x = sample(model, trained.diffusion, (hi - lo, *trained.sample_shape), sampler=sampler, steps=steps,
                        eta=eta, generator=generators, clip_denoised=trained.clip_denoised,

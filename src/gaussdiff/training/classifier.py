@@ -26,6 +26,9 @@ from .files import atomic_write
 from .distributed import Distributed
 from .loop import Optimization, check_precision, resolve_device, resolve_precision
 
+WEIGHTS = "classifier.safetensors"
+"""The classifier's weights in its run directory (which no other run may share)."""
+
 
 
 def train_noisy_classifier(config: ClassifierTrainConfig, run_dir: Path, progress: bool = True,
@@ -81,7 +84,7 @@ def train_noisy_classifier(config: ClassifierTrainConfig, run_dir: Path, progres
     if not dist.is_main:
         return accuracy
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(run_dir / "classifier.safetensors", lambda tmp: save_weights(model.state_dict(), tmp))
+    atomic_write(run_dir / WEIGHTS, lambda tmp: save_weights(model.state_dict(), tmp))
     save_config(config, run_dir / "config.json")
     atomic_write(run_dir / "metrics.json", lambda tmp: tmp.write_text(json.dumps(accuracy, indent=2) + "\n"))
     return accuracy
@@ -89,9 +92,9 @@ def train_noisy_classifier(config: ClassifierTrainConfig, run_dir: Path, progres
 
 def load_noisy_classifier(path: Path, device: torch.device | str = "cpu") -> tuple[NoisyClassifier, ClassifierTrainConfig]:
     """A trained noise-aware classifier from its run directory."""
-    weights, config_path = path / "classifier.safetensors", path / "config.json"
+    weights, config_path = path / WEIGHTS, path / "config.json"
     if not weights.exists() or not config_path.exists():
-        raise CheckpointError(f"{path}: not a classifier run (no classifier.safetensors/config.json)")
+        raise CheckpointError(f"{path}: not a classifier run (no {WEIGHTS}/config.json)")
     config = load_config(config_path, ClassifierTrainConfig)
     model = NoisyClassifier(config.classifier)
     try:

@@ -34,10 +34,10 @@ def test_sample_eval_and_show_with_an_nfe_budget(run, tmp_path, capsys):
     assert figures["quality"]["n"] == 20
     assert figures["network"] == {"precision": "fp32", "memory_format": "contiguous", "compile": "off",
                                   "measured_seconds_a_call": {}}  # conftest: nothing measured
-    main(["eval", str(run), "--fid", "--sampler", "euler-a", "--nfe", "5", "--n", "20", "--device", "cpu"])
+    main(["eval", str(run), "--fid", "--sampler", "euler-a", "--nfe", "5", "--n", "20", "--seed", "3", "--device", "cpu"])
     # every figure says how it was sampled, and in what the network computed (conftest: nothing measured)
     title = capsys.readouterr().out.splitlines()[0]
-    assert title == ("sample quality of 20 samples (euler-a, 5 NFE, linspace spacing, EMA weights, seed 0, network in "
+    assert title == ("sample quality of 20 samples (euler-a, 5 NFE, linspace spacing, EMA weights, seed 3, network in "
                      "fp32, contiguous) against the training split of digits, classifier features")
     main(["show", "trajectory", str(run), "--sampler", "dpm++3m", "--nfe", "8", "--out", str(tmp_path / "t.png"),
           "--device", "cpu"])
@@ -83,3 +83,17 @@ def test_the_sampling_network_is_named_unless_it_is_plain_fp32(capsys):
     assert capsys.readouterr().err == "gaussdiff: sampling network: bf16, contiguous, compiled (default)\n"
     report_setup(Setup(), {Setup(): 0.5, Setup("bf16"): 0.45})
     assert "fp32, contiguous (measured, s a call: fp32/contiguous 0.5, bf16/contiguous 0.45)" in capsys.readouterr().err
+
+
+def test_eval_names_the_weights_its_figures_come_from(conditional_trained):
+    """A run's EMA weights; a run trained without EMA (--ema-decay None) has only its raw weights, and a diffusers
+    folder only the weights it was saved with: each figure must not claim EMA it does not have."""
+    from dataclasses import replace
+
+    from gaussdiff.cli.eval import weights_of
+
+    c = conditional_trained.config
+    no_ema = replace(c, train=replace(c.train, optim=replace(c.train.optim, ema_decay=None)))
+    assert c.train.optim.ema_decay is not None and weights_of(conditional_trained) == "EMA weights"
+    assert weights_of(replace(conditional_trained, config=no_ema)) == "weights (no EMA kept)"
+    assert weights_of(replace(conditional_trained, source="diffusers")) == "the folder's weights"

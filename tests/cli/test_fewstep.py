@@ -22,7 +22,8 @@ def test_sample_eval_and_show_with_an_nfe_budget(run, tmp_path, capsys):
           "--device", "cpu"])
     main(["sample", str(run), "--sampler", "heun", "--nfe", "6", "--timesteps", "karras", "--n", "4", "--out",
           str(tmp_path / "b.npz"), "--device", "cpu"])
-    main(["sample", str(run), "--sampler", "unipc", "--timesteps", "49,30,10.5,0", "--n", "4", "--out",
+    # --eta 0 is every sampler's default, so it is accepted by one that reads no eta
+    main(["sample", str(run), "--sampler", "unipc", "--eta", "0", "--timesteps", "49,30,10.5,0", "--n", "4", "--out",
           str(tmp_path / "c.npz"), "--device", "cpu"])
     for name in ("a", "b", "c"):
         images = np.load(tmp_path / f"{name}.npz")["arr_0"]
@@ -34,7 +35,8 @@ def test_sample_eval_and_show_with_an_nfe_budget(run, tmp_path, capsys):
     assert figures["quality"]["n"] == 20
     assert figures["network"] == {"precision": "fp32", "memory_format": "contiguous", "compile": "off",
                                   "measured_seconds_a_call": {}}  # conftest: nothing measured
-    main(["eval", str(run), "--fid", "--sampler", "euler-a", "--nfe", "5", "--n", "20", "--seed", "3", "--device", "cpu"])
+    main(["eval", str(run), "--fid", "--sampler", "euler-a", "--nfe", "5", "--n", "20", "--seed", "3",
+          "--device", "cpu"])
     # every figure says how it was sampled, and in what the network computed (conftest: nothing measured)
     title = capsys.readouterr().out.splitlines()[0]
     assert title == ("sample quality of 20 samples (euler-a, 5 NFE, linspace spacing, EMA weights, seed 3, network in "

@@ -197,3 +197,12 @@ def test_every_parameterization_and_a_learned_variance_give_the_same_samples(sam
     learned = sample(with_variance, GaussianDiffusion(SCHEDULE, variance="learned_range", loss="hybrid"), x_T.shape,
                      **run)
     torch.testing.assert_close(learned, eps, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("eta", [float("nan"), float("inf"), -0.5])
+def test_an_eta_that_is_not_a_finite_number_at_least_0_is_refused(eta):
+    """eta scales a standard deviation (DDIM) or S_churn: NaN, inf or a negative value has no meaning and would
+    silently give non-finite samples."""
+    oracle = OptimalDenoiser(GaussianMixture([[0.0]], [1.0], [1.0]), SCHEDULE)
+    with pytest.raises(ValueError, match="eta must be a finite number >= 0"):
+        sample(oracle, GaussianDiffusion(SCHEDULE), (2, 1), sampler="ddim", steps=3, eta=eta, progress=False)

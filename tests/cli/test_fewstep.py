@@ -53,6 +53,11 @@ def test_bad_sampler_choices_get_one_line(run, capsys):
     expect_error(capsys, "sample", run, "--timesteps", "99,20", match="every time must lie in 0..49")
     expect_error(capsys, "sample", run, "--timesteps", "karas", match="--timesteps must be auto, one of")
     expect_error(capsys, "sample", run, "--timesteps", "40,20", "--nfe", "4", match="do not combine")
+    # each would override the --steps given, which would then silently not count
+    expect_error(capsys, "sample", run, "--steps", "20", "--nfe", "4", match="--steps and --nfe do not combine")
+    expect_error(capsys, "sample", run, "--steps", "20", "--timesteps", "40,20", match="--steps and an explicit")
+    expect_error(capsys, "eval", run, "--fid", "--steps", "20", "--nfe", "4", match="--steps and --nfe do not combine")
+    expect_error(capsys, "show", "trajectory", run, "--steps", "20", "--nfe", "4", match="--steps and --nfe")
     expect_error(capsys, "sample", run, "--sampler", "dpm++9m", match="dpm++9m")
 
 

@@ -219,8 +219,8 @@ class Eval:
                 if n == 1000 and dist.is_main:
                     print("gaussdiff: Inception on CPU is slow: 1000 samples by default (pass --n)", file=sys.stderr)
             steps = self.steps if self.steps is not None else 50
-            check_nfe(self.nfe, self.sampler, trained)
-            spacing, times, label = parse_timesteps(self.timesteps, self.nfe, trained, self.sampler)
+            check_nfe(self.nfe, self.sampler, trained, self.steps)
+            spacing, times, label = parse_timesteps(self.timesteps, self.nfe, trained, self.sampler, steps=self.steps)
             prompts = None
             if text_condition(trained) is not None:
                 # The held-out split's captions in turn (with their labels and attributes, to score against).
@@ -301,8 +301,8 @@ class Eval:
         check_cascade(runs, self.cascade)
         for i, run in enumerate(runs):
             check_steps(self.steps, run)
-            check_nfe(self.nfe, self.sampler, run)
-        spacing, times, label = parse_timesteps(self.timesteps, self.nfe, runs[0], self.sampler)
+            check_nfe(self.nfe, self.sampler, run, self.steps)
+        spacing, times, label = parse_timesteps(self.timesteps, self.nfe, runs[0], self.sampler, steps=self.steps)
         if times is not None:
             raise UsageError("an explicit or tuned --timesteps list is for one run; a cascade takes a spacing "
                              "(--timesteps linspace)")

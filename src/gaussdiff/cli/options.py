@@ -99,11 +99,12 @@ class Steps(NamedTuple):
     label: str
 
 
-def parse_timesteps(value: str, nfe: int | None, trained: Trained, sampler: str = "ddim", ema: bool = True) -> Steps:
+def parse_timesteps(value: str, nfe: int | None, trained: Trained, sampler: str = "ddim", ema: bool = True,
+                    steps: Any = None) -> Steps:
     """``--timesteps``: ``auto`` (the steps tuned for this sampler and --nfe beside the checkpoint, by
     ``gaussdiff tune``, else trailing for DPM-Solver++ and UniPC and linspace for the rest), a spacing name, or
     an explicit comma-separated list of original-scale times, noisiest first; checked against the run's schedule
-    and ``sampler``."""
+    and ``sampler``. ``steps``: the ``--steps`` given (None if none), which an explicit list would override."""
     if float(trained.diffusion.schedule.alpha_bars[-1]) == 0.0:  # zero terminal SNR (Lin et al. 2024)
         if value in ("leading", "karras", "logsnr"):
             raise UsageError(f"--timesteps {value} does not start at the last step, where this zero-terminal-SNR run "
@@ -141,6 +142,8 @@ def parse_timesteps(value: str, nfe: int | None, trained: Trained, sampler: str 
         raise UsageError("--timesteps must decrease strictly, noisiest first")
     if nfe is not None:
         raise UsageError("--nfe and an explicit --timesteps list do not combine: the list fixes the steps")
+    if steps is not None:
+        raise UsageError("--steps and an explicit --timesteps list do not combine: the list fixes the steps")
     try:
         trained.diffusion.at(times[::-1])
     except ValueError as e:  # e.g. two times so close that they have the same alpha_bar
@@ -148,10 +151,13 @@ def parse_timesteps(value: str, nfe: int | None, trained: Trained, sampler: str 
     return Steps("linspace", times, f"timesteps {value}")
 
 
-def check_nfe(nfe: int | None, sampler: str, trained: Trained) -> None:
-    """``--nfe`` must give at least one step and at most the run's steps."""
+def check_nfe(nfe: int | None, sampler: str, trained: Trained, steps: Any = None) -> None:
+    """``--nfe`` must give at least one step and at most the run's steps, and comes without ``--steps`` (``steps``,
+    None if not given), which it would override."""
     if nfe is None:
         return
+    if steps is not None:
+        raise UsageError("--steps and --nfe do not combine: --nfe chooses the steps (give one of them)")
     if nfe < 1:
         raise UsageError("--nfe must be at least 1")
     if steps_for_nfe(sampler, nfe) > trained.diffusion.num_steps:

@@ -88,8 +88,8 @@ class Sample:
     """With --cascade: also write FILE-stages.png, every stage's output side by side."""
     sampler: SamplerName = "ddim"
     """The sampler: ddpm, ddim, euler, heun, euler-a, dpm++2m, dpm++3m, dpm++2s, dpm++2m-sde, unipc, unipc-bh1."""
-    steps: tuple[int, ...] | None = (50,)
-    """Respaced steps, one per cascade stage (the last repeats; None: all of each run's steps)."""
+    steps: tuple[int, ...] | None = None
+    """Respaced steps, one per cascade stage (the last repeats; default 50 each, or --nfe's)."""
     nfe: int | None = None
     """A budget of network evaluations instead of --steps: the sampler's steps are chosen to make exactly that many."""
     timesteps: str = "auto"
@@ -111,8 +111,8 @@ class Sample:
     """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``..."""
     speed: Annotated[SpeedConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=SpeedConfig)
 
-    def stage_steps(self, i: int) -> int | None:
-        return None if self.steps is None else self.steps[min(i, len(self.steps) - 1)]
+    def stage_steps(self, i: int) -> int:
+        return 50 if self.steps is None else self.steps[min(i, len(self.steps) - 1)]
 
     def __call__(self) -> None:
         # Under torchrun the ranks share the chunks of --batch-size and rank 0 writes the result, equal to one
@@ -140,8 +140,8 @@ class Sample:
             raise UsageError(f"--steps gives {len(self.steps)} values for {len(runs)} stage(s)")
         for i, run in enumerate(runs):
             check_steps(self.stage_steps(i), run)
-            check_nfe(self.nfe, self.sampler, run)
-        spacing, times, _ = parse_timesteps(self.timesteps, self.nfe, runs[0], self.sampler, self.ema)
+            check_nfe(self.nfe, self.sampler, run, self.steps)
+        spacing, times, _ = parse_timesteps(self.timesteps, self.nfe, runs[0], self.sampler, self.ema, self.steps)
         if times is not None and len(runs) > 1:
             raise UsageError("explicit or tuned steps are for one run; give a cascade a spacing (--timesteps linspace)")
         steps = dict(nfe=None if times is not None else self.nfe, spacing=spacing)
@@ -198,7 +198,7 @@ class Sample:
                                           parts=parts, speed=self.speed, on_setup=report, **steps)
                 outputs = [images]
             else:
-                outputs, labels = generate_cascade(runs, n, self.sampler, self.steps or (None,), self.eta,
+                outputs, labels = generate_cascade(runs, n, self.sampler, self.steps or (50,), self.eta,
                                                    self.seed, self.batch_size, labels, self.guide,
                                                    prompts=per_sample, cond_aug_level=self.cond_aug_level,
                                                    timesteps=times, dist=dist, parts=parts, speed=self.speed,

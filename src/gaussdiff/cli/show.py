@@ -110,8 +110,8 @@ class ShowTrajectory:
         device = resolve_device(self.device)
         trained = load_trained(self.checkpoint, device=device)
         check_steps(self.steps, trained)
-        check_nfe(self.nfe, self.sampler, trained)
-        spacing, times, _ = parse_timesteps(self.timesteps, self.nfe, trained, self.sampler)
+        check_nfe(self.nfe, self.sampler, trained, self.steps)
+        spacing, times, _ = parse_timesteps(self.timesteps, self.nfe, trained, self.sampler, steps=self.steps)
         nfe = None if times is not None else self.nfe
         steps = None if nfe is not None or times is not None else self.steps
         total = len(plan(trained.diffusion, self.sampler, steps, nfe, spacing, times)[0].schedule)

@@ -27,6 +27,17 @@ def override(config: Any, **changes: Any) -> Any:
     return dataclasses.replace(config, **flat)
 
 
+@pytest.fixture
+def no_tf32():
+    """CUDA in true fp32 for the test: TF32 (on by default for cuDNN's convolutions) rounds their inputs to 10 bits
+    of mantissa, ~1e-3 relative, so a comparison of two CUDA kernels (or CUDA with CPU) at fp32's tolerances would
+    pass or fail by which kernels happen to be picked."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def tiny_config(data: str = "digits", steps: int = 4, **changes: Any) -> RunConfig:
     """A run of ``steps`` steps of a 16-channel U-Net on 50 diffusion steps; ``changes`` as for :func:`override`."""
     cfg = override(RunConfig(), **{

@@ -55,6 +55,7 @@ def test_conditions_pass_through():
 
 
 @CUDA
+@pytest.mark.usefixtures("no_tf32")  # a graph replays the kernels of the plain call, but to fp32's tolerance
 @torch.no_grad()
 def test_replayed_graphs_equal_plain_calls_for_every_shape_and_keep_earlier_outputs():
     net = small_unet(num_classes=5).cuda()
@@ -149,6 +150,18 @@ def test_on_cpu_auto_measures_bf16_only_where_it_is_native(monkeypatch):
     assert plain.setup == fast.Setup("fp32", "contiguous")  # nothing to measure
     told = fast.sampling_network(net, precision="bf16", memory_format="channels_last")
     assert told.setup == fast.Setup("bf16", "channels_last")
+
+
+def test_emulated_bf16_on_a_gpu_is_not_taken_as_native(monkeypatch):
+    """torch.cuda.is_bf16_supported() says yes by default for GPUs that only emulate bf16 (V100, T4), where bf16
+    autocast runs slower than fp32: ``auto`` must pick fp32 there."""
+    from gaussdiff.nets import fast
+
+    emulated_only = lambda including_emulation=True: including_emulation  # noqa: E731  (a T4, say)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", emulated_only)
+    assert not fast.bf16_supported(torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # an A100, H200
+    assert fast.bf16_supported(torch.device("cuda"))
 
 
 def test_choose_takes_a_change_only_where_it_pays():
@@ -249,6 +262,7 @@ def test_a_resumed_setup_is_accepted_only_if_the_wrapper_could_have_chosen_it():
 
 
 @CUDA
+@pytest.mark.usefixtures("no_tf32")  # inductor may run the convolutions channels_last: other cuDNN kernels
 @torch.no_grad()
 def test_compiled_reduce_overhead_equals_plain_calls_and_keeps_earlier_outputs():
     net = small_unet().cuda()

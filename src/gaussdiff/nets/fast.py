@@ -74,7 +74,8 @@ def bf16_supported(device: torch.device) -> bool:
     """Whether bf16 autocast runs on native bf16 arithmetic here: CUDA that supports it, or a CPU with AMX or
     AVX-512 BF16 (elsewhere oneDNN emulates bf16, slower than fp32)."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        # not emulated bf16 (a V100's or T4's), which runs slower than fp32
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     return device.type == "cpu" and bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
 
 

@@ -53,6 +53,16 @@ def test_train_sample_show_and_resume(trained_run, tmp_path, capsys):
     assert np.array_equal(np.load(tmp_path / "s2.npz")["arr_0"], arr)
 
 
+def test_train_names_what_the_network_computes_in(tmp_path, capsys):
+    """The run's first line names the precision, the layout and the compile mode the steps run in: --precision
+    auto and --compile auto are resolved on the user's machine, and the user sees what they became."""
+    main(["train", "--run-dir", str(tmp_path / "a"), "--train-steps", "1", *TINY_FLAGS])
+    assert capsys.readouterr().err.splitlines()[0].endswith("M parameters, cpu, fp32, contiguous")
+    main(["train", "--run-dir", str(tmp_path / "b"), "--train-steps", "1", *TINY_FLAGS, "--precision", "bf16",
+          "--memory-format", "channels_last"])
+    assert capsys.readouterr().err.splitlines()[0].endswith(", cpu, bf16, channels_last")
+
+
 def metrics(run: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
 

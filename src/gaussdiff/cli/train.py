@@ -134,8 +134,12 @@ class Train:
                 file=sys.stderr)
         n_params = sum(p.numel() for p in trainer.model.parameters())
         ranks = f", {dist.world_size} processes" if dist.active else ""
+        # What the network computes in (--precision auto measured, --compile auto resolved at this start).
+        compiled = f", compiled ({trainer.compile_mode})" if trainer.compile_mode != "off" else ""
+        setup = (f"{trainer.config.train.optim.precision}, "
+                 f"{'channels_last' if trainer.channels_last else 'contiguous'}{compiled}")
         say(f"run {run_dir}: {len(trainer.data)} images {trainer.data.shape}, {n_params / 1e6:.2f}M parameters, "
-            f"{trainer.device}{ranks}", file=sys.stderr)
+            f"{trainer.device}{ranks}, {setup}", file=sys.stderr)
         try:
             result = trainer.run(resume=resume)
         except Stopped as e:

@@ -282,3 +282,30 @@ def test_non_finite_samples_are_refused_not_written_as_black_images(conditional_
     next(broken.model.parameters()).data.view(-1)[0] = float("nan")
     with pytest.raises(NonFiniteError, match="samples 0..1 hold NaN or inf"):
         generate(broken, 2, "ddim", 3, batch_size=2, progress=False)
+
+
+def test_a_compile_that_fails_on_a_later_batch_shape_is_told_and_the_rest_drawn_uncompiled(conditional_trained,
+                                                                                         monkeypatch):
+    """Inductor compiles once per batch shape: where the last, smaller chunk's compile fails, that chunk is drawn
+    uncompiled (the same function), and ``on_setup`` hears the setup change, so no figure claims a compile."""
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    from gaussdiff.evaluation.generate import SpeedConfig
+    from gaussdiff.nets.fast import Setup
+
+    def compile_failing_below_batch_2(net, mode, dynamic):
+        def call(x_t, t, **cond):
+            if len(x_t) < 2:
+                raise BackendCompilerFailed(call, RuntimeError("InvalidCxxCompiler: no compiler"), None)
+            return net(x_t, t, **cond)
+        return call
+
+    monkeypatch.setattr(torch, "compile", compile_failing_below_batch_2)
+    seen = []
+    speed = SpeedConfig(precision="fp32", compile="default", memory_format="contiguous")
+    with pytest.warns(UserWarning, match="sampling uncompiled"):
+        images, _ = generate(conditional_trained, 3, "ddim", 3, batch_size=2, progress=False, speed=speed,
+                             on_setup=lambda setup, seconds: seen.append(setup))
+    assert seen == [Setup("fp32", "contiguous", "default"), Setup("fp32", "contiguous", "off")]
+    plain, _ = generate(conditional_trained, 3, "ddim", 3, batch_size=2, progress=False)
+    assert torch.equal(images, plain)  # compiled or not, the same network computed every chunk

@@ -217,7 +217,8 @@ def generate(
     called (the CLI's default is ``SpeedConfig()``: bf16, graphs and compiling where they pay; on CPU measured
     once, on the main process, before sampling; a resumed ``parts`` keeps the setup it was drawn in, and the
     network leaves in the memory layout it came in); ``on_setup`` is told the setup the network computes in, and
-    the seconds a call measured to choose it (empty if nothing was).
+    the seconds a call measured to choose it (empty if nothing was), before sampling, and told again after it if
+    the setup changed on the way (a compile that failed on a later batch shape: the rest were drawn uncompiled).
     """
     guidance = guidance or GuidanceConfig()
     d = trained.config.data
@@ -295,8 +296,9 @@ def generate(
                 raise
         if dist.active:
             net.use(dist.broadcast(net.setup))
+    told = net.setup
     if on_setup is not None:
-        on_setup(net.setup, net.seconds)
+        on_setup(told, net.seconds)
     if store is not None and dist.is_main:
         store.start(net.setup)
     mine = {}
@@ -322,6 +324,8 @@ def generate(
             mine[k] = trained.images_of(x)
             if store is not None:
                 store.save(k, mine[k])
+        if on_setup is not None and net.setup != told:
+            on_setup(net.setup, net.seconds)
     finally:
         net.restore()  # the run's network leaves in the layout it came in
     every = {}

@@ -70,6 +70,13 @@ TINY_FLAGS = [
 
 
 @pytest.fixture(autouse=True)
+def conv_verdicts_stay_in_the_test(monkeypatch, tmp_path):
+    """The CLI keeps --conv auto's verdicts per machine under ~/.cache: a test's go to its own directory, so that
+    no test reads what another (or the user's runs) measured."""
+    monkeypatch.setattr("gaussdiff.cli.train.DEFAULT_CONV_CACHE", tmp_path / "conv-cache")
+
+
+@pytest.fixture(autouse=True)
 def samples_do_not_depend_on_the_machine(monkeypatch):
     """The CLI's sampling measures which precision and layout are fastest here (nets.fast) unless calls are quick;
     tests compare samples bit for bit, so every test keeps the first candidate (fp32, default layout) unmeasured,

@@ -250,3 +250,31 @@ def test_the_verdicts_travel_with_a_checkpoint():
     assert len(rows) == len(layers) and all(isinstance(v, (str, list, bool)) for row in rows for v in row)
     restore_conv_choices(b, rows + [["no.such.layer", [1], "torch.float32", False, True]])
     assert [m.choices for m in b.modules() if isinstance(m, Conv3x3)] == [m.choices for m in layers]
+
+
+def test_layers_sharing_a_table_measure_each_configuration_once_and_take_known_verdicts(monkeypatch):
+    """Given a shared table (share_conv_verdicts), a verdict holds for every layer of the same channels in and out
+    and input (shape, dtype, layout): the second such layer takes it unmeasured, a known one is taken as is, and a
+    layer's own verdict (a resumed run's) wins over the table."""
+    from gaussdiff.nets.kernels.winograd import measuring_seconds, share_conv_verdicts
+
+    measured = []
+    # The direct kernel's verdict keeps the layers' outputs in the input's layout (Winograd's are channels_last).
+    monkeypatch.setattr(Conv3x3, "measure", lambda self, x: measured.append(self.config_key(x)) or False)
+    net = torch.nn.Sequential(Conv3x3(64, 64), Conv3x3(64, 64), Conv3x3(64, 128))
+    known: dict[str, bool] = {}
+    share_conv_verdicts(net, known)
+    x = torch.randn(2, 64, 8, 8)
+    net(x).sum().backward()
+    assert measured == ["64->64 [2, 64, 8, 8] float32 contiguous", "64->128 [2, 64, 8, 8] float32 contiguous"]
+    assert known == dict.fromkeys(measured, False) and measuring_seconds(net) > 0
+    keys = {net[0].config_key(v) for v in (x, x[:1], x.double(), x.contiguous(memory_format=torch.channels_last))}
+    assert len(keys) == 4  # batch, dtype and layout each make another configuration
+
+    fresh = torch.nn.Sequential(Conv3x3(64, 64), Conv3x3(64, 64), Conv3x3(64, 128))
+    fresh[1].choices[Conv3x3.measure_key(x)] = False  # restored from a checkpoint
+    share_conv_verdicts(fresh, {measured[0]: False, measured[1]: True})
+    measured.clear()
+    fresh(x).sum().backward()
+    assert measured == [] and measuring_seconds(fresh) == 0
+    assert [m.uses_winograd(x.requires_grad_()) for m in fresh] == [False, False, True]

@@ -230,3 +230,28 @@ def test_a_kill_while_an_old_checkpoint_is_deleted_leaves_no_half_checkpoint(tmp
     assert list((tmp_path / "run" / "checkpoints").glob(".tmp-*"))  # the half-deleted one, under a temporary name
     Trainer(override(cfg, **{"train.train_steps": 4}), tmp_path / "run", progress=False).run(resume=True)
     assert not list((tmp_path / "run" / "checkpoints").glob(".tmp-*"))  # removed by the next save
+
+
+def test_a_second_run_on_the_machine_takes_the_kept_conv_verdicts_without_measuring(tmp_path, monkeypatch, capsys):
+    """--conv auto measures each layer configuration once per machine: the first run keeps its verdicts in the
+    conv cache and says what measuring cost; a second run (another network of the same layers) measures nothing
+    and computes with the same kernels."""
+    from gaussdiff.nets.kernels.winograd import Conv3x3
+
+    measured = []
+    monkeypatch.setattr(Conv3x3, "measure", lambda self, x: measured.append(self.config_key(x)) or False)
+    wide = {"model.channels": 64, "model.channel_mult": (1,), "model.attention_resolutions": ()}  # 8x8, 64 channels
+    cache = tmp_path / "conv"
+    first = Trainer(tiny_config(steps=1, **wide), tmp_path / "a", progress=False, conv_cache=cache)
+    first.run()
+    assert measured and len(measured) == len(set(measured))  # one measurement a configuration
+    note = capsys.readouterr().err
+    assert f"--conv auto measured {len(measured)} layer configuration(s) in" in note and str(cache) in note
+    kept = list(measured)
+    measured.clear()
+    second = Trainer(tiny_config(steps=1, **wide, **{"train.seed": 1}), tmp_path / "b", progress=False,
+                     conv_cache=cache)
+    second.run()
+    assert measured == [] and "--conv auto measured" not in capsys.readouterr().err
+    layers = lambda t: [m.choices for m in t.model.modules() if isinstance(m, Conv3x3)]  # noqa: E731
+    assert layers(second) == layers(first) and len(second.conv_known) == len(kept)

@@ -16,6 +16,7 @@ import tyro
 from ..errors import UsageError
 from ..training.checkpoint import list_checkpoints, load_checkpoint_config
 from ..training.config import RunConfig, describe, to_dict
+from ..training.conv_cache import DEFAULT_CONV_CACHE
 from ..training.distributed import Distributed, joined, launched_by_torchrun, restarted_by_torchrun
 from ..training.loop import resolve_device
 from ..training.trainer import Stopped, Trainer
@@ -125,7 +126,7 @@ class Train:
 
     @staticmethod
     def train(config: RunConfig, run_dir: Path, dist: Distributed, resume: bool) -> None:
-        trainer = Trainer(config, run_dir, logger=RunLogger(), dist=dist)
+        trainer = Trainer(config, run_dir, logger=RunLogger(), dist=dist, conv_cache=DEFAULT_CONV_CACHE)
         say = (lambda *a, **k: print(*a, **k)) if dist.is_main else (lambda *a, **k: None)
         if config.latent.latent is not None and config.diffusion.schedule == "cosine":
             # Latents cannot be clipped to [-1, 1], and the cosine schedule's last steps (alpha_bar ~ 1e-9)

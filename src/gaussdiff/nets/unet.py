@@ -65,8 +65,9 @@ class UNetConfig:
     """The caption encoder, built when ``text.vocab_size`` is set: the U-Net then takes ``tokens``."""
     conv: ConvAlgorithm = "auto"
     """How the residual blocks' 3x3 convolutions compute: ``winograd`` (F(4x4, 3x3), 4x fewer multiply-adds),
-    ``direct``, or ``auto``: Winograd when training on CPU in fp32, for layers of 64+ channels at 8x8 and up.
-    Same weights either way."""
+    ``direct``, or ``auto``: measured on CPU on the first training pass of each layer configuration (64+
+    channels at 8x8 and up, fp32), Winograd kept only where it takes at most 0.9 of the direct kernel's time
+    (:class:`~gaussdiff.nets.kernels.winograd.Conv3x3`); the direct kernel elsewhere. Same weights either way."""
 
     def attention_channels(self) -> list[int]:
         """The widths of the levels with self-attention (:class:`DownPath`'s walk down the resolutions), and

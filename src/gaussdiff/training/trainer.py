@@ -28,14 +28,15 @@ from tqdm.auto import tqdm
 from ..conditioning.conditions import drop_conditions
 from ..data.datasets import ImageData, load_configured, to_model_range, to_uint8
 from ..diffusion.timestep_sampling import make_timestep_sampler
-from ..errors import CheckpointError, DataError, NonFiniteError
-from ..nets.kernels.winograd import conv_choices, restore_conv_choices
+from ..errors import CheckpointError, DataError, NonFiniteError, WriteError
+from ..nets.kernels.winograd import conv_choices, measuring_seconds, restore_conv_choices, share_conv_verdicts
 from ..nets.unet import UNet
 from ..samplers.run import sample
 from .batches import DataOrder, stream_batches
 from .checkpoint import (list_checkpoints, load_state_dict_strict, load_training_state, load_weights, save_checkpoint,
                          verify_checkpoint)
 from .config import RunConfig, save_config
+from .conv_cache import keep_verdicts, load_verdicts
 from .distributed import Distributed, fingerprint
 from .latent import check_autoencoder_fits, load_latent_space
 from .loop import Optimization, check_precision, resolve_compile, resolve_device, resolve_precision
@@ -119,10 +120,13 @@ class Trainer:
     ``config`` is resolved against the data into :attr:`config` (the one saved); the given one is not changed.
     Under torchrun (``dist``) every rank builds the same trainer; each computes its part of every global
     batch in a DistributedDataParallel replica, and rank 0 alone writes logs, pictures and checkpoints.
+    ``conv_cache``: a directory keeping ``--conv auto``'s verdicts per machine (:mod:`.conv_cache`; the CLI's is
+    ``~/.cache/gaussdiff/conv``), so that a run measures only layer configurations no earlier run here has; None
+    keeps them for this run only (and its checkpoints).
     """
 
     def __init__(self, config: RunConfig, run_dir: Path, data: ImageData | None = None, progress: bool = True,
-                 logger: Logger | None = None, dist: Distributed | None = None) -> None:
+                 logger: Logger | None = None, dist: Distributed | None = None, conv_cache: Path | None = None) -> None:
         self.run_dir = run_dir
         self.dist = dist or Distributed()
         self.progress = progress and self.dist.is_main
@@ -157,6 +161,12 @@ class Trainer:
         self.diffusion = self.config.diffusion.build()
         self.model = UNet(self.config.model).to(self.device)
         self.model.set_gradient_checkpointing(t.gradient_checkpointing)
+        # --conv auto's verdicts, shared by the layers (one measurement a configuration) from before --precision
+        # auto's timed passes, which measure too; on CPU only, where auto measures.
+        self.conv_cache = conv_cache if self.device.type == "cpu" else None
+        self.conv_known = load_verdicts(self.conv_cache) if self.conv_cache is not None else {}
+        self.conv_told = dict(self.conv_known)  # what the table on disk (or the last note) already holds
+        share_conv_verdicts(self.model, self.conv_known)
         if t.optim.precision == "auto":
             # Measured on this machine and this network (rank 0's verdict for every rank), then recorded.
             precision = self.dist.broadcast(resolve_precision("auto", self.device, self.time_training_pass))
@@ -227,6 +237,23 @@ class Trainer:
         torch.set_rng_state(rng)
         self.model.to(memory_format=torch.contiguous_format)
         return seconds
+
+    def keep_conv_verdicts(self) -> str | None:
+        """After a step: the verdicts ``--conv auto`` measured since the last call, added to the machine's table
+        (rank 0), and a line saying what measuring cost and found (None when nothing was measured)."""
+        new = {k: v for k, v in self.conv_known.items() if self.conv_told.get(k) != v}
+        if not new:
+            return None
+        self.conv_told = dict(self.conv_known)
+        where = ""
+        if self.conv_cache is not None and self.dist.is_main:
+            try:
+                where = f"; kept for this machine in {keep_verdicts(self.conv_cache, new)}"
+            except WriteError as e:
+                where = f" ({e}: the next run measures again)"
+        winograd = sum(new.values())
+        return (f"--conv auto measured {len(new)} layer configuration(s) in {measuring_seconds(self.model):.1f} s: "
+                f"Winograd on {winograd}, the direct kernel on {len(new) - winograd}{where}")
 
     @property
     def ema_model(self) -> torch.nn.Module:
@@ -453,6 +480,8 @@ class Trainer:
                 skipped = self.skipped
                 loss, steps, per_example, grad_norm = self.train_step()
                 losses.append(loss)
+                if len(losses) == 1 and (measured := self.keep_conv_verdicts()) and self.dist.is_main:
+                    tqdm.write(f"gaussdiff: note: {measured}", file=sys.stderr)
                 if self.skipped == skipped:  # a skipped step's loss is not the model's: it stays out of the rows
                     self.window.append(loss)
                     buckets = steps * LOSS_BUCKETS // self.diffusion.num_steps

@@ -334,7 +334,9 @@ class Conv3x3(nn.Conv2d):
     layout) on CPU, a layer of 64+ channels at 8x8 or more times forward + backward of both on that
     input and keeps Winograd only if it is at least :attr:`MARGIN` faster, so that ``auto`` is never
     measurably slower than ``direct``. The verdicts are part of a run's checkpoints (:func:`conv_choices`),
-    so that a resumed run computes with the kernels it trained with. A forward pass alone (sampling),
+    so that a resumed run computes with the kernels it trained with; layers given a shared table
+    (:func:`share_conv_verdicts`: the trainer's, kept per machine across runs) take a verdict from it for a
+    layer and input configuration measured before, and add the ones they measure. A forward pass alone (sampling),
     CUDA (cuDNN has Winograd kernels of its own), narrower or smaller layers and inputs Winograd cannot
     take use the direct kernel without measuring.
     """
@@ -349,12 +351,23 @@ class Conv3x3(nn.Conv2d):
         self.algorithm = algorithm
         # Measured choices of this layer, by input configuration (see measure_key).
         self.choices: dict[tuple, bool] = {}
+        self.known: dict[str, bool] | None = None
+        """Verdicts shared with other layers, by :meth:`config_key` (None: this layer's own only)."""
+        self.measuring_seconds = 0.0
+        """Seconds this layer spent measuring: the one-time cost of ``auto``."""
 
     @staticmethod
     def measure_key(x: Tensor) -> tuple:
         """What the measured choice depends on: the input's shape, dtype and memory layout (the grad mode is
         fixed, since only a training pass measures)."""
         return tuple(x.shape), x.dtype, x.is_contiguous(memory_format=torch.channels_last)
+
+    def config_key(self, x: Tensor) -> str:
+        """What a verdict holds for on one machine, whichever layer measured it: the channels in and out and
+        :meth:`measure_key`, as text: ``64->128 [32, 64, 16, 16] float32 channels_last``."""
+        shape, dtype, channels_last = self.measure_key(x)
+        layout = "channels_last" if channels_last else "contiguous"
+        return f"{self.in_channels}->{self.out_channels} {list(shape)} {str(dtype).removeprefix('torch.')} {layout}"
 
     def uses_winograd(self, x: Tensor) -> bool:
         if self.algorithm == "direct":
@@ -372,7 +385,15 @@ class Conv3x3(nn.Conv2d):
             return False
         key = self.measure_key(x)
         if key not in self.choices:
-            self.choices[key] = self.measure(x)
+            shared = self.config_key(x)
+            if self.known is not None and shared in self.known:
+                self.choices[key] = self.known[shared]
+            else:
+                start = time.perf_counter()
+                self.choices[key] = self.measure(x)
+                self.measuring_seconds += time.perf_counter() - start
+                if self.known is not None:
+                    self.known[shared] = self.choices[key]
         return self.choices[key]
 
     def measure(self, x: Tensor) -> bool:
@@ -423,3 +444,17 @@ def restore_conv_choices(model: nn.Module, rows: list[list]) -> None:
     for name, shape, dtype, channels_last, choice in rows:
         if name in layers:
             layers[name].choices[(tuple(shape), getattr(torch, dtype.removeprefix("torch.")), channels_last)] = choice
+
+
+def share_conv_verdicts(model: nn.Module, known: dict[str, bool]) -> None:
+    """Let every ``auto`` layer of ``model`` take its verdicts from ``known`` (by :meth:`Conv3x3.config_key`) and
+    add the ones it measures there: layers of one configuration measure once, and a table kept from earlier runs
+    on the same machine spares them measuring at all. A verdict the layer already holds (a resumed run's) wins."""
+    for m in model.modules():
+        if isinstance(m, Conv3x3):
+            m.known = known
+
+
+def measuring_seconds(model: nn.Module) -> float:
+    """Seconds ``model``'s ``auto`` layers have spent measuring (in this process)."""
+    return sum(m.measuring_seconds for m in model.modules() if isinstance(m, Conv3x3))

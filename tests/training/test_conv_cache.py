@@ -1,0 +1,46 @@
+"""--conv auto's verdicts kept per machine: read back only for the machine (CPU, torch, threads) that measured them,
+merged with what other runs kept, and never trusted from a file that is not a table of verdicts."""
+
+import json
+
+from gaussdiff.training.conv_cache import keep_verdicts, load_verdicts, machine_key, table_path
+
+MACHINE = {"cpu": "Some CPU", "family": "family 6 model 1", "flags": "0123", "torch": "2.13.0", "threads": 2}
+
+
+def test_verdicts_round_trip_and_merge_with_what_other_runs_kept(tmp_path):
+    assert load_verdicts(tmp_path, MACHINE) == {}  # no table yet
+    keep_verdicts(tmp_path, {"64->64 [2, 64, 8, 8] float32 contiguous": True}, MACHINE)
+    path = keep_verdicts(tmp_path, {"64->128 [2, 64, 8, 8] float32 contiguous": False,
+                                    "64->64 [2, 64, 8, 8] float32 contiguous": False}, MACHINE)  # ours replace
+    assert load_verdicts(tmp_path, MACHINE) == {"64->64 [2, 64, 8, 8] float32 contiguous": False,
+                                                "64->128 [2, 64, 8, 8] float32 contiguous": False}
+    assert path == table_path(tmp_path, MACHINE) and json.loads(path.read_text())["machine"] == MACHINE
+
+
+def test_another_machine_torch_or_thread_count_measures_afresh(tmp_path):
+    keep_verdicts(tmp_path, {"k": True}, MACHINE)
+    for change in ({"threads": 4}, {"torch": "2.14.1"}, {"flags": "4567"}, {"cpu": "Other CPU"}):
+        assert load_verdicts(tmp_path, {**MACHINE, **change}) == {}
+    # A table found under this machine's name but written for another is not taken either.
+    other = {**MACHINE, "threads": 4}
+    table_path(tmp_path, MACHINE).write_text(json.dumps({"machine": other, "verdicts": {"k": True}}))
+    assert load_verdicts(tmp_path, MACHINE) == {}
+
+
+def test_a_file_that_is_not_a_table_of_verdicts_is_ignored_and_replaced(tmp_path):
+    path = table_path(tmp_path, MACHINE)
+    for text in ("", "{not json", "[1, 2]", json.dumps({"machine": MACHINE, "verdicts": {"k": "yes"}}),
+                 json.dumps({"machine": MACHINE, "verdicts": [1]})):
+        path.write_text(text)
+        assert load_verdicts(tmp_path, MACHINE) == {}
+    keep_verdicts(tmp_path, {"k": True}, MACHINE)
+    assert load_verdicts(tmp_path, MACHINE) == {"k": True}
+
+
+def test_the_machine_key_names_this_host_and_its_threads():
+    import torch
+
+    key = machine_key()
+    assert key["torch"] == torch.__version__ and key["threads"] == torch.get_num_threads()
+    assert isinstance(key["cpu"], str) and key["cpu"] and len(key["flags"]) == 16

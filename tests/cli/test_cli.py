@@ -181,6 +181,11 @@ def test_conditional_training_guidance_and_the_classifier(tmp_path, capsys, trai
             tmp_path / "g.npz", tmp_path / "g.png", "--device", "cpu")
     f = np.load(tmp_path / "g.npz")
     assert f["arr_0"].shape == (20, 8, 8, 1) and f["arr_1"].tolist() == [k for k in range(10) for _ in range(2)]
+    # The picture and the arrays say how they were drawn; a row per class, named.
+    with Image.open(tmp_path / "g.png") as png:
+        said = png.text["Description"]
+    assert said == str(f["info"]) and "step-0000002, EMA weights, ddim, 4 steps" in said and "seed 0" in said
+    assert "guidance w = 2" in said and "warning" not in capsys.readouterr().err  # trained with --p-uncond
     run_cli("train-classifier", "--run-dir", clf, "--classifier-steps", "3", "--diffusion-steps", "50",
             "--batch-size", "16", "--classifier-channels", "16", "--device", "cpu")
     assert (clf / "classifier.safetensors").exists() and (clf / "metrics.json").exists()
@@ -280,3 +285,17 @@ def test_trajectory_of_a_conditional_run_samples_the_class_asked_for(conditional
             "--out", tmp_path / "u.png", "--device", "cpu")
     assert [y.tolist() for y in seen] == [[7, 7], [0, 1, 2]]  # the class asked for; by default one class each
     expect_error(capsys, "show", "trajectory", conditional_run, "--class", "10", match="--class must be")
+
+
+def test_guidance_of_a_run_trained_without_p_uncond_warns_in_one_line(tmp_path, capsys):
+    """Its null label's embedding never trained: --guidance steers by it all the same, so the samples are drawn
+    and one line says why they may be poor."""
+    run = tmp_path / "cond"
+    run_cli("train", "--run-dir", run, "--train-steps", "1", "--checkpoint-every", "1", "--class-conditional",
+            *TINY_FLAGS)
+    capsys.readouterr()
+    run_cli("sample", run, "--n", "2", "--guidance", "2", "--steps", "2", "--out", tmp_path / "g.npz")
+    warning = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warning) == 1 and "without --p-uncond" in warning[0], warning
+    run_cli("sample", run, "--n", "2", "--steps", "2", "--out", tmp_path / "plain.npz")  # no guidance, no warning
+    assert "warning" not in capsys.readouterr().err

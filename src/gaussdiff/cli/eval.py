@@ -28,7 +28,7 @@ from ..training.distributed import Distributed, joined, launched_by_torchrun
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import plot_bpd
-from .options import (at_least, check_eta, check_nfe, check_steps, check_writable_dir, keeping_parts, parse_timesteps,
+from .options import (warn_untrained_null, weights_of, at_least, check_eta, check_nfe, check_steps, check_writable_dir, keeping_parts, parse_timesteps,
                       report_setup)
 from .sample import check_cascade
 from .train_autoencoder import describe_reconstructions, measure_autoencoder
@@ -165,7 +165,9 @@ class Eval:
             check_writable_dir(out_dir, "--out-dir")  # before the bound is computed, not after
             report = evaluate_bpd(trained, images, cond, steps=self.steps, batch_size=self.batch_size, seed=self.seed,
                                   progress=not self.json)
-            plot = plot_bpd(report, out_dir / "bpd.png")
+            source = (f"{trained.checkpoint}: variational bound on {n} held-out images of {data_config.data}{given}, "
+                      f"{report.steps} steps, {weights}, seed {self.seed}")
+            plot = plot_bpd(report, out_dir / "bpd.png", source)
             rows = rate_distortion_rows(report)
             figures["bpd"] = report.summary()
             figures["rate_distortion"] = [{"t": t, "rate": r, "distortion": d} for t, r, d in rows]
@@ -235,6 +237,8 @@ class Eval:
                 # Balanced classes, so that the classifier's accuracy speaks for every class.
                 labels = torch.arange(n) % trained.config.data.num_classes
             scored = labels
+            if dist.is_main:
+                warn_untrained_null([trained], self.guide.guidance)
             parts = self.parts_dir(self.checkpoint)
             with keeping_parts(parts, dist.is_main):
                 images, labels = generate(trained, n, self.sampler, steps, self.eta, self.seed, self.batch_size,
@@ -314,6 +318,8 @@ class Eval:
         if takes_labels(runs[0], self.guide):
             labels = torch.arange(n) % runs[0].config.data.num_classes  # balanced classes
         steps = (self.steps if self.steps is not None else 50,)
+        if dist.is_main:
+            warn_untrained_null(runs, self.guide.guidance)
         parts = self.parts_dir(self.cascade[0])
         with keeping_parts(parts, dist.is_main):
             outputs, labels = generate_cascade(runs, n, self.sampler, steps, self.eta, self.seed, self.batch_size,
@@ -362,14 +368,6 @@ class Eval:
             *self.quality_lines(q, "")[1:],  # under the title of the lines above
         ]
         print(json.dumps({"super_res": asdict(r), "quality": asdict(q)}) if self.json else "\n".join(lines))
-
-
-def weights_of(trained: Trained) -> str:
-    """Which weights a figure of ``trained`` comes from: a run's EMA weights (``eval`` loads no others), its only
-    weights if it kept no EMA (``--ema-decay None``), or the only weights a diffusers folder has."""
-    if trained.source != "gaussdiff":
-        return "the folder's weights"
-    return "EMA weights" if trained.config.train.optim.ema_decay is not None else "weights (no EMA kept)"
 
 
 def scene_attributes(prompts: list[str], path: Path) -> torch.Tensor:

@@ -42,10 +42,11 @@ class RunLogger:
         self._metrics.write(json.dumps(row, allow_nan=False) + "\n")
         self._metrics.flush()
 
-    def images(self, step: int, images: Tensor, per_row: int | None, row_labels: Sequence[str] = ()) -> None:
+    def images(self, step: int, images: Tensor, per_row: int | None, row_labels: Sequence[str] = (),
+               caption: str = "") -> None:
         assert self.run_dir is not None, "start() first"
-        save_grid(images, self.run_dir / self.picture / f"step-{step:07d}.png", nrow=per_row, row_labels=row_labels)
-        save_grid(images, self.run_dir / f"{self.picture}.png", nrow=per_row, row_labels=row_labels)
+        for path in (self.run_dir / self.picture / f"step-{step:07d}.png", self.run_dir / f"{self.picture}.png"):
+            save_grid(images, path, nrow=per_row, row_labels=row_labels, caption=caption)
         plot_loss(self.metrics_path, self.run_dir / "loss.png")
 
     def close(self) -> None:

@@ -99,6 +99,26 @@ class Steps(NamedTuple):
     label: str
 
 
+def warn_untrained_null(runs: Sequence[Trained], guidance: float) -> None:
+    """Classifier-free guidance of a run trained without --p-uncond extrapolates away from a null condition the
+    network never saw (its embedding is as initialized): say so in one line; the samples are still drawn."""
+    for trained in runs:
+        if guidance and trained.source == "gaussdiff" and trained.config.conditioning.p_uncond == 0:
+            print(f"gaussdiff: warning: {trained.checkpoint} was trained without --p-uncond, so its unconditional "
+                  f"branch never learned: --guidance {guidance:g} steers by an untrained null condition "
+                  "(train with --p-uncond 0.1, or sample with --guidance 0)", file=sys.stderr)
+
+
+def weights_of(trained: Trained, ema: bool = True) -> str:
+    """Which weights a figure of ``trained`` comes from: a run's EMA weights (unless ``ema`` is False: its raw
+    ones), its only weights if it kept no EMA (``--ema-decay None``), or the only weights a diffusers folder has."""
+    if trained.source != "gaussdiff":
+        return "the folder's weights"
+    if not ema:
+        return "raw weights (--no-ema)"
+    return "EMA weights" if trained.config.train.optim.ema_decay is not None else "weights (no EMA kept)"
+
+
 def parse_timesteps(value: str, nfe: int | None, trained: Trained, sampler: str = "ddim", ema: bool = True,
                     steps: Any = None) -> Steps:
     """``--timesteps``: ``auto`` (the steps tuned for this sampler and --nfe beside the checkpoint, by
@@ -202,8 +222,9 @@ def read_prompts(prompts: Sequence[str], prompt_file: Path | None) -> list[str]:
     return out
 
 
-def one_line_errors(parse: Callable[[], Any]) -> Any:
-    """``parse()`` (a tyro parse); tyro's boxed, many-line report of a bad option becomes one line and exit 2."""
+def one_line_errors(parse: Callable[[], Any], command: str = "gaussdiff") -> Any:
+    """``parse()`` (a tyro parse); tyro's boxed, many-line report of a bad option becomes one line and exit 2,
+    pointing at ``command --help`` (the subcommand's own, whose options the line is about)."""
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
@@ -231,7 +252,7 @@ def one_line_errors(parse: Callable[[], Any]) -> Any:
             metavar = usage[len(flag):].strip() if usage.startswith(flag + " ") else ""
             message = f"{flag}: " + (f"invalid value {value!r}" if value is not None else reason)
             message += f" (expected {metavar})" if metavar and value is not None else ""
-        print(f"gaussdiff: error: {message} (see gaussdiff --help)", file=sys.stderr)
+        print(f"gaussdiff: error: {message} (see {command} --help)", file=sys.stderr)
         sys.exit(2)
 
 

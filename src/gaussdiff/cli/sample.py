@@ -26,8 +26,9 @@ from ..training.files import atomic_write
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import save_grid, save_strips
+from ..nets.fast import Setup, describe
 from .options import (at_least, check_eta, check_nfe, check_steps, check_writable, keeping_parts, parse_class,
-                      parse_timesteps, read_prompts, report_setup)
+                      parse_timesteps, read_prompts, report_setup, warn_untrained_null, weights_of)
 
 
 def check_cascade(runs: list[Trained], paths: tuple[Path, ...]) -> None:
@@ -141,7 +142,7 @@ class Sample:
         for i, run in enumerate(runs):
             check_steps(self.stage_steps(i), run)
             check_nfe(self.nfe, self.sampler, run, self.steps)
-        spacing, times, _ = parse_timesteps(self.timesteps, self.nfe, runs[0], self.sampler, self.ema, self.steps)
+        spacing, times, label = parse_timesteps(self.timesteps, self.nfe, runs[0], self.sampler, self.ema, self.steps)
         if times is not None and len(runs) > 1:
             raise UsageError("explicit or tuned steps are for one run; give a cascade a spacing (--timesteps linspace)")
         steps = dict(nfe=None if times is not None else self.nfe, spacing=spacing)
@@ -149,10 +150,13 @@ class Sample:
         stage = super_res_condition(trained)
         if (stage is not None) != (self.low_res is not None):
             raise UsageError("--low-res IMAGES goes with a super-resolution run (train --super-res), and it needs them")
+        if dist.is_main:
+            warn_untrained_null(runs, self.guide.guidance)
         if self.label is not None and not takes_labels(trained, self.guide):
             raise UsageError("--class needs a class-conditional run or --classifier")
         labels, row = parse_class(self.label, trained.config.data.num_classes, self.n)
         n = self.n if labels is None else len(labels)
+        row_labels: list[str] = []  # the prompts, a row each
         low_res = None
         if self.low_res is not None:
             given = load_data(str(self.low_res), image_size=stage.low, channels=trained.config.data.image_channels)
@@ -168,7 +172,6 @@ class Sample:
         if text is not None and self.guide.classifier is not None and labels is None:
             # Random labels would steer the samples away from their prompts.
             raise UsageError("classifier guidance of a text run needs --class: the class the prompts ask for")
-        row_labels: list[str] = []
         if text is not None:
             prompts = prompts or list(text.prompts)
             text.encode(prompts)  # an unknown word fails before any sampling
@@ -186,7 +189,13 @@ class Sample:
             per_sample = prompts * n if len(prompts) == 1 else prompts
         for path in self.out:  # before sampling: an unwritable --out must not cost the samples
             check_writable(path)
-        report = report_setup if dist.is_main else None  # one line, from the main process
+        setups: list[Setup] = []  # what the network computed in, the last word kept (a failed compile falls back)
+
+        def report(setup: Setup, seconds: dict[Setup, float]) -> None:
+            setups.append(setup)
+            if dist.is_main:  # one line, from the main process
+                report_setup(setup, seconds)
+
         # More than one batch: each finished chunk is kept beside the output until it is written, so that an
         # interrupted run (a kill, a preempted job) draws only the chunks still missing when run again.
         parts = self.out[0].with_name(self.out[0].name + ".parts") if n > self.batch_size or dist.active else None
@@ -206,10 +215,13 @@ class Sample:
                 images = outputs[-1]
         if not dist.is_main:
             return
+        caption = self.caption(runs, label, setups[-1] if setups else Setup())
+        if self.label == "all" and self.low_res is None:  # one row per class
+            row_labels = [f"class {k}" for k in range(trained.config.data.num_classes)]
         for path in self.out:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.suffix == ".png":
-                save_grid(images, path, nrow=row, row_labels=row_labels)
+                save_grid(images, path, nrow=row, row_labels=row_labels, caption=caption)
                 if self.stages and len(outputs) > 1:
                     self.save_stages(outputs, path.with_name(f"{path.stem}-stages.png"))
             else:
@@ -218,10 +230,27 @@ class Sample:
                     arrays["arr_1"] = labels.numpy()
                 if per_sample is not None:
                     arrays["prompts"] = np.array(per_sample)
+                arrays["info"] = np.array(caption)  # how they were drawn, as the PNG's caption says
                 atomic_write(path, lambda tmp: save_npz(tmp, arrays))
             print(f"wrote {path}")
         if parts is not None:
             shutil.rmtree(parts, ignore_errors=True)
+
+    def caption(self, runs: list[Trained], label: str, setup: Setup) -> str:
+        """How the samples were drawn, for the picture: the checkpoint(s), weights, sampler and steps, seed, guidance
+        and (if not plain fp32) the network's setup: ``runs/demo/checkpoints/step-0002000, EMA weights, ddim, 50
+        steps, linspace spacing, seed 0``."""
+        where = " -> ".join(str(r.checkpoint) for r in runs)
+        budget = (f"{self.nfe} NFE" if self.nfe is not None else
+                  "/".join(str(self.stage_steps(i)) for i in range(len(runs))) + " steps")
+        words = f"{where}, {weights_of(runs[0], self.ema)}, {self.sampler}, {budget}, {label}, seed {self.seed}"
+        if self.guide.guidance:
+            words += f", guidance w = {self.guide.guidance:g}"
+        if self.guide.classifier is not None:
+            words += f", classifier {self.guide.classifier} at scale {self.guide.classifier_scale:g}"
+        if setup != Setup():
+            words += f", network in {describe(setup, {})}"
+        return words
 
     @staticmethod
     def save_stages(outputs: list[torch.Tensor], path: Path) -> None:

@@ -21,7 +21,8 @@ from ..training.checkpoint import load_checkpoint_config, resolve_checkpoint
 from ..training.loop import resolve_device
 from ..training.run import load_trained
 from ..viz import save_strips
-from .options import at_least, check_eta, check_nfe, check_steps, check_writable, parse_class, parse_timesteps
+from .options import (at_least, check_eta, check_nfe, check_steps, check_writable, parse_class, parse_timesteps,
+                      weights_of)
 
 
 @dataclass
@@ -50,10 +51,12 @@ class ShowForward:
             config = load_checkpoint_config(resolve_checkpoint(self.run))
             diffusion = config.diffusion.build()
             data = load_configured(config.data, "train")
+            source, schedule = f"{config.data.data} (the run's data)", config.diffusion.schedule
         else:
             at_least("--diffusion-steps", self.diffusion_steps, 1)
             diffusion = DiffusionConfig(diffusion_steps=self.diffusion_steps, schedule=self.schedule).build()
             data = load_data(self.data)
+            source, schedule = self.data, self.schedule
         bad = [t for t in self.t if not 0 <= t < diffusion.num_steps]
         if bad:
             raise UsageError(f"--t {bad[0]} is outside 0..{diffusion.num_steps - 1}")
@@ -69,7 +72,9 @@ class ShowForward:
             t = torch.tensor(self.t)
             x_t = diffusion.q_sample(x0[i : i + 1].expand(len(t), *x0.shape[1:]), t, noise[i : i + 1].expand(len(t), *x0.shape[1:]))
             rows.append(to_uint8(x_t))
-        save_strips(rows, self.out, [f"t={t}" for t in self.t])
+        caption = (f"x_t ~ q(x_t | x0) of {source} images {', '.join(map(str, self.index))} (a row each), "
+                   f"{schedule} schedule of {diffusion.num_steps} steps, noise seed {self.seed}")
+        save_strips(rows, self.out, [f"t={t}" for t in self.t], caption=caption)
         print(f"wrote {self.out}")
 
 
@@ -111,7 +116,7 @@ class ShowTrajectory:
         trained = load_trained(self.checkpoint, device=device)
         check_steps(self.steps, trained)
         check_nfe(self.nfe, self.sampler, trained, self.steps)
-        spacing, times, _ = parse_timesteps(self.timesteps, self.nfe, trained, self.sampler, steps=self.steps)
+        spacing, times, label = parse_timesteps(self.timesteps, self.nfe, trained, self.sampler, steps=self.steps)
         nfe = None if times is not None else self.nfe
         steps = None if nfe is not None or times is not None else self.steps
         total = len(plan(trained.diffusion, self.sampler, steps, nfe, spacing, times)[0].schedule)
@@ -150,7 +155,9 @@ class ShowTrajectory:
             name = f" {cond['y'][j].item()}" if "y" in cond else ""
             name += f" {prompts[j]!r}" if prompts else ""
             labels += [f"x_t{name}", f"x0 est.{name}"]
-        save_strips(rows, self.out, [f"t={int(f.t[0])}" for f in frames], labels)
+        caption = (f"{trained.checkpoint}, {weights_of(trained)}, {self.sampler}, {total} steps, {label}, seed "
+                   f"{self.seed}: {len(frames)} of the steps shown")
+        save_strips(rows, self.out, [f"t={int(f.t[0])}" for f in frames], labels, caption=caption)
         print(f"wrote {self.out}")
 
 

@@ -217,7 +217,9 @@ class AutoencoderTrainer:
                 if b.due(b.sample_every, self.step, c.train_steps):
                     if self.dist.is_main:
                         p = self.preview()
-                        self.logger.images(self.step, p.images, p.per_row)
+                        self.logger.images(self.step, p.images, p.per_row, ("original", "reconstruction"),
+                                           caption=f"step {self.step}, held-out images and their reconstructions "
+                                                   f"(the posterior's mean decoded)")
                     self.dist.barrier()
         finally:
             bar.close()

@@ -53,9 +53,10 @@ class Logger(Protocol):
     def log(self, row: dict[str, Any]) -> None:
         """One row of metrics: step, loss, lr, grad_norm, images_per_s, loss_by_t."""
 
-    def images(self, step: int, images: Tensor, per_row: int | None, row_labels: Sequence[str] = ()) -> None:
+    def images(self, step: int, images: Tensor, per_row: int | None, row_labels: Sequence[str] = (),
+               caption: str = "") -> None:
         """The preview grid at ``step``: ``uint8 [N, C, H, W]``, ``per_row`` a row (None: square), with
-        ``row_labels`` to write beside the rows (prompts)."""
+        ``row_labels`` to write beside the rows (prompts) and ``caption`` (how they were drawn) under them."""
 
     def close(self) -> None:
         """The run stopped (finished, or interrupted)."""
@@ -70,7 +71,8 @@ class NullLogger:
     def log(self, row: dict[str, Any]) -> None:
         pass
 
-    def images(self, step: int, images: Tensor, per_row: int | None, row_labels: Sequence[str] = ()) -> None:
+    def images(self, step: int, images: Tensor, per_row: int | None, row_labels: Sequence[str] = (),
+               caption: str = "") -> None:
         pass
 
     def close(self) -> None:
@@ -414,6 +416,12 @@ class Trainer:
             return t.preview_images
         return 64 if self.cuda else max(4, min(64, 64 * 32 * 32 // (size * size)))
 
+    def preview_caption(self) -> str:
+        """How :meth:`preview` draws, in words: ``step 2000, EMA weights, DDIM 50 steps, seed 1234``."""
+        t = self.config.train
+        weights = "EMA weights" if self.optim.ema is not None else "weights (no EMA kept)"
+        return f"step {self.step}, {weights}, {t.preview_sampler}, {t.preview_steps} steps, seed 1234"
+
     def preview(self, n: int | None = None) -> tuple[Tensor, int | None, list[str]]:
         """EMA samples ``uint8 [n, C, H, W]`` from a fixed seed, so that previews are comparable across
         steps, their grid's row length (one row per condition value) and what to write beside the rows."""
@@ -511,7 +519,7 @@ class Trainer:
                 if b.due(b.sample_every, self.step, t.train_steps):
                     if self.dist.is_main:
                         started = time.perf_counter()
-                        self.logger.images(self.step, *self.preview())
+                        self.logger.images(self.step, *self.preview(), caption=self.preview_caption())
                         bar.set_postfix(loss=f"{loss:.4f}", preview=f"{time.perf_counter() - started:.1f}s")
                     self.dist.barrier()
                 # Every rank takes the same branch, whichever of them got the signal.

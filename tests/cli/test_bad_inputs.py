@@ -183,7 +183,12 @@ def sample_cases(tmp_path: Path, run: Path) -> list[tuple[list, str]]:
         (["eval", run, "--bpd", "--n", "-3"], "--n must be at least 1"),
         (["eval", run, "--bpd", "--batch-size", "0"], "--batch-size must be at least 1"),
         (["eval", run, "--bpd", "--n", "4", "--steps", "5", "--out-dir", a_file / "e"], "is a file, not a directory"),
-        (["sample", run, "--batch-size", "abc"], "--batch-size: invalid value 'abc' (expected INT)"),
+        (["sample", run, "--batch-size", "abc"], "--batch-size: invalid value 'abc' (expected INT) (see gaussdiff sample "
+                                                 "--help)"),
+        (["show", "forward", "--t", "x"], "(see gaussdiff show forward --help)"),  # the help of what was mistyped
+        (["tune", run, "--evals", "5"], "--evals at least 8"),
+        (["tune", run, "--nfe"], "--nfe needs one or more budgets"),
+        (["train-classifier", "--train-steps", "0"], "at least 1"),  # --classifier-steps, named as train's
         (["sample", run, "--eta", "nan"], "--eta must be a finite number >= 0, got nan"),
         (["sample", run, "--eta", "-1"], "--eta must be a finite number >= 0, got -1"),
         (["sample", run, "--sampler", "unipc", "--eta", "0.5"], "unipc takes none"),  # --eta 0 is every sampler's

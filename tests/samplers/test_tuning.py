@@ -89,3 +89,22 @@ def test_steps_worse_on_the_held_out_draws_are_not_kept(monkeypatch):
         for sp in ("linspace", "logsnr", "karras")]
     assert any(np.allclose(tuned.timesteps, times) for times in standard)
     assert np.isclose(tuned.error, error(tuned.timesteps))
+    assert tuned.error <= tuned.error_uniform  # never worse than uniform steps on the held-out draws
+
+
+def test_a_search_that_gains_nothing_over_uniform_steps_gives_uniform_steps(monkeypatch):
+    """Whatever the starts and the search find, the steps returned are the best on the held-out draws of uniform
+    steps, the best start and the search's result, uniform on a tie: here every candidate but uniform is made worse
+    (the search returns crowded steps, and the named spacings are swapped for crowded ones too)."""
+    from types import SimpleNamespace
+
+    from gaussdiff.samplers import tuning
+
+    s = NoiseSchedule.cosine(1000)
+    oracle, d = OptimalDenoiser(MIXTURE, s), GaussianDiffusion(s)
+    x_T = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    crowded = np.array([-8.0] * 5 + [8.0])
+    monkeypatch.setattr(tuning, "minimize", lambda f, u0, **kw: SimpleNamespace(x=crowded, nfev=1, fun=f(crowded)))
+    monkeypatch.setattr(tuning, "parameters_of", lambda times, t_max: crowded)
+    tuned = tune_timesteps(oracle, d, "unipc", 6, x_T, evals=20, reference_nfe=100, progress=False)
+    assert np.allclose(tuned.timesteps, timesteps_of(np.zeros(6), 999.0)) and tuned.error == tuned.error_uniform

@@ -52,10 +52,15 @@ def main(argv: list[str] | None = None) -> None:
 
 def parse(args: list[str]):
     """tyro's parse of ``args``; its boxed, many-line report of a bad option becomes one line and exit 2."""
-    command = one_line_errors(lambda: tyro.extras.subcommand_cli_from_dict(COMMANDS, args=args, prog="gaussdiff"))
+    # Where an error about an option sends the user: the help of the (sub)command it was given to.
+    words = ["gaussdiff"] + args[:1] if args[:1] and args[0] in COMMANDS else ["gaussdiff"]
+    if words[1:] == ["show"] and args[1:2] and args[1] in ("forward", "trajectory"):
+        words.append(args[1])
+    name = " ".join(words)
+    command = one_line_errors(lambda: tyro.extras.subcommand_cli_from_dict(COMMANDS, args=args, prog="gaussdiff"), name)
     if isinstance(command, Train):
         # A resumed run's options are read over its saved config (what the user typed is what changes).
-        command = one_line_errors(lambda: command.reparse(args[1:]))
+        command = one_line_errors(lambda: command.reparse(args[1:]), name)
     return command
 
 

@@ -139,7 +139,9 @@ class Train:
         compiled = f", compiled ({trainer.compile_mode})" if trainer.compile_mode != "off" else ""
         setup = (f"{trainer.config.train.optim.precision}, "
                  f"{'channels_last' if trainer.channels_last else 'contiguous'}{compiled}")
-        say(f"run {run_dir}: {len(trainer.data)} images {trainer.data.shape}, {n_params / 1e6:.2f}M parameters, "
+        latent = trainer.latent
+        space = f" -> latents {(latent.channels, latent.size, latent.size)}" if latent is not None else ""
+        say(f"run {run_dir}: {len(trainer.data)} images {trainer.data.shape}{space}, {n_params / 1e6:.2f}M parameters, "
             f"{trainer.device}{ranks}, {setup}", file=sys.stderr)
         try:
             result = trainer.run(resume=resume)

@@ -18,6 +18,11 @@ from ..training.run import load_trained
 from .options import parse_timesteps
 
 
+MIN_EVALS = 8
+"""The fewest trial solves a budget can take: 4 standard spacings as starting points, 3 judgements of the start and
+the result on the held-out draws, and at least one step of the search (:func:`tune_timesteps`)."""
+
+
 @dataclass
 class Tune:
     """Optimize the steps of a deterministic sampler for this run's model at each --nfe budget (the global error
@@ -34,7 +39,8 @@ class Tune:
     n: int = 64
     """How many draws of x_T (and the run's example conditions) the error is measured on."""
     evals: int = 400
-    """Trial solves per budget (each costs --nfe network evaluations on --n samples)."""
+    """Trial solves per budget (each costs --nfe network evaluations on --n samples; >= 8: the 4 standard
+    spacings it starts from and 3 judgements on held-out draws are trials too)."""
     reference_nfe: int = 200
     """Steps of the reference solve (UniPC, uniform steps)."""
     seed: int = 0
@@ -45,8 +51,11 @@ class Tune:
     """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``..."""
 
     def __call__(self) -> None:
-        if self.n < 1 or self.evals < 2 or self.reference_nfe < 2:
-            raise UsageError("--n must be at least 1, --evals and --reference-nfe at least 2")
+        if not self.nfe:
+            raise UsageError("--nfe needs one or more budgets (network evaluations)")
+        if self.n < 1 or self.evals < MIN_EVALS or self.reference_nfe < 2:
+            raise UsageError(f"--n must be at least 1, --evals at least {MIN_EVALS} (the standard spacings it starts "
+                             "from and the held-out judgements are trials too), --reference-nfe at least 2")
         device = resolve_device(self.device)
         trained = load_trained(self.checkpoint, ema=self.ema, device=device)
         parse_timesteps("linspace", None, trained, self.sampler)  # refuses what a zero-terminal-SNR run cannot take
@@ -75,8 +84,10 @@ class Tune:
             entry = {**asdict(tuned), "weights": "ema" if self.ema else "raw", "seed": self.seed}
             path = save_tuned_steps(trained.checkpoint, tuned_key(self.sampler, nfe, self.ema), entry)
             times = ", ".join(f"{t:.1f}" for t in tuned.timesteps)
-            print(f"{self.sampler} @ {nfe} NFE: error against the reference {tuned.error_uniform:.3g} (uniform steps) "
-                  f"-> {tuned.error:.3g} (tuned, {tuned.evals} trials); steps {times}")
+            gain = "" if tuned.error < tuned.error_uniform else " (no gain over uniform steps: they are what is saved)"
+            print(f"{self.sampler} @ {nfe} NFE: error against the reference on held-out draws {tuned.error_uniform:.3g} "
+                  f"(uniform steps from t = {total - 1}) -> {tuned.error:.3g} (tuned, {tuned.evals} trials){gain}; "
+                  f"steps {times}")
         print(f"wrote {path}; sample, eval and show use it with --sampler {self.sampler} --nfe N "
               f"(--timesteps auto, the default). A lower error is not always a better FID (docs/fewstep.md): "
               f"compare eval --fid with and without --timesteps {default_spacing(self.sampler)}")

@@ -139,6 +139,7 @@ def tune_timesteps(model: Model, diffusion: GaussianDiffusion, sampler: SamplerN
                               "fatol": 1e-12 * max(min(errors), 1e-30)})
     bar.close()
     uniform, start_held, found_held = judge(starts[0]), judge(u0), judge(found.x)
-    best, value = (found.x, found_held) if found_held < start_held else (u0, start_held)
+    # The best on the held-out draws; uniform steps first, so that a search that gained nothing keeps them.
+    value, _, best = min((uniform, 0, starts[0]), (start_held, 1, u0), (found_held, 2, found.x))
     return TunedSteps(sampler, nfe, timesteps_of(best, t_max), value, uniform, len(x_T),
                       int(found.nfev) + len(starts) + 3, reference_nfe)

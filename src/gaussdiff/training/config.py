@@ -227,8 +227,8 @@ class ClassifierTrainConfig:
     """Only the schedule matters: it must match the diffusion model's."""
     classifier: Annotated[NoisyClassifierConfig, tyro.conf.OmitArgPrefixes] = field(
         default_factory=NoisyClassifierConfig)
-    classifier_steps: int = 3000
-    """Optimisation steps (>= 1)."""
+    classifier_steps: Annotated[int, tyro.conf.arg(aliases=("--train-steps",))] = 3000
+    """Optimisation steps (>= 1; --train-steps, as for the other trainers, says the same)."""
     batch_size: int = 128
     """Images per step (>= 1; under torchrun the global batch)."""
     optim: Annotated[OptimConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=lambda: OptimConfig(

@@ -137,3 +137,33 @@ def test_a_streamed_latent_run_encodes_each_batch_as_a_cached_one_does(autoencod
         assert (trainer.latents is None) == (stream == "stream")
         runs[stream] = trainer.run().losses
     assert runs["stream"] == pytest.approx(runs["memory"], rel=1e-5)
+
+
+def test_an_interrupted_autoencoder_run_keeps_its_step_and_a_resume_extends_it(tmp_path, monkeypatch, capsys):
+    """SIGTERM (or Ctrl-C) stops train-autoencoder at the end of the step with a checkpoint, as train does; a
+    resume may lengthen the run (--train-steps) and refuses to change its networks."""
+    import os
+    import signal
+
+    from gaussdiff.training import list_checkpoints
+    from gaussdiff.training.autoencoder import AutoencoderTrainer
+
+    real, sent = AutoencoderTrainer.train_step, []
+
+    def preempted(self):
+        if self.step == 1 and not sent:
+            sent.append(os.kill(os.getpid(), signal.SIGTERM))
+        return real(self)
+
+    monkeypatch.setattr(AutoencoderTrainer, "train_step", preempted)
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train-autoencoder", "--run-dir", str(run), *AE_FLAGS])
+    assert exit_info.value.code == 128 + signal.SIGTERM
+    assert [p.name for p in list_checkpoints(run)] == ["step-0000002"]  # not the step-0 start, not lost
+    assert "stopped by SIGTERM at step 2" in capsys.readouterr().err
+    expect_error(capsys, "train-autoencoder", "--run-dir", run, "--resume", "--latent-channels", "3",
+                 match="keeps its --latent-channels")
+    main(["train-autoencoder", "--run-dir", str(run), "--resume", "--train-steps", "6"])
+    assert list_checkpoints(run)[-1].name == "step-0000006" and (run / "autoencoder.safetensors").exists()
+    assert json.loads((list_checkpoints(run)[-1] / "config.json").read_text())["train_steps"] == 6

@@ -231,3 +231,33 @@ def test_a_resumed_run_may_change_how_often_it_logs(tmp_path):
     cfg = override(config(), **{"train.bookkeeping.log_every": 1})
     Trainer(cfg, tmp_path / "run", progress=False, logger=RunLogger()).run(resume=True)
     assert [r["step"] for r in strict_rows(tmp_path / "run")] == [2, 3, 4, 5, 6]
+
+
+def test_a_resume_takes_its_config_from_the_checkpoint_it_continues(tmp_path, capsys):
+    """A newest checkpoint whose config.json was damaged (here: edited to another width) is passed over, and the
+    network is built from the config of the checkpoint the run continues from, not from the damaged one."""
+    run = tmp_path / "run"
+    main(["train", "--run-dir", str(run), *TINY_FLAGS, "--train-steps", "4", "--checkpoint-every", "2"])
+    newest = list_checkpoints(run)[-1] / "config.json"
+    edited = json.loads(newest.read_text())
+    edited["model"]["channels"] = 32
+    newest.write_text(json.dumps(edited))
+    capsys.readouterr()
+    main(["train", "--run-dir", str(run), "--resume", "--train-steps", "6"])
+    err = capsys.readouterr().err
+    assert "step-0000004/config.json" in err and "resuming from the checkpoint before it" in err
+    assert [p.name for p in list_checkpoints(run)][-1] == "step-0000006"
+    assert json.loads((list_checkpoints(run)[-1] / "config.json").read_text())["model"]["channels"] == 16
+
+
+def test_sampling_refuses_weights_that_differ_from_what_was_written(tmp_path, capsys):
+    """sample, eval and show read a checkpoint's config and weights only after checking them against its
+    manifest: one flipped bit is one line, not samples from silently altered weights."""
+    run = tmp_path / "run"
+    main(["train", "--run-dir", str(run), *TINY_FLAGS, "--train-steps", "2"])
+    ema = list_checkpoints(run)[-1] / "ema.safetensors"
+    data = ema.read_bytes()
+    ema.write_bytes(data[:-10] + bytes([data[-10] ^ 1]) + data[-9:])
+    assert "contents differ from what was written" in cli_error(capsys, "sample", run, "--n", "2", "--steps", "2",
+                                                                "--out", tmp_path / "s.npz")
+    assert not (tmp_path / "s.npz").exists()

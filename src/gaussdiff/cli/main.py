@@ -58,7 +58,7 @@ def parse(args: list[str]):
         words.append(args[1])
     name = " ".join(words)
     command = one_line_errors(lambda: tyro.extras.subcommand_cli_from_dict(COMMANDS, args=args, prog="gaussdiff"), name)
-    if isinstance(command, Train):
+    if isinstance(command, (Train, TrainAutoencoder)):
         # A resumed run's options are read over its saved config (what the user typed is what changes).
         command = one_line_errors(lambda: command.reparse(args[1:]), name)
     return command

@@ -14,7 +14,7 @@ import torch
 import tyro
 
 from ..errors import UsageError
-from ..training.checkpoint import list_checkpoints, load_checkpoint_config
+from ..training.checkpoint import list_checkpoints, load_checkpoint_config, newest_intact
 from ..training.config import RunConfig, describe, to_dict
 from ..training.conv_cache import DEFAULT_CONV_CACHE
 from ..training.distributed import Distributed, joined, launched_by_torchrun, restarted_by_torchrun
@@ -96,7 +96,7 @@ class Train:
         found = list_checkpoints(self.run_dir)
         if not found:
             return self
-        saved = load_checkpoint_config(found[-1])
+        saved = load_checkpoint_config(newest_intact(self.run_dir))  # the config the resume will continue with
         return tyro.cli(Train, args=args, default=dataclasses.replace(self, config=saved), prog="gaussdiff train")
 
     def __call__(self) -> None:
@@ -110,7 +110,8 @@ class Train:
             found = list_checkpoints(self.run_dir)
             if not found:
                 raise UsageError(f"{self.run_dir}: nothing to resume (no checkpoint)")
-            saved = load_checkpoint_config(found[-1])
+            # The newest intact checkpoint's: the one resume_checkpoint continues (a damaged newer one is passed over).
+            saved = load_checkpoint_config(newest_intact(self.run_dir))
             config = saved if elastic_restart and not self.resume else resumed_config(saved, self.config)
         else:
             config = self.config

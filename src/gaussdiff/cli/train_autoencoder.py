@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from dataclasses import asdict, dataclass, field
@@ -13,14 +14,20 @@ import tyro
 from ..data.datasets import load_configured
 from ..evaluation.autoencoder import evaluate_reconstructions
 from ..training.autoencoder import AutoencoderTrainer
-from ..training.checkpoint import latest_checkpoint, load_checkpoint_config
-from ..training.distributed import Distributed, joined
+from ..errors import UsageError
+from ..training.checkpoint import list_checkpoints, load_checkpoint_config, newest_intact
+from ..training.distributed import Distributed, joined, launched_by_torchrun
 from ..training.loop import resolve_device
-from ..training.config import AutoencoderTrainConfig
+from ..training.config import AutoencoderTrainConfig, to_dict
 from ..training.files import atomic_write
 from ..training.latent import load_latent_space
+from ..training.trainer import Stopped
 from .logger import RunLogger
-from .options import check_new_run_dir
+from .options import check_new_run_dir, check_writable_dir
+from .train import flat, option
+
+CHANGEABLE = ("train_steps", "bookkeeping.", "device")
+"""What a resumed autoencoder run may change: its length, intervals and device (not its networks, data or losses)."""
 
 
 @dataclass
@@ -31,14 +38,34 @@ class TrainAutoencoder:
     run_dir: Path = Path("runs/autoencoder")
     """Where the run lives."""
     resume: bool = False
-    """Continue the run in --run-dir from its newest checkpoint, with its saved config."""
+    """Continue the run in --run-dir from its newest intact checkpoint, with its saved config; --train-steps
+    (longer extends a finished run), the intervals and --device may change."""
+
+    def reparse(self, args: list[str]) -> TrainAutoencoder:
+        """For --resume: the command line again, over the run's saved config instead of the defaults, so that
+        what the user typed is what differs from the saved run."""
+        if not self.resume or not list_checkpoints(self.run_dir):
+            return self
+        saved = load_checkpoint_config(newest_intact(self.run_dir), AutoencoderTrainConfig)
+        return tyro.cli(TrainAutoencoder, args=args, default=dataclasses.replace(self, config=saved),
+                        prog="gaussdiff train-autoencoder")
 
     def __call__(self) -> None:
         config = self.config
         if self.resume:
-            config = load_checkpoint_config(latest_checkpoint(self.run_dir), AutoencoderTrainConfig)
+            saved = load_checkpoint_config(newest_intact(self.run_dir), AutoencoderTrainConfig)
+            before, after = flat(to_dict(saved)), flat(to_dict(config))
+            refused = sorted(k for k in after if after[k] != before.get(k)
+                             and not any(k == c or (c.endswith(".") and k.startswith(c)) for c in CHANGEABLE))
+            if refused:
+                raise UsageError(f"a resumed run keeps its {', '.join(option(k) for k in refused)} (its saved config); "
+                                 "only --train-steps, the intervals and --device may change: start a new --run-dir")
+            if config.train_steps != saved.train_steps and saved.optim.lr_schedule == "one_cycle":
+                raise UsageError("a one_cycle run cannot change --train-steps (the schedule ends at the planned last "
+                                 "step)")
         else:
             check_new_run_dir(self.run_dir)
+            check_writable_dir(self.run_dir, keep=launched_by_torchrun())  # a file in the way: one line, now
         with joined(resolve_device(config.device)) as dist:
             self.train(config, dist)
 
@@ -52,7 +79,12 @@ class TrainAutoencoder:
                   f"{trainer.device}" + (f", {dist.world_size} processes" if dist.active else ""), file=sys.stderr)
         try:
             trainer.run(resume=self.resume)
-        except KeyboardInterrupt:
+        except Stopped as e:  # Ctrl-C or SIGTERM, at the end of a step, with a checkpoint
+            where = f"checkpoint {e.checkpoint}" if e.checkpoint else "no checkpoint"
+            if dist.is_main:
+                print(f"gaussdiff: {e} ({where}); continue with --resume --run-dir {self.run_dir}", file=sys.stderr)
+            sys.exit(128 + e.signum)
+        except KeyboardInterrupt:  # before the signal handlers are in place
             print(f"gaussdiff: interrupted at step {trainer.step}; resume with --resume --run-dir {self.run_dir}",
                   file=sys.stderr)
             sys.exit(130)

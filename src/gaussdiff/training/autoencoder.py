@@ -30,13 +30,13 @@ from ..data.datasets import ImageData, check_center_crop, load_configured, to_mo
 from ..errors import CheckpointError, ConfigError
 from ..nets.autoencoder import Autoencoder, PatchDiscriminator
 from .batches import DataOrder
-from .checkpoint import load_state_dict_strict, load_training_state, load_weights, save_checkpoint, save_weights
-from .checkpoint import verify_checkpoint
+from .checkpoint import (list_checkpoints, load_state_dict_strict, load_training_state, load_weights, save_checkpoint,
+                         save_weights, verify_checkpoint)
 from .config import AutoencoderTrainConfig, save_config
 from .files import atomic_write
 from .distributed import Distributed
 from .loop import Optimization, check_precision, resolve_device, resolve_precision
-from .trainer import Logger, NullLogger, TrainResult, resume_checkpoint
+from .trainer import Logger, NullLogger, Stopped, StopSignals, TrainResult, resume_checkpoint
 
 
 def adaptive_weight(rec_loss: Tensor, gan_loss: Tensor, last_layer: Tensor, scale: float) -> Tensor:
@@ -198,29 +198,36 @@ class AutoencoderTrainer:
         b = c.bookkeeping
         tick = time.perf_counter()
         try:
-            while self.step < c.train_steps:
-                terms = self.train_step()
-                losses.append(terms["loss"])
-                window.append(terms)
-                bar.update(1)
-                if b.due(b.log_every, self.step, c.train_steps):
-                    row = {k: sum(w.get(k, 0.0) for w in window) / len(window) for k in window[-1]}
-                    elapsed = time.perf_counter() - tick
-                    row.update(step=self.step, lr=self.optim.lr,
-                               images_per_s=len(window) * c.batch_size / max(elapsed, 1e-9))
-                    self.logger.log(row)
-                    bar.set_postfix(rec=f"{row['rec']:.4f}", kl=f"{row['kl']:.3g}")
-                    window.clear()
-                    tick = time.perf_counter()
-                if b.due(b.checkpoint_every, self.step, c.train_steps):
-                    self.save()
-                if b.due(b.sample_every, self.step, c.train_steps):
-                    if self.dist.is_main:
-                        p = self.preview()
-                        self.logger.images(self.step, p.images, p.per_row, ("original", "reconstruction"),
-                                           caption=f"step {self.step}, held-out images and their reconstructions "
-                                                   f"(the posterior's mean decoded)")
-                    self.dist.barrier()
+            with StopSignals() as signals:
+                while self.step < c.train_steps:
+                    terms = self.train_step()
+                    losses.append(terms["loss"])
+                    window.append(terms)
+                    bar.update(1)
+                    if b.due(b.log_every, self.step, c.train_steps):
+                        row = {k: sum(w.get(k, 0.0) for w in window) / len(window) for k in window[-1]}
+                        elapsed = time.perf_counter() - tick
+                        row.update(step=self.step, lr=self.optim.lr,
+                                   images_per_s=len(window) * c.batch_size / max(elapsed, 1e-9))
+                        self.logger.log(row)
+                        bar.set_postfix(rec=f"{row['rec']:.4f}", kl=f"{row['kl']:.3g}")
+                        window.clear()
+                        tick = time.perf_counter()
+                    saved = b.due(b.checkpoint_every, self.step, c.train_steps)
+                    if saved:
+                        self.save()
+                    if b.due(b.sample_every, self.step, c.train_steps):
+                        if self.dist.is_main:
+                            p = self.preview()
+                            self.logger.images(self.step, p.images, p.per_row, ("original", "reconstruction"),
+                                               caption=f"step {self.step}, held-out images and their reconstructions "
+                                                       f"(the posterior's mean decoded)")
+                        self.dist.barrier()
+                    signum = signals.stop_now(self.dist)  # Ctrl-C or a preemption: keep this step's work
+                    if signum is not None:
+                        checkpoint = self.save() if not saved else None
+                        found = list_checkpoints(self.run_dir)
+                        raise Stopped(signum, self.step, found[-1] if found else checkpoint)
         finally:
             bar.close()
             self.logger.close()

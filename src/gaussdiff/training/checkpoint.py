@@ -44,9 +44,9 @@ def write_manifest(directory: Path) -> None:
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
 
 
-def verify_checkpoint(checkpoint: Path) -> None:
-    """Every file of ``checkpoint`` has the size and hash its manifest gives (checkpoints written before
-    manifests existed pass; reading them finds what damage it can)."""
+def verify_checkpoint(checkpoint: Path, only: tuple[str, ...] | None = None) -> None:
+    """Every file of ``checkpoint`` (or ``only`` those of them a reader takes) has the size and hash its manifest
+    gives (checkpoints written before manifests existed pass; reading them finds what damage it can)."""
     path = checkpoint / MANIFEST
     if not path.exists():
         return
@@ -60,6 +60,8 @@ def verify_checkpoint(checkpoint: Path) -> None:
     if not entries_ok:  # a file name each, with {"bytes": int, "sha256": str}, as write_manifest writes it
         raise CheckpointError(f"{path}: malformed manifest (not what gaussdiff writes)")
     for name, entry in manifest.items():
+        if only is not None and name not in only:
+            continue
         f = checkpoint / name
         if not f.is_file():
             raise CheckpointError(f"{checkpoint}: {name} is missing")
@@ -114,6 +116,21 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
         return []
     found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and p.name[len(PREFIX):].isdigit()]
     return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+
+
+def newest_intact(run_dir: Path) -> Path:
+    """The newest checkpoint of a run whose files are as written (:func:`verify_checkpoint`): the one a resume
+    takes its config from, and continues; a :class:`CheckpointError` if there is none."""
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoint)")
+    for checkpoint in reversed(found):
+        try:
+            verify_checkpoint(checkpoint)
+            return checkpoint
+        except CheckpointError as e:
+            last = e
+    raise CheckpointError(f"{run_dir}: no intact checkpoint to resume (the oldest: {last})")
 
 
 def latest_checkpoint(run_dir: Path) -> Path:
@@ -196,17 +213,28 @@ def tuned_key(sampler: str, nfe: int, ema: bool) -> str:
 
 
 def read_tuned_steps(checkpoint: Path) -> dict[str, dict]:
-    """The tuned schedules saved beside a checkpoint (:mod:`gaussdiff.samplers.tuning`); {} when none or unreadable."""
+    """The tuned schedules saved beside a checkpoint (:mod:`gaussdiff.samplers.tuning`); {} when there are none,
+    and a :class:`CheckpointError` for a file that is not a JSON object (a sampler would otherwise silently fall
+    back to untuned steps)."""
     path = checkpoint / TUNED_STEPS
+    if not path.exists():
+        return {}
     try:
         found = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return found if isinstance(found, dict) else {}
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not readable JSON ({type(e).__name__}); run gaussdiff tune again, or delete "
+                              "it to sample with untuned steps") from None
+    if not isinstance(found, dict):
+        raise CheckpointError(f"{path}: not what gaussdiff tune writes (an object of tuned steps); run gaussdiff "
+                              "tune again, or delete it")
+    return found
 
 
 def save_tuned_steps(checkpoint: Path, key: str, entry: dict) -> Path:
     """Add or replace one tuned schedule in the checkpoint's ``timesteps.json`` (atomically)."""
-    found = read_tuned_steps(checkpoint)
+    try:
+        found = read_tuned_steps(checkpoint)
+    except CheckpointError:  # a damaged file is replaced by what this tuning found
+        found = {}
     found[key] = entry
     return atomic_write(checkpoint / TUNED_STEPS, lambda tmp: tmp.write_text(json.dumps(found, indent=1)))

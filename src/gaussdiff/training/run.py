@@ -12,9 +12,11 @@ from torch import Tensor
 from ..conditioning.conditions import Condition
 from ..conditioning.latent import LatentSpace
 from ..data.datasets import to_model_range, to_uint8
+from ..errors import CheckpointError
 from ..diffusion.process import GaussianDiffusion
 from ..nets.unet import UNet
-from .checkpoint import load_checkpoint_config, load_state_dict_strict, load_weights, resolve_checkpoint
+from .checkpoint import (list_checkpoints, load_checkpoint_config, load_state_dict_strict, load_weights,
+                         resolve_checkpoint, verify_checkpoint)
 from .config import RunConfig
 from .interop import is_diffusers_folder, load_diffusers
 from .latent import load_latent_space
@@ -78,9 +80,17 @@ def load_trained(path: Path, ema: bool = True, device: torch.device | str = "cpu
         return Trained(net, diffusion, config, path, None, source="diffusers", clip=meaning["clip"],
                        spacing=meaning["spacing"])
     checkpoint = resolve_checkpoint(path)
+    weights = "ema" if ema else "model"
+    # The files read here, as written: a flipped bit would otherwise sample from silently altered weights.
+    try:
+        verify_checkpoint(checkpoint, only=("config.json", f"{weights}.safetensors"))
+    except CheckpointError as e:
+        older = [c for c in list_checkpoints(path) if c != checkpoint] if checkpoint != path else []
+        hint = f"; pass an older checkpoint, such as {older[-1]}" if older else ""
+        raise CheckpointError(f"{e}{hint}") from None
     config = load_checkpoint_config(checkpoint)
     model = UNet(config.model)
-    load_state_dict_strict(model, load_weights(checkpoint, "ema" if ema else "model"), checkpoint)
+    load_state_dict_strict(model, load_weights(checkpoint, weights), checkpoint)
     latent = None
     if config.latent.latent is not None:
         latent, _, _ = load_latent_space(config.latent.latent, device, config.latent.latent_sha256)

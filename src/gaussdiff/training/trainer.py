@@ -95,6 +95,37 @@ class Stopped(Exception):
         self.signum, self.step, self.checkpoint = signum, step, checkpoint
 
 
+class StopSignals:
+    """SIGTERM (a scheduler preempting the job) and SIGINT (Ctrl-C), held while a training loop runs, so that it
+    stops at the end of the current step with a checkpoint (:meth:`stop_now`) instead of losing the steps since
+    the last one. Outside the main thread, signals stay with whoever runs the loop."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._handlers: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        try:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._handlers[signum] = signal.signal(signum, self._caught)
+        except ValueError:  # not the main thread
+            self._handlers = {}
+        return self
+
+    def _caught(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._handlers.items():
+            signal.signal(signum, handler)
+
+    def stop_now(self, dist: Distributed) -> int | None:
+        """The signal to stop on, agreed by every rank (whichever of them got it), or None to go on."""
+        if dist.any(self.signum is not None):
+            return dist.broadcast(self.signum if self.signum is not None else signal.SIGTERM)
+        return None
+
+
 def warn(message: str) -> None:
     print(f"gaussdiff: warning: {message}", file=sys.stderr)
 
@@ -201,7 +232,6 @@ class Trainer:
         self.window: list[float] = []
         self.bucket_sum = torch.zeros(LOSS_BUCKETS, dtype=torch.float64)
         self.bucket_n = torch.zeros(LOSS_BUCKETS, dtype=torch.float64)
-        self._signal: int | None = None
 
     def channels_last_for(self, precision: str) -> bool:
         """``--memory-format auto``: convolutions in channels_last win on CUDA, and on CPU in fp32 from 32x32 up
@@ -451,9 +481,6 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        self._signal = signum
-
     def run(self, resume: bool = False) -> TrainResult:
         """Train to ``train_steps`` (from the newest readable checkpoint when ``resume``). SIGTERM or SIGINT
         stops at the end of the current step with a checkpoint (:class:`Stopped`)."""
@@ -475,62 +502,61 @@ class Trainer:
 
         losses: list[float] = []
         bar = tqdm(total=t.train_steps, initial=self.step, desc="train", disable=not self.progress, dynamic_ncols=True)
-        b = t.bookkeeping
-        tick, tick_step = time.perf_counter(), self.step
-        handlers = {}
         try:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                handlers[signum] = signal.signal(signum, self._on_signal)
-        except ValueError:  # not the main thread: signals stay with whoever runs this
-            handlers = {}
-        try:
-            while self.step < t.train_steps:
-                skipped = self.skipped
-                loss, steps, per_example, grad_norm = self.train_step()
-                losses.append(loss)
-                if len(losses) == 1 and (measured := self.keep_conv_verdicts()) and self.dist.is_main:
-                    tqdm.write(f"gaussdiff: note: {measured}", file=sys.stderr)
-                if self.skipped == skipped:  # a skipped step's loss is not the model's: it stays out of the rows
-                    self.window.append(loss)
-                    buckets = steps * LOSS_BUCKETS // self.diffusion.num_steps
-                    self.bucket_sum.index_add_(0, buckets, per_example.double())
-                    self.bucket_n.index_add_(0, buckets, torch.ones_like(per_example, dtype=torch.float64))
-                bar.update(1)
-                if b.due(b.log_every, self.step, t.train_steps):
-                    elapsed = time.perf_counter() - tick
-                    row = {
-                        "step": self.step,
-                        "loss": sum(self.window) / len(self.window) if self.window else None,
-                        "lr": self.optim.lr,
-                        "grad_norm": grad_norm,  # NaN when skipped: the logger writes strict JSON (null)
-                        "images_per_s": (self.step - tick_step) * t.batch_size / max(elapsed, 1e-9),
-                        "loss_by_t": (self.bucket_sum / self.bucket_n.clamp(min=1)).tolist(),
-                    }
-                    if self.skipped:
-                        row["skipped"] = self.skipped
-                    self.logger.log(row)
-                    bar.set_postfix(loss=f"{row['loss'] or math.nan:.4f}", lr=f"{row['lr']:.2e}")
-                    self.window.clear()
-                    self.bucket_sum.zero_(), self.bucket_n.zero_()
-                    tick, tick_step = time.perf_counter(), self.step
-                saved = b.due(b.checkpoint_every, self.step, t.train_steps)
-                if saved:
-                    self.save()
-                if b.due(b.sample_every, self.step, t.train_steps):
-                    if self.dist.is_main:
-                        started = time.perf_counter()
-                        self.logger.images(self.step, *self.preview(), caption=self.preview_caption())
-                        bar.set_postfix(loss=f"{loss:.4f}", preview=f"{time.perf_counter() - started:.1f}s")
-                    self.dist.barrier()
-                # Every rank takes the same branch, whichever of them got the signal.
-                if self.dist.any(self._signal is not None):
-                    signum = self.dist.broadcast(self._signal if self._signal is not None else signal.SIGTERM)
-                    checkpoint = self.save() if not saved else None
-                    found = list_checkpoints(self.run_dir)
-                    raise Stopped(signum, self.step, found[-1] if found else checkpoint)
+            with StopSignals() as signals:
+                self.train_loop(signals, losses, bar)
         finally:
-            for signum, handler in handlers.items():
-                signal.signal(signum, handler)
             bar.close()
             self.logger.close()
         return TrainResult(self.run_dir, self.step, losses)
+
+    def train_loop(self, signals: StopSignals, losses: list[float], bar: tqdm) -> None:
+        """Steps to ``train_steps``, logging, checkpointing and previewing as the bookkeeping says; a signal
+        stops it at the end of a step with a checkpoint (:class:`Stopped`)."""
+        t = self.config.train
+        b = t.bookkeeping
+        tick, tick_step = time.perf_counter(), self.step
+        while self.step < t.train_steps:
+            skipped = self.skipped
+            loss, steps, per_example, grad_norm = self.train_step()
+            losses.append(loss)
+            if len(losses) == 1 and (measured := self.keep_conv_verdicts()) and self.dist.is_main:
+                tqdm.write(f"gaussdiff: note: {measured}", file=sys.stderr)
+            if self.skipped == skipped:  # a skipped step's loss is not the model's: it stays out of the rows
+                self.window.append(loss)
+                buckets = steps * LOSS_BUCKETS // self.diffusion.num_steps
+                self.bucket_sum.index_add_(0, buckets, per_example.double())
+                self.bucket_n.index_add_(0, buckets, torch.ones_like(per_example, dtype=torch.float64))
+            bar.update(1)
+            if b.due(b.log_every, self.step, t.train_steps):
+                elapsed = time.perf_counter() - tick
+                row = {
+                    "step": self.step,
+                    "loss": sum(self.window) / len(self.window) if self.window else None,
+                    "lr": self.optim.lr,
+                    "grad_norm": grad_norm,  # NaN when skipped: the logger writes strict JSON (null)
+                    "images_per_s": (self.step - tick_step) * t.batch_size / max(elapsed, 1e-9),
+                    "loss_by_t": (self.bucket_sum / self.bucket_n.clamp(min=1)).tolist(),
+                }
+                if self.skipped:
+                    row["skipped"] = self.skipped
+                self.logger.log(row)
+                bar.set_postfix(loss=f"{row['loss'] or math.nan:.4f}", lr=f"{row['lr']:.2e}")
+                self.window.clear()
+                self.bucket_sum.zero_(), self.bucket_n.zero_()
+                tick, tick_step = time.perf_counter(), self.step
+            saved = b.due(b.checkpoint_every, self.step, t.train_steps)
+            if saved:
+                self.save()
+            if b.due(b.sample_every, self.step, t.train_steps):
+                if self.dist.is_main:
+                    started = time.perf_counter()
+                    self.logger.images(self.step, *self.preview(), caption=self.preview_caption())
+                    bar.set_postfix(loss=f"{loss:.4f}", preview=f"{time.perf_counter() - started:.1f}s")
+                self.dist.barrier()
+            # Every rank takes the same branch, whichever of them got the signal.
+            signum = signals.stop_now(self.dist)
+            if signum is not None:
+                checkpoint = self.save() if not saved else None
+                found = list_checkpoints(self.run_dir)
+                raise Stopped(signum, self.step, found[-1] if found else checkpoint)

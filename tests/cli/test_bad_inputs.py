@@ -44,6 +44,8 @@ TRAIN_CASES = [
     (["--checkpoint-every", "0"], "--checkpoint-every must be at least 1"),
     (["--sample-every", "0"], "--sample-every must be at least 1"),
     (["--diffusion-steps", "0"], "--diffusion-steps must be at least 1"),
+    (["--diffusion-steps", "100000000"], "--diffusion-steps must lie in 1..16777216"),  # torch.multinomial's limit
+    (["--variance", "learned", "--loss", "mse"], "--variance 'learned' is trained only by the bound"),
     (["--channels", "0"], "--channels must be at least 1"),
     (["--channels", "32", "--num-heads", "3"], "--num-heads 3 must divide"),
     (["--num-heads", "0"], "--num-heads must be at least 1"),
@@ -179,6 +181,7 @@ def sample_cases(tmp_path: Path, run: Path) -> list[tuple[list, str]]:
         (["show", "trajectory", run, "--steps", "5", "--out", a_file / "t.png"], "is a file, not a directory"),
         (["show", "forward", "--run", run, "--t", "0", "10", "--out", a_file / "f.png"], "is a file, not a directory"),
         (["show", "forward", "--diffusion-steps", "0"], "--diffusion-steps must be at least 1"),
+        (["show", "forward", "--run", run, "--schedule", "linear"], "go without --run"),  # not silently ignored
         (["eval", run, "--bpd", "--n", "0"], "--n must be at least 1"),
         (["eval", run, "--bpd", "--n", "-3"], "--n must be at least 1"),
         (["eval", run, "--bpd", "--batch-size", "0"], "--batch-size must be at least 1"),
@@ -187,6 +190,11 @@ def sample_cases(tmp_path: Path, run: Path) -> list[tuple[list, str]]:
                                                  "--help)"),
         (["show", "forward", "--t", "x"], "(see gaussdiff show forward --help)"),  # the help of what was mistyped
         (["tune", run, "--evals", "5"], "--evals at least 8"),
+        (["sample", run, "--guidance", "nan"], "--guidance must be a finite number >= 0, got nan"),
+        (["sample", run, "--classifier-scale", "inf"], "--classifier-scale must be a finite number >= 0"),
+        (["eval", run, "--fid", "--n", "1"], "--n must be at least 4"),  # precision/recall's 3rd neighbours
+        (["train-autoencoder", "--latent-channels", "0"], "--latent-channels must be at least 1"),
+        (["train-autoencoder", "--kl-weight", "-1"], "--kl-weight must be a finite number >= 0"),
         (["tune", run, "--nfe"], "--nfe needs one or more budgets"),
         (["train-classifier", "--train-steps", "0"], "at least 1"),  # --classifier-steps, named as train's
         (["sample", run, "--eta", "nan"], "--eta must be a finite number >= 0, got nan"),

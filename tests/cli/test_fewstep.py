@@ -76,6 +76,17 @@ def test_tune_saves_steps_that_sample_and_eval_then_use(run, tmp_path, capsys):
     expect_error(capsys, "tune", run, "--sampler", "euler-a", match="stochastic")
     expect_error(capsys, "tune", run, "--sampler", "heun", "--nfe", "4", match="odd --nfe")
     expect_error(capsys, "tune", run, "--nfe", "1", match="tuning needs 2..50")
+    expect_error(capsys, "tune", run, "--nfe", "8", "--reference-nfe", "8", match="must exceed every --nfe")
+    # A damaged timesteps.json is one line, not a silent fall back to untuned steps; so is an entry of the wrong size.
+    tuned = next(run.glob("**/timesteps.json"))
+    good = tuned.read_text()
+    tuned.write_text("{bad")
+    expect_error(capsys, "sample", run, "--sampler", "dpm++2m", "--nfe", "4", match="not readable JSON")
+    entry = json.loads(good)
+    entry["dpm++2m@4"]["timesteps"] = entry["dpm++2m@4"]["timesteps"][:1]
+    tuned.write_text(json.dumps(entry))
+    expect_error(capsys, "sample", run, "--sampler", "dpm++2m", "--nfe", "4", match="1 times, where dpm++2m at 4 NFE")
+    tuned.write_text(good)
 
 
 def test_the_sampling_network_is_named_unless_it_is_plain_fp32(capsys):

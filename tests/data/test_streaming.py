@@ -96,9 +96,28 @@ def test_an_unreadable_image_stops_the_run_before_training_or_is_left_out_as_ask
     assert "2 unreadable image(s) left out" in capsys.readouterr().err
 
 
-def test_an_image_cut_short_after_its_header_names_itself_when_its_batch_comes(folder, tmp_path):
+def test_an_image_cut_short_is_found_before_training(folder, tmp_path):
+    """The scan reads every file through (PIL's verify): a PNG cut after its header is named before a streamed run
+    starts, not at the step whose batch holds it."""
     path = folder / "a" / "0.png"
-    path.write_bytes(path.read_bytes()[:60])  # the header reads; the pixels do not
+    path.write_bytes(path.read_bytes()[:60])  # the header reads; the rest is gone
+    with pytest.raises(DataError, match=r"1 unreadable image\(s\): .*0.png \(OSError\)"):
+        Trainer(config(folder, "stream", **{"train.train_steps": 40}), tmp_path / "run", progress=False)
+
+
+def test_an_image_whose_pixels_do_not_decode_names_itself_when_its_batch_comes(folder, tmp_path):
+    """What the scan cannot see (compressed pixels that fail to inflate, under chunk checksums that hold) stops a
+    streamed run at the step whose batch holds the image, naming it."""
+    import struct
+    import zlib
+
+    path = folder / "a" / "0.png"
+    data = bytearray(path.read_bytes())
+    at = data.index(b"IDAT")
+    length = struct.unpack(">I", data[at - 4 : at])[0]
+    data[at + 4 : at + 4 + length] = bytes(length)  # zeros: not a zlib stream
+    data[at + 4 + length : at + 8 + length] = struct.pack(">I", zlib.crc32(bytes(data[at : at + 4 + length])))
+    path.write_bytes(bytes(data))
     trainer = Trainer(config(folder, "stream", **{"train.train_steps": 40}), tmp_path / "run", progress=False)
     with pytest.raises(DataError, match=r"step \d+: .*0.png: cannot read image"):
         trainer.run()

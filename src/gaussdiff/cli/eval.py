@@ -21,7 +21,7 @@ from ..evaluation.features import ExtractorName
 from ..evaluation.generate import (SpeedConfig, generate, generate_cascade, super_res_condition, takes_labels,
                                    text_condition)
 from ..evaluation.super_res import evaluate_super_resolution
-from ..evaluation.quality import QualityReport, attribute_ceiling, evaluate_quality
+from ..evaluation.quality import MIN_SAMPLES, QualityReport, attribute_ceiling, evaluate_quality
 from ..nets.fast import Setup, describe
 from ..samplers.run import SamplerName
 from ..training.distributed import Distributed, joined, launched_by_torchrun
@@ -92,8 +92,9 @@ class Eval:
     """The conditioning-augmentation level s of super-resolution stages (default: each run's)."""
 
     def __call__(self) -> None:
-        at_least("--n", self.n, 1, " (or None: the default)")
+        at_least("--n", self.n, MIN_SAMPLES if self.fid else 1, " (or None: the default)")
         at_least("--batch-size", self.batch_size, 1)
+        self.guide.check()
         check_eta(self.eta, self.sampler)
         if launched_by_torchrun() and (not self.fid or self.bpd or self.ode or self.samples is not None):
             raise UsageError("under torchrun, eval shares the sampling of --fid among the processes; measure "

@@ -18,6 +18,7 @@ from ..diffusion.schedule import Spacing
 from ..errors import CheckpointError, UsageError, WriteError
 from ..nets.fast import Setup, describe
 from ..samplers.run import TAKES_ETA, default_spacing, steps_for_nfe
+from ..samplers.tuning import tuning_steps
 from ..training.checkpoint import TUNED_STEPS, list_checkpoints, read_tuned_steps, tuned_key
 from ..training.classifier import WEIGHTS as CLASSIFIER_WEIGHTS
 from ..training.run import Trained
@@ -141,6 +142,8 @@ def parse_timesteps(value: str, nfe: int | None, trained: Trained, sampler: str 
             return Steps(spacing, None, f"{spacing} spacing")
         try:
             times = [float(t) for t in tuned["timesteps"]]
+            if len(times) != tuning_steps(sampler, nfe):
+                raise ValueError(f"{len(times)} times, where {sampler} at {nfe} NFE takes {tuning_steps(sampler, nfe)}")
             trained.diffusion.at(times[::-1])
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{trained.checkpoint / TUNED_STEPS}: the entry for {sampler} at {nfe} NFE is not a "

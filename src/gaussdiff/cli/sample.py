@@ -129,6 +129,7 @@ class Sample:
                 raise UsageError(f"--out {path}: expected a .png or .npz file")
         at_least("--n", self.n, 1)
         at_least("--batch-size", self.batch_size, 1)
+        self.guide.check()
         check_eta(self.eta, self.sampler)
         if (self.checkpoint is None) == (not self.cascade):
             raise UsageError("give one run to sample, or --cascade BASE_RUN SR_RUN [SR_RUN ...]")

@@ -37,10 +37,10 @@ class ShowForward:
     """Which images of the dataset, one row each."""
     t: tuple[int, ...] = (0, 50, 100, 200, 300, 400, 500, 600, 800, 999)
     """The steps to show, 0..999 (on the 1000-step schedule)."""
-    schedule: ScheduleName = "cosine"
-    """The beta schedule: linear or cosine."""
-    diffusion_steps: int = 1000
-    """Steps of the schedule (>= 1; without --run)."""
+    schedule: ScheduleName | None = None
+    """The beta schedule: linear or cosine (default cosine; without --run, which has its own)."""
+    diffusion_steps: int | None = None
+    """Steps of the schedule (>= 1; default 1000; without --run, which has its own)."""
     seed: int = 0
     """Seeds the images chosen and the noise."""
     out: Path = Path("forward.png")
@@ -48,15 +48,19 @@ class ShowForward:
 
     def __call__(self) -> None:
         if self.run is not None:
+            if self.schedule is not None or self.diffusion_steps is not None:
+                raise UsageError("--schedule and --diffusion-steps go without --run: a run's strip uses its own")
             config = load_checkpoint_config(resolve_checkpoint(self.run))
             diffusion = config.diffusion.build()
             data = load_configured(config.data, "train")
             source, schedule = f"{config.data.data} (the run's data)", config.diffusion.schedule
         else:
-            at_least("--diffusion-steps", self.diffusion_steps, 1)
-            diffusion = DiffusionConfig(diffusion_steps=self.diffusion_steps, schedule=self.schedule).build()
+            steps = 1000 if self.diffusion_steps is None else self.diffusion_steps
+            schedule = self.schedule or "cosine"
+            at_least("--diffusion-steps", steps, 1)
+            diffusion = DiffusionConfig(diffusion_steps=steps, schedule=schedule).build()
             data = load_data(self.data)
-            source, schedule = self.data, self.schedule
+            source = self.data
         bad = [t for t in self.t if not 0 <= t < diffusion.num_steps]
         if bad:
             raise UsageError(f"--t {bad[0]} is outside 0..{diffusion.num_steps - 1}")
@@ -90,7 +94,7 @@ class ShowTrajectory:
     prompt: str | None = None
     """For a text run: the prompt of every sample (default: the run's preview prompts, one per sample)."""
     frames: int = 10
-    """How many steps of the run to show (>= 2; at most its steps)."""
+    """How many steps of the run to show (>= 2; more than the run takes show all of them)."""
     sampler: SamplerName = "ddpm"
     """The sampler: ddpm, ddim, euler, heun, euler-a, dpm++2m, dpm++3m, dpm++2s, dpm++2m-sde, unipc, unipc-bh1."""
     steps: int | None = None

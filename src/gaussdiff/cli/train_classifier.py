@@ -10,9 +10,9 @@ import tyro
 
 from ..training.classifier import train_noisy_classifier
 from ..training.config import ClassifierTrainConfig
-from ..training.distributed import joined
+from ..training.distributed import joined, launched_by_torchrun
 from ..training.loop import resolve_device
-from .options import check_new_run_dir
+from .options import check_new_run_dir, check_writable_dir
 
 # gaussdiff 0.1 named the classifier's network options apart; they still work.
 LEGACY_FLAGS = {"--classifier-channels": "--channels", "--classifier-channel-mult": "--channel-mult",
@@ -29,6 +29,7 @@ class TrainClassifier:
 
     def __call__(self) -> None:
         check_new_run_dir(self.run_dir, can_resume=False)
+        check_writable_dir(self.run_dir, keep=launched_by_torchrun())  # a file in the way: one line, before training
         with joined(resolve_device(self.config.device)) as dist:
             accuracy = train_noisy_classifier(self.config, self.run_dir, dist=dist)
         if dist.is_main:

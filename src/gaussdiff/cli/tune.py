@@ -71,6 +71,9 @@ class Tune:
                 raise UsageError(f"--nfe {nfe}: {self.sampler} would take {steps} steps; tuning needs 2..{total}")
         if self.reference_nfe > total:
             raise UsageError(f"--reference-nfe must be at most the run's {total} steps")
+        if self.reference_nfe <= max(self.nfe):
+            raise UsageError(f"--reference-nfe {self.reference_nfe} must exceed every --nfe (up to {max(self.nfe)}): "
+                             "the reference is the fine solve the tuned steps are measured against")
         g = torch.Generator(device).manual_seed(self.seed)
         x_T = torch.randn((self.n, *trained.sample_shape), generator=g, device=device)
         cond = {c.key: c.examples(self.n, device) for c in trained.conditions}

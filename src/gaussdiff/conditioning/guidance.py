@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,12 @@ class GuidanceConfig:
     classifier_mode: Literal["paired", "mean", "eps"] = "paired"
     """Which update classifier guidance moves: ``mean`` (Algorithm 1), ``eps`` (Algorithm 2), or ``paired``:
     the paper's pairing, mean for ddpm and eps for ddim."""
+
+    def check(self) -> None:
+        """Refuse a scale that is not a finite number >= 0 (NaN would pass a plain ``< 0`` and sample NaN images)."""
+        for flag, value in (("--guidance", self.guidance), ("--classifier-scale", self.classifier_scale)):
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{flag} must be a finite number >= 0, got {value}")
 
 
 class ClassifierFreeGuidance:
@@ -175,8 +182,7 @@ def guide(
     ``conditions`` are the model's own; ``classifier`` is the loaded network of ``config.classifier``.
     Classifier-free guidance wraps first, so that classifier guidance moves the guided prediction.
     """
-    if config.guidance < 0:
-        raise ConfigError("--guidance must be >= 0")
+    config.check()
     if config.guidance > 0:
         if not conditions:
             raise ConfigError("classifier-free guidance needs a conditional run (--class-conditional or --text, "

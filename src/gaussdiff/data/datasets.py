@@ -280,12 +280,13 @@ def load_shards(root: Path, size: int | None, channels: int | None, stream: str)
 
 
 def scan_images(files: list[Path]) -> list[tuple[Path, str]]:
-    """The files whose header Pillow cannot read, with why (a fast pass: the pixels are not decoded)."""
+    """The files Pillow cannot read, with why: a pass over every file without decoding the pixels, which
+    ``verify`` checks as far as the format allows (PNG's chunk checksums; a file cut short anywhere)."""
     bad = []
     for path in files:
         try:
             with Image.open(path) as img:
-                img.size  # noqa: B018  the header is parsed on open; touching size makes that explicit
+                img.verify()
         except UNREADABLE as e:
             bad.append((path, type(e).__name__))
     return bad
@@ -321,7 +322,7 @@ def load_image_folder(root: Path, size: int, channels: int, stream: str = "memor
     if bad and not skip_bad:
         listed = "; ".join(f"{p} ({why})" for p, why in bad[:3])
         listed += f"; and {len(bad) - 3} more" if len(bad) > 3 else ""
-        raise DataError(f"{root}: {len(bad)} unreadable image(s): {listed} (--skip-bad-images leaves them out)")
+        raise DataError(f"{root}: {len(bad)} unreadable image(s): {listed} (train's and prepare's --skip-bad-images leave them out)")
     if bad:
         unreadable = {p for p, _ in bad}
         keep = [i for i, p in enumerate(files) if p not in unreadable]

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..errors import ConfigError
 from .losses import discretized_gaussian_log_likelihood, mean_flat, nats_to_bits, normal_kl
 from .schedule import NoiseSchedule, ScheduleName, Spacing, extract
 from .timestep_sampling import TimestepSamplerName
@@ -409,6 +410,11 @@ class GaussianDiffusion:
 
 
 
+MAX_STEPS = 1 << 24
+"""The most diffusion steps a run can have: ``torch.multinomial``, which draws the training timesteps, takes at most
+2^24 categories."""
+
+
 @dataclass(frozen=True)
 class DiffusionConfig:
     """The process and its training objective; :meth:`build` makes the :class:`GaussianDiffusion`."""
@@ -433,8 +439,17 @@ class DiffusionConfig:
     start from pure noise, as sampling does. Needs v prediction."""
 
     def build(self) -> GaussianDiffusion:
+        """The diffusion this config describes; a combination it cannot make (a learned variance with a loss that
+        does not train it, an unknown schedule) is a :class:`~gaussdiff.errors.ConfigError`, one line."""
         builders = {"linear": NoiseSchedule.linear, "cosine": NoiseSchedule.cosine}
+        if self.schedule not in builders:
+            raise ConfigError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(builders)}")
+        if not 1 <= self.diffusion_steps <= MAX_STEPS:
+            raise ConfigError(f"--diffusion-steps must lie in 1..{MAX_STEPS}, not {self.diffusion_steps}")
         schedule = builders[self.schedule](self.diffusion_steps)
         if self.zero_terminal_snr:  # a diffusion model's run refuses it with eps prediction (RunConfig.resolve)
             schedule = schedule.rescale_zero_terminal_snr()
-        return GaussianDiffusion(schedule, self.prediction, self.variance, self.loss)
+        try:
+            return GaussianDiffusion(schedule, self.prediction, self.variance, self.loss)
+        except ValueError as e:  # the library's own check of a bad combination, as the CLI's one line
+            raise ConfigError(f"{e}".replace("variance '", "--variance '").replace("use loss '", "use --loss '")) from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -221,6 +222,8 @@ def generate(
     the setup changed on the way (a compile that failed on a later batch shape: the rest were drawn uncompiled).
     """
     guidance = guidance or GuidanceConfig()
+    if cond_aug_level is not None and (not math.isfinite(cond_aug_level) or cond_aug_level < 0):
+        raise ConfigError(f"--cond-aug-level must be a finite number >= 0, got {cond_aug_level}")
     d = trained.config.data
     if nfe is not None or timesteps is not None:
         steps = None

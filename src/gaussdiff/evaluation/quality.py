@@ -13,6 +13,7 @@ from torch import Tensor
 
 from ..data.datasets import ImageData
 from ..data.shapes import HEAD_SIZES, is_held_out
+from ..errors import DataError
 from .features import DEFAULT_CACHE, ClassifierExtractor, ExtractorName, make_extractor, predict_heads, reference_features
 from .metrics import fid_from_features, kernel_inception_distance, precision_recall
 
@@ -55,6 +56,11 @@ class QualityReport:
     """Prompt accuracy of samples of ``shapes`` prompts."""
 
 
+MIN_SAMPLES = 4
+"""The fewest samples a quality report can measure: precision and recall take each sample's 3rd nearest neighbour
+among the others."""
+
+
 def evaluate_quality(
     images: Tensor,
     data_name: str,
@@ -68,6 +74,9 @@ def evaluate_quality(
 ) -> QualityReport:
     """Sample quality of ``uint8 [N, C, H, W]`` images against ``reference`` (the real training set);
     ``labels: [N]`` or the prompts' ``attributes: [N, 7]`` they were asked for, if any."""
+    if len(images) < MIN_SAMPLES:
+        raise DataError(f"sample quality needs at least {MIN_SAMPLES} images (precision and recall's 3rd-neighbour "
+                        f"radii; KID's unbiased estimate), got {len(images)}")
     extractor = make_extractor(features, data_name, reference, cache_dir, device=device)
     real = reference_features(extractor, data_name, reference, limit=reference_limit, cache_dir=cache_dir)
     fake = extractor(images)

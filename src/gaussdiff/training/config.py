@@ -181,6 +181,7 @@ class RunConfig:
         Every option's range is checked here, so that a trainer (which resolves its config before it builds
         anything) refuses a bad one at once, not in the middle or at the end of the run."""
         at_least("diffusion_steps", self.diffusion.diffusion_steps, 1)
+        self.diffusion.build()  # a combination it cannot make (a learned variance with --loss mse) fails here
         self.train.check(self.diffusion.diffusion_steps)
         if self.data.workers is not None:
             at_least("workers", self.data.workers, 0)
@@ -288,6 +289,15 @@ class AutoencoderTrainConfig:
         """The networks' input from ``data``; the factor must divide the image size."""
         at_least("train_steps", self.train_steps, 0)  # 0: only the latent scale, measured on the data
         at_least("batch_size", self.batch_size, 1)
+        at_least("latent_channels", self.autoencoder.latent_channels, 1)
+        at_least("channels", self.autoencoder.channels, 1)
+        at_least("num_res_blocks", self.autoencoder.num_res_blocks, 0)
+        if self.gan_start is not None:
+            at_least("gan_start", self.gan_start, 0)
+        for name in ("kl_weight", "gan_weight"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{option_name(name)} must be a finite number >= 0, not {value}")
         check_optim(self.optim)
         self.bookkeeping.check()
         size, c = data.shape[-1], data.shape[0]

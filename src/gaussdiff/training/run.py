@@ -12,8 +12,8 @@ from torch import Tensor
 from ..conditioning.conditions import Condition
 from ..conditioning.latent import LatentSpace
 from ..data.datasets import to_model_range, to_uint8
-from ..errors import CheckpointError
 from ..diffusion.process import GaussianDiffusion
+from ..errors import CheckpointError
 from ..nets.unet import UNet
 from .checkpoint import (list_checkpoints, load_checkpoint_config, load_state_dict_strict, load_weights,
                          resolve_checkpoint, verify_checkpoint)

@@ -31,7 +31,7 @@ def write_with(config: RunConfig, path: tuple[str, ...], value, out) -> None:
 @pytest.mark.parametrize("path, value, match", [
     (("model", "channels"), "64", "field model.channels is '64', not a int"),
     (("train", "batch_size"), True, "field train.batch_size is True"),
-    (("diffusion", "schedule"), "banana", "field diffusion.schedule is 'banana'"),
+    (("diffusion", "schedule"), "banana", "field diffusion.schedule is 'banana', not one of 'linear', 'cosine'"),
     (("model", "channel_mult"), [1, "2"], "field model.channel_mult[1] is '2'"),
     (("train", "optim", "grad_clip"), "none", "field train.optim.grad_clip is 'none'"),
     (("train",), 5, "field train is 5, not a section"),

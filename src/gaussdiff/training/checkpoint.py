@@ -130,7 +130,7 @@ def newest_intact(run_dir: Path) -> Path:
             return checkpoint
         except CheckpointError as e:
             last = e
-    raise CheckpointError(f"{run_dir}: no intact checkpoint to resume (the oldest: {last})")
+    raise CheckpointError(f"{run_dir}: no readable checkpoint to resume (the oldest: {last})")
 
 
 def latest_checkpoint(run_dir: Path) -> Path:

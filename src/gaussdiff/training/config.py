@@ -362,6 +362,8 @@ def check_value(name: str, value: Any, hint: Any) -> None:
             for i, (item, item_hint) in enumerate(zip(value, items) if ok else ()):
                 check_value(f"{name}[{i}]", item, item_hint)
     if not ok:
+        if origin is typing.Literal:  # name the choices, not the type
+            raise ConfigError(f"field {name} is {value!r}, not one of {', '.join(map(repr, args))}")
         raise ConfigError(f"field {name} is {value!r}, not a {getattr(hint, '__name__', hint)}")
 
 

@@ -7,6 +7,7 @@ images names how they were made (sampler and steps, weights, seed), also kept in
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import textwrap
@@ -32,8 +33,9 @@ TEXT_SIZE = 13  # pixels: Pillow's default 10 px font hints the spaces between w
 CAPTION_WIDTH = 360  # pixels: a caption under a narrow picture wraps at this width, not at the picture's
 
 
+@functools.cache
 def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    return ImageFont.load_default(size=TEXT_SIZE)
+    return ImageFont.load_default(size=TEXT_SIZE)  # loaded once: wrap measures every word with it
 
 
 def _text_at_middle(draw: ImageDraw.ImageDraw, x: float, middle: float, text: str) -> None:

@@ -47,7 +47,6 @@ TRAIN_CASES = [
     (["--diffusion-steps", "100000000"], "--diffusion-steps must lie in 1..16777216"),  # torch.multinomial's limit
     (["--variance", "learned", "--loss", "mse"], "--variance 'learned' is trained only by the bound"),
     (["--channels", "0"], "--channels must be at least 1"),
-    (["--attention-resolutions", "7"], "--attention-resolutions 7 matches no level"),  # 8x8: levels 8, 4
     (["--channels", "32", "--num-heads", "3"], "--num-heads 3 must divide"),
     (["--num-heads", "0"], "--num-heads must be at least 1"),
     (["--dropout", "1.5"], "--dropout must lie in [0, 1)"),

@@ -96,13 +96,17 @@ def test_an_unreadable_image_stops_the_run_before_training_or_is_left_out_as_ask
     assert "2 unreadable image(s) left out" in capsys.readouterr().err
 
 
-def test_an_image_cut_short_is_found_before_training(folder, tmp_path):
-    """The scan reads every file through (PIL's verify): a PNG cut after its header is named before a streamed run
-    starts, not at the step whose batch holds it."""
+def test_an_image_cut_short_is_found_before_training_in_memory_and_at_its_batch_when_streamed(folder, tmp_path):
+    """A folder read into memory is scanned through (PIL's verify): a PNG cut after its header is named before the
+    run starts. A streamed one is scanned by headers only (its bytes are not all read twice) and the image names
+    itself at the step whose batch holds it."""
     path = folder / "a" / "0.png"
     path.write_bytes(path.read_bytes()[:60])  # the header reads; the rest is gone
     with pytest.raises(DataError, match=r"1 unreadable image\(s\): .*0.png \(OSError\)"):
-        Trainer(config(folder, "stream", **{"train.train_steps": 40}), tmp_path / "run", progress=False)
+        Trainer(config(folder, "memory", **{"train.train_steps": 40}), tmp_path / "run", progress=False)
+    trainer = Trainer(config(folder, "stream", **{"train.train_steps": 40}), tmp_path / "run", progress=False)
+    with pytest.raises(DataError, match=r"step \d+: .*0.png: cannot read image"):
+        trainer.run()
 
 
 def test_an_image_whose_pixels_do_not_decode_names_itself_when_its_batch_comes(folder, tmp_path):

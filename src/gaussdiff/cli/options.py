@@ -104,7 +104,8 @@ def warn_untrained_null(runs: Sequence[Trained], guidance: float) -> None:
     """Classifier-free guidance of a run trained without --p-uncond extrapolates away from a null condition the
     network never saw (its embedding is as initialized): say so in one line; the samples are still drawn."""
     for trained in runs:
-        if guidance and trained.source == "gaussdiff" and trained.config.conditioning.p_uncond == 0:
+        guided = [c for c in trained.conditions if c.noun in ("labels", "captions")]  # what guidance drops
+        if guidance and guided and trained.source == "gaussdiff" and trained.config.conditioning.p_uncond == 0:
             print(f"gaussdiff: warning: {trained.checkpoint} was trained without --p-uncond, so its unconditional "
                   f"branch never learned: --guidance {guidance:g} steers by an untrained null condition "
                   "(train with --p-uncond 0.1, or sample with --guidance 0)", file=sys.stderr)

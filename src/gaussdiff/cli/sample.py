@@ -64,7 +64,7 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 @dataclass
 class Sample:
     """Draw samples from a trained run: a PNG grid and/or a .npz (uint8 [N, H, W, C] in arr_0, labels in arr_1,
-    the prompt of each sample in ``prompts``); or from a cascade (--cascade BASE SR ...), or super-resolve
+    the prompt of each sample in ``prompts``, how they were drawn in ``info``, as the PNG's caption says); or from a cascade (--cascade BASE SR ...), or super-resolve
     given images with a super-resolution run (--low-res)."""
 
     checkpoint: tyro.conf.Positional[Path | None] = None
@@ -216,7 +216,7 @@ class Sample:
                 images = outputs[-1]
         if not dist.is_main:
             return
-        caption = self.caption(runs, label, setups[-1] if setups else Setup())
+        caption = self.caption(runs, label, setups[-1] if setups else Setup(), times)
         if self.label == "all" and self.low_res is None:  # one row per class
             row_labels = [f"class {k}" for k in range(trained.config.data.num_classes)]
         for path in self.out:
@@ -237,13 +237,17 @@ class Sample:
         if parts is not None:
             shutil.rmtree(parts, ignore_errors=True)
 
-    def caption(self, runs: list[Trained], label: str, setup: Setup) -> str:
+    def caption(self, runs: list[Trained], label: str, setup: Setup, times: list[float] | None = None) -> str:
         """How the samples were drawn, for the picture: the checkpoint(s), weights, sampler and steps, seed, guidance
         and (if not plain fp32) the network's setup: ``runs/demo/checkpoints/step-0002000, EMA weights, ddim, 50
         steps, linspace spacing, seed 0``."""
         where = " -> ".join(str(r.checkpoint) for r in runs)
-        budget = (f"{self.nfe} NFE" if self.nfe is not None else
-                  "/".join(str(self.stage_steps(i)) for i in range(len(runs))) + " steps")
+        if times is not None:  # an explicit or tuned list: its own count, whatever --steps or --nfe said
+            budget = f"{len(times)} steps"
+        elif self.nfe is not None:
+            budget = f"{self.nfe} NFE"
+        else:
+            budget = "/".join(str(self.stage_steps(i)) for i in range(len(runs))) + " steps"
         words = f"{where}, {weights_of(runs[0], self.ema)}, {self.sampler}, {budget}, {label}, seed {self.seed}"
         if self.guide.guidance:
             words += f", guidance w = {self.guide.guidance:g}"

@@ -17,7 +17,7 @@ from ..errors import UsageError
 from ..evaluation.generate import text_condition
 from ..samplers.base import SamplerStep
 from ..samplers.run import SamplerName, plan, sample
-from ..training.checkpoint import load_checkpoint_config, resolve_checkpoint
+from ..training.checkpoint import load_checkpoint_config, resolve_checkpoint, verify_checkpoint
 from ..training.loop import resolve_device
 from ..training.run import load_trained
 from ..viz import save_strips
@@ -50,7 +50,9 @@ class ShowForward:
         if self.run is not None:
             if self.schedule is not None or self.diffusion_steps is not None:
                 raise UsageError("--schedule and --diffusion-steps go without --run: a run's strip uses its own")
-            config = load_checkpoint_config(resolve_checkpoint(self.run))
+            checkpoint = resolve_checkpoint(self.run)
+            verify_checkpoint(checkpoint, only=("config.json",))  # as sample and eval read it: as written
+            config = load_checkpoint_config(checkpoint)
             diffusion = config.diffusion.build()
             data = load_configured(config.data, "train")
             source, schedule = f"{config.data.data} (the run's data)", config.diffusion.schedule

@@ -50,16 +50,22 @@ def resumed_config(saved: RunConfig, asked: RunConfig) -> RunConfig:
     finished run: the cosine learning-rate schedule is stretched to the new last step (so the rate rises
     again from where it had decayed to), a constant one stays constant, and one_cycle cannot be extended.
     """
-    before, after = flat(to_dict(saved)), flat(to_dict(asked))
-    changed = sorted(k for k in after if after[k] != before.get(k))
-    refused = [k for k in changed if not any(k == c or (c.endswith(".") and k.startswith(c)) for c in CHANGEABLE)]
-    if refused:
-        raise UsageError(f"a resumed run keeps its {', '.join(option(k) for k in refused)} (its saved config); "
-                         f"only steps, intervals, device, precision, compiling, gradient checkpointing and the "
-                         f"like may change: start a new --run-dir instead")
+    refuse_changes(saved, asked, CHANGEABLE, "steps, intervals, device, precision, compiling, gradient "
+                                             "checkpointing and the like")
     if (asked.train.train_steps != saved.train.train_steps and saved.train.optim.lr_schedule == "one_cycle"):
         raise UsageError("a one_cycle run cannot change --train-steps (the schedule ends at the planned last step)")
     return asked
+
+
+def refuse_changes(saved: Any, asked: Any, changeable: tuple[str, ...], allowed: str) -> None:
+    """One line naming every option ``asked`` changes from ``saved`` (configs of one type) that ``changeable``
+    (dotted fields; a trailing dot: a whole section) does not allow; ``allowed`` says in words what may change."""
+    before, after = flat(to_dict(saved)), flat(to_dict(asked))
+    changed = sorted(k for k in after if after[k] != before.get(k))
+    refused = [k for k in changed if not any(k == c or (c.endswith(".") and k.startswith(c)) for c in changeable)]
+    if refused:
+        raise UsageError(f"a resumed run keeps its {', '.join(option(k) for k in refused)} (its saved config); "
+                         f"only {allowed} may change: start a new --run-dir instead")
 
 
 def lost_contact(e: RuntimeError) -> str | None:

@@ -18,13 +18,13 @@ from ..errors import UsageError
 from ..training.checkpoint import list_checkpoints, load_checkpoint_config, newest_intact
 from ..training.distributed import Distributed, joined, launched_by_torchrun
 from ..training.loop import resolve_device
-from ..training.config import AutoencoderTrainConfig, to_dict
+from ..training.config import AutoencoderTrainConfig
 from ..training.files import atomic_write
 from ..training.latent import load_latent_space
 from ..training.trainer import Stopped
 from .logger import RunLogger
 from .options import check_new_run_dir, check_writable_dir
-from .train import flat, option
+from .train import refuse_changes
 
 CHANGEABLE = ("train_steps", "bookkeeping.", "device")
 """What a resumed autoencoder run may change: its length, intervals and device (not its networks, data or losses)."""
@@ -54,12 +54,7 @@ class TrainAutoencoder:
         config = self.config
         if self.resume:
             saved = load_checkpoint_config(newest_intact(self.run_dir), AutoencoderTrainConfig)
-            before, after = flat(to_dict(saved)), flat(to_dict(config))
-            refused = sorted(k for k in after if after[k] != before.get(k)
-                             and not any(k == c or (c.endswith(".") and k.startswith(c)) for c in CHANGEABLE))
-            if refused:
-                raise UsageError(f"a resumed run keeps its {', '.join(option(k) for k in refused)} (its saved config); "
-                                 "only --train-steps, the intervals and --device may change: start a new --run-dir")
+            refuse_changes(saved, config, CHANGEABLE, "--train-steps, the intervals and --device")
             if config.train_steps != saved.train_steps and saved.optim.lr_schedule == "one_cycle":
                 raise UsageError("a one_cycle run cannot change --train-steps (the schedule ends at the planned last "
                                  "step)")

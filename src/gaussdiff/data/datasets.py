@@ -279,14 +279,16 @@ def load_shards(root: Path, size: int | None, channels: int | None, stream: str)
     return ImageData(images, labels, index["class_names"], index["captions"])
 
 
-def scan_images(files: list[Path]) -> list[tuple[Path, str]]:
-    """The files Pillow cannot read, with why: a pass over every file without decoding the pixels, which
-    ``verify`` checks as far as the format allows (PNG's chunk checksums; a file cut short anywhere)."""
+def scan_images(files: list[Path], whole: bool = True) -> list[tuple[Path, str]]:
+    """The files Pillow cannot read, with why, without decoding the pixels: read ``whole`` through by ``verify``
+    (PNG's chunk checksums; a file cut short anywhere), or only their headers (a streamed folder, whose bytes
+    would otherwise all be read once more before the first step; a damaged one is named at its batch)."""
     bad = []
     for path in files:
         try:
             with Image.open(path) as img:
-                img.verify()
+                if whole:
+                    img.verify()
         except UNREADABLE as e:
             bad.append((path, type(e).__name__))
     return bad
@@ -318,7 +320,10 @@ def load_image_folder(root: Path, size: int, channels: int, stream: str = "memor
     if all(len(parts) > 1 for parts in tops):
         names = sorted({parts[0] for parts in tops})
         labels = torch.tensor([names.index(parts[0]) for parts in tops], dtype=torch.long)
-    bad = scan_images(files)
+    if stream == "auto":
+        big = len(files) * channels * size * size > STREAM_ABOVE_BYTES
+        stream = "stream" if big or crop == "random" else "memory"
+    bad = scan_images(files, whole=stream == "memory")
     if bad and not skip_bad:
         listed = "; ".join(f"{p} ({why})" for p, why in bad[:3])
         listed += f"; and {len(bad) - 3} more" if len(bad) > 3 else ""
@@ -329,9 +334,6 @@ def load_image_folder(root: Path, size: int, channels: int, stream: str = "memor
         files = [files[i] for i in keep]
         labels = None if labels is None else labels[keep]
         captions = None if captions is None else [captions[i] for i in keep]
-    if stream == "auto":
-        big = len(files) * channels * size * size > STREAM_ABOVE_BYTES
-        stream = "stream" if big or crop == "random" else "memory"
     lazy = FolderImages(files, size, channels)
     images = lazy if stream == "stream" else lazy[torch.arange(len(lazy))]
     return ImageData(images, labels, names, captions, skipped=[str(p) for p, _ in bad])

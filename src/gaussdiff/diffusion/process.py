@@ -411,8 +411,9 @@ class GaussianDiffusion:
 
 
 MAX_STEPS = 1 << 24
-"""The most diffusion steps a run can have: ``torch.multinomial``, which draws the training timesteps, takes at most
-2^24 categories."""
+"""The most diffusion steps a run can have: ``torch.multinomial``, which draws the training timesteps under
+importance sampling (``--timestep-sampler loss_second_moment``), takes at most 2^24 categories; one limit for every
+run, so that a run can switch samplers."""
 
 
 @dataclass(frozen=True)

@@ -93,15 +93,6 @@ class UNetConfig:
             raise ConfigError(f"--dropout must lie in [0, 1), not {self.dropout:g}")
         if self.num_heads < 1:
             raise ConfigError(f"--num-heads must be at least 1, not {self.num_heads}")
-        levels, res = [], self.image_size
-        for _ in self.channel_mult:  # the feature maps' sizes, as attention_channels walks them
-            levels.append(res)
-            res = (res + 1) // 2
-        missing = [r for r in self.attention_resolutions if r not in levels]
-        if missing:
-            raise ConfigError(f"--attention-resolutions {' '.join(map(str, missing))} matches no level of this "
-                              f"network (its feature maps are {', '.join(map(str, levels))} pixels wide); the "
-                              "middle block attends in any case")
         widths = self.attention_channels()
         if any(w % self.num_heads for w in widths):
             raise ConfigError(f"--num-heads {self.num_heads} must divide the width of every attention layer "

@@ -30,13 +30,13 @@ from ..data.datasets import ImageData, check_center_crop, load_configured, to_mo
 from ..errors import CheckpointError, ConfigError
 from ..nets.autoencoder import Autoencoder, PatchDiscriminator
 from .batches import DataOrder
-from .checkpoint import (list_checkpoints, load_state_dict_strict, load_training_state, load_weights, save_checkpoint,
+from .checkpoint import (load_state_dict_strict, load_training_state, load_weights, save_checkpoint,
                          save_weights, verify_checkpoint)
 from .config import AutoencoderTrainConfig, save_config
 from .files import atomic_write
 from .distributed import Distributed
 from .loop import Optimization, check_precision, resolve_device, resolve_precision
-from .trainer import Logger, NullLogger, Stopped, StopSignals, TrainResult, resume_checkpoint
+from .trainer import Logger, NullLogger, StopSignals, TrainResult, resume_checkpoint
 
 
 def adaptive_weight(rec_loss: Tensor, gan_loss: Tensor, last_layer: Tensor, scale: float) -> Tensor:
@@ -223,11 +223,8 @@ class AutoencoderTrainer:
                                                caption=f"step {self.step}, held-out images and their reconstructions "
                                                        f"(the posterior's mean decoded)")
                         self.dist.barrier()
-                    signum = signals.stop_now(self.dist)  # Ctrl-C or a preemption: keep this step's work
-                    if signum is not None:
-                        checkpoint = self.save() if not saved else None
-                        found = list_checkpoints(self.run_dir)
-                        raise Stopped(signum, self.step, found[-1] if found else checkpoint)
+                    # Ctrl-C or a preemption: keep this step's work
+                    signals.stop_if_caught(self.dist, self.step, self.run_dir, self.save, saved)
         finally:
             bar.close()
             self.logger.close()

@@ -133,14 +133,6 @@ def newest_intact(run_dir: Path) -> Path:
     raise CheckpointError(f"{run_dir}: no readable checkpoint to resume (the oldest: {last})")
 
 
-def latest_checkpoint(run_dir: Path) -> Path:
-    """The newest checkpoint of a run to resume; a run without one is a :class:`CheckpointError`."""
-    found = list_checkpoints(run_dir)
-    if not found:
-        raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoint)")
-    return found[-1]
-
-
 def resolve_checkpoint(path: Path) -> Path:
     """A run directory (its newest checkpoint) or a checkpoint directory -> the checkpoint directory."""
     if not path.exists():

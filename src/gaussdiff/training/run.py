@@ -15,7 +15,7 @@ from ..data.datasets import to_model_range, to_uint8
 from ..diffusion.process import GaussianDiffusion
 from ..errors import CheckpointError
 from ..nets.unet import UNet
-from .checkpoint import (list_checkpoints, load_checkpoint_config, load_state_dict_strict, load_weights,
+from .checkpoint import (load_checkpoint_config, load_state_dict_strict, load_weights, newest_intact,
                          resolve_checkpoint, verify_checkpoint)
 from .config import RunConfig
 from .interop import is_diffusers_folder, load_diffusers
@@ -85,8 +85,12 @@ def load_trained(path: Path, ema: bool = True, device: torch.device | str = "cpu
     try:
         verify_checkpoint(checkpoint, only=("config.json", f"{weights}.safetensors"))
     except CheckpointError as e:
-        older = [c for c in list_checkpoints(path) if c != checkpoint] if checkpoint != path else []
-        hint = f"; pass an older checkpoint, such as {older[-1]}" if older else ""
+        hint = ""
+        if checkpoint != path:  # a run directory: name the newest checkpoint that is intact, if any
+            try:
+                hint = f"; pass an older checkpoint that is intact: {newest_intact(path)}"
+            except CheckpointError:
+                pass
         raise CheckpointError(f"{e}{hint}") from None
     config = load_checkpoint_config(checkpoint)
     model = UNet(config.model)

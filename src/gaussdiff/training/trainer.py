@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, replace
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -95,6 +95,10 @@ class Stopped(Exception):
         self.signum, self.step, self.checkpoint = signum, step, checkpoint
 
 
+PREVIEW_SEED = 1234
+"""The previews' noise: the same at every step, so that a run's previews show the same samples improving."""
+
+
 class StopSignals:
     """SIGTERM (a scheduler preempting the job) and SIGINT (Ctrl-C), held while a training loop runs, so that it
     stops at the end of the current step with a checkpoint (:meth:`stop_now`) instead of losing the steps since
@@ -119,11 +123,16 @@ class StopSignals:
         for signum, handler in self._handlers.items():
             signal.signal(signum, handler)
 
-    def stop_now(self, dist: Distributed) -> int | None:
-        """The signal to stop on, agreed by every rank (whichever of them got it), or None to go on."""
-        if dist.any(self.signum is not None):
-            return dist.broadcast(self.signum if self.signum is not None else signal.SIGTERM)
-        return None
+    def stop_if_caught(self, dist: Distributed, step: int, run_dir: Path, save: Callable[[], Path],
+                       saved: bool) -> None:
+        """At the end of a step: if a signal came to any rank, every rank checkpoints (``save``, unless this step
+        was just ``saved``) and raises :class:`Stopped`, naming the newest checkpoint."""
+        if not dist.any(self.signum is not None):
+            return
+        signum = dist.broadcast(self.signum if self.signum is not None else signal.SIGTERM)
+        checkpoint = save() if not saved else None
+        found = list_checkpoints(run_dir)
+        raise Stopped(signum, step, found[-1] if found else checkpoint)
 
 
 def warn(message: str) -> None:
@@ -447,10 +456,10 @@ class Trainer:
         return 64 if self.cuda else max(4, min(64, 64 * 32 * 32 // (size * size)))
 
     def preview_caption(self) -> str:
-        """How :meth:`preview` draws, in words: ``step 2000, EMA weights, DDIM 50 steps, seed 1234``."""
+        """How :meth:`preview` draws, in words: ``step 2000, EMA weights, ddim, 50 steps, seed 1234``."""
         t = self.config.train
         weights = "EMA weights" if self.optim.ema is not None else "weights (no EMA kept)"
-        return f"step {self.step}, {weights}, {t.preview_sampler}, {t.preview_steps} steps, seed 1234"
+        return f"step {self.step}, {weights}, {t.preview_sampler}, {t.preview_steps} steps, seed {PREVIEW_SEED}"
 
     def preview(self, n: int | None = None) -> tuple[Tensor, int | None, list[str]]:
         """EMA samples ``uint8 [n, C, H, W]`` from a fixed seed, so that previews are comparable across
@@ -466,7 +475,7 @@ class Trainer:
         level = self.config.super_res.cond_aug_level
         keep = torch.Generator().manual_seed(4321)
         cond = {k: v for c in self.conditions for k, v in c.augment(cond[c.key], keep, level).items()}
-        g = torch.Generator(self.device).manual_seed(1234)
+        g = torch.Generator(self.device).manual_seed(PREVIEW_SEED)
         ema = self.ema_model.eval()
         m = self.config.model
         x = sample(ema, self.diffusion, (n, m.in_channels, m.image_size, m.image_size), sampler=t.preview_sampler,
@@ -554,9 +563,4 @@ class Trainer:
                     self.logger.images(self.step, *self.preview(), caption=self.preview_caption())
                     bar.set_postfix(loss=f"{loss:.4f}", preview=f"{time.perf_counter() - started:.1f}s")
                 self.dist.barrier()
-            # Every rank takes the same branch, whichever of them got the signal.
-            signum = signals.stop_now(self.dist)
-            if signum is not None:
-                checkpoint = self.save() if not saved else None
-                found = list_checkpoints(self.run_dir)
-                raise Stopped(signum, self.step, found[-1] if found else checkpoint)
+            signals.stop_if_caught(self.dist, self.step, self.run_dir, self.save, saved)

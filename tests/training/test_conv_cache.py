@@ -44,3 +44,19 @@ def test_the_machine_key_names_this_host_and_its_threads():
     key = machine_key()
     assert key["torch"] == torch.__version__ and key["threads"] == torch.get_num_threads()
     assert isinstance(key["cpu"], str) and key["cpu"] and len(key["flags"]) == 16
+
+
+def test_an_arm_cpu_is_named_by_its_implementer_part_and_features(monkeypatch):
+    """Arm's /proc/cpuinfo has no model name or flags: the core's implementer and part, and its Features, tell two
+    Arm machines apart, so that they never share a table."""
+    import builtins
+    import io
+
+    from gaussdiff.nets.fast import cpu_info
+
+    text = "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd sve bf16\nCPU implementer\t: 0x41\nCPU part\t: 0xd4f\n"
+    real = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: io.StringIO(text) if path == "/proc/cpuinfo"
+                        else real(path, *a, **k))
+    info = cpu_info()
+    assert info.family == "implementer 0x41 part 0xd4f" and info.flags == {"fp", "asimd", "sve", "bf16"}

@@ -261,3 +261,17 @@ def test_sampling_refuses_weights_that_differ_from_what_was_written(tmp_path, ca
     assert "contents differ from what was written" in cli_error(capsys, "sample", run, "--n", "2", "--steps", "2",
                                                                 "--out", tmp_path / "s.npz")
     assert not (tmp_path / "s.npz").exists()
+
+
+def test_a_first_signal_waits_for_the_step_and_a_second_interrupts_at_once():
+    """The first SIGINT is noted, so that the loop checkpoints at the end of the step; a second one (a hung step,
+    or a user who will not wait) raises KeyboardInterrupt there and then; the old handlers come back after."""
+    from gaussdiff.training.trainer import StopSignals
+
+    before = signal.getsignal(signal.SIGINT)
+    with StopSignals() as signals:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert signals.signum == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before

@@ -163,7 +163,7 @@ class Train:
             print(f"gaussdiff: error: rank {dist.rank}: {lost_contact(e)}; the last checkpoint is "
                   f"{found[-1] if found else 'none'} (torchrun --max-restarts K resumes from it)", file=sys.stderr)
             sys.exit(1)
-        except KeyboardInterrupt:  # before the signal handlers are in place, or from a thread
+        except KeyboardInterrupt:  # before the signal handlers are in place, a second Ctrl-C, or from a thread
             found = list_checkpoints(run_dir)
             last = f"; resume from {found[-1]} with --resume --run-dir {run_dir}" if found else ""
             say(f"gaussdiff: interrupted at step {trainer.step}{last}", file=sys.stderr)

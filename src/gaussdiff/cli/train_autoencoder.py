@@ -79,7 +79,7 @@ class TrainAutoencoder:
             if dist.is_main:
                 print(f"gaussdiff: {e} ({where}); continue with --resume --run-dir {self.run_dir}", file=sys.stderr)
             sys.exit(128 + e.signum)
-        except KeyboardInterrupt:  # before the signal handlers are in place
+        except KeyboardInterrupt:  # before the signal handlers are in place, or a second Ctrl-C
             print(f"gaussdiff: interrupted at step {trainer.step}; resume with --resume --run-dir {self.run_dir}",
                   file=sys.stderr)
             sys.exit(130)

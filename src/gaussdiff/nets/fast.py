@@ -60,6 +60,10 @@ def cpu_info() -> CPUInfo:
                 fields.setdefault(key.strip(), value.strip())
     except OSError:
         return CPUInfo(platform.processor() or platform.machine(), "", set())
+    if "flags" not in fields and "Features" in fields:  # an Arm CPU: its implementer and part name the core
+        return CPUInfo(fields.get("model name", platform.machine()),
+                       f"implementer {fields.get('CPU implementer', '?')} part {fields.get('CPU part', '?')}",
+                       set(fields["Features"].split()))
     return CPUInfo(fields.get("model name", "unknown CPU"),
                    f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')}",
                    set(fields.get("flags", "").split()))

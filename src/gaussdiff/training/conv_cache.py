@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 from pathlib import Path
 
 import torch
@@ -32,11 +33,12 @@ def machine_key() -> dict[str, object]:
     torch's version (its kernels) and the threads it computes with."""
     cpu = cpu_info()
     flags = hashlib.sha256(" ".join(sorted(cpu.flags)).encode()).hexdigest()[:16]
-    return {"cpu": cpu.model, "family": cpu.family, "flags": flags, "torch": torch.__version__,
-            "threads": torch.get_num_threads()}
+    return {"cpu": cpu.model, "family": cpu.family, "flags": flags, "arch": platform.machine(),
+            "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
 def table_path(cache_dir: Path, machine: dict[str, object]) -> Path:
+    """The file of ``machine``'s table: named by a hash of its key, which the file holds too."""
     digest = hashlib.sha256(json.dumps(machine, sort_keys=True).encode()).hexdigest()[:16]
     return cache_dir / f"{digest}.json"
 
@@ -57,9 +59,9 @@ def load_verdicts(cache_dir: Path, machine: dict[str, object] | None = None) -> 
 
 
 def keep_verdicts(cache_dir: Path, verdicts: dict[str, bool], machine: dict[str, object] | None = None) -> Path:
-    """Add ``verdicts`` to this machine's table (atomically; verdicts another run kept meanwhile stay, and ours
-    replace theirs for a configuration both measured). Returns the table's path; a write that fails raises
-    :class:`~gaussdiff.errors.WriteError`."""
+    """Add ``verdicts`` to this machine's table (atomically: read, merged, replaced; ours replace theirs for a
+    configuration both measured, and a run writing at the same moment may lose its new verdicts, which costs only
+    measuring them again). Returns the table's path; a write that fails raises :class:`~gaussdiff.errors.WriteError`."""
     machine = machine_key() if machine is None else machine
     merged = {**load_verdicts(cache_dir, machine), **verdicts}
     path = table_path(cache_dir, machine)

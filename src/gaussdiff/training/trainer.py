@@ -117,6 +117,8 @@ class StopSignals:
         return self
 
     def _caught(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:  # a second one: the step hangs, or the user will not wait for it
+            raise KeyboardInterrupt
         self.signum = signum
 
     def __exit__(self, *exc: Any) -> None:

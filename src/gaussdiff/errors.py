@@ -3,6 +3,8 @@
 Every room may import this module; it imports nothing of the package.
 """
 
+import math
+
 
 class GaussdiffError(ValueError):
     """A failure the user can fix: the message is one line meant for them."""
@@ -22,6 +24,13 @@ class CheckpointError(GaussdiffError):
 
 class UsageError(GaussdiffError):
     """A bad combination of command-line options."""
+
+
+def check_finite_at_least_zero(option: str, value: float) -> None:
+    """Refuse ``value`` of ``option`` unless it is a finite number >= 0, as a :class:`ConfigError` (NaN would pass a
+    plain ``< 0`` and reach the computation)."""
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{option} must be a finite number >= 0, got {value}")
 
 
 class WriteError(GaussdiffError):

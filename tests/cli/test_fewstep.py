@@ -28,6 +28,10 @@ def test_sample_eval_and_show_with_an_nfe_budget(run, tmp_path, capsys):
     for name in ("a", "b", "c"):
         images = np.load(tmp_path / f"{name}.npz")["arr_0"]
         assert images.shape == (4, 8, 8, 1) and images.dtype == np.uint8 and images.std() > 0  # not NaN cast to one value
+    # What they say of their budget: --nfe's evaluations, or an explicit list's own count (not --steps' default 50).
+    infos = {name: str(np.load(tmp_path / f"{name}.npz")["info"]) for name in ("a", "b", "c")}
+    assert "dpm++2m, 10 NFE, trailing spacing" in infos["a"] and "heun, 6 NFE, karras spacing" in infos["b"]
+    assert "unipc, 4 steps, timesteps 49,30,10.5,0" in infos["c"], infos["c"]
     capsys.readouterr()
     main(["eval", str(run), "--fid", "--sampler", "unipc", "--nfe", "10", "--timesteps", "logsnr", "--n", "20",
           "--json", "--device", "cpu"])

@@ -28,8 +28,8 @@ from ..training.distributed import Distributed, joined, launched_by_torchrun
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import plot_bpd
-from .options import (warn_untrained_null, weights_of, at_least, check_eta, check_nfe, check_steps, check_writable_dir, keeping_parts, parse_timesteps,
-                      report_setup)
+from .options import (at_least, budget_of, check_eta, check_nfe, check_steps, check_writable_dir, keeping_parts,
+                      parse_timesteps, report_setup, warn_untrained_null, weights_of)
 from .sample import check_cascade
 from .train_autoencoder import describe_reconstructions, measure_autoencoder
 
@@ -258,7 +258,7 @@ class Eval:
         if self.samples:
             source = str(self.samples)
         else:
-            source = f"{self.describe_steps(label)}, {weights_of(trained)}, seed {self.seed}"
+            source = f"{self.describe_steps(label, times)}, {weights_of(trained)}, seed {self.seed}"
         if chosen:  # what the network computed in (the last word: a failed compile falls back): bf16 rounds
             setup, seconds = chosen[-1]
             source += f", network in {describe(setup, {})}"
@@ -289,10 +289,10 @@ class Eval:
                 f"  precision  {q.precision:.3f}", f"  recall     {q.recall:.3f}"] + (
             [f"  classifier accuracy on the labels  {q.accuracy:.3f}"] if q.accuracy is not None else [])
 
-    def describe_steps(self, label: str) -> str:
-        """What sampled: the sampler, its budget and its steps (``label``; every figure says what it is)."""
-        budget = f"{self.nfe} NFE" if self.nfe is not None else f"{self.steps or 50} steps"
-        return f"{self.sampler}, {budget}, {label}"
+    def describe_steps(self, label: str, times: list[float] | None = None) -> str:
+        """What sampled: the sampler, its budget and its steps (``label``; explicit or tuned ``times`` are counted;
+        every figure says what it is)."""
+        return f"{self.sampler}, {budget_of(self.nfe, [self.steps or 50], times)}, {label}"
 
     def parts_dir(self, run: Path) -> Path:
         """Where the samples of --fid are kept chunk by chunk until measured, so that an interrupted eval resumes."""

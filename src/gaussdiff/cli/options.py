@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import re
 import sys
 import tempfile
@@ -15,7 +14,7 @@ from typing import Any, NamedTuple, get_args
 import torch
 
 from ..diffusion.schedule import Spacing
-from ..errors import CheckpointError, UsageError, WriteError
+from ..errors import CheckpointError, UsageError, WriteError, check_finite_at_least_zero
 from ..nets.fast import Setup, describe
 from ..samplers.run import TAKES_ETA, default_spacing, steps_for_nfe
 from ..samplers.tuning import tuning_steps
@@ -111,6 +110,17 @@ def warn_untrained_null(runs: Sequence[Trained], guidance: float) -> None:
                   "(train with --p-uncond 0.1, or sample with --guidance 0)", file=sys.stderr)
 
 
+def budget_of(nfe: int | None, steps: Sequence[int], times: Sequence[float] | None = None) -> str:
+    """The sampling budget in words, for a figure: --nfe's evaluations (tuned steps spend exactly those), else an
+    explicit list's own count of ``times`` (whatever --steps said), else ``steps`` (one a cascade stage): ``20 NFE``,
+    ``4 steps``, ``50/25 steps``."""
+    if nfe is not None:
+        return f"{nfe} NFE"
+    if times is not None:
+        return f"{len(times)} steps"
+    return "/".join(map(str, steps)) + " steps"
+
+
 def weights_of(trained: Trained, ema: bool = True) -> str:
     """Which weights a figure of ``trained`` comes from: a run's EMA weights (unless ``ema`` is False: its raw
     ones), its only weights if it kept no EMA (``--ema-decay None``), or the only weights a diffusers folder has."""
@@ -192,8 +202,7 @@ def check_eta(eta: float | None, sampler: str) -> None:
     """``--eta`` must be a finite number >= 0, for a sampler that reads it."""
     if eta is None:
         return
-    if not math.isfinite(eta) or eta < 0:
-        raise UsageError(f"--eta must be a finite number >= 0, got {eta}")
+    check_finite_at_least_zero("--eta", eta)
     if eta > 0 and sampler not in TAKES_ETA:  # 0, the default, is every sampler's
         raise UsageError(f"--eta is read by {', '.join(TAKES_ETA)}; {sampler} takes none")
 

@@ -20,15 +20,15 @@ from ..errors import UsageError
 from ..data.datasets import load_data, to_model_range
 from ..evaluation.generate import (SpeedConfig, generate, generate_cascade, super_res_condition, takes_labels,
                                    text_condition)
+from ..nets.fast import Setup, describe
 from ..samplers.run import SamplerName
 from ..training.distributed import Distributed, joined
 from ..training.files import atomic_write
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import save_grid, save_strips
-from ..nets.fast import Setup, describe
-from .options import (at_least, check_eta, check_nfe, check_steps, check_writable, keeping_parts, parse_class,
-                      parse_timesteps, read_prompts, report_setup, warn_untrained_null, weights_of)
+from .options import (at_least, budget_of, check_eta, check_nfe, check_steps, check_writable, keeping_parts,
+                      parse_class, parse_timesteps, read_prompts, report_setup, warn_untrained_null, weights_of)
 
 
 def check_cascade(runs: list[Trained], paths: tuple[Path, ...]) -> None:
@@ -64,7 +64,8 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 @dataclass
 class Sample:
     """Draw samples from a trained run: a PNG grid and/or a .npz (uint8 [N, H, W, C] in arr_0, labels in arr_1,
-    the prompt of each sample in ``prompts``, how they were drawn in ``info``, as the PNG's caption says); or from a cascade (--cascade BASE SR ...), or super-resolve
+    the prompt of each sample in ``prompts``, how they were drawn in ``info``, as the PNG's caption says); or
+    from a cascade (--cascade BASE SR ...), or super-resolve
     given images with a super-resolution run (--low-res)."""
 
     checkpoint: tyro.conf.Positional[Path | None] = None
@@ -242,12 +243,7 @@ class Sample:
         and (if not plain fp32) the network's setup: ``runs/demo/checkpoints/step-0002000, EMA weights, ddim, 50
         steps, linspace spacing, seed 0``."""
         where = " -> ".join(str(r.checkpoint) for r in runs)
-        if times is not None:  # an explicit or tuned list: its own count, whatever --steps or --nfe said
-            budget = f"{len(times)} steps"
-        elif self.nfe is not None:
-            budget = f"{self.nfe} NFE"
-        else:
-            budget = "/".join(str(self.stage_steps(i)) for i in range(len(runs))) + " steps"
+        budget = budget_of(self.nfe, [self.stage_steps(i) for i in range(len(runs))], times)
         words = f"{where}, {weights_of(runs[0], self.ema)}, {self.sampler}, {budget}, {label}, seed {self.seed}"
         if self.guide.guidance:
             words += f", guidance w = {self.guide.guidance:g}"

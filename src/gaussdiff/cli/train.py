@@ -14,7 +14,7 @@ import torch
 import tyro
 
 from ..errors import UsageError
-from ..training.checkpoint import list_checkpoints, load_checkpoint_config, newest_intact
+from ..training.checkpoint import list_checkpoints, resumed_run_config
 from ..training.config import RunConfig, describe, to_dict
 from ..training.conv_cache import DEFAULT_CONV_CACHE
 from ..training.distributed import Distributed, joined, launched_by_torchrun, restarted_by_torchrun
@@ -52,9 +52,14 @@ def resumed_config(saved: RunConfig, asked: RunConfig) -> RunConfig:
     """
     refuse_changes(saved, asked, CHANGEABLE, "steps, intervals, device, precision, compiling, gradient "
                                              "checkpointing and the like")
-    if (asked.train.train_steps != saved.train.train_steps and saved.train.optim.lr_schedule == "one_cycle"):
-        raise UsageError("a one_cycle run cannot change --train-steps (the schedule ends at the planned last step)")
+    refuse_one_cycle_length(saved.train.train_steps, asked.train.train_steps, saved.train.optim.lr_schedule)
     return asked
+
+
+def refuse_one_cycle_length(saved_steps: int, asked_steps: int, lr_schedule: str) -> None:
+    """A resumed one_cycle run keeps its --train-steps: its schedule ends at the planned last step."""
+    if asked_steps != saved_steps and lr_schedule == "one_cycle":
+        raise UsageError("a one_cycle run cannot change --train-steps (the schedule ends at the planned last step)")
 
 
 def refuse_changes(saved: Any, asked: Any, changeable: tuple[str, ...], allowed: str) -> None:
@@ -102,7 +107,7 @@ class Train:
         found = list_checkpoints(self.run_dir)
         if not found:
             return self
-        saved = load_checkpoint_config(newest_intact(self.run_dir))  # the config the resume will continue with
+        saved = resumed_run_config(self.run_dir)  # the config the resume will continue with
         return tyro.cli(Train, args=args, default=dataclasses.replace(self, config=saved), prog="gaussdiff train")
 
     def __call__(self) -> None:
@@ -116,8 +121,7 @@ class Train:
             found = list_checkpoints(self.run_dir)
             if not found:
                 raise UsageError(f"{self.run_dir}: nothing to resume (no checkpoint)")
-            # The newest intact checkpoint's: the one resume_checkpoint continues (a damaged newer one is passed over).
-            saved = load_checkpoint_config(newest_intact(self.run_dir))
+            saved = resumed_run_config(self.run_dir)  # a damaged newer config.json is passed over
             config = saved if elastic_restart and not self.resume else resumed_config(saved, self.config)
         else:
             config = self.config

@@ -14,8 +14,7 @@ import tyro
 from ..data.datasets import load_configured
 from ..evaluation.autoencoder import evaluate_reconstructions
 from ..training.autoencoder import AutoencoderTrainer
-from ..errors import UsageError
-from ..training.checkpoint import list_checkpoints, load_checkpoint_config, newest_intact
+from ..training.checkpoint import list_checkpoints, resumed_run_config
 from ..training.distributed import Distributed, joined, launched_by_torchrun
 from ..training.loop import resolve_device
 from ..training.config import AutoencoderTrainConfig
@@ -24,7 +23,7 @@ from ..training.latent import load_latent_space
 from ..training.trainer import Stopped
 from .logger import RunLogger
 from .options import check_new_run_dir, check_writable_dir
-from .train import refuse_changes
+from .train import refuse_changes, refuse_one_cycle_length
 
 CHANGEABLE = ("train_steps", "bookkeeping.", "device")
 """What a resumed autoencoder run may change: its length, intervals and device (not its networks, data or losses)."""
@@ -46,18 +45,16 @@ class TrainAutoencoder:
         what the user typed is what differs from the saved run."""
         if not self.resume or not list_checkpoints(self.run_dir):
             return self
-        saved = load_checkpoint_config(newest_intact(self.run_dir), AutoencoderTrainConfig)
+        saved = resumed_run_config(self.run_dir, AutoencoderTrainConfig)
         return tyro.cli(TrainAutoencoder, args=args, default=dataclasses.replace(self, config=saved),
                         prog="gaussdiff train-autoencoder")
 
     def __call__(self) -> None:
         config = self.config
         if self.resume:
-            saved = load_checkpoint_config(newest_intact(self.run_dir), AutoencoderTrainConfig)
+            saved = resumed_run_config(self.run_dir, AutoencoderTrainConfig)
             refuse_changes(saved, config, CHANGEABLE, "--train-steps, the intervals and --device")
-            if config.train_steps != saved.train_steps and saved.optim.lr_schedule == "one_cycle":
-                raise UsageError("a one_cycle run cannot change --train-steps (the schedule ends at the planned last "
-                                 "step)")
+            refuse_one_cycle_length(saved.train_steps, config.train_steps, saved.optim.lr_schedule)
         else:
             check_new_run_dir(self.run_dir)
             check_writable_dir(self.run_dir, keep=launched_by_torchrun())  # a file in the way: one line, now

@@ -11,16 +11,11 @@ import tyro
 from ..errors import UsageError
 from ..evaluation.generate import super_res_condition
 from ..samplers.run import SamplerName, default_spacing
-from ..samplers.tuning import reference_solve, tune_timesteps, tuning_steps
+from ..samplers.tuning import MIN_EVALS, reference_solve, tune_timesteps, tuning_steps
 from ..training.checkpoint import save_tuned_steps, tuned_key
 from ..training.loop import resolve_device
 from ..training.run import load_trained
 from .options import parse_timesteps
-
-
-MIN_EVALS = 8
-"""The fewest trial solves a budget can take: 4 standard spacings as starting points, 3 judgements of the start and
-the result on the held-out draws, and at least one step of the search (:func:`tune_timesteps`)."""
 
 
 @dataclass

@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from torch import Tensor
 
 from ..diffusion.process import GaussianDiffusion, Model, to_eps, to_prediction, to_x0
 from ..diffusion.schedule import extract
-from ..errors import ConfigError
+from ..errors import ConfigError, check_finite_at_least_zero
 from .conditions import Condition, null_conditions
 
 GuidanceMode = Literal["mean", "eps"]
@@ -61,9 +60,8 @@ class GuidanceConfig:
 
     def check(self) -> None:
         """Refuse a scale that is not a finite number >= 0 (NaN would pass a plain ``< 0`` and sample NaN images)."""
-        for flag, value in (("--guidance", self.guidance), ("--classifier-scale", self.classifier_scale)):
-            if not math.isfinite(value) or value < 0:
-                raise ConfigError(f"{flag} must be a finite number >= 0, got {value}")
+        check_finite_at_least_zero("--guidance", self.guidance)
+        check_finite_at_least_zero("--classifier-scale", self.classifier_scale)
 
 
 class ClassifierFreeGuidance:

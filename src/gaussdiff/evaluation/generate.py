@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from ..data.datasets import mix_seed, to_model_range
 from ..conditioning.super_res import LowResolution
 from ..conditioning.text import TextPrompt
 from ..diffusion.process import GaussianDiffusion, Model
-from ..errors import ConfigError, NonFiniteError
+from ..errors import ConfigError, NonFiniteError, check_finite_at_least_zero
 from ..diffusion.schedule import Spacing
 from ..nets.fast import CompileMode, SampleLayout, SamplePrecision, Setup, sampling_network
 from ..samplers.run import SamplerName, default_spacing, plan, sample
@@ -222,8 +221,8 @@ def generate(
     the setup changed on the way (a compile that failed on a later batch shape: the rest were drawn uncompiled).
     """
     guidance = guidance or GuidanceConfig()
-    if cond_aug_level is not None and (not math.isfinite(cond_aug_level) or cond_aug_level < 0):
-        raise ConfigError(f"--cond-aug-level must be a finite number >= 0, got {cond_aug_level}")
+    if cond_aug_level is not None:
+        check_finite_at_least_zero("--cond-aug-level", cond_aug_level)
     d = trained.config.data
     if nfe is not None or timesteps is not None:
         steps = None

@@ -30,6 +30,11 @@ from .run import SamplerName, sample, steps_for_nfe
 
 STOCHASTIC = ("ddpm", "euler-a", "dpm++2m-sde")
 
+MIN_EVALS = 8
+"""The fewest trial solves a budget of :func:`tune_timesteps` should take: up to 4 starting points (uniform
+steps and the standard spacings), 3 judgements on the held-out draws (uniform, the best start, the search's
+result), and at least one step of the search."""
+
 
 @dataclass
 class TunedSteps:

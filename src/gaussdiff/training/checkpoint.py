@@ -118,15 +118,15 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
 
 
-def newest_intact(run_dir: Path) -> Path:
-    """The newest checkpoint of a run whose files are as written (:func:`verify_checkpoint`): the one a resume
-    takes its config from, and continues; a :class:`CheckpointError` if there is none."""
+def newest_intact(run_dir: Path, only: tuple[str, ...] | None = None) -> Path:
+    """The newest checkpoint of a run whose files (or ``only`` those a reader takes) are as written
+    (:func:`verify_checkpoint`); a :class:`CheckpointError` if there is none."""
     found = list_checkpoints(run_dir)
     if not found:
         raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoint)")
     for checkpoint in reversed(found):
         try:
-            verify_checkpoint(checkpoint)
+            verify_checkpoint(checkpoint, only)
             return checkpoint
         except CheckpointError as e:
             last = e
@@ -159,6 +159,13 @@ def load_training_state(checkpoint: Path) -> dict[str, Any]:
         return torch.load(checkpoint / "training.pt", weights_only=True, map_location="cpu")
     except Exception as e:  # the unpickler raises many types for a corrupt or foreign file
         raise CheckpointError(f"{checkpoint / 'training.pt'}: cannot read training state ({type(e).__name__})") from None
+
+
+def resumed_run_config(run_dir: Path, cls: type = RunConfig) -> Any:
+    """The config a resume of ``run_dir`` continues with: the newest checkpoint's whose config.json is as written
+    (a damaged one is passed over). Only that file is hashed here; the trainer verifies the whole checkpoint it
+    loads, so the larger files are read once."""
+    return load_checkpoint_config(newest_intact(run_dir, ("config.json",)), cls)
 
 
 def load_checkpoint_config(checkpoint: Path, cls: type = RunConfig) -> Any:

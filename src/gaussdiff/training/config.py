@@ -33,7 +33,7 @@ from ..conditioning.super_res import SuperResConfig
 from ..conditioning.text import Tokenizer, preview_prompts
 from ..data.datasets import DataConfig, ImageData
 from ..diffusion.process import DiffusionConfig
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, check_finite_at_least_zero
 from ..nets.autoencoder import AutoencoderConfig, DiscriminatorConfig
 from ..nets.noisy_classifier import NoisyClassifierConfig
 from ..nets.unet import UNetConfig
@@ -295,9 +295,7 @@ class AutoencoderTrainConfig:
         if self.gan_start is not None:
             at_least("gan_start", self.gan_start, 0)
         for name in ("kl_weight", "gan_weight"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise ConfigError(f"{option_name(name)} must be a finite number >= 0, not {value}")
+            check_finite_at_least_zero(option_name(name), getattr(self, name))
         check_optim(self.optim)
         self.bookkeeping.check()
         size, c = data.shape[-1], data.shape[0]

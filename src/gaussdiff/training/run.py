@@ -82,13 +82,14 @@ def load_trained(path: Path, ema: bool = True, device: torch.device | str = "cpu
     checkpoint = resolve_checkpoint(path)
     weights = "ema" if ema else "model"
     # The files read here, as written: a flipped bit would otherwise sample from silently altered weights.
+    read = ("config.json", f"{weights}.safetensors")
     try:
-        verify_checkpoint(checkpoint, only=("config.json", f"{weights}.safetensors"))
+        verify_checkpoint(checkpoint, read)
     except CheckpointError as e:
         hint = ""
-        if checkpoint != path:  # a run directory: name the newest checkpoint that is intact, if any
+        if checkpoint != path:  # a run directory: name the newest checkpoint whose files read here are intact
             try:
-                hint = f"; pass an older checkpoint that is intact: {newest_intact(path)}"
+                hint = f"; pass an older checkpoint that is intact: {newest_intact(path, read)}"
             except CheckpointError:
                 pass
         raise CheckpointError(f"{e}{hint}") from None

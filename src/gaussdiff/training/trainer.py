@@ -101,7 +101,7 @@ PREVIEW_SEED = 1234
 
 class StopSignals:
     """SIGTERM (a scheduler preempting the job) and SIGINT (Ctrl-C), held while a training loop runs, so that it
-    stops at the end of the current step with a checkpoint (:meth:`stop_now`) instead of losing the steps since
+    stops at the end of the current step with a checkpoint (:meth:`stop_if_caught`) instead of losing the steps since
     the last one. Outside the main thread, signals stay with whoever runs the loop."""
 
     def __init__(self) -> None:

@@ -301,3 +301,26 @@ def test_guidance_of_a_run_trained_without_p_uncond_warns_in_one_line(tmp_path, 
     assert len(warning) == 1 and "without --p-uncond" in warning[0], warning
     run_cli("sample", run, "--n", "2", "--steps", "2", "--out", tmp_path / "plain.npz")  # no guidance, no warning
     assert "warning" not in capsys.readouterr().err
+
+
+def test_class_all_names_each_row_by_its_class(conditional_trained, tmp_path, monkeypatch):
+    """--class all draws a row per class: the grid writes "class K" beside row K (and nothing without --class)."""
+    import gaussdiff.cli.sample as sample_module
+
+    grids = []
+    monkeypatch.setattr(sample_module, "save_grid", lambda images, path, nrow=None, row_labels=(), caption="":
+                        grids.append((nrow, list(row_labels))))
+    run = conditional_trained.checkpoint
+    run_cli("sample", run, "--class", "all", "--n", "10", "--steps", "2", "--out", tmp_path / "g.png")
+    run_cli("sample", run, "--n", "4", "--steps", "2", "--out", tmp_path / "h.png")
+    assert grids == [(1, [f"class {k}" for k in range(10)]), (None, [])]
+
+
+def test_quality_needs_enough_samples_for_its_neighbours():
+    """Precision and recall take each sample's 3rd nearest neighbour: fewer than 4 samples is one line, whoever
+    calls (eval --samples FILE.npz with 3 images reaches here without --n)."""
+    from gaussdiff.errors import DataError
+    from gaussdiff.evaluation.quality import evaluate_quality
+
+    with pytest.raises(DataError, match="at least 4 images"):
+        evaluate_quality(torch.zeros(3, 1, 8, 8, dtype=torch.uint8), "digits", load_data("digits"))

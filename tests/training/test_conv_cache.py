@@ -10,11 +10,10 @@ MACHINE = {"cpu": "Some CPU", "family": "family 6 model 1", "flags": "0123", "to
 
 def test_verdicts_round_trip_and_merge_with_what_other_runs_kept(tmp_path):
     assert load_verdicts(tmp_path, MACHINE) == {}  # no table yet
-    keep_verdicts(tmp_path, {"64->64 [2, 64, 8, 8] float32 contiguous": True}, MACHINE)
-    path = keep_verdicts(tmp_path, {"64->128 [2, 64, 8, 8] float32 contiguous": False,
-                                    "64->64 [2, 64, 8, 8] float32 contiguous": False}, MACHINE)  # ours replace
-    assert load_verdicts(tmp_path, MACHINE) == {"64->64 [2, 64, 8, 8] float32 contiguous": False,
-                                                "64->128 [2, 64, 8, 8] float32 contiguous": False}
+    a, b, c = (f"64->{k} [2, 64, 8, 8] float32 contiguous" for k in (64, 128, 256))
+    keep_verdicts(tmp_path, {a: True, b: True}, MACHINE)  # an earlier run's
+    path = keep_verdicts(tmp_path, {b: False, c: False}, MACHINE)  # ours replace b; a stays
+    assert load_verdicts(tmp_path, MACHINE) == {a: True, b: False, c: False}
     assert path == table_path(tmp_path, MACHINE) and json.loads(path.read_text())["machine"] == MACHINE
 
 

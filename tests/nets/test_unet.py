@@ -343,3 +343,18 @@ def test_gradient_checkpointing_keeps_the_gradients_and_holds_far_less(conv):
     for a, b in zip(plain, recomputed):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
     assert held_checkpointed < 0.3 * held_plain
+
+
+@pytest.mark.parametrize("size, mult, attend", [(8, (1, 2), (4,)), (28, (1, 2), (4,)), (28, (1, 2), (14,)),
+                                                (28, (1, 2, 2), (7,)), (27, (1, 2, 2), (7,)), (32, (1, 2), ())])
+def test_the_attention_note_speaks_exactly_when_only_the_middle_block_attends(size, mult, attend):
+    """level_resolutions() must be the walk the network itself takes (halving, rounding up), so the note is
+    given exactly when the built network has no attention outside its middle block."""
+    config = UNetConfig(image_size=size, in_channels=1, out_channels=1, channels=8, channel_mult=mult,
+                        num_res_blocks=1, attention_resolutions=attend, num_heads=1)
+    net = UNet(config)
+    outside_middle = sum(isinstance(m, Attention) for m in net.modules()) - 1  # net.mid_attn
+    note = config.attention_note()
+    assert (note is not None) == (outside_middle == 0)
+    if note is not None:
+        assert ", ".join(map(str, config.level_resolutions())) in note

@@ -154,6 +154,9 @@ class Train:
         space = f" -> latents {(latent.channels, latent.size, latent.size)}" if latent is not None else ""
         say(f"run {run_dir}: {len(trainer.data)} images {trainer.data.shape}{space}, {n_params / 1e6:.2f}M parameters, "
             f"{trainer.device}{ranks}, {setup}", file=sys.stderr)
+        note = trainer.config.model.attention_note()
+        if note:
+            say(f"gaussdiff: note: {note}", file=sys.stderr)
         try:
             result = trainer.run(resume=resume)
         except Stopped as e:

@@ -44,7 +44,8 @@ class UNetConfig:
     num_res_blocks: int = 2
     """Residual blocks per level on the way down (>= 0; the way up has one more, for the skip of the downsampling)."""
     attention_resolutions: tuple[int, ...] = (16,)
-    """Resolutions with self-attention."""
+    """Levels with self-attention, by their H (the image size, halved per level after the first, rounding up:
+    28, 14, 7); the middle block always attends."""
     num_heads: int = 4
     """Attention heads (>= 1): they must divide the width of every level with attention, and the last level's."""
     dropout: float = 0.0
@@ -69,16 +70,33 @@ class UNetConfig:
     channels at 8x8 and up, fp32), Winograd kept only where it takes at most 0.9 of the direct kernel's time
     (:class:`~gaussdiff.nets.kernels.winograd.Conv3x3`); the direct kernel elsewhere. Same weights either way."""
 
+    def level_resolutions(self) -> list[int]:
+        """H of each level, first to last (:class:`DownPath`'s walk: each level after the first halves it,
+        rounding up)."""
+        res = [self.image_size]
+        for _ in self.channel_mult[1:]:
+            res.append((res[-1] + 1) // 2)
+        return res
+
     def attention_channels(self) -> list[int]:
-        """The widths of the levels with self-attention (:class:`DownPath`'s walk down the resolutions), and
-        the last level's (the middle block always attends), smallest first."""
-        widths, res = {self.channels * self.channel_mult[-1]}, self.image_size
-        for level, mult in enumerate(self.channel_mult):
+        """The widths of the levels with self-attention, and the last level's (the middle block always
+        attends), smallest first."""
+        widths = {self.channels * self.channel_mult[-1]}
+        for res, mult in zip(self.level_resolutions(), self.channel_mult):
             if res in self.attention_resolutions:
                 widths.add(self.channels * mult)
-            if level < len(self.channel_mult) - 1:
-                res = (res + 1) // 2
         return sorted(widths)
+
+    def attention_note(self) -> str | None:
+        """One line when ``attention_resolutions`` names none of the levels, so that only the middle block
+        attends (the main job's default, 4, is a level of 8x8 data only); None otherwise. Not refused: runs
+        made that way are valid, and older ones were trained so."""
+        levels = self.level_resolutions()
+        if set(levels) & set(self.attention_resolutions):
+            return None
+        named = " ".join(map(str, self.attention_resolutions)) or "(none)"
+        return (f"--attention-resolutions {named} matches none of this network's levels "
+                f"({', '.join(map(str, levels))}): only the middle block attends (name a level to attend there too)")
 
     def check(self) -> None:
         """Refuse a shape the network cannot be built with, as one line (before any work, not as a reshape

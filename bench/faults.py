@@ -1,6 +1,6 @@
 """kill -9 a training run at random moments, resume it each time, and count what was lost.
 
-    python bench/faults.py --kills 20            # the table in README, "Running on many GPUs"
+    python bench/faults.py --kills 20            # the table in docs/distributed.md
     python bench/faults.py --kills 20 --nproc 2  # the same under torchrun, 2 gloo ranks (kills one worker)
 
 A reference run trains uninterrupted. The faulted run is started, killed with SIGKILL after a random

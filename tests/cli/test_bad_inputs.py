@@ -320,3 +320,29 @@ def test_ctrl_c_is_one_line_and_exit_130(run, tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as exit_info:
         main(["train"])
     assert exit_info.value.code == 130 and capsys.readouterr().err.strip() == "gaussdiff: interrupted"
+
+
+def test_resume_help_names_every_option_a_resume_may_change():
+    """--resume's help is the user's list of what a resume may change; it must name every option that
+    CHANGEABLE lets through (a whole section: each of its fields), so the two cannot drift apart."""
+    import dataclasses
+
+    import tyro
+
+    from gaussdiff.cli.main import COMMANDS
+    from gaussdiff.cli.train import CHANGEABLE, option
+    from gaussdiff.training.config import RunConfig
+
+    (resume,) = [a for a in tyro.extras.get_parser(COMMANDS["train"])._actions if "--resume" in a.option_strings]
+    help_text = " ".join(str(resume.help).split())
+    names = []
+    for path in CHANGEABLE:
+        if path.endswith("."):  # a whole section: find its dataclass by walking RunConfig's fields
+            section = RunConfig
+            for part in path.rstrip(".").split("."):
+                section = {f.name: f for f in dataclasses.fields(section)}[part].default_factory
+            names += [option(f.name) for f in dataclasses.fields(section)]
+        else:
+            names.append(option(path))
+    missing = [n for n in names if n not in help_text]
+    assert not missing, missing

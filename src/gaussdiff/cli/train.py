@@ -93,8 +93,10 @@ class Train:
     """Where the run lives (default: runs/<data>-<date>-<time>; needed under torchrun)."""
     resume: bool = False
     """Continue the run in --run-dir from its newest readable checkpoint, with its saved config; --train-steps,
-    the intervals, --device, --precision, --compile, --gradient-checkpointing, --workers and the previews may
-    change (a longer --train-steps extends a finished run)."""
+    the intervals (--log-every, --sample-every, --checkpoint-every, --keep-checkpoints), --device, --precision,
+    --compile, --gradient-checkpointing, --memory-format, --skip-nonfinite, --dist-timeout, --workers and the
+    previews (--preview-sampler, --preview-steps, --preview-images) may change (a longer --train-steps extends a
+    finished run)."""
     dry_run: bool = False
     """Print the config and exit, without loading the data (which fills in the image size, channels, classes and
     the U-Net's input when training starts; config.json records them)."""

@@ -57,7 +57,7 @@ class DataConfig:
     """Where Fashion-MNIST's IDX files are (default /usr/share/datasets/fashion-mnist)."""
     stream: Literal["auto", "memory", "stream"] = "auto"
     """A folder's images in memory (decoded once), or streamed (decoded by --workers DataLoader processes at each
-    step, never all held); ``auto``: streamed when decoded they would take more than 1 GB. The run records the
+    step, never all held); ``auto``: streamed when decoded they would take more than 1 GiB. The run records the
     choice. Built-in datasets and .npz files are in memory."""
     workers: int | None = None
     """DataLoader processes that decode a streamed folder's batches ahead of the trainer (>= 0; None: one per CPU
@@ -69,7 +69,7 @@ class DataConfig:
     at a place drawn per example and step from the run's seed (diffusers' --random_crop), which streams the folder
     (each step decodes afresh). Built-in datasets, .npz files and prepared shards are square already: center."""
     skip_bad_images: bool = False
-    """A folder's unreadable images: by default the run stops before training with the full list; with this they
+    """A folder's unreadable images: by default the run stops before training with their count and the first three; with this they
     are left out, their count and paths written to the run directory's bad-images.txt."""
     # Read from the data when a run starts (None: unlabelled); not an option.
     num_classes: Annotated[int | None, tyro.conf.Suppress] = None

@@ -81,6 +81,29 @@ def test_respace_keeps_alpha_bar_at_kept_steps(spacing, first, last):
         assert r.timesteps.tolist() == list(range(0, 1000, 20))
 
 
+def test_trailing_spacing_rounds_half_to_even_before_taking_one():
+    """Trailing keeps round(T - i T / steps) - 1 (Lin et al. 2024 Table 2, as diffusers computes it). At 16 of 1000
+    steps T / steps = 62.5, so every other value is a half: by hand, 937.5 -> 938 (even) -> 937 and 812.5 -> 812 ->
+    811; rounding after the - 1 would keep 936 and 812. At 30 no value is a half, and exact rationals give it."""
+    from fractions import Fraction
+
+    s = NoiseSchedule.linear(1000)
+    assert s.respace(16, "trailing").timesteps.flip(0).tolist() == [
+        999, 937, 874, 811, 749, 687, 624, 561, 499, 437, 374, 311, 249, 187, 124, 61]
+    exact = [round(1000 - Fraction(1000 * i, 30)) - 1 for i in range(30)]
+    assert s.respace(30, "trailing").timesteps.flip(0).tolist() == exact
+
+
+def test_linspace_spacing_is_the_rounded_ramp_with_exact_ends():
+    """round(linspace(0, T - 1, steps)): the ends exactly 0 and T - 1, and in between round(i (T - 1) / (steps - 1)).
+    At 9 of 1000 steps (999 / 8 = 124.875) no value is a half, so exact rationals give it."""
+    from fractions import Fraction
+
+    s = NoiseSchedule.linear(1000)
+    assert s.respace(9, "linspace").timesteps.tolist() == [round(Fraction(999 * i, 8)) for i in range(9)]
+    assert s.respace(1, "linspace").timesteps.tolist() == [0]
+
+
 def test_respace_all_steps_is_the_identity_and_respacing_composes():
     s = NoiseSchedule.cosine(200)
     # beta' = 1 - alpha_bar_k / alpha_bar_{k-1}, with alpha_bar_k = fl(alpha_bar_{k-1} (1 - beta_k)) (cumprod in

@@ -100,3 +100,20 @@ def test_continuous_spacings_equal_diffusers_sigmas(spacing, option):
     ours = respaced.log_sigmas.exp().flip(0)
     assert torch.allclose(ours.float(), scheduler.sigmas[:-1], rtol=1e-4)
     assert torch.equal(respaced.timesteps.flip(0).round().long(), scheduler.timesteps)
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
+def test_integer_spacings_keep_diffusers_steps_at_every_step_count(spacing):
+    """At every step count from 1 to T, the steps a respacing keeps are the timesteps diffusers' DDIMScheduler
+    walks (Lin et al. 2024 Table 2's three spacings). Step counts where T / steps has a half (16, 48, 80 of 1000)
+    are where rounding before or after trailing's - 1, or in other floats, keeps another step. Where diffusers'
+    float arange overshoots (trailing at 61 of 1000) it appends one more timestep, -1; its first ``steps`` are
+    compared."""
+    s = NoiseSchedule.linear(T)
+    differ = []
+    for steps in range(1, T + 1):
+        scheduler = schedulers.DDIMScheduler(num_train_timesteps=T, timestep_spacing=spacing)
+        scheduler.set_timesteps(steps)
+        if s.respace(steps, spacing).timesteps.flip(0).tolist() != scheduler.timesteps[:steps].tolist():
+            differ.append(steps)
+    assert not differ, differ

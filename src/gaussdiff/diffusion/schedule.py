@@ -220,9 +220,17 @@ class NoiseSchedule:
         if spacing == "leading":
             kept = torch.arange(steps, dtype=torch.long) * (T // steps)
         elif spacing == "trailing":
-            kept = (T - 1 - torch.arange(steps, dtype=torch.float64) * (T / steps)).round().long().flip(0)
+            # round(T - i T / steps) - 1, rounding half to even before the - 1 (at steps = 16, 1000 - 62.5 = 937.5
+            # keeps 937, where round(936.5) would keep 936), and in the floats numpy's arange computes it in
+            # (its step is the difference of its first two values), so that the kept steps are diffusers' at every
+            # step count: where T / steps is inexact a half can land on either side.
+            delta = (T - T / steps) - T
+            kept = ((T + torch.arange(steps, dtype=torch.float64) * delta).round() - 1).long().flip(0)
         elif spacing == "linspace":
-            kept = torch.linspace(0, T - 1, steps, dtype=torch.float64).round().long()
+            # round(linspace(0, T - 1, steps)) in numpy's floats (i times one step, the last exact), as diffusers.
+            ramp = torch.arange(steps, dtype=torch.float64) * ((T - 1) / max(steps - 1, 1))
+            ramp[-1] = T - 1 if steps > 1 else 0
+            kept = ramp.round().long()
         else:
             raise ValueError(f"unknown spacing {spacing!r}; choose leading, trailing, linspace, karras or logsnr")
         kept = torch.unique(kept)  # sorted; rounding cannot collide for steps <= T, but be sure

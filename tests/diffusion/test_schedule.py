@@ -124,3 +124,38 @@ def test_bad_schedules_are_refused():
         NoiseSchedule.linear(10).respace(11)
     with pytest.raises(ValueError):
         NoiseSchedule.linear(10).respace(5, "every-other")  # type: ignore[arg-type]
+
+
+def test_alpha_bar_at_interpolates_log_sigma_and_timestep_at_inverts_it():
+    """Between two steps k and k + 1, log sigma = 1/2 log((1 - a) / a) is linear in t (exact at the steps), so at
+    t = k + w, alpha_bar = 1 / (1 + sigma^2) with sigma = sigma_k^(1 - w) sigma_(k+1)^w; beyond the ends it is
+    clamped. timestep_at maps that alpha_bar back to t. A respaced schedule answers with the one it came from."""
+    s = NoiseSchedule.cosine(1000)
+    sigma = ((1 - s.alpha_bars) / s.alpha_bars).sqrt()
+    for k, w in [(0, 0.25), (417, 0.5), (998, 0.9)]:
+        expected = 1 / (1 + (sigma[k] ** (1 - w) * sigma[k + 1] ** w) ** 2)
+        got = s.alpha_bar_at(torch.tensor([k + w], dtype=torch.float64))
+        # A power, a product and a sigmoid against the same in another order: a few ulps of log sigma.
+        torch.testing.assert_close(got, expected.reshape(1), rtol=1e-12, atol=0)
+        torch.testing.assert_close(s.timestep_at(got), torch.tensor([k + w], dtype=torch.float64), rtol=1e-9, atol=0)
+    torch.testing.assert_close(s.alpha_bar_at(torch.tensor([-5.0, 1500.0], dtype=torch.float64)),
+                               s.alpha_bars[[0, -1]], rtol=1e-14, atol=0)
+    respaced = s.respace(10, "trailing")
+    t = torch.tensor([500.5], dtype=torch.float64)
+    assert torch.equal(respaced.alpha_bar_at(t), s.alpha_bar_at(t))
+
+
+def test_zero_terminal_snr_is_lin_et_al_algorithm_1():
+    """Lin et al. 2024 Algorithm 1: sqrt(alpha_bar) shifted so that its last value is 0 and scaled so that its
+    first is kept. An affine function of the original sqrt(alpha_bar) is fixed by those two ends, so: the last is 0,
+    the first kept, and a least-squares line through all 1000 points (root, new root) leaves no residual."""
+    s = NoiseSchedule.linear(1000)
+    z = s.rescale_zero_terminal_snr()
+    root = s.alpha_bars.sqrt()
+    assert z.alpha_bars[-1].item() == 0.0
+    torch.testing.assert_close(z.alpha_bars[0], s.alpha_bars[0], rtol=1e-13, atol=0)
+    design = torch.stack([root, torch.ones_like(root)], dim=1)
+    fit = torch.linalg.lstsq(design, z.alpha_bars.sqrt().unsqueeze(1)).solution
+    # alpha_bar's cumulative product and the square and root back: each point within ~1e-14 of the line.
+    assert (design @ fit - z.alpha_bars.sqrt().unsqueeze(1)).abs().max() < 1e-12
+    assert bool((z.betas[:-1] < 1).all()) and z.betas[-1].item() == 1.0

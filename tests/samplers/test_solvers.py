@@ -206,3 +206,45 @@ def test_an_eta_that_is_not_a_finite_number_at_least_0_is_refused(eta):
     oracle = OptimalDenoiser(GaussianMixture([[0.0]], [1.0], [1.0]), SCHEDULE)
     with pytest.raises(ValueError, match="eta must be a finite number >= 0"):
         sample(oracle, GaussianDiffusion(SCHEDULE), (2, 1), sampler="ddim", steps=3, eta=eta, progress=False)
+
+
+@pytest.mark.parametrize("sampler", ["euler", "heun"])
+def test_churn_is_karras_algorithm_2(sampler):
+    """With eta = S_churn > 0, euler and heun are Karras et al. 2022 Algorithm 2 (S_tmin = 0, S_tmax = inf,
+    S_noise = 1), written out here in sigma = sigma_t / alpha_t from the paper: raise the noise to sigma_hat =
+    sigma (1 + gamma), gamma = min(S_churn / N, sqrt(2) - 1), by adding sqrt(sigma_hat^2 - sigma^2) fresh noise
+    (sigma_hat capped at the schedule's largest sigma, where the model was trained: the first step adds none),
+    step from sigma_hat with D evaluated there, and (heun) correct with D at the next sigma unless it is 0. D is the
+    mixture's exact x0 at the continuous time of each noise level; the same noise draws in the same order, so the
+    two agree to float64 rounding."""
+    churn, steps, n = 5.0, 8, 6
+    oracle = OptimalDenoiser(MIXTURE, SCHEDULE, prediction="x0")  # D, for the reference
+    model, diffusion = OptimalDenoiser(MIXTURE, SCHEDULE), GaussianDiffusion(SCHEDULE)  # eps, which the sampler
+    # turns into x0 with the alpha of each level: sigma_hat's too
+    respaced = SCHEDULE.respace(steps, "linspace")
+    alpha_bars = torch.cat([respaced.alpha_bars.flip(0), torch.ones(1, dtype=F64)])
+    sigmas = ((1 - alpha_bars) / alpha_bars).sqrt()  # N + 1 levels, the last 0
+
+    def D(x_ve, sigma):
+        alpha_bar = 1 / (1 + sigma**2)
+        t = SCHEDULE.timestep_at(alpha_bar.reshape(1)).expand(len(x_ve))
+        return oracle(x_ve * alpha_bar.sqrt(), t)
+
+    x_T = torch.randn(n, 2, generator=torch.Generator().manual_seed(3), dtype=F64)
+    g = torch.Generator().manual_seed(4)
+    gamma = min(churn / steps, math.sqrt(2) - 1)
+    x = x_T * (1 + sigmas[0] ** 2).sqrt()  # x_ve = x_T / alpha_T
+    for i in range(steps):
+        sigma_hat = torch.minimum(sigmas[i] * (1 + gamma), sigmas[0])
+        x_hat = x + (sigma_hat**2 - sigmas[i] ** 2).sqrt() * torch.randn(n, 2, generator=g, dtype=F64)
+        d = (x_hat - D(x_hat, sigma_hat)) / sigma_hat
+        x = x_hat + (sigmas[i + 1] - sigma_hat) * d
+        if sampler == "heun" and sigmas[i + 1] > 0:
+            d_next = (x - D(x, sigmas[i + 1])) / sigmas[i + 1]
+            x = x_hat + (sigmas[i + 1] - sigma_hat) * (d + d_next) / 2
+    ours = sample(model, diffusion, (n, 2), sampler=sampler, steps=steps, spacing="linspace", eta=churn, x_T=x_T,
+                  generator=torch.Generator().manual_seed(4), progress=False, dtype=F64)
+    plain = sample(model, diffusion, (n, 2), sampler=sampler, steps=steps, spacing="linspace", x_T=x_T,
+                   progress=False, dtype=F64)
+    assert (ours - plain).abs().max() > 0.01  # the churn changes the samples
+    torch.testing.assert_close(ours, x, rtol=1e-9, atol=1e-9)

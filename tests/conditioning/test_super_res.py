@@ -81,6 +81,12 @@ def test_the_condition_reads_low_resolution_data_and_augments_it_reproducibly():
     b = cond.augment(low, torch.Generator().manual_seed(3))
     assert torch.equal(a["low_res"], b["low_res"]) and torch.equal(a["low_res_level"], b["low_res_level"])
     assert bool((a["low_res_level"] >= 0).all() and (a["low_res_level"] <= 0.5).all())
+    # The network is told each example's level (Ho et al. 2022's conditioning on the augmentation level): the
+    # level asked for when sampling, and at training the level each example was corrupted at.
+    at = cond.augment(low, torch.Generator().manual_seed(3), level=0.3)
+    assert torch.allclose(at["low_res_level"], torch.full((4,), 0.3))
+    many = cond.augment(low.repeat(64, 1, 1, 1), torch.Generator().manual_seed(4))["low_res_level"]
+    assert many.std() > 0.1 and many.min() < 0.1 and many.max() > 0.4  # uniform on [0, 0.5]: std 0.144
     fixed = cond.augment(low, torch.Generator().manual_seed(3), level=0.0)
     assert torch.equal(fixed["low_res"], low) and bool((fixed["low_res_level"] == 0).all())
     plain = LowResolution(14, "none").augment(low, torch.Generator().manual_seed(3))

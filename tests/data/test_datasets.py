@@ -122,3 +122,19 @@ def test_data_a_run_cannot_draw_is_refused_however_it_came(shape, match):
     with pytest.raises(DataError, match=match):
         ImageData(torch.zeros(shape, dtype=torch.uint8), None).resolve(DataConfig(data="made-up"))
     assert ImageData(torch.zeros((4, 3, 8, 8), dtype=torch.uint8), None).resolve(DataConfig()).image_channels == 3
+
+
+def test_to_uint8_clamps_what_lies_outside_minus_one_to_one():
+    """A sample may overshoot [-1, 1]; it must saturate at 0 and 255, not wrap around the 256 levels."""
+    assert to_uint8(torch.tensor([1.5, -1.5, 1.0, -1.0, 0.0])).tolist() == [255, 0, 255, 0, 128]
+
+
+def test_area_downsampling_by_four_is_the_mean_of_each_block():
+    """Area averaging (antialiased) at a factor of 4: each pixel the rounded mean of its 4x4 block; bilinear
+    interpolation, which equals it at a factor of 2, reads only the block's middle pixels."""
+    from gaussdiff.data.datasets import resize_images
+
+    images = torch.randint(0, 256, (3, 2, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    blocks = images.double().reshape(3, 2, 8, 4, 8, 4).mean(dim=(3, 5))
+    # float32 block means of 16 integers are exact (sums below 2^24); a mean at exactly .5 rounds to even in both.
+    assert torch.equal(resize_images(images, 8), blocks.round().to(torch.uint8))

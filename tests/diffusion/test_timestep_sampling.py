@@ -58,3 +58,12 @@ def test_state_round_trip():
     b = LossSecondMomentSampler(5, history=2)
     b.load_state_dict(a.state_dict())
     assert torch.equal(a.losses, b.losses) and torch.equal(a.counts, b.counts)
+
+
+def test_the_history_keeps_the_last_losses_of_each_step_in_order():
+    """IDDPM keeps, per step, its last ``history`` losses (dropping the oldest): after 2H losses at one step the
+    history is exactly the last H, oldest first."""
+    s = LossSecondMomentSampler(4, history=3)
+    for loss in range(6):
+        s.update(torch.tensor([2]), torch.tensor([float(loss)]))
+    assert s.losses[2].tolist() == [3.0, 4.0, 5.0] and s.counts[2].item() == 3

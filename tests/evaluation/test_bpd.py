@@ -1,5 +1,7 @@
-"""The likelihood of a conditional model is measured given each image's own conditions."""
+"""The likelihood of a conditional model is measured given each image's own conditions, and reported as a mean with its
+standard error."""
 
+import pytest
 import torch
 
 import gaussdiff.evaluation.bpd as bpd
@@ -29,3 +31,20 @@ def test_the_bound_is_given_the_labels(conditional_trained):
     given = bpd.evaluate_bpd(conditional_trained, images, {"y": labels}, steps=3, progress=False)
     other = bpd.evaluate_bpd(conditional_trained, images, {"y": (labels + 1) % 10}, steps=3, progress=False)
     assert given.n == 4 and given.steps == 3 and given.bpd != other.bpd
+
+
+def test_the_bound_reports_its_mean_and_standard_error(conditional_trained):
+    """bpd is the mean of the per-image bounds and bpd_stderr their standard error, std / sqrt(n): recomputed here
+    from the diffusion's own per-image bound, with the same seed and so the same draws."""
+    import math
+
+    held = load_data("digits", "test")
+    images, labels = held.images[:6], held.labels[:6]
+    report = bpd.evaluate_bpd(conditional_trained, images, {"y": labels}, steps=3, progress=False)
+    t = conditional_trained
+    like = t.diffusion.respace(3).bpd(t.model, t.x0_of(images), clip_denoised=t.clip_denoised,
+                                      generator=torch.Generator(t.device).manual_seed(0), progress=False,
+                                      y=labels.to(t.device))
+    total = like.total.double()
+    assert report.bpd == pytest.approx(float(total.mean()), rel=1e-12)
+    assert report.bpd_stderr == pytest.approx(float(total.std()) / math.sqrt(6), rel=1e-9)

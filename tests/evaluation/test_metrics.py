@@ -130,3 +130,46 @@ def test_precision_and_recall_on_known_sets():
     assert p > 0.9 and 0.9 < 2 * r <= 1.0
     p, r = precision_recall(real, torch.randn(1000, 2, generator=g, dtype=torch.float64) * 0.1 + 10)
     assert p == 0.0 and r == 0.0
+
+
+def test_fid_of_features_uses_the_unbiased_covariance_as_pytorch_fid():
+    """pytorch-fid's statistics are np.mean and np.cov (divisor N - 1) of the features; at N = 12 the biased
+    covariance (divisor N) would move FID by tr(S) / N-scale amounts, far above rounding."""
+    import numpy as np
+    from scipy import linalg
+
+    g = torch.Generator().manual_seed(5)
+    a = torch.randn(12, 3, generator=g, dtype=torch.float64)
+    b = torch.randn(12, 3, generator=g, dtype=torch.float64) * 1.5 + 0.2
+    A, B = a.numpy(), b.numpy()
+    s1, s2 = np.cov(A, rowvar=False), np.cov(B, rowvar=False)
+    covmean = linalg.sqrtm(s1 @ s2).real
+    expected = float(((A.mean(0) - B.mean(0)) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+    # Two backward-stable evaluations of an O(1) value in 3 dimensions: 1e-10 is far below the 1/N effect.
+    assert fid_from_features(a, b) == pytest.approx(expected, rel=1e-10, abs=1e-10)
+
+
+def brute_precision_recall(real, fake, k):
+    """Kynkäänniemi et al. 2019 from the definition, by loops: a point is inside a set's manifold when it lies within
+    some member's distance to that member's k-th nearest other member."""
+    def radii(x):
+        return [sorted(float((x[i] - x[j]).norm()) for j in range(len(x)) if j != i)[k - 1] for i in range(len(x))]
+
+    def share_inside(points, centres):
+        r = radii(centres)
+        return sum(any(float((p - c).norm()) <= r[i] for i, c in enumerate(centres)) for p in points) / len(points)
+
+    return share_inside(fake, real), share_inside(real, fake)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_precision_and_recall_equal_their_definition_on_small_sets(k):
+    """Small sets of different spreads around one centre, so that precision (fake inside the real manifold) and
+    recall (real inside the fake one) differ, and the k-th neighbour's radius decides many memberships."""
+    g = torch.Generator().manual_seed(6)
+    real = torch.randn(40, 2, generator=g, dtype=torch.float64)
+    fake = torch.randn(30, 2, generator=g, dtype=torch.float64) * 2.0 + 0.5
+    p, r = precision_recall(real, fake, k=k, batch=7)
+    expected = brute_precision_recall(real, fake, k)
+    assert (p, r) == pytest.approx(expected, abs=1e-12)
+    assert abs(expected[0] - expected[1]) > 0.1  # the two differ, so a swap would show

@@ -119,3 +119,18 @@ def test_eval_names_the_weights_its_figures_come_from(conditional_trained):
     assert c.train.optim.ema_decay is not None and weights_of(conditional_trained) == "EMA weights"
     assert weights_of(replace(conditional_trained, config=no_ema)) == "weights (no EMA kept)"
     assert weights_of(replace(conditional_trained, source="diffusers")) == "the folder's weights"
+
+
+def test_an_nfe_is_refused_exactly_when_it_needs_more_steps_than_the_run_has():
+    """--nfe's steps may be all of the run's T = 50 steps, not one more: DDIM's N evaluations are N steps; Heun's
+    98 are 50 steps (one Euler step first, then 2 evaluations a step and 1 on the last), its 99 are 51."""
+    from types import SimpleNamespace
+
+    from gaussdiff.cli.options import check_nfe
+    from gaussdiff.errors import UsageError
+
+    trained = SimpleNamespace(diffusion=SimpleNamespace(num_steps=50))
+    for sampler, most in (("ddim", 50), ("heun", 98)):
+        check_nfe(most, sampler, trained)
+        with pytest.raises(UsageError, match="needs more steps than the run's 50"):
+            check_nfe(most + 1, sampler, trained)

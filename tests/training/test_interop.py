@@ -172,6 +172,10 @@ def test_a_gaussdiff_unet_becomes_a_unet2dmodel_computing_the_same_function(scal
                         num_res_blocks=1, attention_resolutions=(4,), num_heads=2, scale_shift=scale_shift,
                         emb_act=True, num_classes=classes, conv="direct")
     ours = randomized(UNet(config))
+    with torch.no_grad():  # sharp attention (q.k 100 times larger), so that exchanging q and k would show
+        for name, p in ours.named_parameters():
+            if name.endswith("qkv.weight"):
+                p.mul_(10.0)
     theirs = to_unet2d(ours, config)
     x, t = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(1)), torch.tensor([0.0, 20.0, 49.0])
     y = None if classes is None else torch.tensor([0, 3, 10])  # 10: the null label of classifier-free guidance
@@ -224,3 +228,23 @@ def test_a_run_diffusers_cannot_express_is_refused_saying_why(tmp_path, capsys):
           "--loss", "hybrid"])
     expect_error(capsys, "export", tmp_path / "learned", "--diffusers", tmp_path / "b", match="a learned variance")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("variance_type", ["fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log"])
+def test_each_fixed_variance_is_diffusers_own(variance_type, tmp_path):
+    """diffusers' DDPMScheduler draws x_{t-1} with variance beta_tilde_t (fixed_small) or beta_t (fixed_large), each
+    also in a _log form (the same variance, returned as a standard deviation or a log): the diffusion read from its
+    config must sample with the same variance at every t >= 1 (at t = 0 neither adds noise)."""
+    scheduler = diffusers.DDPMScheduler(num_train_timesteps=50, variance_type=variance_type)
+    ours, _ = diffusion_of({"num_train_timesteps": 50, "variance_type": variance_type}, tmp_path)
+    x_t = torch.zeros(49, 1, dtype=torch.float64)
+    t = torch.arange(1, 50)
+    variance = ours.posterior_estimate(torch.zeros_like(x_t), x_t, t).variance.squeeze(1)
+    theirs = torch.tensor([float(scheduler._get_variance(int(s))) for s in t], dtype=torch.float64)
+    if variance_type == "fixed_small_log":  # diffusers returns the standard deviation there
+        theirs = theirs**2
+    elif variance_type == "fixed_large_log":  # and the log-variance there
+        theirs = theirs.exp()
+    # diffusers' alpha_bar is a float32 cumulative product, and its beta_tilde 1 - a ratio of two of them: 1e-4
+    # relative at the first steps. fixed_small and fixed_large differ by 20% and more at t <= 40.
+    torch.testing.assert_close(variance, theirs, rtol=5e-4, atol=0)

@@ -76,3 +76,19 @@ def test_a_checkpoint_config_out_of_range_is_one_line_before_any_use(tmp_path, p
     with pytest.raises(CheckpointError, match=match) as error:
         load_checkpoint_config(tmp_path)
     assert str(error.value).startswith(str(tmp_path / "config.json")) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("cls, section", [(RunConfig, "diffusion"), (RunConfig, "model"),
+                                          (ClassifierTrainConfig, "diffusion")])
+def test_a_config_missing_a_section_every_run_saves_is_refused(tmp_path, cls, section):
+    """A field or section added in a later version takes its default (older runs lack it); a section every run has
+    saved since 0.1 missing means damage, which defaults would hide: another schedule, another network."""
+    raw = to_dict(cls())
+    del raw[section]
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(ConfigError, match=f"no {section} section"):
+        load_config(tmp_path / "config.json", cls)
+    raw = to_dict(cls())
+    del raw["data"]["data_dir"]  # a field: its default
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    assert load_config(tmp_path / "config.json", cls) == cls()

@@ -434,6 +434,13 @@ def upgrade(raw: dict[str, Any], cls: type) -> dict[str, Any]:
     return raw
 
 
+REQUIRED_SECTIONS: dict[type, tuple[str, ...]] = {
+    RunConfig: ("data", "model", "diffusion", "train"),
+    ClassifierTrainConfig: ("data", "diffusion", "classifier"),
+}
+"""Sections every config of that class has held since gaussdiff 0.1 (after :func:`upgrade`)."""
+
+
 def save_config(config: Any, path: Path) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(to_dict(config), indent=2) + "\n"))
 
@@ -446,7 +453,14 @@ def load_config(path: Path, cls: type = RunConfig) -> Any:
         if isinstance(raw, dict) and isinstance(raw.get("format"), int) and raw["format"] > FORMAT:
             raise ConfigError(f"{path}: written by a newer gaussdiff (config format {raw['format']}; this one reads "
                               f"up to {FORMAT}): upgrade gaussdiff to use it")
-        return from_dict(cls, upgrade(raw, cls))
+        raw = upgrade(raw, cls)
+        missing = [name for name in REQUIRED_SECTIONS.get(cls, ()) if isinstance(raw, dict) and name not in raw]
+        if missing:
+            # A field or section added after a run was saved takes its default; these every run has saved since
+            # 0.1, so their absence is damage, and defaults would sample with another schedule or network.
+            raise ConfigError(f"{path}: no {' or '.join(missing)} section, which every saved {cls.__name__} has: "
+                              "the file is damaged")
+        return from_dict(cls, raw)
     except ConfigError as e:
         if str(e).startswith(str(path)):
             raise

@@ -16,6 +16,8 @@ def test_small_images_are_enlarged_and_a_grid_has_no_empty_columns():
     grid = image_grid(digits(4), nrow=10)  # asked for 10 a row, given 4: four columns, not ten
     cell = 8 * 8 + 2  # 8x8 enlarged 8x to the 64-pixel minimum, and the padding
     assert grid.size == (4 * cell + 2, cell + 2)
+    # A size that does not divide 64: 28x28 (Fashion-MNIST) is enlarged 3x, to 84 pixels, the least at or above 64.
+    assert image_grid(digits(1, size=28)).size == (3 * 28 + 4, 3 * 28 + 4)
 
 
 def test_the_caption_is_written_under_the_images_and_kept_in_the_png(tmp_path):

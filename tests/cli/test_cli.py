@@ -324,3 +324,16 @@ def test_quality_needs_enough_samples_for_its_neighbours():
 
     with pytest.raises(DataError, match="at least 4 images"):
         evaluate_quality(torch.zeros(3, 1, 8, 8, dtype=torch.uint8), "digits", load_data("digits"))
+
+
+def test_eval_prints_each_figure_beside_its_name():
+    """eval's text report: every figure of the quality report on the line that names it (KID as mean ± std), each
+    value distinct here so that any exchange shows."""
+    from gaussdiff.cli.eval import Eval
+    from gaussdiff.evaluation.quality import QualityReport
+
+    report = QualityReport(n=10, features="classifier", fid=1.25, kid=0.03125, kid_std=0.00781, precision=0.5,
+                           recall=0.75, accuracy=0.875)
+    lines = Eval(checkpoint=None).quality_lines(report, "title")
+    assert lines == ["title", "  FID        1.250", "  KID        0.03125 ± 0.00781", "  precision  0.500",
+                     "  recall     0.750", "  classifier accuracy on the labels  0.875"]

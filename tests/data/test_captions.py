@@ -235,3 +235,14 @@ def test_npz_prompts_round_trip_and_must_match_the_images(tmp_path):
     np.savez(tmp_path / "objects.npz", arr, prompts=np.array(prompts, dtype=object))
     with pytest.raises(DataError, match=r"objects\.npz"):
         load_data(str(tmp_path / "objects.npz"))
+
+
+def test_class_captions_draw_every_template():
+    """Each image's template is drawn uniformly from all of them: over 400 images each of the templates occurs (a draw
+    that left one out would never use it)."""
+    from gaussdiff.data.captions import OBJECT_TEMPLATES
+
+    names = ["sneaker"]
+    captions = class_captions(torch.zeros(400, dtype=torch.long), names, seed=0)
+    filled = {t.format(name="sneaker", a="a sneaker") for t in OBJECT_TEMPLATES}
+    assert set(captions) == filled

@@ -73,3 +73,15 @@ def test_a_damaged_index_is_one_line_naming_what_is_wrong(tmp_path, capsys):
     expect_error(capsys, "train", "--data", tmp_path / "shards", "--run-dir", tmp_path / "run",
                  match="unreadable shard index")
     assert not (tmp_path / "run").exists()
+
+
+def test_grey_images_round_trip_and_each_shard_counts_its_own(tmp_path):
+    """A 1-channel set comes back 1-channel and exact, and the index gives each shard its own count (13 images in
+    shards of 5: 5, 5, 3), as a WebDataset reader would use them."""
+    from gaussdiff.data.shards import write_shards
+
+    images = torch.randint(0, 256, (13, 1, 8, 8), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    index = write_shards(images, None, None, None, tmp_path / "shards", shard_size=5)
+    assert index["channels"] == 1 and [s["count"] for s in index["shards"]] == [5, 5, 3]
+    back = load_data(str(tmp_path / "shards"), stream="stream")
+    assert back.images.shape == (13, 1, 8, 8) and torch.equal(back.images[torch.arange(13)], images)

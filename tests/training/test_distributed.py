@@ -170,3 +170,17 @@ def test_loss_aware_timesteps_see_every_ranks_losses(tmp_path):
     main(["train", "--run-dir", str(tmp_path / "one"), *flags])
     torchrun(2, "train", "--run-dir", tmp_path / "two", *flags)
     assert_close_losses(losses(tmp_path / "one"), losses(tmp_path / "two"))
+
+
+def test_a_rank_takes_its_share_and_its_slice_of_a_global_batch():
+    """Without starting processes: rank r of N takes B / N examples, rows r B / N .. (r + 1) B / N - 1, so the ranks'
+    slices tile the global batch in order; B not divisible by N is refused."""
+    from gaussdiff.errors import ConfigError
+    from gaussdiff.training.distributed import Distributed
+
+    batch = torch.arange(12)
+    slices = [Distributed(rank=r, world_size=3).part(batch) for r in range(3)]
+    assert [Distributed(rank=r, world_size=3).share(12) for r in range(3)] == [4, 4, 4]
+    assert torch.equal(torch.cat(slices), batch) and slices[1].tolist() == [4, 5, 6, 7]
+    with pytest.raises(ConfigError, match="must divide among the 3 processes"):
+        Distributed(rank=0, world_size=3).share(10)

@@ -36,7 +36,7 @@ from .config import AutoencoderTrainConfig, save_config
 from .files import atomic_write
 from .distributed import Distributed
 from .loop import Optimization, check_precision, resolve_device, resolve_precision
-from .trainer import Logger, NullLogger, StopSignals, TrainResult, resume_checkpoint
+from .trainer import Logger, NullLogger, StopSignals, TrainResult, end_of_step, resume_checkpoint
 
 
 def adaptive_weight(rec_loss: Tensor, gan_loss: Tensor, last_layer: Tensor, scale: float) -> Tensor:
@@ -197,6 +197,13 @@ class AutoencoderTrainer:
                    dynamic_ncols=True)
         b = c.bookkeeping
         tick = time.perf_counter()
+
+        def preview() -> None:
+            p = self.preview()
+            self.logger.images(self.step, p.images, p.per_row, ("original", "reconstruction"),
+                               caption=f"step {self.step}, held-out images and their reconstructions "
+                                       f"(the posterior's mean decoded)")
+
         try:
             with StopSignals() as signals:
                 while self.step < c.train_steps:
@@ -213,18 +220,8 @@ class AutoencoderTrainer:
                         bar.set_postfix(rec=f"{row['rec']:.4f}", kl=f"{row['kl']:.3g}")
                         window.clear()
                         tick = time.perf_counter()
-                    saved = b.due(b.checkpoint_every, self.step, c.train_steps)
-                    if saved:
-                        self.save()
-                    if b.due(b.sample_every, self.step, c.train_steps):
-                        if self.dist.is_main:
-                            p = self.preview()
-                            self.logger.images(self.step, p.images, p.per_row, ("original", "reconstruction"),
-                                               caption=f"step {self.step}, held-out images and their reconstructions "
-                                                       f"(the posterior's mean decoded)")
-                        self.dist.barrier()
-                    # Ctrl-C or a preemption: keep this step's work
-                    signals.stop_if_caught(self.dist, self.step, self.run_dir, self.save, saved)
+                    # a checkpoint and a preview when due; Ctrl-C or a preemption keeps this step's work
+                    end_of_step(b, self.step, c.train_steps, self.dist, signals, self.run_dir, self.save, preview)
         finally:
             bar.close()
             self.logger.close()

@@ -35,7 +35,7 @@ from ..samplers.run import sample
 from .batches import DataOrder, stream_batches
 from .checkpoint import (list_checkpoints, load_state_dict_strict, load_training_state, load_weights, save_checkpoint,
                          verify_checkpoint)
-from .config import RunConfig, save_config
+from .config import Bookkeeping, RunConfig, save_config
 from .conv_cache import keep_verdicts, load_verdicts
 from .distributed import Distributed, fingerprint
 from .latent import check_autoencoder_fits, load_latent_space
@@ -135,6 +135,21 @@ class StopSignals:
         checkpoint = save() if not saved else None
         found = list_checkpoints(run_dir)
         raise Stopped(signum, step, found[-1] if found else checkpoint)
+
+
+def end_of_step(b: Bookkeeping, step: int, last: int, dist: Distributed, signals: StopSignals, run_dir: Path,
+                save: Callable[[], Path], preview: Callable[[], None]) -> None:
+    """What every trainer does after step ``step`` of ``last``, in this order: ``save`` a checkpoint when due, a
+    ``preview`` when due (rank 0 draws it, the others wait), then, if a signal came, stop with a checkpoint
+    (:meth:`StopSignals.stop_if_caught`; the one just saved serves)."""
+    saved = b.due(b.checkpoint_every, step, last)
+    if saved:
+        save()
+    if b.due(b.sample_every, step, last):
+        if dist.is_main:
+            preview()
+        dist.barrier()
+    signals.stop_if_caught(dist, step, run_dir, save, saved)
 
 
 def warn(message: str) -> None:
@@ -527,6 +542,12 @@ class Trainer:
         t = self.config.train
         b = t.bookkeeping
         tick, tick_step = time.perf_counter(), self.step
+
+        def preview() -> None:
+            started = time.perf_counter()
+            self.logger.images(self.step, *self.preview(), caption=self.preview_caption())
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", preview=f"{time.perf_counter() - started:.1f}s")
+
         while self.step < t.train_steps:
             skipped = self.skipped
             loss, steps, per_example, grad_norm = self.train_step()
@@ -556,13 +577,4 @@ class Trainer:
                 self.window.clear()
                 self.bucket_sum.zero_(), self.bucket_n.zero_()
                 tick, tick_step = time.perf_counter(), self.step
-            saved = b.due(b.checkpoint_every, self.step, t.train_steps)
-            if saved:
-                self.save()
-            if b.due(b.sample_every, self.step, t.train_steps):
-                if self.dist.is_main:
-                    started = time.perf_counter()
-                    self.logger.images(self.step, *self.preview(), caption=self.preview_caption())
-                    bar.set_postfix(loss=f"{loss:.4f}", preview=f"{time.perf_counter() - started:.1f}s")
-                self.dist.barrier()
-            signals.stop_if_caught(self.dist, self.step, self.run_dir, self.save, saved)
+            end_of_step(b, self.step, t.train_steps, self.dist, signals, self.run_dir, self.save, preview)

@@ -73,6 +73,16 @@ def refuse_changes(saved: Any, asked: Any, changeable: tuple[str, ...], allowed:
                          f"only {allowed} may change: start a new --run-dir instead")
 
 
+def reparsed_over_saved(command: Any, args: list[str], cls: type, prog: str) -> Any:
+    """For ``--resume``: ``command`` (a trainer's, with ``resume``, ``run_dir`` and ``config`` of type ``cls``) parsed
+    again from ``args`` over the run's saved config instead of the defaults, so that what the user typed is what
+    differs from the saved run; ``command`` itself when there is nothing to resume."""
+    if not command.resume or command.run_dir is None or not list_checkpoints(command.run_dir):
+        return command
+    saved = resumed_run_config(command.run_dir, cls)  # the config the resume will continue with
+    return tyro.cli(type(command), args=args, default=dataclasses.replace(command, config=saved), prog=prog)
+
+
 def lost_contact(e: RuntimeError) -> str | None:
     """What a collective's failure says, in a few words, when another rank died or hung (gloo's and NCCL's
     errors are RuntimeErrors); None for any other error."""
@@ -102,15 +112,8 @@ class Train:
     the U-Net's input when training starts; config.json records them)."""
 
     def reparse(self, args: list[str]) -> Train:
-        """For --resume: the command line again, over the run's saved config instead of the defaults, so that
-        what the user typed is what differs from the saved run."""
-        if not self.resume or self.run_dir is None:
-            return self
-        found = list_checkpoints(self.run_dir)
-        if not found:
-            return self
-        saved = resumed_run_config(self.run_dir)  # the config the resume will continue with
-        return tyro.cli(Train, args=args, default=dataclasses.replace(self, config=saved), prog="gaussdiff train")
+        """For --resume: the command line again, over the run's saved config (:func:`reparsed_over_saved`)."""
+        return reparsed_over_saved(self, args, RunConfig, "gaussdiff train")
 
     def __call__(self) -> None:
         elastic_restart = launched_by_torchrun() and restarted_by_torchrun()

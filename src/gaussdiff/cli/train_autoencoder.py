@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from dataclasses import asdict, dataclass, field
@@ -14,7 +13,7 @@ import tyro
 from ..data.datasets import load_configured
 from ..evaluation.autoencoder import evaluate_reconstructions
 from ..training.autoencoder import AutoencoderTrainer
-from ..training.checkpoint import list_checkpoints, resumed_run_config
+from ..training.checkpoint import resumed_run_config
 from ..training.distributed import Distributed, joined, launched_by_torchrun
 from ..training.loop import resolve_device
 from ..training.config import AutoencoderTrainConfig
@@ -23,7 +22,7 @@ from ..training.latent import load_latent_space
 from ..training.trainer import Stopped
 from .logger import RunLogger
 from .options import check_new_run_dir, check_writable_dir
-from .train import refuse_changes, refuse_one_cycle_length
+from .train import refuse_changes, refuse_one_cycle_length, reparsed_over_saved
 
 CHANGEABLE = ("train_steps", "bookkeeping.", "device")
 """What a resumed autoencoder run may change: its length, intervals and device (not its networks, data or losses)."""
@@ -41,13 +40,8 @@ class TrainAutoencoder:
     (longer extends a finished run), the intervals and --device may change."""
 
     def reparse(self, args: list[str]) -> TrainAutoencoder:
-        """For --resume: the command line again, over the run's saved config instead of the defaults, so that
-        what the user typed is what differs from the saved run."""
-        if not self.resume or not list_checkpoints(self.run_dir):
-            return self
-        saved = resumed_run_config(self.run_dir, AutoencoderTrainConfig)
-        return tyro.cli(TrainAutoencoder, args=args, default=dataclasses.replace(self, config=saved),
-                        prog="gaussdiff train-autoencoder")
+        """For --resume: the command line again, over the run's saved config (:func:`reparsed_over_saved`)."""
+        return reparsed_over_saved(self, args, AutoencoderTrainConfig, "gaussdiff train-autoencoder")
 
     def __call__(self) -> None:
         config = self.config

@@ -38,7 +38,8 @@ if compgen -G ".whl/*.whl" >/dev/null; then
     export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-python3 -c 'import torch; print("torch", torch.__version__, "|", torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device")' | tee "$out/host.txt"
+python3 -c 'import torch; print("torch", torch.__version__, "|",
+    torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device")' | tee "$out/host.txt"
 
 case $part in
 tests)

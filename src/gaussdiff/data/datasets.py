@@ -69,8 +69,8 @@ class DataConfig:
     at a place drawn per example and step from the run's seed (diffusers' --random_crop), which streams the folder
     (each step decodes afresh). Built-in datasets, .npz files and prepared shards are square already: center."""
     skip_bad_images: bool = False
-    """A folder's unreadable images: by default the run stops before training with their count and the first three; with this they
-    are left out, their count and paths written to the run directory's bad-images.txt."""
+    """A folder's unreadable images: by default the run stops before training with their count and the first three;
+    with this they are left out, their count and paths written to the run directory's bad-images.txt."""
     # Read from the data when a run starts (None: unlabelled); not an option.
     num_classes: Annotated[int | None, tyro.conf.Suppress] = None
 
@@ -327,7 +327,8 @@ def load_image_folder(root: Path, size: int, channels: int, stream: str = "memor
     if bad and not skip_bad:
         listed = "; ".join(f"{p} ({why})" for p, why in bad[:3])
         listed += f"; and {len(bad) - 3} more" if len(bad) > 3 else ""
-        raise DataError(f"{root}: {len(bad)} unreadable image(s): {listed} (train's and prepare's --skip-bad-images leave them out)")
+        raise DataError(f"{root}: {len(bad)} unreadable image(s): {listed} "
+                        "(train's and prepare's --skip-bad-images leave them out)")
     if bad:
         unreadable = {p for p, _ in bad}
         keep = [i for i, p in enumerate(files) if p not in unreadable]

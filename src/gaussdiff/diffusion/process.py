@@ -453,4 +453,5 @@ class DiffusionConfig:
         try:
             return GaussianDiffusion(schedule, self.prediction, self.variance, self.loss)
         except ValueError as e:  # the library's own check of a bad combination, as the CLI's one line
-            raise ConfigError(f"{e}".replace("variance '", "--variance '").replace("use loss '", "use --loss '")) from None
+            message = f"{e}".replace("variance '", "--variance '").replace("use loss '", "use --loss '")
+            raise ConfigError(message) from None

@@ -229,7 +229,8 @@ class NoiseSchedule:
         elif spacing == "linspace":
             # round(linspace(0, T - 1, steps)) in numpy's floats (i times one step, the last exact), as diffusers.
             ramp = torch.arange(steps, dtype=torch.float64) * ((T - 1) / max(steps - 1, 1))
-            ramp[-1] = T - 1 if steps > 1 else 0
+            if steps > 1:
+                ramp[-1] = T - 1
             kept = ramp.round().long()
         else:
             raise ValueError(f"unknown spacing {spacing!r}; choose leading, trailing, linspace, karras or logsnr")

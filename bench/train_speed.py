@@ -10,9 +10,10 @@ per level, attention at 16x16 (4 heads of 32), batch 32. Each library is built t
 way of feeding the timestep embedding to a residual block (ADM's scale-shift of the norm, our
 default; or DDPM's addition, diffusers' default), so that every comparison is between the same
 architecture with the same parameter count. ``--conv`` picks how gaussdiff's residual blocks compute
-their 3x3 convolutions (``auto``, the default, is F(4x4, 3x3) Winograd on CPU in fp32; ``direct`` is
-PyTorch's kernel), one network per choice. Training = forward + MSE backward + AdamW step;
-sampling = one no-grad forward at the same batch (one step of any sampler).
+their 3x3 convolutions (``auto``, the default, times PyTorch's kernel against F(4x4, 3x3) Winograd on
+each layer configuration's first training pass on CPU and keeps Winograd only at 0.9 of the direct
+kernel's time or less; ``direct`` is PyTorch's kernel), one network per choice. Training = forward +
+MSE backward + AdamW step; sampling = one no-grad forward at the same batch (one step of any sampler).
 
 All networks run interleaved in one process: each round times ``--iters`` iterations of every
 network, and a speed ratio is taken within each round before the median over ``--repeats``

@@ -8,6 +8,7 @@ import pytest
 
 from conftest import TINY_FLAGS, expect_error
 from gaussdiff.cli import main
+from gaussdiff.cli.options import unrecognized
 from gaussdiff.data import load_data
 from gaussdiff.errors import DataError, WriteError
 from gaussdiff.viz import plot_loss, read_metrics
@@ -74,6 +75,49 @@ def test_a_bad_training_option_trains_nothing(flags, match, tmp_path, capsys):
     err = expect_error(capsys, "train", "--run-dir", run_dir, *TINY_FLAGS, *flags, match=match)
     assert "helptext" not in err and "Traceback" not in err
     assert not run_dir.exists()  # no config.json, no checkpoints: nothing was trained
+
+
+# An unknown option: what was given, and the near names of the subcommand it was given to. tyro suggests near
+# names from every subcommand (eval's --steps for train's --steps), each with its help, many lines long.
+UNKNOWN_CASES = [
+    (["train", "--steps", "3"], "unrecognized options --steps 3; did you mean --diffusion-steps or --preview-steps or "
+                                "--train-steps? (see gaussdiff train --help)"),
+    (["sample", "--sampel", "ddim"], "unrecognized options --sampel ddim; did you mean --sampler? "
+                                     "(see gaussdiff sample --help)"),
+    (["train", "--batchsize", "3"], "did you mean --batch-size?"),
+    (["show", "trajectory", "RUN", "--stepz", "3"], "did you mean --steps? (see gaussdiff show trajectory --help)"),
+    (["eval", "--nothing-like-it"], "unrecognized option --nothing-like-it (see gaussdiff eval --help)"),
+]
+
+
+@pytest.mark.parametrize("args, match", UNKNOWN_CASES, ids=[" ".join(a) for a, _ in UNKNOWN_CASES])
+def test_an_unknown_option_names_the_commands_own_near_options(args, match, capsys):
+    err = expect_error(capsys, *args, match=match)
+    assert "--timesteps" not in err and "helptext" not in err and "in gaussdiff" not in err
+
+
+def test_unknown_options_read_from_a_report_without_a_box():
+    """Without a terminal tyro may draw no box: the same suggestions come from the indentation alone."""
+    report = """Unrecognized options
+Unrecognized or misplaced options:
+  --stepz (applied to gaussdiff eval)
+  4 (applied to gaussdiff eval)
+
+Arguments are applied to the directly preceding subcommand, so ordering can matter.
+--------------------------------------------------------------------------------
+Perhaps you meant:
+    --steps {None}|INT
+        --bpd on a respaced schedule. (default: None)
+        in gaussdiff eval --help
+    --train-steps INT
+        Optimisation steps (>= 1). (default: 2000)
+        in gaussdiff train --help
+--------------------------------------------------------------------------------
+For full helptext, run gaussdiff --help
+"""
+    assert unrecognized(report, "gaussdiff eval") == "unrecognized options --stepz 4; did you mean --steps?"
+    assert unrecognized(report, "gaussdiff sample") == "unrecognized options --stepz 4"
+    assert unrecognized("Missing argument\nMissing value for argument 'data'.", "gaussdiff prepare") is None
 
 
 def test_the_help_states_the_ranges(capsys):

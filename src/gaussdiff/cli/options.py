@@ -235,6 +235,50 @@ def read_prompts(prompts: Sequence[str], prompt_file: Path | None) -> list[str]:
     return out
 
 
+def unrecognized(report: str, command: str) -> str | None:
+    """tyro's report of options it does not know, as one phrase: what was given and the near names that
+    ``command`` itself takes (tyro suggests those of every subcommand, each with its help). None if the report
+    is about something else.
+
+    ``unrecognized option(s) --stepz 3; did you mean --steps?``
+    """
+    # The box's sides go, its inner indentation stays: suggestions are the least-indented lines of their block,
+    # their help and where they belong ("in gaussdiff eval --help") further in.
+    lines = [re.sub(r"^[│|] ?", "", line).rstrip().rstrip("│|").rstrip() for line in report.splitlines()]
+    text = [line.strip() for line in lines]
+    heads = [i for i, line in enumerate(text) if line.startswith("Unrecognized options")
+             or line.startswith("Unrecognized or misplaced options")]
+    if not heads:
+        return None
+    given: list[str] = []
+    at = heads[-1]
+    if text[at].startswith("Unrecognized options:"):  # one line: "Unrecognized options: --sampel, ddim"
+        given = [w.strip() for w in text[at].split(":", 1)[1].split(", ") if w.strip()]
+    else:  # one option a line: "--steps (applied to gaussdiff train)"
+        for line in text[at + 1:]:
+            if not line or line.startswith("Arguments are applied") or re.fullmatch(r"[-─=+]+", line):
+                break
+            given.append(re.sub(r"\s*\(applied to [^)]*\)$", "", line))
+    if not given:
+        return None
+    suggestions: list[tuple[list[str], set[str]]] = []  # each suggestion's flags, the commands it is in
+    if "Perhaps you meant:" in text:
+        block = lines[text.index("Perhaps you meant:") + 1:]
+        block = block[:next((i for i, line in enumerate(block) if re.fullmatch(r"\s*[-─=+]{3,}\s*", line)
+                             or line.strip().startswith("For full helptext")), len(block))]
+        indent = min((len(line) - len(line.lstrip()) for line in block if line.strip()), default=0)
+        for line in block:
+            where = re.fullmatch(r"\s*in (.+) --help", line)
+            if where and suggestions:
+                suggestions[-1][1].add(where.group(1))
+            elif len(line) - len(line.lstrip()) == indent and line.lstrip().startswith("--"):
+                flags = re.match(r"--[^\s,]+(?:, --[^\s,]+)*", line.lstrip()).group(0).split(", ")
+                suggestions.append((flags, set()))
+    near = list(dict.fromkeys(f for flags, places in suggestions if not places or command in places for f in flags))
+    words = f"unrecognized option{'s' if len(given) > 1 else ''} {' '.join(given)}"
+    return words + (f"; did you mean {' or '.join(near)}?" if near else "")
+
+
 def one_line_errors(parse: Callable[[], Any], command: str = "gaussdiff") -> Any:
     """``parse()`` (a tyro parse); tyro's boxed, many-line report of a bad option becomes one line and exit 2,
     pointing at ``command --help`` (the subcommand's own, whose options the line is about)."""
@@ -246,6 +290,10 @@ def one_line_errors(parse: Callable[[], Any], command: str = "gaussdiff") -> Any
         if e.code in (0, None):
             sys.stderr.write(captured.getvalue())
             raise
+        unknown = unrecognized(captured.getvalue(), command)
+        if unknown is not None:
+            print(f"gaussdiff: error: {unknown} (see {command} --help)", file=sys.stderr)
+            sys.exit(2)
         lines = [re.sub(r"^[\s│╭╮╰╯─|]+|[\s│╭╮╰╯─|]+$", "", line) for line in captured.getvalue().splitlines()]
         # Without a terminal tyro draws no box, and its rules are plain dashes.
         lines = [line for line in lines if line and not line.startswith("For full helptext")

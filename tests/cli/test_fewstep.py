@@ -134,3 +134,88 @@ def test_an_nfe_is_refused_exactly_when_it_needs_more_steps_than_the_run_has():
         check_nfe(most, sampler, trained)
         with pytest.raises(UsageError, match="needs more steps than the run's 50"):
             check_nfe(most + 1, sampler, trained)
+
+
+def test_tune_refuses_what_it_cannot_measure_in_one_line(run, monkeypatch, capsys):
+    """Each bad choice of gaussdiff tune is one line naming it, before any solve: no draws, a reference too coarse
+    or finer than the run's 50 steps, a budget needing more steps than the run has or not below the reference (every
+    budget counts, not only the first); a zero-terminal-SNR run refuses a sampler in sigma, and a super-resolution
+    stage (which needs low-resolution images to tune on) is refused."""
+    from dataclasses import replace
+
+    import gaussdiff.cli.tune as tune
+    from gaussdiff import GaussianDiffusion, NoiseSchedule
+    from gaussdiff.training import load_trained
+
+    expect_error(capsys, "tune", run, "--n", "0", match="--n must be at least 1")
+    expect_error(capsys, "tune", run, "--reference-nfe", "1", match="--reference-nfe at least 2")
+    expect_error(capsys, "tune", run, "--nfe", "60", "--reference-nfe", "40",
+                 match="--nfe 60: unipc would take 60 steps; tuning needs 2..50")
+    expect_error(capsys, "tune", run, "--nfe", "4", "--reference-nfe", "51", match="at most the run's 50 steps")
+    expect_error(capsys, "tune", run, "--nfe", "4", "30", "--reference-nfe", "20",
+                 match="--reference-nfe 20 must exceed every --nfe (up to 30)")
+    trained = load_trained(run, device="cpu")
+    zero_snr = GaussianDiffusion(NoiseSchedule.cosine(50).rescale_zero_terminal_snr(), prediction="v")
+    monkeypatch.setattr(tune, "load_trained", lambda *a, **kw: replace(trained, diffusion=zero_snr))
+    expect_error(capsys, "tune", run, "--sampler", "euler", "--device", "cpu", match="--sampler euler runs in sigma")
+    c = trained.config
+    stage = replace(trained, config=replace(c, super_res=replace(c.super_res, super_res=4)))
+    monkeypatch.setattr(tune, "load_trained", lambda *a, **kw: stage)
+    expect_error(capsys, "tune", run, "--device", "cpu", match="super-resolution stage")
+
+
+def test_tune_saves_each_budget_from_its_seeds_draws_at_the_smallest_settings_it_accepts(run, tmp_path, monkeypatch,
+                                                                                         capsys):
+    """--evals 8 (MIN_EVALS) and --reference-nfe 50 (all of the run's steps) are accepted. Each budget of --nfe 3 4
+    is tuned and saved under its own key with its own number of steps; the draws are --n of --seed's generator, and
+    the reference shared by the budgets is exactly the one tune_timesteps would solve for itself (same weights,
+    conditions and clipping)."""
+    import shutil
+
+    import torch
+
+    import gaussdiff.cli.tune as tune
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    real, calls = tune.tune_timesteps, []
+
+    def checked(model, diffusion, sampler, nfe, x_T, cond, *args, reference=None):
+        calls.append((nfe, x_T))
+        tuned = real(model, diffusion, sampler, nfe, x_T, cond, *args, reference=reference)
+        assert tuned == real(model, diffusion, sampler, nfe, x_T, cond, *args, progress=False)
+        return tuned
+
+    monkeypatch.setattr(tune, "tune_timesteps", checked)
+    main(["tune", str(copy), "--sampler", "ddim", "--nfe", "3", "4", "--n", "4", "--evals", "8", "--reference-nfe",
+          "50", "--seed", "7", "--device", "cpu"])
+    draws = torch.randn((4, 1, 8, 8), generator=torch.Generator("cpu").manual_seed(7))
+    assert [nfe for nfe, _ in calls] == [3, 4] and all(torch.equal(x_T, draws) for _, x_T in calls)
+    saved = json.loads(next(copy.glob("**/timesteps.json")).read_text())
+    for nfe in (3, 4):
+        entry = saved[f"ddim@{nfe}"]
+        assert (entry["nfe"], len(entry["timesteps"]), entry["batch"], entry["seed"]) == (nfe, nfe, 4, 7)
+        assert entry["evals"] <= 8 and entry["reference_nfe"] == 50 and entry["weights"] == "ema"
+
+
+def test_tune_no_ema_tunes_the_raw_weights_and_saves_them_apart(run, tmp_path, monkeypatch, capsys):
+    """--no-ema loads the raw weights, and saves under the raw-weights key (marked raw), which sample --no-ema then
+    uses; the EMA key stays untuned."""
+    import shutil
+
+    import gaussdiff.cli.tune as tune
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    asked, real = [], tune.load_trained
+    monkeypatch.setattr(tune, "load_trained", lambda path, ema, device: asked.append(ema) or real(path, ema=ema,
+                                                                                                  device=device))
+    main(["tune", str(copy), "--no-ema", "--sampler", "unipc", "--nfe", "3", "--n", "4", "--evals", "8",
+          "--reference-nfe", "20", "--device", "cpu"])
+    assert asked == [False]
+    saved = json.loads(next(copy.glob("**/timesteps.json")).read_text())
+    assert "unipc@3" not in saved and saved["unipc@3 (raw weights)"]["weights"] == "raw"
+    for flag, how in (("--no-ema", "steps tuned by gaussdiff tune"), ("--ema", "trailing spacing")):
+        main(["sample", str(copy), flag, "--sampler", "unipc", "--nfe", "3", "--n", "2", "--out",
+              str(tmp_path / "s.npz"), "--device", "cpu"])
+        assert how in str(np.load(tmp_path / "s.npz")["info"])

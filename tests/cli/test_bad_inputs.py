@@ -96,6 +96,26 @@ def test_an_unknown_option_names_the_commands_own_near_options(args, match, caps
     assert "--timesteps" not in err and "helptext" not in err and "in gaussdiff" not in err
 
 
+@pytest.mark.parametrize("command", [["train"], ["train-autoencoder"], ["train-classifier"], ["show", "forward"],
+                                     ["sample", "RUN"], ["eval", "RUN"], ["tune", "RUN"]], ids=" ".join)
+def test_a_seed_past_64_bits_is_one_line_before_the_work(command, capsys):
+    """torch's generators take 64-bit seeds: a larger --seed is refused when parsed, not by an overflow in
+    the first manual_seed."""
+    expect_error(capsys, *command, "--seed", str(2**64), match=f"--seed {2**64} does not fit in 64 bits")
+
+
+def test_show_forward_refuses_empty_lists_and_other_files_and_scales_its_steps(tmp_path, capsys):
+    """Empty --t or --index, and an --out that is not a PNG, are one line; without --t a schedule of T steps
+    shows the default steps' fractions of T (a 100-step schedule: t = 0, 5, ..., 99, not 50..999 refused)."""
+    expect_error(capsys, "show", "forward", "--t", match="--t needs one or more values")
+    expect_error(capsys, "show", "forward", "--index", match="--index needs one or more values")
+    expect_error(capsys, "show", "forward", "--out", tmp_path / "f.npz", match="expected a .png file")
+    expect_error(capsys, "show", "trajectory", "RUN", "--out", tmp_path / "t.txt", match="expected a .png file")
+    main(["show", "forward", "--diffusion-steps", "100", "--out", str(tmp_path / "f.png")])
+    assert (tmp_path / "f.png").exists()
+    expect_error(capsys, "show", "forward", "--diffusion-steps", "100", "--t", "100", match="--t 100 is outside 0..99")
+
+
 def test_unknown_options_read_from_a_report_without_a_box():
     """Without a terminal tyro may draw no box: the same suggestions come from the indentation alone."""
     report = """Unrecognized options

@@ -200,7 +200,7 @@ def test_tune_saves_each_budget_from_its_seeds_draws_at_the_smallest_settings_it
 
 def test_tune_no_ema_tunes_the_raw_weights_and_saves_them_apart(run, tmp_path, monkeypatch, capsys):
     """--no-ema loads the raw weights, and saves under the raw-weights key (marked raw), which sample --no-ema then
-    uses; the EMA key stays untuned."""
+    uses; the EMA key stays untuned. The --evals given is the budget tuning spends."""
     import shutil
 
     import gaussdiff.cli.tune as tune
@@ -210,11 +210,14 @@ def test_tune_no_ema_tunes_the_raw_weights_and_saves_them_apart(run, tmp_path, m
     asked, real = [], tune.load_trained
     monkeypatch.setattr(tune, "load_trained", lambda path, ema, device: asked.append(ema) or real(path, ema=ema,
                                                                                                   device=device))
-    main(["tune", str(copy), "--no-ema", "--sampler", "unipc", "--nfe", "3", "--n", "4", "--evals", "8",
+    main(["tune", str(copy), "--no-ema", "--sampler", "unipc", "--nfe", "3", "--n", "4", "--evals", "12",
           "--reference-nfe", "20", "--device", "cpu"])
     assert asked == [False]
     saved = json.loads(next(copy.glob("**/timesteps.json")).read_text())
     assert "unipc@3" not in saved and saved["unipc@3 (raw weights)"]["weights"] == "raw"
+    # --evals is the budget the search gets: past the 7 trials of starts and judgements, Nelder-Mead's first simplex
+    # on 3 steps takes 4 more (scipy evaluates all of it), so 12 gives 11 or 12 trials, not the least (8)
+    assert 11 <= saved["unipc@3 (raw weights)"]["evals"] <= 12
     for flag, how in (("--no-ema", "steps tuned by gaussdiff tune"), ("--ema", "trailing spacing")):
         main(["sample", str(copy), flag, "--sampler", "unipc", "--nfe", "3", "--n", "2", "--out",
               str(tmp_path / "s.npz"), "--device", "cpu"])

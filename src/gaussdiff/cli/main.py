@@ -6,11 +6,12 @@ line, ``gaussdiff: error: ...``, and exits 2; an interrupted run keeps its last 
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import tyro
 
-from ..errors import GaussdiffError
+from ..errors import GaussdiffError, UsageError
 from .eval import Eval
 from .export import Export
 from .prepare import Prepare
@@ -61,7 +62,20 @@ def parse(args: list[str]):
     if isinstance(command, (Train, TrainAutoencoder)):
         # A resumed run's options are read over its saved config (what the user typed is what changes).
         command = one_line_errors(lambda: command.reparse(args[1:]), name)
+    check_seeds(command)
     return command
+
+
+def check_seeds(options: object) -> None:
+    """Every ``seed`` in the parsed options (nested configs included) fits torch's generators, whose seeds are
+    64-bit: a larger one is one line here, not an overflow deep in the first ``manual_seed``."""
+    if not dataclasses.is_dataclass(options):
+        return
+    for f in dataclasses.fields(options):
+        value = getattr(options, f.name)
+        if f.name == "seed" and isinstance(value, int) and not -(2**63) <= value < 2**64:
+            raise UsageError(f"--seed {value} does not fit in 64 bits (-2**63 .. 2**64 - 1)")
+        check_seeds(value)
 
 
 if __name__ == "__main__":

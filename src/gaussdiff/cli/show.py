@@ -24,6 +24,14 @@ from ..viz import save_strips
 from .options import (at_least, check_eta, check_nfe, check_steps, check_writable, parse_class, parse_timesteps,
                       weights_of)
 
+DEFAULT_T = (0, 50, 100, 200, 300, 400, 500, 600, 800, 999)
+"""show forward's steps by default, on the 1000-step schedule."""
+
+
+def check_png(path: Path) -> None:
+    if path.suffix.lower() != ".png":
+        raise UsageError(f"--out {path}: expected a .png file")
+
 
 @dataclass
 class ShowForward:
@@ -35,8 +43,8 @@ class ShowForward:
     """Take the schedule and data from this run instead."""
     index: tuple[int, ...] = (0, 1, 2, 3)
     """Which images of the dataset, one row each."""
-    t: tuple[int, ...] = (0, 50, 100, 200, 300, 400, 500, 600, 800, 999)
-    """The steps to show, 0..999 (on the 1000-step schedule)."""
+    t: tuple[int, ...] = DEFAULT_T
+    """The steps to show, 0..T-1 (default: these on the 1000-step schedule, scaled to a schedule of T steps)."""
     schedule: ScheduleName | None = None
     """The beta schedule: linear or cosine (default cosine; without --run, which has its own)."""
     diffusion_steps: int | None = None
@@ -63,24 +71,30 @@ class ShowForward:
             diffusion = DiffusionConfig(diffusion_steps=steps, schedule=schedule).build()
             data = load_data(self.data)
             source = self.data
-        bad = [t for t in self.t if not 0 <= t < diffusion.num_steps]
+        if not self.t or not self.index:
+            raise UsageError(f"--{'t' if not self.t else 'index'} needs one or more values")
+        ts = self.t
+        if ts == DEFAULT_T and diffusion.num_steps != 1000:  # the same fractions of another schedule's T steps
+            ts = tuple(dict.fromkeys(round(t * (diffusion.num_steps - 1) / 999) for t in ts))
+        bad = [t for t in ts if not 0 <= t < diffusion.num_steps]
         if bad:
             raise UsageError(f"--t {bad[0]} is outside 0..{diffusion.num_steps - 1}")
         bad_i = [i for i in self.index if not 0 <= i < len(data)]
         if bad_i:
             raise UsageError(f"--index {bad_i[0]} is outside 0..{len(data) - 1}")
+        check_png(self.out)
         check_writable(self.out)
         x0 = to_model_range(data.images[list(self.index)])
         g = torch.Generator().manual_seed(self.seed)
         noise = torch.randn(x0.shape, generator=g)
         rows = []
         for i in range(len(x0)):
-            t = torch.tensor(self.t)
+            t = torch.tensor(ts)
             x_t = diffusion.q_sample(x0[i : i + 1].expand(len(t), *x0.shape[1:]), t, noise[i : i + 1].expand(len(t), *x0.shape[1:]))
             rows.append(to_uint8(x_t))
         caption = (f"x_t ~ q(x_t | x0) of {source} images {', '.join(map(str, self.index))} (a row each), "
                    f"{schedule} schedule of {diffusion.num_steps} steps, noise seed {self.seed}")
-        save_strips(rows, self.out, [f"t={t}" for t in self.t], caption=caption)
+        save_strips(rows, self.out, [f"t={t}" for t in ts], caption=caption)
         print(f"wrote {self.out}")
 
 
@@ -118,6 +132,9 @@ class ShowTrajectory:
     def __call__(self) -> None:
         at_least("--n", self.n, 1)
         at_least("--frames", self.frames, 2)
+        check_png(self.out)
+        if self.label == "all":
+            raise UsageError("--class all is for gaussdiff sample; give show trajectory one class index")
         device = resolve_device(self.device)
         trained = load_trained(self.checkpoint, device=device)
         check_steps(self.steps, trained)

@@ -111,6 +111,7 @@ def test_show_forward_refuses_empty_lists_and_other_files_and_scales_its_steps(t
     expect_error(capsys, "show", "forward", "--index", match="--index needs one or more values")
     expect_error(capsys, "show", "forward", "--out", tmp_path / "f.npz", match="expected a .png file")
     expect_error(capsys, "show", "trajectory", "RUN", "--out", tmp_path / "t.txt", match="expected a .png file")
+    expect_error(capsys, "show", "trajectory", "RUN", "--class", "all", match="--class all is for gaussdiff sample")
     main(["show", "forward", "--diffusion-steps", "100", "--out", str(tmp_path / "f.png")])
     assert (tmp_path / "f.png").exists()
     expect_error(capsys, "show", "forward", "--diffusion-steps", "100", "--t", "100", match="--t 100 is outside 0..99")

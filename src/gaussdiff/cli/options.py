@@ -29,6 +29,12 @@ def at_least(option: str, value: int | None, low: int, none: str = "") -> None:
         raise UsageError(f"{option} must be at least {low}{none}, not {value}")
 
 
+def check_suffix(path: Path, suffixes: tuple[str, ...]) -> None:
+    """Refuse an ``--out`` whose kind of file is not one of ``suffixes`` (".png", ".npz"), before any work."""
+    if path.suffix not in suffixes:
+        raise UsageError(f"--out {path}: expected a {' or '.join(suffixes)} file")
+
+
 def _blocker(directory: Path) -> Path | None:
     """The first existing path on the way to ``directory`` that is not a directory (a file in the way), if any."""
     for ancestor in reversed([directory, *directory.parents]):

@@ -27,8 +27,9 @@ from ..training.files import atomic_write
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import save_grid, save_strips
-from .options import (at_least, budget_of, check_eta, check_nfe, check_steps, check_writable, keeping_parts,
-                      parse_class, parse_timesteps, read_prompts, report_setup, warn_untrained_null, weights_of)
+from .options import (at_least, budget_of, check_eta, check_nfe, check_steps, check_suffix, check_writable,
+                      keeping_parts, parse_class, parse_timesteps, read_prompts, report_setup, warn_untrained_null,
+                      weights_of)
 
 
 def check_cascade(runs: list[Trained], paths: tuple[Path, ...]) -> None:
@@ -126,8 +127,7 @@ class Sample:
         if not self.out:
             raise UsageError("--out needs one or more of FILE.png, FILE.npz")
         for path in self.out:
-            if path.suffix not in (".png", ".npz"):
-                raise UsageError(f"--out {path}: expected a .png or .npz file")
+            check_suffix(path, (".png", ".npz"))
         at_least("--n", self.n, 1)
         at_least("--batch-size", self.batch_size, 1)
         self.guide.check()

@@ -21,16 +21,11 @@ from ..training.checkpoint import load_checkpoint_config, resolve_checkpoint, ve
 from ..training.loop import resolve_device
 from ..training.run import load_trained
 from ..viz import save_strips
-from .options import (at_least, check_eta, check_nfe, check_steps, check_writable, parse_class, parse_timesteps,
-                      weights_of)
+from .options import (at_least, check_eta, check_nfe, check_steps, check_suffix, check_writable, parse_class,
+                      parse_timesteps, weights_of)
 
 DEFAULT_T = (0, 50, 100, 200, 300, 400, 500, 600, 800, 999)
 """show forward's steps by default, on the 1000-step schedule."""
-
-
-def check_png(path: Path) -> None:
-    if path.suffix.lower() != ".png":
-        raise UsageError(f"--out {path}: expected a .png file")
 
 
 @dataclass
@@ -55,6 +50,9 @@ class ShowForward:
     """The PNG to write."""
 
     def __call__(self) -> None:
+        if not self.t or not self.index:
+            raise UsageError(f"--{'t' if not self.t else 'index'} needs one or more values")
+        check_suffix(self.out, (".png",))
         if self.run is not None:
             if self.schedule is not None or self.diffusion_steps is not None:
                 raise UsageError("--schedule and --diffusion-steps go without --run: a run's strip uses its own")
@@ -71,8 +69,6 @@ class ShowForward:
             diffusion = DiffusionConfig(diffusion_steps=steps, schedule=schedule).build()
             data = load_data(self.data)
             source = self.data
-        if not self.t or not self.index:
-            raise UsageError(f"--{'t' if not self.t else 'index'} needs one or more values")
         ts = self.t
         if ts == DEFAULT_T and diffusion.num_steps != 1000:  # the same fractions of another schedule's T steps
             ts = tuple(dict.fromkeys(round(t * (diffusion.num_steps - 1) / 999) for t in ts))
@@ -82,7 +78,6 @@ class ShowForward:
         bad_i = [i for i in self.index if not 0 <= i < len(data)]
         if bad_i:
             raise UsageError(f"--index {bad_i[0]} is outside 0..{len(data) - 1}")
-        check_png(self.out)
         check_writable(self.out)
         x0 = to_model_range(data.images[list(self.index)])
         g = torch.Generator().manual_seed(self.seed)
@@ -132,7 +127,7 @@ class ShowTrajectory:
     def __call__(self) -> None:
         at_least("--n", self.n, 1)
         at_least("--frames", self.frames, 2)
-        check_png(self.out)
+        check_suffix(self.out, (".png",))
         if self.label == "all":
             raise UsageError("--class all is for gaussdiff sample; give show trajectory one class index")
         device = resolve_device(self.device)

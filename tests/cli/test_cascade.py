@@ -2,6 +2,7 @@
 sample --cascade, sample --low-res, eval --super-res-test and --cascade; stages that do not fit get one line."""
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +124,43 @@ def test_a_stage_draws_its_augmentation_noise_apart_from_every_samples_noise(run
              labels=torch.zeros(6, dtype=torch.long), progress=False)
     assert len(seeds) == 3  # one generator a chunk
     assert not set(seeds) & {sample_seed(5, i) for i in range(6)}
+
+
+def test_a_classifier_guides_the_base_stage_and_must_fit_its_images(runs, tmp_path, capsys):
+    """The classifier sees the base stage's 4x4 images only (the stages after it follow the base's images and
+    labels); one of another size is refused before anything is sampled, in a cascade as for one run."""
+    clf = ["train-classifier", "--classifier-steps", "2", "--diffusion-steps", "50", "--batch-size", "8",
+           "--classifier-channels", "16", "--device", "cpu"]
+    main([*clf, "--run-dir", str(tmp_path / "clf4"), "--image-size", "4", "--attention-resolutions", "2"])
+    main(["sample", "--cascade", str(runs["base"]), str(runs["sr"]), "--classifier", str(tmp_path / "clf4"),
+          "--class", "1", "--n", "2", "--steps", "2", "--out", str(tmp_path / "c.npz"), "--device", "cpu"])
+    with np.load(tmp_path / "c.npz", allow_pickle=False) as f:
+        assert f["arr_0"].shape == (2, 8, 8, 1) and f["arr_1"].tolist() == [1, 1]
+    main([*clf, "--run-dir", str(tmp_path / "clf8")])  # digits at their 8x8
+    for command in (["--cascade", runs["base"], runs["sr"]], [runs["base"]]):
+        expect_error(capsys, "sample", *command, "--classifier", tmp_path / "clf8", "--class", "1", "--n", "2",
+                     "--steps", "2", "--out", tmp_path / "x.png", "--device", "cpu",
+                     match="classifies 8x8 images of 1 channel(s), the model samples 4x4 of 1")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_augmentation_levels_out_of_range_get_one_line_before_any_sampling(runs, tmp_path, capsys, monkeypatch):
+    """s is a cosine time in [0, 1] for Gaussian augmentation: NaN, infinite, negative or past 1 is refused in
+    training, and in sampling before the base stage draws (a level for a cascade's last stage must not cost the
+    base's samples), as is a level given to a run that has no stage to read it."""
+    flags = [*TINY_FLAGS, *STEPS, "--super-res", "4", "--run-dir", tmp_path / "x"]
+    for option, value, match in [("--cond-aug-max", "nan", "--cond-aug-max must be a finite number"),
+                                 ("--cond-aug-level", "inf", "--cond-aug-level must be a finite number"),
+                                 ("--cond-aug-level", "-1", "--cond-aug-level must be a finite number"),
+                                 ("--cond-aug-level", "5", "--cond-aug-level 5: a gaussian augmentation level")]:
+        expect_error(capsys, "train", *flags, option, value, match=match)
+    assert not (tmp_path / "x").exists()
+    generate = sys.modules["gaussdiff.evaluation.generate"]  # the package's name `generate` is the function
+    monkeypatch.setattr(generate, "sample", lambda *a, **k: pytest.fail("sampled"))
+    cascade = ["sample", "--cascade", runs["base"], runs["sr"], "--n", "2", "--steps", "2", "--device", "cpu",
+               "--out", tmp_path / "c.png"]
+    expect_error(capsys, *cascade, "--cond-aug-level", "nan", match="--cond-aug-level must be a finite number")
+    expect_error(capsys, *cascade, "--cond-aug-level", "1.5", match="a gaussian augmentation level is a time in [0, 1]")
+    expect_error(capsys, "sample", runs["base"], "--cond-aug-level", "0.1", "--steps", "2", "--device", "cpu",
+                 match="--cond-aug-level is for super-resolution runs")
+    assert not (tmp_path / "c.png").exists()

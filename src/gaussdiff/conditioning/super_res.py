@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data.datasets import ImageData, to_model_range
-from ..errors import ConfigError
+from ..errors import ConfigError, check_finite_at_least_zero
 from ..nets.unet import upsample_bilinear
 
 CondAug = Literal["gaussian", "blur", "none"]
@@ -107,8 +107,16 @@ class SuperResConfig:
             return
         if not 1 <= self.super_res < high:
             raise ConfigError(f"--super-res {self.super_res} must be below the image size {high}")
-        if self.cond_aug_max < 0 or self.cond_aug_level < 0 or (self.cond_aug == "gaussian" and self.cond_aug_max > 1):
-            raise ConfigError("--cond-aug-max and --cond-aug-level must be >= 0 (gaussian levels at most 1)")
+        check_level("--cond-aug-max", self.cond_aug_max, self.cond_aug)
+        check_level("--cond-aug-level", self.cond_aug_level, self.cond_aug)
+
+
+def check_level(option: str, level: float, cond_aug: CondAug) -> None:
+    """Refuse an augmentation level s that is NaN, infinite or negative, or, for ``gaussian``, past the forward
+    process's end: there s is a cosine time in [0, 1] (blur's is a sigma in pixels, without a top)."""
+    check_finite_at_least_zero(option, level)
+    if cond_aug == "gaussian" and level > 1:
+        raise ConfigError(f"{option} {level:g}: a gaussian augmentation level is a time in [0, 1]")
 
 
 @dataclass(frozen=True)

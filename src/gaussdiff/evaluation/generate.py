@@ -14,7 +14,7 @@ import hashlib
 import json
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -25,10 +25,10 @@ from tqdm.auto import tqdm
 
 from ..conditioning.guidance import GuidanceConfig, guide
 from ..data.datasets import mix_seed, to_model_range
-from ..conditioning.super_res import LowResolution
+from ..conditioning.super_res import LowResolution, check_level
 from ..conditioning.text import TextPrompt
 from ..diffusion.process import GaussianDiffusion, Model
-from ..errors import ConfigError, NonFiniteError, check_finite_at_least_zero
+from ..errors import ConfigError, NonFiniteError
 from ..diffusion.schedule import Spacing
 from ..nets.fast import CompileMode, SampleLayout, SamplePrecision, Setup, sampling_network
 from ..samplers.run import SamplerName, default_spacing, plan, sample
@@ -155,6 +155,18 @@ def text_condition(trained: Trained) -> TextPrompt | None:
     return next((c for c in trained.conditions if isinstance(c, TextPrompt)), None)
 
 
+def check_cond_aug_level(stages: Sequence[Trained], level: float | None) -> None:
+    """Refuse a sampling augmentation level (None: each stage's own) that some stage cannot take, or that no
+    stage would read (none is a super-resolution run): before any stage samples."""
+    if level is None:
+        return
+    conditions = [c for c in map(super_res_condition, stages) if c is not None]
+    if not conditions:
+        raise ConfigError("--cond-aug-level is for super-resolution runs (train --super-res), and this is not one")
+    for condition in conditions:
+        check_level("--cond-aug-level", level, condition.cond_aug)
+
+
 def guided_model(trained: Trained, diffusion: GaussianDiffusion, sampler: SamplerName, guidance: GuidanceConfig,
                  net: Model | None = None) -> Model:
     """The model a sampler on ``diffusion`` (respaced or not) should call: ``net`` (default ``trained.model``)
@@ -171,6 +183,13 @@ def guided_model(trained: Trained, diffusion: GaussianDiffusion, sampler: Sample
             snr = lambda c: " (zero terminal SNR)" if c.zero_terminal_snr else ""  # noqa: E731
             raise ConfigError(f"{guidance.classifier}: trained on a {theirs.schedule} schedule of {theirs.diffusion_steps} "
                               f"steps{snr(theirs)}, the model on {mine.schedule} with {mine.diffusion_steps}{snr(mine)}")
+        encoder = cfg.classifier.encoder
+        channels, size = trained.sample_shape[0], trained.sample_shape[-1]
+        if (encoder.in_channels, encoder.image_size) != (channels, size):
+            # Its attention pool has one position embedding per pixel of its own size, and a classifier of other
+            # images would steer by gradients that mean nothing to this model.
+            raise ConfigError(f"{guidance.classifier}: classifies {encoder.image_size}x{encoder.image_size} images of "
+                              f"{encoder.in_channels} channel(s), the model samples {size}x{size} of {channels}")
         num_classes = trained.config.data.num_classes
         if num_classes is not None and cfg.classifier.num_classes != num_classes:
             raise ConfigError(f"{guidance.classifier}: {cfg.classifier.num_classes} classes, the model's data has "
@@ -221,8 +240,7 @@ def generate(
     the setup changed on the way (a compile that failed on a later batch shape: the rest were drawn uncompiled).
     """
     guidance = guidance or GuidanceConfig()
-    if cond_aug_level is not None:
-        check_finite_at_least_zero("--cond-aug-level", cond_aug_level)
+    check_cond_aug_level([trained], cond_aug_level)
     d = trained.config.data
     if nfe is not None or timesteps is not None:
         steps = None
@@ -361,9 +379,13 @@ def generate_cascade(
     """A cascade (Ho et al. 2022): ``n`` samples of the base run ``runs[0]``, then each super-resolution stage
     on the samples of the stage before, with ``steps[i]`` steps (the last repeats) and the same labels and
     prompts (or ``nfe`` evaluations a stage, on ``spacing``, or the explicit ``timesteps`` in every stage).
-    Every stage's output ``uint8 [n, C, H_i, W_i]``, and the labels drawn. ``dist``, ``parts`` (a subdirectory
+    Classifier-free guidance steers every stage, a classifier only the base. Every stage's output ``uint8 [n, C, H_i, W_i]``, and the labels drawn. ``dist``, ``parts`` (a subdirectory
     a stage), ``speed`` and ``on_setup`` (told once a stage) as for :func:`generate`."""
     guidance = guidance or GuidanceConfig()
+    # A classifier guides the base stage, which decides what the samples show; the super-resolution stages
+    # follow its images (and its labels, when they are class-conditional) at sizes the classifier never saw.
+    refine = replace(guidance, classifier=None)
+    check_cond_aug_level(runs[1:], cond_aug_level)
     step = lambda i: steps[min(i, len(steps) - 1)]  # noqa: E731
     images, labels = generate(runs[0], n, sampler, step(0), eta, seed, batch_size, labels, guidance, progress, prompts,
                               nfe=nfe, spacing=spacing, timesteps=timesteps, dist=dist,
@@ -371,7 +393,7 @@ def generate_cascade(
     outputs = [images]
     for i, run in enumerate(runs[1:], start=1):
         images, _ = generate(run, n, sampler, step(i), eta, seed + i, batch_size,
-                             labels if takes_labels(run, guidance) else None, guidance, progress, prompts,
+                             labels if takes_labels(run, refine) else None, refine, progress, prompts,
                              low_res=to_model_range(images), cond_aug_level=cond_aug_level, nfe=nfe, spacing=spacing,
                              timesteps=timesteps, dist=dist, parts=None if parts is None else parts / f"stage-{i}",
                              speed=speed, on_setup=on_setup)

@@ -1,6 +1,7 @@
 """Every bad input is one line on stderr and exit 2, and it comes before the work it would spoil: a bad option
 trains nothing (no run directory), and an unwritable output costs no sampling."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,21 @@ def test_a_bad_training_option_trains_nothing(flags, match, tmp_path, capsys):
     err = expect_error(capsys, "train", "--run-dir", run_dir, *TINY_FLAGS, *flags, match=match)
     assert "helptext" not in err and "Traceback" not in err
     assert not run_dir.exists()  # no config.json, no checkpoints: nothing was trained
+
+
+# A dry run loads no data, so it checks every range but those the data decides (the image's channels).
+DRY_CASES = [(f, m) for f, m in TRAIN_CASES if "digits has" not in m] + [(["--lr", "nan"], "--lr must be > 0")]
+
+
+@pytest.mark.parametrize("flags, match", DRY_CASES, ids=[" ".join(f) for f, _ in DRY_CASES])
+def test_a_dry_run_refuses_what_training_would(flags, match, capsys):
+    expect_error(capsys, "train", "--dry-run", *TINY_FLAGS, *flags, match=match)
+
+
+def test_a_dry_run_prints_the_config_it_would_train(capsys):
+    main(["train", "--dry-run", *TINY_FLAGS, "--lr", "3e-4"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["train"]["optim"]["lr"] == 3e-4 and printed["diffusion"]["diffusion_steps"] == 50
 
 
 # An unknown option: what was given, and the near names of the subcommand it was given to. tyro suggests near

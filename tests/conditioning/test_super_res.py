@@ -99,3 +99,10 @@ def test_a_super_resolution_config_needs_a_lower_resolution():
         SuperResConfig(super_res=28).check(28)
     with pytest.raises(ConfigError, match=">= 0"):
         SuperResConfig(super_res=14, cond_aug_max=-1).check(28)
+    with pytest.raises(ConfigError, match="at least 1"):
+        SuperResConfig(super_res=0).check()
+    # Levels need no image size (a dry run checks them): s is a time in [0, 1] for gaussian, a sigma for blur.
+    SuperResConfig(super_res=14, cond_aug="blur", cond_aug_max=3.0).check()
+    for bad in (float("nan"), float("inf"), 1.5):
+        with pytest.raises(ConfigError, match="--cond-aug-level"):
+            SuperResConfig(super_res=14, cond_aug_level=bad).check()

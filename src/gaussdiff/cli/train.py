@@ -133,6 +133,8 @@ class Train:
             if self.run_dir is not None:
                 check_new_run_dir(self.run_dir)
         if self.dry_run:
+            config.check()  # what the data does not decide: a dry run must not pass what training refuses
+            resolve_device(config.train.device)
             print(describe(config))
             return
         run_dir = self.run_dir or Path("runs") / f"{Path(config.data.data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"

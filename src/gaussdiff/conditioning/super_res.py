@@ -102,10 +102,13 @@ class SuperResConfig:
             return ()
         return (LowResolution(self.super_res, self.cond_aug, self.cond_aug_max),)
 
-    def check(self, high: int) -> None:
+    def check(self, high: int | None = None) -> None:
+        """Refuse a LOW that is not below the image size ``high`` (None: not known yet) and levels out of range."""
         if self.super_res is None:
             return
-        if not 1 <= self.super_res < high:
+        if self.super_res < 1:
+            raise ConfigError(f"--super-res {self.super_res} must be at least 1")
+        if high is not None and self.super_res >= high:
             raise ConfigError(f"--super-res {self.super_res} must be below the image size {high}")
         check_level("--cond-aug-max", self.cond_aug_max, self.cond_aug)
         check_level("--cond-aug-level", self.cond_aug_level, self.cond_aug)

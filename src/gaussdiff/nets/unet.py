@@ -98,9 +98,10 @@ class UNetConfig:
         return (f"--attention-resolutions {named} matches none of this network's levels "
                 f"({', '.join(map(str, levels))}): only the middle block attends (name a level to attend there too)")
 
-    def check(self) -> None:
+    def check(self, sized: bool = True) -> None:
         """Refuse a shape the network cannot be built with, as one line (before any work, not as a reshape
-        error in the first forward pass)."""
+        error in the first forward pass). ``sized=False``: before the data has set the image size, which decides
+        the levels that attend, only the last level (which always does) must take the heads."""
         if self.channels < 1:
             raise ConfigError(f"--channels must be at least 1, not {self.channels}")
         if not self.channel_mult or min(self.channel_mult) < 1:
@@ -111,7 +112,7 @@ class UNetConfig:
             raise ConfigError(f"--dropout must lie in [0, 1), not {self.dropout:g}")
         if self.num_heads < 1:
             raise ConfigError(f"--num-heads must be at least 1, not {self.num_heads}")
-        widths = self.attention_channels()
+        widths = self.attention_channels() if sized else [self.channels * self.channel_mult[-1]]
         if any(w % self.num_heads for w in widths):
             raise ConfigError(f"--num-heads {self.num_heads} must divide the width of every attention layer "
                               f"({', '.join(map(str, widths))} with --channels {self.channels} --channel-mult "

@@ -173,6 +173,20 @@ class RunConfig:
         image first, then labels and prompts (a preview grid follows the last)."""
         return self.super_res.conditions() + self.conditioning.conditions(self.data.num_classes)
 
+    def check(self) -> None:
+        """Refuse the options whose ranges do not depend on the data (``--dry-run`` checks these; :meth:`resolve`
+        all)."""
+        at_least("diffusion_steps", self.diffusion.diffusion_steps, 1)
+        self.diffusion.build()  # a combination it cannot make (a learned variance with --loss mse) fails here
+        self.train.check(self.diffusion.diffusion_steps)
+        if self.data.workers is not None:
+            at_least("workers", self.data.workers, 0)
+        self.super_res.check()
+        self.model.check(sized=False)
+        if self.diffusion.zero_terminal_snr and self.diffusion.prediction == "eps":
+            raise ConfigError("--zero-terminal-snr needs --prediction v (or x0): an eps model learns nothing about "
+                              "x0 at zero SNR (Lin et al. 2024)")
+
     def resolve(self, data: ImageData, latent: tuple[int, int, str] | None = None) -> RunConfig:
         """This config with what ``data`` decides filled in: its size, channels and classes, and the
         U-Net's input, output (2C when the variance is learned) and label embedding. For a latent run,
@@ -180,11 +194,7 @@ class RunConfig:
 
         Every option's range is checked here, so that a trainer (which resolves its config before it builds
         anything) refuses a bad one at once, not in the middle or at the end of the run."""
-        at_least("diffusion_steps", self.diffusion.diffusion_steps, 1)
-        self.diffusion.build()  # a combination it cannot make (a learned variance with --loss mse) fails here
-        self.train.check(self.diffusion.diffusion_steps)
-        if self.data.workers is not None:
-            at_least("workers", self.data.workers, 0)
+        self.check()
         d = data.resolve(self.data)
         conditioning, text = self.conditioning, self.model.text
         if conditioning.text:
@@ -204,9 +214,6 @@ class RunConfig:
         self.super_res.check(d.image_size)
         if self.super_res.super_res is not None and latent is not None:
             raise ConfigError("--super-res runs in pixel space: it takes no --latent")
-        if self.diffusion.zero_terminal_snr and self.diffusion.prediction == "eps":
-            raise ConfigError("--zero-terminal-snr needs --prediction v (or x0): an eps model learns nothing about "
-                              "x0 at zero SNR (Lin et al. 2024)")
         c, size, resolved = d.image_channels, d.image_size, replace(self, conditioning=conditioning)
         if latent is not None:
             c, size, sha = latent

@@ -15,7 +15,8 @@ architecture and parameter count), random weights, a 50-step DDIM run from the s
 - diffusers, eager fp32: ``UNet2DModel`` driven by ``DDIMScheduler``, as its pipeline does;
 - diffusers, bf16 + compile: the model cast to bf16 and ``torch.compile(mode="reduce-overhead", fullgraph=True)``,
   diffusers' documented fast inference setup (compiling is reported, not timed); on CPU ``mode="default"`` (no
-  CUDA graphs there), beside bf16 uncompiled and fp32 compiled, since which is fastest depends on the CPU.
+  CUDA graphs there), beside bf16 uncompiled and fp32 compiled, since which is fastest depends on the CPU
+  (the bf16 ones only where the CPU computes bf16 natively: emulated, it is many times slower than fp32).
 
 Each round runs every contender once per batch size; ratios are paired within rounds (median over rounds),
 against diffusers in eager fp32 and against diffusers' fastest contender. A contender that fails prints its
@@ -33,7 +34,7 @@ from pathlib import Path
 import torch
 
 from gaussdiff import GaussianDiffusion, NoiseSchedule, sample
-from gaussdiff.nets.fast import describe, sampling_network
+from gaussdiff.nets.fast import bf16_supported, describe, sampling_network
 from train_speed import ours, theirs
 
 
@@ -93,13 +94,20 @@ def main() -> None:
         contenders["diffusers, bf16 + compile reduce-overhead"] = lambda: diffusers_runner(
             fast, args.steps, torch.bfloat16, "reduce-overhead")
     elif device.type == "cpu":  # diffusers' fast setups on a CPU: bf16 weights, compiled (inductor's C++ kernels)
-        contenders["diffusers, bf16"] = lambda: diffusers_runner(copy.deepcopy(theirs_net), args.steps,
-                                                                 torch.bfloat16, None)
+        # Without native bf16 (AVX2 only) oneDNN emulates it: one 10-step run of batch 32 took 645 s on a Zen 3,
+        # 30x its fp32 time, so it cannot be diffusers' fastest setup and is left out there.
+        bf16 = bf16_supported(device)
+        if bf16:
+            contenders["diffusers, bf16"] = lambda: diffusers_runner(copy.deepcopy(theirs_net), args.steps,
+                                                                     torch.bfloat16, None)
+        else:
+            print("diffusers' bf16 setups left out: this CPU has no native bf16 (AMX or AVX-512 BF16)")
         if not args.no_compile:
             contenders["diffusers, compile"] = lambda: diffusers_runner(copy.deepcopy(theirs_net), args.steps,
                                                                         torch.float32, "default")
-            contenders["diffusers, bf16 + compile"] = lambda: diffusers_runner(copy.deepcopy(theirs_net), args.steps,
-                                                                               torch.bfloat16, "default")
+            if bf16:
+                contenders["diffusers, bf16 + compile"] = lambda: diffusers_runner(
+                    copy.deepcopy(theirs_net), args.steps, torch.bfloat16, "default")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     times: dict[tuple[str, int], list[float]] = {}
     runners = {}  # one per contender and batch size: gaussdiff's default measures its setup on its first batch

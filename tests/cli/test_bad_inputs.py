@@ -9,7 +9,7 @@ import pytest
 
 from conftest import TINY_FLAGS, expect_error
 from gaussdiff.cli import main
-from gaussdiff.cli.options import unrecognized
+from gaussdiff.cli.options import missing, unrecognized
 from gaussdiff.data import load_data
 from gaussdiff.errors import DataError, WriteError
 from gaussdiff.viz import plot_loss, read_metrics
@@ -67,6 +67,9 @@ TRAIN_CASES = [
     (["--dist-timeout", "0"], "--dist-timeout must be a number of seconds > 0"),
     (["--image-channels", "3"], "digits has 1 channel, not 3"),
     (["--batch-size", "abc"], "--batch-size: invalid value 'abc' (expected INT)"),
+    (["--p-uncond", "nan"], "--p-uncond must lie in [0, 1), not nan"),
+    (["--p-uncond", "0.1"], "--p-uncond drops the model's labels or captions: it needs --class-conditional or --text"),
+    (["--data", "shapes", "--class-conditional"], "--class-conditional needs a labelled dataset (digits,"),
 ]
 
 
@@ -79,7 +82,7 @@ def test_a_bad_training_option_trains_nothing(flags, match, tmp_path, capsys):
 
 
 # A dry run loads no data, so it checks every range but those the data decides (the image's channels).
-DRY_CASES = [(f, m) for f, m in TRAIN_CASES if "digits has" not in m] + [(["--lr", "nan"], "--lr must be > 0")]
+DRY_CASES = [(f, m) for f, m in TRAIN_CASES if "digits has" not in m and "--data" not in f] + [(["--lr", "nan"], "--lr must be > 0")]
 
 
 @pytest.mark.parametrize("flags, match", DRY_CASES, ids=[" ".join(f) for f, _ in DRY_CASES])
@@ -91,6 +94,17 @@ def test_a_dry_run_prints_the_config_it_would_train(capsys):
     main(["train", "--dry-run", *TINY_FLAGS, "--lr", "3e-4"])
     printed = json.loads(capsys.readouterr().out)
     assert printed["train"]["optim"]["lr"] == 3e-4 and printed["diffusion"]["diffusion_steps"] == 50
+
+
+@pytest.mark.parametrize("args, match", [
+    (["tran", "--train-steps", "3"], "gaussdiff: no command 'tran'; did you mean train? (commands: train, "),
+    (["show", "trajectroy", "RUN"], "gaussdiff show: no command 'trajectroy'; did you mean trajectory?"),
+    (["frobnicate"], "gaussdiff: no command 'frobnicate' (commands: train, train-autoencoder, "),
+    (["--seed", "3", "sample", "RUN"], "--seed: options follow the command (gaussdiff sample --seed ...; commands:"),
+])
+def test_a_misspelt_or_misplaced_command_word_is_one_line(args, match, capsys):
+    """tyro answers these with its whole usage; the line names the nearest command instead."""
+    expect_error(capsys, *args, match=match)
 
 
 # An unknown option: what was given, and the near names of the subcommand it was given to. tyro suggests near
@@ -155,6 +169,39 @@ For full helptext, run gaussdiff --help
     assert unrecognized(report, "gaussdiff eval") == "unrecognized options --stepz 4; did you mean --steps?"
     assert unrecognized(report, "gaussdiff sample") == "unrecognized options --stepz 4"
     assert unrecognized("Missing argument\nMissing value for argument 'data'.", "gaussdiff prepare") is None
+    assert missing(report) is None
+    # The same for required options: two, each with its help over two lines, and an unknown one given with them.
+    report = """Required options
+Missing from gaussdiff export:
+    CHECKPOINT
+        A run directory (its newest checkpoint) or a checkpoint
+        directory. (required)
+    --diffusers PATH
+        The folder to write. (required)
+--------------------------------------------------------------------------------
+Unrecognized options:
+    --bogus
+    1
+--------------------------------------------------------------------------------
+For full helptext, run:
+    gaussdiff export --help
+"""
+    assert missing(report) == ("needs CHECKPOINT: a run directory (its newest checkpoint) or a checkpoint directory; "
+                               "and --diffusers PATH: the folder to write; unrecognized options --bogus 1")
+
+
+@pytest.mark.parametrize("args, match", [
+    (["prepare", "digits"], "gaussdiff prepare needs --out PATH: the folder to write the shards and index.json in"),
+    (["export"], "gaussdiff export needs CHECKPOINT: a run directory (its newest checkpoint) or a checkpoint "
+                 "directory; and --diffusers PATH: the folder to write"),
+    (["show", "trajectory"], "gaussdiff show trajectory needs CHECKPOINT: a run directory"),  # not WHAT.CHECKPOINT
+    (["prepare", "digits", "--bogus", "1"], "needs --out PATH: the folder to write the shards and index.json in (it "
+                                            "must not exist, or be empty); unrecognized options --bogus 1"),
+])
+def test_a_missing_required_option_is_named_with_its_help(args, match, capsys):
+    """tyro's boxed report becomes one line naming each missing option and what it is, and keeps an unknown option
+    given beside them (which the flattened box lost)."""
+    expect_error(capsys, *args, match=match)
 
 
 def test_the_help_states_the_ranges(capsys):
@@ -270,14 +317,14 @@ def sample_cases(tmp_path: Path, run: Path) -> list[tuple[list, str]]:
         (["sample", run, "--batch-size", "abc"], "--batch-size: invalid value 'abc' (expected INT) (see gaussdiff sample "
                                                  "--help)"),
         (["show", "forward", "--t", "x"], "(see gaussdiff show forward --help)"),  # the help of what was mistyped
-        (["tune", run, "--evals", "5"], "--evals at least 8"),
+        (["tune", run, "--evals", "5"], "--evals must be at least 8"),
         (["sample", run, "--guidance", "nan"], "--guidance must be a finite number >= 0, got nan"),
         (["sample", run, "--classifier-scale", "inf"], "--classifier-scale must be a finite number >= 0"),
         (["eval", run, "--fid", "--n", "1"], "--n must be at least 4"),  # precision/recall's 3rd neighbours
         (["train-autoencoder", "--latent-channels", "0"], "--latent-channels must be at least 1"),
         (["train-autoencoder", "--kl-weight", "-1"], "--kl-weight must be a finite number >= 0"),
         (["tune", run, "--nfe"], "--nfe needs one or more budgets"),
-        (["train-classifier", "--train-steps", "0"], "at least 1"),  # --classifier-steps, named as train's
+        (["train-classifier", "--train-steps", "0"], "--classifier-steps (--train-steps) must be at least 1"),
         (["sample", run, "--eta", "nan"], "--eta must be a finite number >= 0, got nan"),
         (["sample", run, "--eta", "-1"], "--eta must be a finite number >= 0, got -1"),
         (["sample", run, "--sampler", "unipc", "--eta", "0.5"], "unipc takes none"),  # --eta 0 is every sampler's

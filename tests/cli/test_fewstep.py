@@ -90,6 +90,9 @@ def test_tune_saves_steps_that_sample_and_eval_then_use(run, tmp_path, capsys):
     entry["dpm++2m@4"]["timesteps"] = entry["dpm++2m@4"]["timesteps"][:1]
     tuned.write_text(json.dumps(entry))
     expect_error(capsys, "sample", run, "--sampler", "dpm++2m", "--nfe", "4", match="1 times, where dpm++2m at 4 NFE")
+    tuned.write_text(json.dumps({**json.loads(good), "dpm++2m@4": None}))  # not "untuned"
+    expect_error(capsys, "sample", run, "--sampler", "dpm++2m", "--nfe", "4",
+                 match="the entry 'dpm++2m@4' is null, not what gaussdiff tune writes")
     tuned.write_text(good)
 
 
@@ -148,7 +151,7 @@ def test_tune_refuses_what_it_cannot_measure_in_one_line(run, monkeypatch, capsy
     from gaussdiff.training import load_trained
 
     expect_error(capsys, "tune", run, "--n", "0", match="--n must be at least 1")
-    expect_error(capsys, "tune", run, "--reference-nfe", "1", match="--reference-nfe at least 2")
+    expect_error(capsys, "tune", run, "--reference-nfe", "1", match="--reference-nfe must be at least 2, not 1")
     expect_error(capsys, "tune", run, "--nfe", "60", "--reference-nfe", "40",
                  match="--nfe 60: unipc would take 60 steps; tuning needs 2..50")
     expect_error(capsys, "tune", run, "--nfe", "4", "--reference-nfe", "51", match="at most the run's 50 steps")

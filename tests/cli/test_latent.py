@@ -93,6 +93,10 @@ def test_bad_autoencoder_input_gets_one_line(tmp_path, capsys, autoencoder_run):
             (corrupt / f.name).write_bytes(f.read_bytes())
     (corrupt / "autoencoder.safetensors").write_bytes(b"junk")
     expect_error(capsys, "train", "--latent", corrupt, *TINY_FLAGS, match="cannot read weights")
+    for command in (["sample", autoencoder_run, "--device", "cpu"], ["show", "trajectory", autoencoder_run],
+                    ["export", autoencoder_run, "--diffusers", tmp_path / "d"]):
+        expect_error(capsys, *command,  # what it is, not "damaged"
+                     match="an autoencoder run (gaussdiff train-autoencoder; train a diffusion model in its latents")
     expect_error(capsys, "train-autoencoder", "--run-dir", tmp_path / "f", *AE_FLAGS, "--data", "fashion-mnist",
                  "--factor", "8", match="--factor 8 does not divide the 28x28 images")
 

@@ -111,6 +111,9 @@ def test_prompts_need_a_text_run(tmp_path, capsys):
           "--sample-every", "1"])
     expect_error(capsys, "sample", run, "--prompt", "a seven", "--device", "cpu", match="needs a text run")
     expect_error(capsys, "show", "trajectory", run, "--prompt", "a seven", "--device", "cpu", match="needs a text run")
+    (tmp_path / "prompts.txt").write_text("a seven\n")  # the option named is the one given
+    expect_error(capsys, "sample", run, "--prompt-file", tmp_path / "prompts.txt", "--device", "cpu",
+                 match="--prompt-file needs a text run")
 
 
 def test_eval_of_shapes_samples_reports_prompt_accuracy(tmp_path, capsys, monkeypatch):

@@ -47,6 +47,8 @@ def test_prepare_then_train_round_trips_images_labels_and_captions(tmp_path, cap
     b = Trainer(cfg(str(tmp_path / "shards")), tmp_path / "b", progress=False).run()
     assert a.losses == b.losses
     expect_error(capsys, "prepare", folder, "--out", tmp_path / "shards", match="not an empty folder")
+    expect_error(capsys, "prepare", folder, "--out", folder / "shards", match="inside the folder it prepares")
+    assert not (folder / "shards").exists()
     expect_error(capsys, "train", "--data", tmp_path / "shards", "--image-size", "16", "--run-dir", tmp_path / "c",
                  match="prepared at 8x8, not 16")
 

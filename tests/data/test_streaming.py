@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from conftest import expect_error, override, tiny_config
+from gaussdiff.cli import main
 from gaussdiff.data.datasets import FolderImages, load_data
 from gaussdiff.errors import DataError
 from gaussdiff.training.checkpoint import list_checkpoints
@@ -225,3 +226,42 @@ def test_the_low_resolution_condition_is_the_flipped_image_downsampled(folder, t
     low = trainer.conditions_of(idx, pixels)["low_res"]
     assert torch.equal(low, downsample(x0, 4))
     assert not torch.equal(low[0], downsample(trainer.x0_of(trainer.data.images[idx], idx)[0], 4)[0])
+
+
+def test_skipping_decodes_every_image_first_so_that_nothing_fails_later(folder, tmp_path, capsys):
+    """--skip-bad-images must find what only decoding finds: a PNG cut short in a streamed folder (a header scan
+    passes it) and a JPEG cut short (PIL's verify passes it), in memory or streamed; prepare without it stops at the
+    shard that holds one and leaves no half-written folder, and with it writes the rest."""
+    png = folder / "a" / "0.png"
+    png.write_bytes(png.read_bytes()[:60])
+    jpeg = folder / "b" / "5.jpg"
+    noise = np.random.default_rng(1).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(jpeg, quality=95)
+    jpeg.write_bytes(jpeg.read_bytes()[: jpeg.stat().st_size // 2])  # headers whole, half the scan gone
+    (folder / "b" / "5.png").unlink()
+    with Image.open(jpeg) as img:
+        img.verify()  # passes: only decoding finds it
+    for stream in ("stream", "memory"):
+        run_dir = tmp_path / f"skip-{stream}"
+        trainer = Trainer(config(folder, stream, **{"data.skip_bad_images": True, "train.train_steps": 6}), run_dir,
+                          progress=False)
+        assert len(trainer.data) == 22
+        trainer.run()  # every image of every batch decodes
+        assert sorted((run_dir / "bad-images.txt").read_text().split()) == sorted([str(png), str(jpeg)])
+
+    def prepare_fails(out) -> str:  # below its progress bar, one line
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            main(["prepare", str(folder), "--out", str(out), "--image-size", "8", "--shard-size", "5"])
+        assert exit_info.value.code == 2
+        return capsys.readouterr().err.strip().splitlines()[-1]
+
+    assert prepare_fails(tmp_path / "shards") == (f"gaussdiff: error: {png}: cannot read image (OSError: image file "
+                                                  "is truncated); nothing written (--skip-bad-images leaves unreadable "
+                                                  "images out)")
+    assert not (tmp_path / "shards").exists()
+    (tmp_path / "empty").mkdir()  # a folder the user made stays, emptied of what prepare began
+    assert "nothing written" in prepare_fails(tmp_path / "empty")
+    assert list((tmp_path / "empty").iterdir()) == []
+    main(["prepare", str(folder), "--out", str(tmp_path / "shards"), "--image-size", "8", "--skip-bad-images"])
+    assert len(load_data(str(tmp_path / "shards"))) == 22

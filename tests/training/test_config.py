@@ -29,7 +29,7 @@ def write_with(config: RunConfig, path: tuple[str, ...], value, out) -> None:
 
 
 @pytest.mark.parametrize("path, value, match", [
-    (("model", "channels"), "64", "field model.channels is '64', not a int"),
+    (("model", "channels"), "64", "field model.channels is '64', not a whole number"),
     (("train", "batch_size"), True, "field train.batch_size is True"),
     (("diffusion", "schedule"), "banana", "field diffusion.schedule is 'banana', not one of 'linear', 'cosine'"),
     (("model", "channel_mult"), [1, "2"], "field model.channel_mult[1] is '2'"),

@@ -224,6 +224,11 @@ def test_resume_extends_a_finished_run_and_refuses_to_change_what_makes_it(tmp_p
     assert losses(tmp_path / "short") == losses(tmp_path / "long")
     saved = json.loads((list_checkpoints(tmp_path / "short")[-1] / "config.json").read_text())
     assert saved["train"]["train_steps"] == 6  # the change is recorded with the run
+    # Fewer steps than the run has made: refused before anything is written over its config.
+    before = (tmp_path / "short" / "config.json").read_text()
+    expect_error(capsys, "train", "--run-dir", tmp_path / "short", "--resume", "--train-steps", "4",
+                 match="is at step 6: --train-steps 4 ends before it (give 6 or more")
+    assert (tmp_path / "short" / "config.json").read_text() == before
 
 
 def test_a_resumed_run_may_change_how_often_it_logs(tmp_path):
@@ -261,6 +266,15 @@ def test_sampling_refuses_weights_that_differ_from_what_was_written(tmp_path, ca
     assert "contents differ from what was written" in cli_error(capsys, "sample", run, "--n", "2", "--steps", "2",
                                                                 "--out", tmp_path / "s.npz")
     assert not (tmp_path / "s.npz").exists()
+    # A file of another size says which way it went: cut short, or grown by an edit (not "truncated").
+    config = list_checkpoints(run)[-1] / "config.json"
+    text = config.read_text()
+    config.write_text(text + "\n")
+    assert f"{len(text) + 1} bytes, {len(text)} written (changed since it was saved)" in cli_error(
+        capsys, "sample", run, "--n", "2", "--steps", "2", "--out", tmp_path / "s.npz")
+    config.write_text(text[:-5])
+    assert "written (cut short since it was saved)" in cli_error(capsys, "sample", run, "--n", "2", "--steps", "2",
+                                                                  "--out", tmp_path / "s.npz")
 
 
 def test_a_first_signal_waits_for_the_step_and_a_second_interrupts_at_once():

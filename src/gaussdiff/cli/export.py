@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import tyro
 
@@ -18,7 +19,7 @@ class Export:
     """Write a run as a diffusers DDPMPipeline folder (unet/ in safetensors, scheduler/, model_index.json) that
     DDPMPipeline.from_pretrained and DDIMPipeline load without gaussdiff."""
 
-    checkpoint: tyro.conf.Positional[Path]
+    checkpoint: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="CHECKPOINT")]
     """A run directory (its newest checkpoint) or a checkpoint directory."""
     diffusers: Path
     """The folder to write (it must not exist, or be empty)."""

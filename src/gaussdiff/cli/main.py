@@ -7,6 +7,7 @@ line, ``gaussdiff: error: ...``, and exits 2; an interrupted run keeps its last 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import sys
 
 import tyro
@@ -51,8 +52,27 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
 
 
+def check_command(args: list[str]) -> None:
+    """One line for a command word tyro would answer with its whole usage: a misspelt command (with the nearest
+    one), or an option before the command."""
+    subcommands = {"": list(COMMANDS), "show": ["forward", "trajectory"]}
+    for where, word in (("", args[0] if args else None), ("show", args[1] if args[:1] == ["show"] else None)):
+        names = subcommands[where]
+        if word is None or word in names or word in ("-h", "--help"):
+            continue
+        command = f"gaussdiff {where}".rstrip()
+        if word.startswith("-"):
+            meant = next((a for a in args if a in names), "COMMAND")
+            raise UsageError(f"{word}: options follow the command ({command} {meant} {word} ...; commands: "
+                             f"{', '.join(names)})")
+        near = difflib.get_close_matches(word, names, n=1)
+        hint = f"; did you mean {near[0]}?" if near else ""
+        raise UsageError(f"{command}: no command {word!r}{hint} (commands: {', '.join(names)})")
+
+
 def parse(args: list[str]):
     """tyro's parse of ``args``; its boxed, many-line report of a bad option becomes one line and exit 2."""
+    check_command(args)
     # Where an error about an option sends the user: the help of the (sub)command it was given to.
     words = ["gaussdiff"] + args[:1] if args[:1] and args[0] in COMMANDS else ["gaussdiff"]
     if words[1:] == ["show"] and args[1:2] and args[1] in ("forward", "trajectory"):

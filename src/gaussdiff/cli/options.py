@@ -258,9 +258,10 @@ def unrecognized(report: str, command: str) -> str | None:
         return None
     given: list[str] = []
     at = heads[-1]
-    if text[at].startswith("Unrecognized options:"):  # one line: "Unrecognized options: --sampel, ddim"
-        given = [w.strip() for w in text[at].split(":", 1)[1].split(", ") if w.strip()]
-    else:  # one option a line: "--steps (applied to gaussdiff train)"
+    inline = text[at].split(":", 1)[1] if text[at].startswith("Unrecognized options:") else ""
+    if inline.strip():  # one line: "Unrecognized options: --sampel, ddim"
+        given = [w.strip() for w in inline.split(", ") if w.strip()]
+    else:  # one word a line: "--steps (applied to gaussdiff train)", "--bogus" then "1"
         for line in text[at + 1:]:
             if not line or line.startswith("Arguments are applied") or re.fullmatch(r"[-─=+]+", line):
                 break
@@ -285,6 +286,34 @@ def unrecognized(report: str, command: str) -> str | None:
     return words + (f"; did you mean {' or '.join(near)}?" if near else "")
 
 
+def missing(report: str) -> str | None:
+    """tyro's report of required options left out, as one phrase with what each is: ``needs --out PATH (the
+    folder to write ...)``; and any unrecognized option given with them. None if the report is about something
+    else."""
+    text = [re.sub(r"^[│|] ?", "", line).rstrip().rstrip("│|").strip() for line in report.splitlines()]
+    at = next((i for i, line in enumerate(text) if line.startswith("Missing from")), None)
+    if at is None:
+        return None
+    needed: list[list[str]] = []  # each option's usage, then the lines of its help
+    for line in text[at + 1:]:
+        if not line or re.fullmatch(r"[-─=+]+", line) or line.startswith(("Unrecognized", "For full helptext")):
+            break
+        if re.match(r"(--\S+|[A-Z][A-Z0-9_.]*)(\s+[A-Z][A-Z0-9_.{},|]*)?$", line) and not (
+                needed and needed[-1][1:] and not needed[-1][-1].endswith(")")):
+            needed.append([line])
+        elif needed:
+            needed[-1].append(line)
+    if not needed:
+        return None
+    said = []
+    for usage, *helps in needed:
+        words = re.sub(r"\s*\(required\)$", "", " ".join(helps)).rstrip(".")
+        said.append(f"{usage}: {words[:1].lower() + words[1:]}" if words else usage)
+    phrase = "needs " + "; and ".join(said)
+    unknown = unrecognized(report, "")
+    return phrase + (f"; {unknown}" if unknown else "")
+
+
 def one_line_errors(parse: Callable[[], Any], command: str = "gaussdiff") -> Any:
     """``parse()`` (a tyro parse); tyro's boxed, many-line report of a bad option becomes one line and exit 2,
     pointing at ``command --help`` (the subcommand's own, whose options the line is about)."""
@@ -296,6 +325,10 @@ def one_line_errors(parse: Callable[[], Any], command: str = "gaussdiff") -> Any
         if e.code in (0, None):
             sys.stderr.write(captured.getvalue())
             raise
+        needs = missing(captured.getvalue())
+        if needs is not None:
+            print(f"gaussdiff: error: {command} {needs} (see {command} --help)", file=sys.stderr)
+            sys.exit(2)
         unknown = unrecognized(captured.getvalue(), command)
         if unknown is not None:
             print(f"gaussdiff: error: {unknown} (see {command} --help)", file=sys.stderr)

@@ -170,7 +170,8 @@ class Sample:
         text = text_condition(trained)
         prompts = read_prompts(self.prompt, self.prompt_file)
         if prompts and text is None:
-            raise UsageError("--prompt needs a text run (gaussdiff train --text)")
+            given = "--prompt" if self.prompt else "--prompt-file"
+            raise UsageError(f"{given} needs a text run (gaussdiff train --text)")
         if text is not None and self.guide.classifier is not None and labels is None:
             # Random labels would steer the samples away from their prompts.
             raise UsageError("classifier guidance of a text run needs --class: the class the prompts ask for")

@@ -97,7 +97,9 @@ class ShowForward:
 class ShowTrajectory:
     """Strips of x_t and of the x0 estimate along one sampling run (DDPM Fig. 6-7: progressive generation)."""
 
-    checkpoint: tyro.conf.Positional[Path]
+    # Named plainly: tyro would call it WHAT.CHECKPOINT, after Show's field, in the usage and its errors.
+    checkpoint: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="CHECKPOINT")]
+    """A run directory (its newest checkpoint) or a checkpoint directory."""
     n: int = 3
     """How many samples (>= 1; two rows each: x_t, then the x0 estimate)."""
     label: Annotated[str | None, tyro.conf.arg(name="class")] = None

@@ -14,7 +14,7 @@ import torch
 import tyro
 
 from ..errors import UsageError
-from ..training.checkpoint import list_checkpoints, resumed_run_config
+from ..training.checkpoint import PREFIX, list_checkpoints, resumed_run_config
 from ..training.config import RunConfig, describe, to_dict
 from ..training.conv_cache import DEFAULT_CONV_CACHE
 from ..training.distributed import Distributed, joined, launched_by_torchrun, restarted_by_torchrun
@@ -128,6 +128,10 @@ class Train:
                 raise UsageError(f"{self.run_dir}: nothing to resume (no checkpoint)")
             saved = resumed_run_config(self.run_dir)  # a damaged newer config.json is passed over
             config = saved if elastic_restart and not self.resume else resumed_config(saved, self.config)
+            reached = int(found[-1].name[len(PREFIX):])
+            if config.train.train_steps < reached:  # before the config that says so is written over the run's
+                raise UsageError(f"{self.run_dir} is at step {reached}: --train-steps {config.train.train_steps} "
+                                 f"ends before it (give {reached} or more; more extends the run)")
         else:
             config = self.config
             if self.run_dir is not None:

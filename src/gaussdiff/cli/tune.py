@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated
 
 import torch
 import tyro
@@ -15,7 +16,7 @@ from ..samplers.tuning import MIN_EVALS, reference_solve, tune_timesteps, tuning
 from ..training.checkpoint import save_tuned_steps, tuned_key
 from ..training.loop import resolve_device
 from ..training.run import load_trained
-from .options import parse_timesteps
+from .options import at_least, parse_timesteps
 
 
 @dataclass
@@ -25,7 +26,7 @@ class Tune:
     schedules are saved beside the checkpoint (timesteps.json), and sample, eval and show use them by default
     (--timesteps auto) for the same sampler and --nfe."""
 
-    checkpoint: tyro.conf.Positional[Path]
+    checkpoint: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="CHECKPOINT")]
     """A run directory (its newest checkpoint) or a checkpoint directory."""
     sampler: SamplerName = "unipc"
     """The sampler: ddpm, ddim, euler, heun, euler-a, dpm++2m, dpm++3m, dpm++2s, dpm++2m-sde, unipc, unipc-bh1."""
@@ -48,9 +49,11 @@ class Tune:
     def __call__(self) -> None:
         if not self.nfe:
             raise UsageError("--nfe needs one or more budgets (network evaluations)")
-        if self.n < 1 or self.evals < MIN_EVALS or self.reference_nfe < 2:
-            raise UsageError(f"--n must be at least 1, --evals at least {MIN_EVALS} (the standard spacings it starts "
-                             "from and the held-out judgements are trials too), --reference-nfe at least 2")
+        at_least("--n", self.n, 1)
+        at_least("--reference-nfe", self.reference_nfe, 2)
+        if self.evals < MIN_EVALS:
+            raise UsageError(f"--evals must be at least {MIN_EVALS} (the standard spacings it starts from and the "
+                             f"held-out judgements are trials too), not {self.evals}")
         device = resolve_device(self.device)
         trained = load_trained(self.checkpoint, ema=self.ema, device=device)
         parse_timesteps("linspace", None, trained, self.sampler)  # refuses what a zero-terminal-SNR run cannot take

@@ -113,14 +113,21 @@ class ConditioningConfig:
     max_tokens: Annotated[int, tyro.conf.Suppress] = 0
     preview_prompts: Annotated[tuple[str, ...], tyro.conf.Suppress] = ()
 
+    def check(self) -> None:
+        """Refuse a share of dropped conditions out of [0, 1), or one with no condition to drop."""
+        if not 0.0 <= self.p_uncond < 1.0:
+            raise ConfigError(f"--p-uncond must lie in [0, 1), not {self.p_uncond:g}")
+        if self.p_uncond > 0 and not (self.class_conditional or self.text):
+            raise ConfigError("--p-uncond drops the model's labels or captions: it needs --class-conditional or --text")
+
     def conditions(self, num_classes: int | None) -> tuple[Condition, ...]:
         """The model's conditions for data with ``num_classes`` classes (None: unlabelled)."""
-        if not 0.0 <= self.p_uncond < 1.0 or (self.p_uncond > 0 and not (self.class_conditional or self.text)):
-            raise ConfigError("p_uncond must lie in [0, 1) and needs --class-conditional or --text")
+        self.check()
         out: list[Condition] = []
         if self.class_conditional:
             if num_classes is None:
-                raise ConfigError("class_conditional needs a labelled dataset")
+                raise ConfigError("--class-conditional needs a labelled dataset (digits, fashion-mnist, a folder "
+                                  "of class sub-folders, or a .npz with labels in arr_1)")
             out.append(ClassLabel(num_classes, self.p_uncond))
         if self.text:
             if not self.vocabulary:

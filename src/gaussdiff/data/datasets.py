@@ -70,7 +70,8 @@ class DataConfig:
     (each step decodes afresh). Built-in datasets, .npz files and prepared shards are square already: center."""
     skip_bad_images: bool = False
     """A folder's unreadable images: by default the run stops before training with their count and the first three;
-    with this they are left out, their count and paths written to the run directory's bad-images.txt."""
+    with this every image is decoded once before training to find them (a streamed one too), and they are left out,
+    their count and paths written to the run directory's bad-images.txt."""
     # Read from the data when a run starts (None: unlabelled); not an option.
     num_classes: Annotated[int | None, tyro.conf.Suppress] = None
 
@@ -279,16 +280,23 @@ def load_shards(root: Path, size: int | None, channels: int | None, stream: str)
     return ImageData(images, labels, index["class_names"], index["captions"])
 
 
-def scan_images(files: list[Path], whole: bool = True) -> list[tuple[Path, str]]:
-    """The files Pillow cannot read, with why, without decoding the pixels: read ``whole`` through by ``verify``
-    (PNG's chunk checksums; a file cut short anywhere), or only their headers (a streamed folder, whose bytes
-    would otherwise all be read once more before the first step; a damaged one is named at its batch)."""
+ScanDepth = Literal["header", "verify", "decode"]
+
+
+def scan_images(files: list[Path], depth: ScanDepth = "verify") -> list[tuple[Path, str]]:
+    """The files Pillow cannot read, with why: by their ``header`` only (a streamed folder, whose bytes would
+    otherwise all be read once more before the first step; a damaged one is named at its batch), read through
+    by ``verify`` without decoding the pixels (PNG's chunk checksums find a file cut short anywhere; other formats
+    check little more than the header), or ``decode``d, which finds every file that would fail later (what
+    --skip-bad-images asks for: a JPEG cut short passes ``verify``)."""
     bad = []
     for path in files:
         try:
             with Image.open(path) as img:
-                if whole:
+                if depth == "verify":
                     img.verify()
+                elif depth == "decode":
+                    img.load()
         except UNREADABLE as e:
             bad.append((path, type(e).__name__))
     return bad
@@ -323,7 +331,9 @@ def load_image_folder(root: Path, size: int, channels: int, stream: str = "memor
     if stream == "auto":
         big = len(files) * channels * size * size > STREAM_ABOVE_BYTES
         stream = "stream" if big or crop == "random" else "memory"
-    bad = scan_images(files, whole=stream == "memory")
+    # Skipping must find every image that would fail: one decoding pass over the folder (a streamed run would
+    # otherwise stop at the batch of a damaged image at every resume, and prepare halfway through its shards).
+    bad = scan_images(files, "decode" if skip_bad else "verify" if stream == "memory" else "header")
     if bad and not skip_bad:
         listed = "; ".join(f"{p} ({why})" for p, why in bad[:3])
         listed += f"; and {len(bad) - 3} more" if len(bad) > 3 else ""

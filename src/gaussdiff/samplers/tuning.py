@@ -4,10 +4,11 @@ The idea of "Align Your Steps" (Sabour et al. 2024), by a simpler route: choose 
 sampler's steps to minimize its global error on the model itself, measured against a fine solve of the same
 probability-flow ODE from the same x_T. With S steps the times are
 
-    t_k = t_max (1 - c_k),  c = (0, cumsum(softmax(u))),  k = 0..S-1,
+    t_k = t_max (1 - c_k),  c_0 = 0,  c_k = softmax(u)_1 + ... + softmax(u)_k,  k = 0..S-1,
 
-S - 1 free numbers u (the shares of the time axis between consecutive steps, positive and summing to one:
-every schedule from t_max to 0 is reachable and none is out of order); u = 0 is uniform spacing. The objective
+from S numbers u (their softmax gives the shares of the time axis between consecutive steps and from the last
+step to 0, positive and summing to one: every schedule from t_max towards 0 is reachable and none is out of
+order; a shared offset cancels, so the search moves S - 1 degrees of freedom); u = 0 is uniform spacing. The objective
 is the mean squared difference between the sampler's x0 and the reference's, over a batch of x_T, and
 Nelder-Mead (scipy) minimizes it without gradients through the network. Measured on the exact denoiser of a
 Gaussian mixture (``bench/fewstep.py``), a schedule tuned on 512 draws of x_T lowers the sliced Wasserstein

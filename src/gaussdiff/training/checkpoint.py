@@ -66,9 +66,11 @@ def verify_checkpoint(checkpoint: Path, only: tuple[str, ...] | None = None) -> 
         if not f.is_file():
             raise CheckpointError(f"{checkpoint}: {name} is missing")
         if f.stat().st_size != entry["bytes"]:
-            raise CheckpointError(f"{f}: {f.stat().st_size} bytes, {entry['bytes']} written (truncated?)")
+            size = f.stat().st_size
+            why = "cut short" if size < entry["bytes"] else "changed"
+            raise CheckpointError(f"{f}: {size} bytes, {entry['bytes']} written ({why} since it was saved)")
         if sha256_of(f) != entry["sha256"]:
-            raise CheckpointError(f"{f}: contents differ from what was written (corrupt)")
+            raise CheckpointError(f"{f}: contents differ from what was written (corrupt, or edited since)")
 
 
 def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
@@ -226,6 +228,10 @@ def read_tuned_steps(checkpoint: Path) -> dict[str, dict]:
     if not isinstance(found, dict):
         raise CheckpointError(f"{path}: not what gaussdiff tune writes (an object of tuned steps); run gaussdiff "
                               "tune again, or delete it")
+    for key, entry in found.items():  # a null entry would read as "not tuned" and sample untuned steps unsaid
+        if not isinstance(entry, dict):
+            raise CheckpointError(f"{path}: the entry {key!r} is {json.dumps(entry)}, not what gaussdiff tune writes; "
+                                  "run gaussdiff tune again, or delete the file")
     return found
 
 

@@ -182,6 +182,7 @@ class RunConfig:
         if self.data.workers is not None:
             at_least("workers", self.data.workers, 0)
         self.super_res.check()
+        self.conditioning.check()
         self.model.check(sized=False)
         if self.diffusion.zero_terminal_snr and self.diffusion.prediction == "eps":
             raise ConfigError("--zero-terminal-snr needs --prediction v (or x0): an eps model learns nothing about "
@@ -249,7 +250,8 @@ class ClassifierTrainConfig:
 
     def resolve(self, data: ImageData) -> ClassifierTrainConfig:
         """The network's input and classes from ``data``; attention only below the input resolution."""
-        at_least("classifier_steps", self.classifier_steps, 1)
+        if self.classifier_steps < 1:  # either name may have been typed
+            raise ConfigError(f"--classifier-steps (--train-steps) must be at least 1, not {self.classifier_steps}")
         at_least("batch_size", self.batch_size, 1)
         at_least("diffusion_steps", self.diffusion.diffusion_steps, 1)
         check_optim(self.optim)
@@ -369,7 +371,9 @@ def check_value(name: str, value: Any, hint: Any) -> None:
     if not ok:
         if origin is typing.Literal:  # name the choices, not the type
             raise ConfigError(f"field {name} is {value!r}, not one of {', '.join(map(repr, args))}")
-        raise ConfigError(f"field {name} is {value!r}, not a {getattr(hint, '__name__', hint)}")
+        kind = {bool: "true or false", int: "whole number", float: "number", str: "string", Path: "path"}.get(
+            hint, "list" if origin is tuple else getattr(hint, "__name__", str(hint)))
+        raise ConfigError(f"field {name} is {value!r}, not a {kind}")
 
 
 def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
@@ -446,6 +450,12 @@ REQUIRED_SECTIONS: dict[type, tuple[str, ...]] = {
     ClassifierTrainConfig: ("data", "diffusion", "classifier"),
 }
 """Sections every config of that class has held since gaussdiff 0.1 (after :func:`upgrade`)."""
+OTHER_RUNS = {"autoencoder": ("AutoencoderTrainConfig", "an autoencoder run (gaussdiff train-autoencoder; train a "
+                                                        "diffusion model in its latents with train --latent DIR)"),
+              "classifier": ("ClassifierTrainConfig", "a classifier run (gaussdiff train-classifier; guide sampling "
+                                                      "with --classifier DIR)")}
+"""The section that marks the config of a kind of run, and what to call that run (instead of "damaged")."""
+KIND_OF = {RunConfig: "a diffusion run", ClassifierTrainConfig: "a classifier run"}
 
 
 def save_config(config: Any, path: Path) -> None:
@@ -462,6 +472,10 @@ def load_config(path: Path, cls: type = RunConfig) -> Any:
                               f"up to {FORMAT}): upgrade gaussdiff to use it")
         raw = upgrade(raw, cls)
         missing = [name for name in REQUIRED_SECTIONS.get(cls, ()) if isinstance(raw, dict) and name not in raw]
+        kind = next((k for section, (name, k) in OTHER_RUNS.items()
+                     if name != cls.__name__ and isinstance(raw, dict) and section in raw), None)
+        if missing and kind is not None and cls in KIND_OF:  # whole, but another kind of run
+            raise ConfigError(f"{path}: {kind}, not {KIND_OF[cls]}")
         if missing:
             # A field or section added after a run was saved takes its default; these every run has saved since
             # 0.1, so their absence is damage, and defaults would sample with another schedule or network.

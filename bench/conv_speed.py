@@ -38,6 +38,9 @@ def main() -> None:
     parser.add_argument("--doc", type=Path, help="also write the table into this page (docs/speed.md), in the "
                         "section of this host's family")
     args = parser.parse_args()
+    from _doc import check_page, write_table
+
+    check_page(args.doc)  # before minutes of measuring
     torch.manual_seed(0)
     from _host import describe_host, host_family
 
@@ -74,9 +77,9 @@ def main() -> None:
     table = "\n".join(lines)
     print("\n" + table + "\n\nratio = direct time / Winograd time in the same round")
     if args.doc:
-        from _doc import write_table
-
-        write_table(args.doc, f"conv-speed-{host_family(torch.device('cpu'))}", table)
+        family = host_family(torch.device("cpu"))
+        write_table(args.doc, f"conv-speed-{family}", table,
+                    heading=f"Convolution kernels on {family} hosts, by bench/conv_speed.py")
 
 
 if __name__ == "__main__":

@@ -78,6 +78,9 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="leave out the compiled contenders (compiling "
                         "takes 25-35 s a batch size)")
     args = parser.parse_args()
+    from _doc import check_page, write_table
+
+    check_page(args.doc)  # before minutes of measuring
     device = torch.device(args.device)
     torch.manual_seed(0)
     mine, theirs_net = ours(True, "auto").net.to(device).eval(), theirs(True).net.to(device).eval()
@@ -154,9 +157,8 @@ def main() -> None:
     table = "\n".join(lines)
     print("\n" + table)
     if args.doc:
-        from _doc import write_table
-
-        write_table(args.doc, f"sample-speed-{host_family(device)}", table)
+        write_table(args.doc, f"sample-speed-{host_family(device)}", table,
+                    heading=f"Sampling on {host_family(device)} hosts, by bench/sample_speed.py")
 
 
 if __name__ == "__main__":

@@ -143,6 +143,9 @@ def main() -> None:
     parser.add_argument("--doc", type=Path, help="also write the table into this page (docs/speed.md), in the "
                         "section of this host's family")
     args = parser.parse_args()
+    from _doc import check_page, write_table
+
+    check_page(args.doc)  # before minutes of measuring
     device = torch.device(args.device)
     torch.manual_seed(0)
     # gaussdiff's trainer offers channels_last (--memory-format); diffusers runs in its default layout,
@@ -259,10 +262,9 @@ def main() -> None:
             print(f"| {name} | " + " | ".join(f"{times[k]:.0f}" for k in kinds)
                   + f" | {total:.0f} | {times['convolution'] / total:.0%} |")
     if args.doc:
-        from _doc import write_table
-
         setups = "-".join(args.setups or args.precision).replace("+", "-")
-        write_table(args.doc, f"train-speed-{host_family(device)}-{setups}", table)
+        write_table(args.doc, f"train-speed-{host_family(device)}-{setups}", table,
+                    heading=f"Training on {host_family(device)} hosts ({setups}), by bench/train_speed.py")
 
 
 if __name__ == "__main__":

@@ -28,19 +28,50 @@ def test_bench_script_imports(path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     ("conv_speed", ["--repeats", "1", "--layers", "1"], "direct"),
     ("sample_speed", ["--batch", "2", "--steps", "2", "--repeats", "1", "--no-compile"], "gaussdiff, default"),
 ])
-def test_speed_benchmarks_run_one_tiny_round(script, args, row, monkeypatch, capsys):
-    """One round of the speed benchmarks end to end (their tables name the host), so that API drift fails here."""
+def test_speed_benchmarks_run_one_tiny_round(script, args, row, tmp_path, monkeypatch, capsys):
+    """One round of the speed benchmarks end to end (their tables name the host), so that API drift fails here;
+    --doc on a page without this host's markers gains a section holding the table."""
     pytest.importorskip("diffusers")
+    page = tmp_path / "speed.md"
+    page.write_text("# Speed\n")
     monkeypatch.syspath_prepend(str(BENCH))
     spec = importlib.util.spec_from_file_location(f"bench_{script}_run", BENCH / f"{script}.py")
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)
     spec.loader.exec_module(module)
-    monkeypatch.setattr(sys, "argv", [script, *args])
+    monkeypatch.setattr(sys, "argv", [script, *args, "--doc", str(page)])
     module.main()
     out = capsys.readouterr().out
     assert "torch " in out and "threads" in out  # the host, beside the figures
     assert row in out
+    written = page.read_text()
+    assert written.startswith("# Speed\n\n## ") and f"<!-- {script.replace('_', '-')}-" in written
+    assert row in written and "threads" in written
+
+
+def test_write_table_replaces_between_markers_or_adds_a_section(tmp_path):
+    """A table replaces only what lies between its own markers; a page without them gains one section at its end,
+    which the next write replaces in place rather than adding another; without a heading that is an error, and a
+    missing page is refused before any measuring."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        from _doc import check_page, write_table
+    finally:
+        sys.path.remove(str(BENCH))
+    page = tmp_path / "speed.md"
+    page.write_text("intro\n<!-- a -->\nold a\n<!-- /a -->\nbetween\n<!-- b -->\nold b\n<!-- /b -->\n")
+    write_table(page, "a", "new a")
+    assert page.read_text() == "intro\n<!-- a -->\nnew a\n<!-- /a -->\nbetween\n<!-- b -->\nold b\n<!-- /b -->\n"
+    write_table(page, "c+1", "first c", heading="C hosts")
+    write_table(page, "c+1", "second c", heading="C hosts")
+    text = page.read_text()
+    assert text.count("## C hosts") == 1 and "first c" not in text
+    assert text.endswith("old b\n<!-- /b -->\n\n## C hosts\n\n<!-- c+1 -->\nsecond c\n<!-- /c+1 -->\n")
+    with pytest.raises(SystemExit, match="no d markers"):
+        write_table(page, "d", "table")
+    with pytest.raises(SystemExit, match="no such page"):
+        check_page(tmp_path / "missing.md")
+    check_page(page)
 
 
 def test_fewstep_fid_runs_one_tiny_round(tmp_path, monkeypatch, capsys):

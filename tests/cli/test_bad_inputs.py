@@ -3,15 +3,17 @@ trains nothing (no run directory), and an unwritable output costs no sampling.""
 
 import json
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import TINY_FLAGS, expect_error
 from gaussdiff.cli import main
-from gaussdiff.cli.options import missing, unrecognized
+from gaussdiff.cli.options import check_fits, missing, unrecognized
 from gaussdiff.data import load_data
-from gaussdiff.errors import DataError, WriteError
+from gaussdiff.errors import DataError, UsageError, WriteError
 from gaussdiff.viz import plot_loss, read_metrics
 
 PROC = Path("/proc")
@@ -321,6 +323,10 @@ def sample_cases(tmp_path: Path, run: Path) -> list[tuple[list, str]]:
         (["sample", run, "--guidance", "nan"], "--guidance must be a finite number >= 0, got nan"),
         (["sample", run, "--classifier-scale", "inf"], "--classifier-scale must be a finite number >= 0"),
         (["eval", run, "--fid", "--n", "1"], "--n must be at least 4"),  # precision/recall's 3rd neighbours
+        # more samples than memory holds: refused at once (it ran for ever without a word)
+        (["sample", run, "--n", "99999999999999", "--out", tmp_path / "huge.npz"], "--n 99999999999999: 99999999999999 "
+                                                                                     "images of 1x8x8 take"),
+        (["eval", run, "--fid", "--n", "99999999999999"], "GiB of memory: ask for fewer"),
         (["train-autoencoder", "--latent-channels", "0"], "--latent-channels must be at least 1"),
         (["train-autoencoder", "--kl-weight", "-1"], "--kl-weight must be a finite number >= 0"),
         (["tune", run, "--nfe"], "--nfe needs one or more budgets"),
@@ -474,3 +480,30 @@ def test_resume_help_names_every_option_a_resume_may_change():
             names.append(option(path))
     missing = [n for n in names if n not in help_text]
     assert not missing, missing
+
+
+def test_check_fits_counts_the_gathered_samples_twice():
+    """n uint8 images of (C, H, W) are held twice as they are gathered (the chunks and their join): 2 n C H W bytes
+    must fit in the memory given; a machine that does not say its memory refuses nothing."""
+    check_fits("--n", 8, (3, 4, 4), memory=2 * 8 * 48)  # exactly fits
+    with pytest.raises(UsageError, match="--n 9: 9 images of 3x4x4 take 0.0 GiB"):
+        check_fits("--n", 9, (3, 4, 4), memory=2 * 8 * 48)
+    with patch("gaussdiff.cli.options.memory_bytes", return_value=None):
+        check_fits("--n", 10**15, (3, 32, 32))
+
+
+def test_an_allocation_that_fails_is_one_line(run, tmp_path, capsys):
+    """show trajectory and tune hold all --n images at once: more than memory holds was the allocator's traceback,
+    now one line naming the size (exit 1); an error that is not about memory still raises."""
+    from gaussdiff.cli.main import out_of_memory
+
+    for command in (["show", "trajectory", run, "--n", "99999999999999", "--steps", "2", "--out", tmp_path / "t.png"],
+                    ["tune", run, "--n", "99999999999999", "--nfe", "5", "--reference-nfe", "10"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(a) for a in command])
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 1 and "\n" not in err, err
+        assert err.startswith("gaussdiff: error: out of this machine's memory (tried to allocate ") and "GiB" in err
+    assert out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")).startswith(
+        "out of GPU memory: ask for fewer")
+    assert out_of_memory(MemoryError()) is not None and out_of_memory(RuntimeError("shape mismatch")) is None

@@ -97,6 +97,9 @@ def test_bad_autoencoder_input_gets_one_line(tmp_path, capsys, autoencoder_run):
                     ["export", autoencoder_run, "--diffusers", tmp_path / "d"]):
         expect_error(capsys, *command,  # what it is, not "damaged"
                      match="an autoencoder run (gaussdiff train-autoencoder; train a diffusion model in its latents")
+    # eval measures an autoencoder's reconstructions; the diffusion measures asked of it were silently skipped
+    expect_error(capsys, "eval", autoencoder_run, "--bpd", "--ode", "--device", "cpu",
+                 match="is an autoencoder run: eval measures its reconstructions (PSNR, FID), not --bpd or --ode")
     expect_error(capsys, "train-autoencoder", "--run-dir", tmp_path / "f", *AE_FLAGS, "--data", "fashion-mnist",
                  "--factor", "8", match="--factor 8 does not divide the 28x28 images")
 

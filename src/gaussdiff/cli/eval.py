@@ -28,8 +28,8 @@ from ..training.distributed import Distributed, joined, launched_by_torchrun
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import plot_bpd
-from .options import (at_least, budget_of, check_eta, check_nfe, check_steps, check_writable_dir, keeping_parts,
-                      parse_timesteps, report_setup, warn_untrained_null, weights_of)
+from .options import (at_least, budget_of, check_eta, check_fits, check_nfe, check_steps, check_writable_dir,
+                      keeping_parts, parse_timesteps, report_setup, warn_untrained_null, weights_of)
 from .sample import check_cascade
 from .train_autoencoder import describe_reconstructions, measure_autoencoder
 
@@ -114,6 +114,11 @@ class Eval:
             self.measure_super_resolution(resolve_device(self.device))
             return
         if self.checkpoint is not None and (self.checkpoint / "latent.json").exists():
+            asked = [flag for flag, on in (("--bpd", self.bpd), ("--ode", self.ode), ("--samples", self.samples))
+                     if on]
+            if asked:  # would be ignored: an autoencoder has no bound, no ODE and no samples
+                raise UsageError(f"{self.checkpoint} is an autoencoder run: eval measures its reconstructions "
+                                 f"(PSNR, FID), not {' or '.join(asked)}, which measure a diffusion run")
             report = measure_autoencoder(self.checkpoint, str(resolve_device(self.device)))  # an autoencoder run
             lines = [json.dumps({"reconstruction": asdict(report)})] if self.json else describe_reconstructions(report)
             print("\n".join(lines))
@@ -221,6 +226,7 @@ class Eval:
                 n = 1000 if self.features == "inception" and device.type == "cpu" else 10000
                 if n == 1000 and dist.is_main:
                     print("gaussdiff: Inception on CPU is slow: 1000 samples by default (pass --n)", file=sys.stderr)
+            check_fits("--n", n, tuple(reference.shape))
             steps = self.steps if self.steps is not None else 50
             check_nfe(self.nfe, self.sampler, trained, self.steps)
             spacing, times, label = parse_timesteps(self.timesteps, self.nfe, trained, self.sampler, steps=self.steps)
@@ -315,6 +321,7 @@ class Eval:
         data_config = replace(last, data=self.data or last.data)
         reference = load_configured(data_config, "train")
         n = self.n or (1000 if self.features == "inception" and device.type == "cpu" else 10000)
+        check_fits("--n", n, (last.image_channels, last.image_size, last.image_size))
         labels = None
         if takes_labels(runs[0], self.guide):
             labels = torch.arange(n) % runs[0].config.data.num_classes  # balanced classes

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import sys
 
+import torch
 import tyro
 
 from ..errors import GaussdiffError, UsageError
@@ -50,6 +52,24 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:  # where no command says more (train keeps a checkpoint, sample its batches)
         print("gaussdiff: interrupted", file=sys.stderr)
         sys.exit(130)
+    except (MemoryError, RuntimeError) as e:  # torch.OutOfMemoryError is a RuntimeError
+        line = out_of_memory(e)
+        if line is None:
+            raise
+        print(f"gaussdiff: error: {line}", file=sys.stderr)
+        sys.exit(1)
+
+
+def out_of_memory(e: BaseException) -> str | None:
+    """One line for a failed allocation (the CPU allocator's report, CUDA's or Python's), else None: an --n or
+    --batch-size too large for this machine, which the allocator answers with a long traceback."""
+    text = str(e)
+    if not (isinstance(e, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in text):
+        return None
+    tried = re.search(r"allocate (\d+) bytes", text)
+    size = f" (tried to allocate {int(tried[1]) / 2**30:.1f} GiB)" if tried else ""
+    where = "GPU" if isinstance(e, torch.OutOfMemoryError) else "this machine's"
+    return f"out of {where} memory{size}: ask for fewer images at once (--n, --batch-size)"
 
 
 def check_command(args: list[str]) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
+import os
 import re
 import sys
 import tempfile
@@ -27,6 +29,26 @@ def at_least(option: str, value: int | None, low: int, none: str = "") -> None:
     """Refuse ``value`` of ``option`` below ``low`` as one line (None passes: the option's default, ``none``)."""
     if value is not None and value < low:
         raise UsageError(f"{option} must be at least {low}{none}, not {value}")
+
+
+def memory_bytes() -> int | None:
+    """This machine's physical memory, where the system says (None elsewhere)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_fits(option: str, n: int, shape: Sequence[int], memory: int | None = None) -> None:
+    """Refuse ``n`` images of ``shape`` (C, H, W) that cannot be held as they are gathered (uint8, kept twice: the
+    finished chunks and the whole they are joined into) in this machine's memory, before any sampling: such an
+    ``n`` ran for ever without a word, or failed at its end with every sample lost."""
+    memory = memory_bytes() if memory is None else memory
+    need = 2 * n * math.prod(shape)
+    if memory is not None and need > memory:
+        size = "x".join(map(str, shape))
+        raise UsageError(f"{option} {n}: {n} images of {size} take {need / 2**30:.1f} GiB as they are gathered, and "
+                         f"this machine has {memory / 2**30:.1f} GiB of memory: ask for fewer")
 
 
 def check_suffix(path: Path, suffixes: tuple[str, ...]) -> None:

@@ -27,9 +27,9 @@ from ..training.files import atomic_write
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import save_grid, save_strips
-from .options import (at_least, budget_of, check_eta, check_nfe, check_steps, check_suffix, check_writable,
-                      keeping_parts, parse_class, parse_timesteps, read_prompts, report_setup, warn_untrained_null,
-                      weights_of)
+from .options import (at_least, budget_of, check_eta, check_fits, check_nfe, check_steps, check_suffix,
+                      check_writable, keeping_parts, parse_class, parse_timesteps, read_prompts, report_setup,
+                      warn_untrained_null, weights_of)
 
 
 def check_cascade(runs: list[Trained], paths: tuple[Path, ...]) -> None:
@@ -190,6 +190,8 @@ class Sample:
         per_sample = [p for p in row_labels for _ in range(row)] if row_labels else None
         if low_res is not None and text is not None:
             per_sample = prompts * n if len(prompts) == 1 else prompts
+        last = runs[-1].config.data
+        check_fits("--n", n, (last.image_channels, last.image_size, last.image_size))
         for path in self.out:  # before sampling: an unwritable --out must not cost the samples
             check_writable(path)
         setups: list[Setup] = []  # what the network computed in, the last word kept (a failed compile falls back)

@@ -2,6 +2,7 @@
 trains nothing (no run directory), and an unwritable output costs no sampling."""
 
 import json
+import sys
 from pathlib import Path
 from unittest.mock import patch
 
@@ -96,6 +97,9 @@ def test_a_dry_run_prints_the_config_it_would_train(capsys):
     main(["train", "--dry-run", *TINY_FLAGS, "--lr", "3e-4"])
     printed = json.loads(capsys.readouterr().out)
     assert printed["train"]["optim"]["lr"] == 3e-4 and printed["diffusion"]["diffusion_steps"] == 50
+    # sizes the data sets at start are null, as the data's own are, not the placeholders 32 and 3 (digits: 8, 1)
+    model = printed["model"]
+    assert model["image_size"] is model["in_channels"] is model["out_channels"] is printed["data"]["image_size"] is None
 
 
 @pytest.mark.parametrize("args, match", [
@@ -507,3 +511,15 @@ def test_an_allocation_that_fails_is_one_line(run, tmp_path, capsys):
     assert out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")).startswith(
         "out of GPU memory: ask for fewer")
     assert out_of_memory(MemoryError()) is not None and out_of_memory(RuntimeError("shape mismatch")) is None
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """`gaussdiff sample --help | head -2`: the pipe's reader is gone when the help is written (here: before the
+    command starts), which was a BrokenPipeError traceback; a pipe's writer stops quietly with 128 + SIGPIPE."""
+    import subprocess
+
+    child = subprocess.Popen([sys.executable, "-m", "gaussdiff", "sample", "--help"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    child.stdout.close()  # the reader leaves at once
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 141 and err == "", err

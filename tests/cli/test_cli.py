@@ -67,7 +67,8 @@ def metrics(run: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
 
 
-def test_resume_reaches_steps_the_first_run_never_did_with_the_losses_of_an_uninterrupted_run(tmp_path, monkeypatch):
+def test_resume_reaches_steps_the_first_run_never_did_with_the_losses_of_an_uninterrupted_run(tmp_path, monkeypatch,
+                                                                                                capsys):
     flags = [*TINY_FLAGS, "--train-steps", "6", "--checkpoint-every", "3", "--log-every", "1", "--sample-every", "100"]
     run_cli("train", "--run-dir", tmp_path / "full", *flags)
     real_step = Trainer.train_step
@@ -91,7 +92,11 @@ def test_resume_reaches_steps_the_first_run_never_did_with_the_losses_of_an_unin
         return real_step(self)
 
     monkeypatch.setattr(Trainer, "train_step", counted)
+    capsys.readouterr()
     run_cli("train", "--run-dir", tmp_path / "cut", "--resume")  # only --resume: the run's saved config
+    # the user is told where it continues (the bar alone starts part-full)
+    assert (f"gaussdiff: resuming from {tmp_path / 'cut' / 'checkpoints' / 'step-0000003'}: step 3 of 6"
+            in capsys.readouterr().err)
     # It continued from the checkpoint, not from scratch, up to steps the first run never reached...
     assert taken == [4, 5, 6] and [p.name for p in list_checkpoints(tmp_path / "cut")][-1] == "step-0000006"
     # ...with exactly the losses of the uninterrupted run, and no step logged twice.

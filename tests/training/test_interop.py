@@ -90,6 +90,23 @@ def test_gaussdiff_samples_and_measures_a_diffusers_model_from_the_cli(pipeline_
     assert quality["n"] == 20 and np.isfinite(quality["fid"])
 
 
+def test_loading_a_folder_prints_nothing_of_accelerate(pipeline_dir):
+    """diffusers asks for accelerate (a package gaussdiff does not need) in several lines on every load unless
+    told not to use it; its loggers write through the library's root logger, watched here."""
+    import logging
+
+    said: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    root = logging.getLogger("diffusers")
+    root.addHandler(handler)
+    try:
+        load_trained(pipeline_dir, device="cpu")
+    finally:
+        root.removeHandler(handler)
+    assert not [line for line in said if "accelerate" in line], said
+
+
 @pytest.mark.parametrize("field, value, match", [
     ("beta_schedule", "sigmoid", "beta_schedule = 'sigmoid'"),
     ("prediction_type", "flow", "prediction_type = 'flow'"),

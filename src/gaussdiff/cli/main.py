@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 import sys
 
@@ -52,6 +53,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:  # where no command says more (train keeps a checkpoint, sample its batches)
         print("gaussdiff: interrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:  # the reader of stdout left (gaussdiff train --help | head): stop as a pipe's writer does
+        # Python flushes stdout at exit into the same closed pipe: point it at /dev/null first (Python's docs, "Note
+        # on SIGPIPE").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
     except (MemoryError, RuntimeError) as e:  # torch.OutOfMemoryError is a RuntimeError
         line = out_of_memory(e)
         if line is None:

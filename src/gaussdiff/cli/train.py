@@ -15,7 +15,7 @@ import tyro
 
 from ..errors import UsageError
 from ..training.checkpoint import PREFIX, list_checkpoints, resumed_run_config
-from ..training.config import RunConfig, describe, to_dict
+from ..training.config import RunConfig, describe_before_data, to_dict
 from ..training.conv_cache import DEFAULT_CONV_CACHE
 from ..training.distributed import Distributed, joined, launched_by_torchrun, restarted_by_torchrun
 from ..training.loop import resolve_device
@@ -139,7 +139,7 @@ class Train:
         if self.dry_run:
             config.check()  # what the data does not decide: a dry run must not pass what training refuses
             resolve_device(config.train.device)
-            print(describe(config))
+            print(describe_before_data(config))
             return
         run_dir = self.run_dir or Path("runs") / f"{Path(config.data.data).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         check_writable_dir(run_dir, keep=launched_by_torchrun())  # a file in the way is one line, before training

@@ -7,7 +7,8 @@
 - A folder of images may hold ``metadata.jsonl`` (``{"file_name": ..., "text": ...}`` a line) or
   ``metadata.csv`` (columns ``file_name`` and ``text``) at its top, the convention of the Hugging
   Face ``imagefolder`` loader, with ``file_name`` relative to the folder; every image then needs
-  exactly one caption (:func:`folder_captions`). Bad input raises :class:`DataError` naming ``path:LINE``.
+  exactly one caption (:func:`folder_captions`). Bad input raises :class:`DataError` naming ``path:LINE``, or
+  the image that has no caption.
 """
 
 from __future__ import annotations

@@ -71,9 +71,12 @@ def evaluate_bpd(
     g = torch.Generator(trained.device).manual_seed(seed)
     parts = []
     batches = _batches(trained, images, cond or {}, batch_size)
-    for x0, c in tqdm(batches, desc="bpd", total=-(-len(images) // batch_size), disable=not progress, leave=False):
+    count = -(-len(images) // batch_size)
+    # One bar: over the batches when there are several, else over the one batch's steps (two nested bars write
+    # cursor moves that garble a log file).
+    for x0, c in tqdm(batches, desc="bpd", total=count, disable=not progress or count == 1, leave=False):
         parts.append(diffusion.bpd(trained.model, x0, clip_denoised=trained.clip_denoised, generator=g,
-                                   progress=progress, **c))
+                                   progress=progress and count == 1, **c))
     like = Likelihood(*(torch.cat([getattr(p, f.name) for p in parts]).cpu().double() for f in fields(Likelihood)))
     rd = rate_distortion(like, diffusion.schedule.timesteps)
     bpd, bpd_stderr = _mean_stderr(like.total)

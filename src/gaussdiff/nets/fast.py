@@ -141,13 +141,20 @@ def choose(seconds: dict[Setup, float]) -> Setup:
 
 
 def describe(setup: Setup, seconds: dict[Setup, float]) -> str:
-    """``setup`` in words, with what was measured to choose it, if anything: ``bf16, contiguous (measured, s a
-    call: fp32/contiguous 2.21, ...)``."""
+    """``setup`` in words, with what was measured to choose it, if anything, and the margins the choice asks:
+    ``bf16, contiguous (measured, s a call: fp32/contiguous 2.21, ...; bf16 at <= 0.85x fp32's)``."""
     words = f"{setup.precision}, {setup.memory_format}"
     if setup.compile != "off":
         words += f", compiled ({setup.compile})"
     if seconds:
-        words += " (measured, s a call: " + ", ".join(f"{s.arithmetic} {v:.3g}" for s, v in seconds.items()) + ")"
+        # The margins :func:`choose` asks, so that a setup kept beside a faster-looking one reads as intended.
+        rules = []
+        if any(s.memory_format == "channels_last" for s in seconds):
+            rules.append(f"channels_last taken at <= {LAYOUT_PAYS:g}x contiguous's time")
+        if any(s.precision == "bf16" for s in seconds) and any(s.precision == "fp32" for s in seconds):
+            rules.append(f"bf16 at <= {BF16_PAYS:g}x fp32's")
+        words += " (measured, s a call: " + ", ".join(f"{s.arithmetic} {v:.3g}" for s, v in seconds.items())
+        words += "; " + ", ".join(rules) + ")" if rules else ")"
     return words
 
 

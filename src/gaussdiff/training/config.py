@@ -491,5 +491,16 @@ def load_config(path: Path, cls: type = RunConfig) -> Any:
 
 
 def describe(config: Any) -> str:
-    """The resolved config as indented JSON (for ``--dry-run``)."""
+    """A config as indented JSON."""
     return json.dumps(to_dict(config), indent=2)
+
+
+def describe_before_data(config: RunConfig) -> str:
+    """``--dry-run``'s JSON: ``config`` as given, with the network's sizes that the data (or the autoencoder) sets
+    at start null, as the data's own are, rather than placeholders that read as what will train."""
+    shown = to_dict(config)
+    unset = ["image_size", "in_channels", "out_channels"]
+    if config.super_res.super_res is not None:
+        unset.append("low_res_channels")
+    shown["model"].update(dict.fromkeys(unset))
+    return json.dumps(shown, indent=2)

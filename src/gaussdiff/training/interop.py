@@ -172,7 +172,10 @@ def load_diffusers(path: Path, device: torch.device | str = "cpu") -> tuple[nn.M
     diffusers = require_diffusers()
     try:
         if any(unet_dir.glob("*.safetensors")):
-            unet = diffusers.UNet2DModel.from_pretrained(unet_dir, local_files_only=True, use_safetensors=True)
+            # low_cpu_mem_usage asks for accelerate (not needed here): without it diffusers prints a
+            # multi-line plea to install it before every load of the folder.
+            unet = diffusers.UNet2DModel.from_pretrained(unet_dir, local_files_only=True, use_safetensors=True,
+                                                         low_cpu_mem_usage=False)
         else:  # older folders: a pickled .bin, read as tensors only (weights_only), never as code
             unet = load_bin_unet(diffusers, unet_dir)
     except (OSError, ValueError, EnvironmentError, RuntimeError, pickle.UnpicklingError) as e:

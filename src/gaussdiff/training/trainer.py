@@ -514,7 +514,9 @@ class Trainer:
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
-            resume_checkpoint(self.run_dir, self.load)
+            checkpoint = resume_checkpoint(self.run_dir, self.load)
+            if self.dist.is_main and self.progress:  # the bar starts part-full: say from where
+                print(f"gaussdiff: resuming from {checkpoint}: step {self.step} of {t.train_steps}", file=sys.stderr)
         if self.dist.is_main:
             save_config(self.config, self.run_dir / "config.json")
             if self.data.skipped:

@@ -55,6 +55,11 @@ class Attention(nn.Module):
         # nn.Linear on the tokens, and on CPU oneDNN runs it about twice as fast as the BLAS matmul.
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = zero_init(nn.Conv2d(channels, channels, 1))
+        # Their weights [C', C, 1, 1] take channels_last strides (the same memory order): oneDNN returns their
+        # gradients so strided, as forward below works in channels_last, and DistributedDataParallel, whose
+        # gradient buckets follow the weights' strides, otherwise warns of a mismatch and copies at every step.
+        self.qkv.to(memory_format=torch.channels_last)
+        self.proj.to(memory_format=torch.channels_last)
         self.cross = None
         if context_dim is not None:
             self.cross_norm = nn.LayerNorm(channels)

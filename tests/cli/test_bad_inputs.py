@@ -210,6 +210,16 @@ def test_a_missing_required_option_is_named_with_its_help(args, match, capsys):
     expect_error(capsys, *args, match=match)
 
 
+@pytest.mark.parametrize("command", ["sample", "eval"])
+def test_an_optional_run_reads_as_one_in_the_usage(command, capsys):
+    """sample and eval take a run unless --cascade (or --samples) replaces it: the usage says [CHECKPOINT], not
+    tyro's rendering of Path | None, [{None}|PATH]."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert capsys.readouterr().out.splitlines()[0].endswith(f"gaussdiff {command} [-h] [{command.upper()} OPTIONS] "
+                                                            "[CHECKPOINT]")
+
+
 def test_the_help_states_the_ranges(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])

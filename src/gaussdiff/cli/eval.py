@@ -40,7 +40,7 @@ class Eval:
     (FID, KID, precision/recall of samples); or score a .npz of samples with --samples and --data. Given an
     autoencoder run, measure its reconstructions of the held-out split (PSNR, FID)."""
 
-    checkpoint: tyro.conf.Positional[Path | None] = None
+    checkpoint: Annotated[Path | None, tyro.conf.Positional, tyro.conf.arg(metavar="[CHECKPOINT]")] = None
     """A run or checkpoint directory (not needed with --samples)."""
     guide: Annotated[GuidanceConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=GuidanceConfig)
     bpd: bool = False

@@ -69,7 +69,7 @@ class Sample:
     from a cascade (--cascade BASE SR ...), or super-resolve
     given images with a super-resolution run (--low-res)."""
 
-    checkpoint: tyro.conf.Positional[Path | None] = None
+    checkpoint: Annotated[Path | None, tyro.conf.Positional, tyro.conf.arg(metavar="[CHECKPOINT]")] = None
     """A run directory (its newest checkpoint) or a checkpoint directory."""
     guide: Annotated[GuidanceConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=GuidanceConfig)
     n: Annotated[int, tyro.conf.arg(aliases=("--num-samples",))] = 64

@@ -321,7 +321,7 @@ class Eval:
         data_config = replace(last, data=self.data or last.data)
         reference = load_configured(data_config, "train")
         n = self.n or (1000 if self.features == "inception" and device.type == "cpu" else 10000)
-        check_fits("--n", n, (last.image_channels, last.image_size, last.image_size))
+        check_fits("--n", n, runs[-1].image_shape)
         labels = None
         if takes_labels(runs[0], self.guide):
             labels = torch.arange(n) % runs[0].config.data.num_classes  # balanced classes

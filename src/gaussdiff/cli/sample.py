@@ -190,8 +190,7 @@ class Sample:
         per_sample = [p for p in row_labels for _ in range(row)] if row_labels else None
         if low_res is not None and text is not None:
             per_sample = prompts * n if len(prompts) == 1 else prompts
-        last = runs[-1].config.data
-        check_fits("--n", n, (last.image_channels, last.image_size, last.image_size))
+        check_fits("--n", n, runs[-1].image_shape)
         for path in self.out:  # before sampling: an unwritable --out must not cost the samples
             check_writable(path)
         setups: list[Setup] = []  # what the network computed in, the last word kept (a failed compile falls back)

@@ -322,8 +322,7 @@ def generate(
     if store is not None and dist.is_main:
         store.start(net.setup)
     mine = {}
-    data = trained.config.data
-    pixels = (data.image_channels, data.image_size, data.image_size)  # of what images_of gives, latent runs too
+    pixels = trained.image_shape
     todo = [k for k in chunks if k % dist.world_size == dist.rank]
     try:
         for k in tqdm(todo, desc="sampling", disable=not progress or not dist.is_main or len(todo) < 2, leave=False):

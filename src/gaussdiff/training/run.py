@@ -56,6 +56,12 @@ class Trained:
         return m.in_channels, m.image_size, m.image_size
 
     @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images :meth:`images_of` gives: the data's, decoded from latents for a latent run."""
+        d = self.config.data
+        return d.image_channels, d.image_size, d.image_size
+
+    @property
     def clip_denoised(self) -> bool:
         """Clip x0 estimates to [-1, 1]: the range of images, not of latents (a diffusers model: as its scheduler
         config says)."""

@@ -153,8 +153,8 @@ def describe(setup: Setup, seconds: dict[Setup, float]) -> str:
             rules.append(f"channels_last taken at <= {LAYOUT_PAYS:g}x contiguous's time")
         if any(s.precision == "bf16" for s in seconds) and any(s.precision == "fp32" for s in seconds):
             rules.append(f"bf16 at <= {BF16_PAYS:g}x fp32's")
-        words += " (measured, s a call: " + ", ".join(f"{s.arithmetic} {v:.3g}" for s, v in seconds.items())
-        words += "; " + ", ".join(rules) + ")" if rules else ")"
+        margins = f"; {', '.join(rules)}" if rules else ""
+        words += f" (measured, s a call: {', '.join(f'{s.arithmetic} {v:.3g}' for s, v in seconds.items())}{margins})"
     return words
 
 

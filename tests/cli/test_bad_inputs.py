@@ -100,6 +100,9 @@ def test_a_dry_run_prints_the_config_it_would_train(capsys):
     # sizes the data sets at start are null, as the data's own are, not the placeholders 32 and 3 (digits: 8, 1)
     model = printed["model"]
     assert model["image_size"] is model["in_channels"] is model["out_channels"] is printed["data"]["image_size"] is None
+    main(["train", "--dry-run", *TINY_FLAGS, "--super-res", "4"])  # and a stage's low-resolution channels
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["model"]["low_res_channels"] is None and printed["model"]["image_size"] is None
 
 
 @pytest.mark.parametrize("args, match", [

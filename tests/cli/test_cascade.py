@@ -164,3 +164,8 @@ def test_augmentation_levels_out_of_range_get_one_line_before_any_sampling(runs,
     expect_error(capsys, "sample", runs["base"], "--cond-aug-level", "0.1", "--steps", "2", "--device", "cpu",
                  match="--cond-aug-level is for super-resolution runs")
     assert not (tmp_path / "c.png").exists()
+    # more samples than memory holds, counted at the last stage's size (8x8, not the base's 4x4), before the base draws
+    huge = "99999999999999"
+    expect_error(capsys, *cascade, "--n", huge, match=f"--n {huge}: {huge} images of 1x8x8 take")
+    expect_error(capsys, "eval", "--cascade", runs["base"], runs["sr"], "--fid", "--n", huge, "--device", "cpu",
+                 match=f"--n {huge}: {huge} images of 1x8x8 take")

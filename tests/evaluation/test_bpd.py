@@ -48,3 +48,13 @@ def test_the_bound_reports_its_mean_and_standard_error(conditional_trained):
     total = like.total.double()
     assert report.bpd == pytest.approx(float(total.mean()), rel=1e-12)
     assert report.bpd_stderr == pytest.approx(float(total.std()) / math.sqrt(6), rel=1e-9)
+
+
+def test_the_bound_draws_one_progress_bar(conditional_trained, capsys):
+    """Over the batches when there are several (2 of 3 images here), else over the one batch's 3 steps: never a bar
+    nested in another, whose cursor moves (ESC [A) garble a log file."""
+    held = load_data("digits", "test")
+    for batch_size, bar in ((2, "0/2 ["), (4, "0/3 [")):  # the bar opens at 0 of its total
+        bpd.evaluate_bpd(conditional_trained, held.images[:3], {"y": held.labels[:3]}, steps=3, batch_size=batch_size)
+        err = capsys.readouterr().err
+        assert bar in err and "\x1b[A" not in err, (batch_size, err)

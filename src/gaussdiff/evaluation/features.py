@@ -33,13 +33,13 @@ from ..data.shapes import HEAD_SIZES
 from ..errors import DataError
 from ..nets.classifier import ClassifierConfig, DomainClassifier
 from ..training.checkpoint import save_weights
-from ..training.files import atomic_write
+from ..training.files import atomic_write, user_cache_dir
 from ..training.loop import OptimConfig, Optimization
 
 # The domain classifier's optimisation: AdamW over one cycle, no clipping, no EMA.
 DOMAIN_OPTIM = OptimConfig(lr=2e-3, warmup=0, lr_schedule="one_cycle", weight_decay=1e-4, grad_clip=None, ema_decay=None)
 
-DEFAULT_CACHE = Path.home() / ".cache" / "gaussdiff"
+DEFAULT_CACHE = user_cache_dir()
 ExtractorName = Literal["classifier", "inception"]
 
 

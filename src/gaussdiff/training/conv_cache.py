@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 from ..nets.fast import cpu_info
-from .files import atomic_write
+from .files import atomic_write, user_cache_dir
 
-DEFAULT_CONV_CACHE = Path.home() / ".cache" / "gaussdiff" / "conv"
+DEFAULT_CONV_CACHE = user_cache_dir() / "conv"
 
 
 def machine_key() -> dict[str, object]:

@@ -1,4 +1,5 @@
-"""The one atomic-write helper: every file gaussdiff keeps (checkpoints, configs, caches) goes through it."""
+"""The one atomic-write helper: every file gaussdiff keeps (checkpoints, configs, caches) goes through it;
+and where the caches live."""
 
 from __future__ import annotations
 
@@ -45,6 +46,18 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0] if str(e) else type(e).__name__
         raise WriteError(f"cannot write {path}: {reason}") from None
     return path
+
+
+def user_cache_dir() -> Path:
+    """Where gaussdiff keeps what it can rebuild (FID features, domain classifiers, ``--conv auto``'s verdicts).
+
+    ``$XDG_CACHE_HOME/gaussdiff``, or ``~/.cache/gaussdiff`` where that is unset, empty or relative: the XDG
+    Base Directory specification, which pip, torch.hub and Hugging Face follow too, so that a user who moves
+    their caches moves gaussdiff's with them.
+    """
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    # The specification asks that a relative path be ignored as invalid.
+    return (Path(base) if os.path.isabs(base) else Path.home() / ".cache") / "gaussdiff"
 
 
 def remove(path: Path) -> None:

@@ -180,8 +180,8 @@ class Trainer:
     Under torchrun (``dist``) every rank builds the same trainer; each computes its part of every global
     batch in a DistributedDataParallel replica, and rank 0 alone writes logs, pictures and checkpoints.
     ``conv_cache``: a directory keeping ``--conv auto``'s verdicts per machine (:mod:`.conv_cache`; the CLI's is
-    ``~/.cache/gaussdiff/conv``), so that a run measures only layer configurations no earlier run here has; None
-    keeps them for this run only (and its checkpoints).
+    ``gaussdiff/conv`` in the user's cache, :func:`.files.user_cache_dir`), so that a run measures only layer
+    configurations no earlier run here has; None keeps them for this run only (and its checkpoints).
     """
 
     def __init__(self, config: RunConfig, run_dir: Path, data: ImageData | None = None, progress: bool = True,

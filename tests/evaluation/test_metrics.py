@@ -112,6 +112,31 @@ def test_kid_is_unbiased_for_one_distribution_and_positive_for_two():
     assert abs(shifted - expected) < 4 * shifted_std * math.sqrt(r / (1 - r) + 1 / S)
 
 
+def test_kid_std_is_the_population_std_of_the_subsets_mmd():
+    """With two subsets of values v1, v2, the population standard deviation (torch-fidelity's np.std,
+    torchmetrics' unbiased=False) is |v1 - v2| / 2, so mean - std and mean + std are v1 and v2 themselves.
+    Subsets of N - 1 of N points leave one point out of each set: v1 and v2 are among the N^2 unbiased MMD^2 of
+    those leave-one-out pairs, written out here as sums over pairs of distinct points (Binkowski et al., eq. 3).
+    The sample standard deviation (|v1 - v2| / sqrt 2) would put mean +- std outside them."""
+    g = torch.Generator().manual_seed(5)
+    N, d = 6, 2
+    a, b = torch.randn(2, N, d, generator=g, dtype=torch.float64)
+    a = a + 0.7  # two distributions, so that the leave-one-out values differ
+    k = lambda x, y: float((x @ y / d + 1) ** 3)
+
+    def mmd2(x, y):
+        m = len(x)
+        within = sum(k(x[i], x[j]) + k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+        return within - 2 * sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / m**2
+
+    keep = lambda i: [j for j in range(N) if j != i]
+    possible = torch.tensor([mmd2(a[keep(i)], b[keep(j)]) for i in range(N) for j in range(N)])
+    mean, std = kernel_inception_distance(a, b, subsets=2, subset_size=N - 1)
+    assert std > 1e-3
+    for value in (mean - std, mean + std):
+        assert (possible - value).abs().min() < 1e-9
+
+
 def test_precision_and_recall_on_known_sets():
     g = torch.Generator().manual_seed(4)
     left = torch.randn(500, 2, generator=g, dtype=torch.float64) * 0.1 - 3

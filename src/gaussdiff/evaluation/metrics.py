@@ -45,7 +45,12 @@ def fid_from_features(a: Tensor, b: Tensor) -> float:
 def kernel_inception_distance(
     real: Tensor, fake: Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
-    """KID: mean and standard deviation over ``subsets`` of the unbiased MMD^2 (cubic polynomial kernel)."""
+    """KID (Binkowski et al. 2018): mean and standard deviation over ``subsets`` random subsets of
+    ``subset_size`` of each set of the unbiased MMD^2 with the cubic polynomial kernel (x.y / d + 1)^3.
+
+    The standard deviation is the population one (divided by ``subsets``), as torch-fidelity and
+    torchmetrics report it, so that the figures compare with theirs.
+    """
     real, fake = real.double(), fake.double()
     d = real.shape[1]
     m = min(subset_size, len(real), len(fake))
@@ -63,7 +68,7 @@ def kernel_inception_distance(
         mmd = (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1)) + (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
         values.append(float(mmd - 2 * kxy.mean()))
     t = torch.tensor(values, dtype=torch.float64)
-    return float(t.mean()), float(t.std()) if len(values) > 1 else 0.0
+    return float(t.mean()), float(t.std(correction=0))
 
 
 def _kth_neighbour_radius(x: Tensor, k: int, batch: int) -> Tensor:

@@ -73,10 +73,19 @@ def test_eval_a_stage_on_the_test_split_and_a_cascade(runs, capsys):
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     r = figures["super_res"]
     assert (r["n"], r["low"], r["high"]) == (12, 4, 8) and r["psnr_bilinear"] > 0 and 0 < r["ssim_bilinear"] <= 1
+    drawn = figures["samples"]  # how the super-resolved images were drawn, as the report's title says
+    assert (drawn["sampler"], drawn["steps"], drawn["seed"], drawn["cond_aug_level"]) == ("ddim", [2], 0, r["level"])
     main(["eval", "--cascade", str(runs["base"]), str(runs["sr"]), "--fid", "--n", "20", "--steps", "2", "--json",
-          "--device", "cpu"])
+          "--cond-aug-level", "0.25", "--seed", "3", "--device", "cpu"])
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert figures["quality"]["n"] == 20 and figures["quality"]["accuracy"] is not None
+    drawn = figures["samples"]
+    assert (drawn["steps"], drawn["seed"], drawn["cond_aug_level"]) == ([2], 3, 0.25)
+    assert drawn["described"] == "ddim, 2 steps, linspace spacing a stage, s = 0.25, EMA weights, seed 3"
+    # The test samples with --sampler and --steps alone: what it would ignore is refused.
+    for flags in (["--nfe", "4"], ["--guidance", "1"], ["--timesteps", "trailing"], ["--fid"]):
+        expect_error(capsys, "eval", runs["sr"], "--super-res-test", *flags, "--device", "cpu",
+                     match=f"takes no {flags[0]}")
 
 
 def test_stages_that_do_not_fit_get_one_line(runs, tmp_path, capsys):

@@ -160,11 +160,22 @@ def test_eval_bpd_ode_fid_and_samples(trained_run, tmp_path, capsys):
     assert (tmp_path / "bpd.png").exists() and figures["ode"]["ode_bpd"] > 0
     respaced = eval_json(capsys, trained_run, "--bpd", "--n", "12", "--steps", "10", "--out-dir", tmp_path)
     assert respaced["bpd"]["steps"] == 10
-    q = eval_json(capsys, trained_run, "--fid", "--n", "40", "--steps", "5")["quality"]
+    fid = eval_json(capsys, trained_run, "--fid", "--n", "40", "--steps", "5")
+    q = fid["quality"]
     assert q["n"] == 40 and q["fid"] > 0 and 0 <= q["precision"] <= 1 and 0 <= q["recall"] <= 1
+    # A kept JSON says how its samples were drawn, as the text report's title does.
+    drawn = fid["samples"]
+    assert {k: drawn[k] for k in ("sampler", "steps", "nfe", "timesteps", "eta", "seed", "weights", "guidance",
+                                  "classifier")} == {
+        "sampler": "ddim", "steps": [5], "nfe": None, "timesteps": "linspace spacing", "eta": None, "seed": 0,
+        "weights": "EMA weights", "guidance": 0.0, "classifier": None}
+    assert drawn["described"].startswith("ddim, 5 steps, linspace spacing, EMA weights, seed 0")
+    tuned = eval_json(capsys, trained_run, "--fid", "--n", "20", "--nfe", "3", "--sampler", "dpm++2m",
+                      "--seed", "4")["samples"]
+    assert (tuned["steps"], tuned["nfe"], tuned["timesteps"], tuned["seed"]) == (None, 3, "trailing spacing", 4)
     run_cli("sample", trained_run, "--n", "30", "--steps", "5", "--out", tmp_path / "s.npz", "--device", "cpu")
-    scored = eval_json(capsys, "--samples", tmp_path / "s.npz", "--data", "digits")["quality"]
-    assert scored["n"] == 30
+    scored = eval_json(capsys, "--samples", tmp_path / "s.npz", "--data", "digits")
+    assert scored["quality"]["n"] == 30 and scored["samples"] == {"file": str(tmp_path / "s.npz")}
     capsys.readouterr()
     run_cli("eval", trained_run, "--bpd", "--n", "4", "--steps", "5", "--out-dir", tmp_path, "--device", "cpu")
     out = capsys.readouterr().out
@@ -205,6 +216,11 @@ def test_conditional_training_guidance_and_the_classifier(tmp_path, capsys, trai
             "--out", tmp_path / "u.npz", "--device", "cpu")
     q = eval_json(capsys, run, "--fid", "--n", "20", "--steps", "4", "--guidance", "1")["quality"]
     assert q["accuracy"] is not None and 0 <= q["accuracy"] <= 1
+    # Both guidances are named: in the JSON's samples and in the report's title.
+    guided = eval_json(capsys, run, "--fid", "--n", "20", "--steps", "4", "--guidance", "1", "--classifier", clf,
+                       "--classifier-scale", "3")["samples"]
+    assert (guided["guidance"], guided["classifier"], guided["classifier_scale"]) == (1.0, str(clf), 3.0)
+    assert guided["described"].endswith(f", guidance w = 1, classifier guidance s = 3 ({clf}, paired)")
     expect_error(capsys, "sample", trained_run, "--guidance", "2", match="class-conditional")
     expect_error(capsys, "sample", trained_run, "--class", "3", match="--class needs a class-conditional run")
     expect_error(capsys, "sample", run, "--class", "12", match="--class must be")

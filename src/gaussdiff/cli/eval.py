@@ -23,7 +23,7 @@ from ..evaluation.generate import (SpeedConfig, generate, generate_cascade, supe
 from ..evaluation.super_res import evaluate_super_resolution
 from ..evaluation.quality import MIN_SAMPLES, QualityReport, attribute_ceiling, evaluate_quality
 from ..nets.fast import Setup, describe
-from ..samplers.run import SamplerName
+from ..samplers.run import SamplerName, default_spacing
 from ..training.distributed import Distributed, joined, launched_by_torchrun
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
@@ -111,6 +111,14 @@ class Eval:
         if self.super_res_test:
             if self.checkpoint is None:
                 raise UsageError("--super-res-test needs a super-resolution run")
+            ignored = [flag for flag, on in (("--bpd", self.bpd), ("--ode", self.ode), ("--fid", self.fid),
+                                             ("--samples", self.samples is not None), ("--nfe", self.nfe is not None),
+                                             ("--timesteps", self.timesteps != "auto"), ("--eta", bool(self.eta)),
+                                             ("--guidance", bool(self.guide.guidance)),
+                                             ("--classifier", self.guide.classifier is not None)) if on]
+            if ignored:  # the test samples with --sampler and --steps alone, and measures its own figures
+                raise UsageError(f"--super-res-test samples with --sampler and --steps on the run's default "
+                                 f"spacing and measures PSNR, SSIM and FID; it takes no {', '.join(ignored)}")
             self.measure_super_resolution(resolve_device(self.device))
             return
         if self.checkpoint is not None and (self.checkpoint / "latent.json").exists():
@@ -270,8 +278,9 @@ class Eval:
             source += f", network in {describe(setup, {})}"
             measured = {k.arithmetic: v for k, v in seconds.items()}
             figures["network"] = {**setup._asdict(), "measured_seconds_a_call": measured}
-        if self.guide.guidance:
-            source += f", guidance w = {self.guide.guidance:g}"
+        source += self.describe_guidance()
+        figures["samples"] = ({"file": str(self.samples)} if self.samples else
+                              self.sampling_figures(trained, label, times, [steps], source))
         lines = self.quality_lines(q, f"sample quality of {q.n} samples ({source}) against the training split of "
                                       f"{data_config.data}, {q.features} features")
         if attributes is not None and q.prompts is None:
@@ -294,6 +303,25 @@ class Eval:
         return [title, f"  FID        {q.fid:.3f}", f"  KID        {q.kid:.5f} ± {q.kid_std:.5f}",
                 f"  precision  {q.precision:.3f}", f"  recall     {q.recall:.3f}"] + (
             [f"  classifier accuracy on the labels  {q.accuracy:.3f}"] if q.accuracy is not None else [])
+
+    def describe_guidance(self) -> str:
+        """The guidance the samples were drawn with, in words after a comma ('' for none)."""
+        words = f", guidance w = {self.guide.guidance:g}" if self.guide.guidance else ""
+        if self.guide.classifier is not None:
+            words += (f", classifier guidance s = {self.guide.classifier_scale:g} ({self.guide.classifier}, "
+                      f"{self.guide.classifier_mode})")
+        return words
+
+    def sampling_figures(self, trained: Trained, label: str, times: list[float] | None, steps: list[int],
+                         source: str) -> dict[str, object]:
+        """How the samples of a quality figure were drawn, for --json: what the text report says in its title
+        (``source``, also given whole), field by field, so that a kept JSON says what its figures are."""
+        return {"sampler": self.sampler, "steps": None if self.nfe is not None or times else steps,
+                "nfe": self.nfe, "timesteps": times if times is not None else label, "eta": self.eta,
+                "seed": self.seed, "weights": weights_of(trained), "guidance": self.guide.guidance,
+                "classifier": None if self.guide.classifier is None else str(self.guide.classifier),
+                "classifier_scale": None if self.guide.classifier is None else self.guide.classifier_scale,
+                "batch_size": self.batch_size, "described": source}
 
     def describe_steps(self, label: str, times: list[float] | None = None) -> str:
         """What sampled: the sampler, its budget and its steps (``label``; explicit or tuned ``times`` are counted;
@@ -342,10 +370,13 @@ class Eval:
         q = evaluate_quality(outputs[-1], data_config.data, reference, self.features, labels, reference_limit=limit,
                              device=str(device))
         sizes = " -> ".join(f"{o.shape[-1]}x{o.shape[-1]}" for o in outputs)
-        figures = {"cascade": [str(p) for p in self.cascade], "quality": asdict(q)}
-        lines = self.quality_lines(q, f"cascade {sizes}: {q.n} samples ({self.describe_steps(label)} a stage, "
-                                      f"s = {self.cond_aug_level if self.cond_aug_level is not None else 'each run'}, "
-                                      f"{weights_of(runs[0])}, seed {self.seed}) against the training split of "
+        source = (f"{self.describe_steps(label)} a stage, "
+                  f"s = {self.cond_aug_level if self.cond_aug_level is not None else 'each run'}, "
+                  f"{weights_of(runs[0])}, seed {self.seed}{self.describe_guidance()}")
+        samples = {**self.sampling_figures(runs[0], label, None, list(steps), source),
+                   "cond_aug_level": self.cond_aug_level}
+        figures = {"cascade": [str(p) for p in self.cascade], "samples": samples, "quality": asdict(q)}
+        lines = self.quality_lines(q, f"cascade {sizes}: {q.n} samples ({source}) against the training split of "
                                       f"{data_config.data}, {q.features} features")
         print(json.dumps(figures) if self.json else "\n".join(lines))
 
@@ -367,15 +398,18 @@ class Eval:
         q = evaluate_quality(images, data_config.data, reference, self.features, labels,
                              reference_limit=n if self.features == "inception" else None, device=str(device))
         r = report
+        source = f"s = {r.level:g}, {self.sampler}, {self.steps or 50} steps, {weights_of(trained)}, seed {self.seed}"
         lines = [
-            f"super-resolution {r.low}x{r.low} -> {r.high}x{r.high} of {r.n} held-out images (s = {r.level:g}, "
-            f"{self.sampler}, {self.steps or 50} steps, {weights_of(trained)}, seed {self.seed}; quality against "
-            f"the training split of {data_config.data}, {q.features} features)",
+            f"super-resolution {r.low}x{r.low} -> {r.high}x{r.high} of {r.n} held-out images ({source}; quality "
+            f"against the training split of {data_config.data}, {q.features} features)",
             f"  PSNR   {r.psnr:.2f} dB   (bilinear upsampling {r.psnr_bilinear:.2f} dB)",
             f"  SSIM   {r.ssim:.4f}    (bilinear upsampling {r.ssim_bilinear:.4f})",
             *self.quality_lines(q, "")[1:],  # under the title of the lines above
         ]
-        print(json.dumps({"super_res": asdict(r), "quality": asdict(q)}) if self.json else "\n".join(lines))
+        samples = {**self.sampling_figures(trained, f"{default_spacing(self.sampler)} spacing", None,
+                                           [self.steps or 50], source), "cond_aug_level": r.level}
+        print(json.dumps({"super_res": asdict(r), "samples": samples, "quality": asdict(q)}) if self.json
+              else "\n".join(lines))
 
 
 def scene_attributes(prompts: list[str], path: Path) -> torch.Tensor:

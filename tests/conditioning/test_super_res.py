@@ -106,3 +106,57 @@ def test_a_super_resolution_config_needs_a_lower_resolution():
     for bad in (float("nan"), float("inf"), 1.5):
         with pytest.raises(ConfigError, match="--cond-aug-level"):
             SuperResConfig(super_res=14, cond_aug_level=bad).check()
+
+
+def gaussian_taps(sigma, radius):
+    """exp(-o^2 / (2 sigma^2)) at the offsets o = -radius..radius, normalised to sum to 1 (1D, float64)."""
+    o = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    k = torch.exp(-0.5 * (o / sigma) ** 2)
+    return k / k.sum()
+
+
+def test_blur_of_an_impulse_is_the_separable_gaussian_kernel():
+    """A unit impulse in the middle of a 13 x 13 image blurs to k(i) k(j), k the Gaussian of the image's own sigma
+    cut at the batch's radius ceil(3 max sigma) = 5 (for sigma 1.5) and normalised there; the other channel,
+    zero, stays zero."""
+    x = torch.zeros(2, 2, 13, 13, dtype=torch.float64)
+    x[:, 0, 6, 6] = 1.0
+    sigma = torch.tensor([0.7, 1.5], dtype=torch.float64)
+    out = gaussian_blur(x, sigma)
+    for b in range(2):
+        k = torch.zeros(13, dtype=torch.float64)
+        k[1:12] = gaussian_taps(sigma[b].item(), 5)
+        torch.testing.assert_close(out[b, 0], k[:, None] * k[None, :], rtol=0, atol=1e-16)
+        assert torch.equal(out[b, 1], torch.zeros(13, 13, dtype=torch.float64))
+
+
+def test_blur_reflects_at_the_edges_without_repeating_the_edge_pixel():
+    """Reflection about the edge pixel (x[-m] = x[m]): a line in column 1 is seen again at column -1, so row
+    values are k(j - 1) + k(j + 1), twice k(1) at column 0; vertically the line is constant and stays so."""
+    x = torch.zeros(1, 1, 9, 9, dtype=torch.float64)
+    x[..., 1] = 1.0
+    out = gaussian_blur(x, torch.tensor([1.0], dtype=torch.float64))  # radius 3
+    k = dict(zip(range(-3, 4), gaussian_taps(1.0, 3).tolist()))
+    row = torch.tensor([k.get(j - 1, 0.0) + k.get(j + 1, 0.0) for j in range(9)], dtype=torch.float64)
+    torch.testing.assert_close(out[0, 0], row.expand(9, 9), rtol=0, atol=1e-16)
+
+
+def test_blur_augmentation_blurs_each_example_by_the_level_it_reports():
+    """``blur``'s level s is a sigma in low-resolution pixels: at sampling the fixed level, at training each
+    example's own draw in [0, S], and the network is told the same s."""
+    low = torch.rand(6, 2, 8, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 2 - 1
+    cond = LowResolution(8, "blur", 2.0)
+    fixed = cond.augment(low, level=1.2)
+    torch.testing.assert_close(fixed["low_res"], gaussian_blur(low, torch.full((6,), 1.2, dtype=torch.float64)))
+    assert torch.allclose(fixed["low_res_level"], torch.full((6,), 1.2))
+    drawn = cond.augment(low, torch.Generator().manual_seed(6))
+    s = drawn["low_res_level"]
+    assert s.unique().numel() == 6 and bool((s >= 0).all() and (s <= 2).all())
+    # The level is reported in float32: the blur of its float64 draw differs from the reported one's by ~1e-8.
+    torch.testing.assert_close(drawn["low_res"], gaussian_blur(low, s.double()), rtol=0, atol=1e-6)
+    assert (drawn["low_res"] - low).abs().max() > 0.1
+
+
+def test_a_gaussian_level_may_be_the_whole_forward_process():
+    """A gaussian level is a cosine time in [0, 1], both ends included: s = 1 is the forward process's end."""
+    SuperResConfig(super_res=14, cond_aug_max=1.0, cond_aug_level=1.0).check(28)

@@ -99,3 +99,13 @@ def test_the_config_builds_the_text_condition_from_its_saved_vocabulary():
         ConditioningConfig(text=True).conditions(None)
     with pytest.raises(ConfigError, match="--text"):
         ConditioningConfig(p_uncond=0.1).conditions(None)
+
+
+def test_previews_spread_over_the_captions_and_name_a_partial_last_row():
+    """k previews of N distinct captions are every (N // k)-th, not the first k: from 10 captions, 3 at 0, 3, 6.
+    A grid of 20 images has 3 rows of 8 (the last partial), each named by its prompt."""
+    captions = [f"w{i}" for i in range(10)] * 2
+    assert preview_prompts(captions, k=3) == ("w0", "w3", "w6")
+    text = TextPrompt(Tokenizer.build(captions), ("w0", "w3"))
+    assert text.tokenizer.decode(text.examples(20, "cpu")) == ["w0"] * 8 + ["w3"] * 8 + ["w0"] * 4
+    assert text.example_names(20) == ["w0", "w3", "w0"]

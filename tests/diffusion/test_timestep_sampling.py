@@ -67,3 +67,24 @@ def test_the_history_keeps_the_last_losses_of_each_step_in_order():
     for loss in range(6):
         s.update(torch.tensor([2]), torch.tensor([float(loss)]))
     assert s.losses[2].tolist() == [3.0, 4.0, 5.0] and s.counts[2].item() == 3
+
+
+def test_a_step_with_zero_loss_keeps_the_uniform_floor():
+    """IDDPM mixes in uniform_prob = 1e-3 of the uniform distribution (its default): a step whose losses are all
+    0 keeps p(t) = 1e-3 / T, so its weight 1 / (T p(t)) = 1000 stays finite; the rest share 1 - 1e-3 by RMS."""
+    T = 4
+    s = make_timestep_sampler("loss_second_moment", T)
+    for _ in range(10):
+        s.update(torch.arange(T), torch.tensor([0.0, 1.0, 1.0, 2.0]))
+    expected = torch.tensor([0.0, 0.25, 0.25, 0.5], dtype=torch.float64) * (1 - 1e-3) + 1e-3 / T
+    torch.testing.assert_close(s.probabilities(), expected, rtol=1e-14, atol=0)
+    t, w = s.sample(1000, generator=torch.Generator().manual_seed(2))
+    assert torch.isfinite(w).all() and w.max().item() <= 1000 * (1 + 1e-6)
+
+
+def test_steps_and_weights_go_to_the_device_asked():
+    """Both the steps and their weights land on ``device`` (the weights multiply the losses there); the meta
+    device stands for an accelerator."""
+    for sampler in (UniformSampler(8), LossSecondMomentSampler(8)):
+        t, w = sampler.sample(4, device="meta", generator=torch.Generator().manual_seed(3))
+        assert t.device.type == w.device.type == "meta" and t.dtype == torch.long and w.dtype == torch.float32

@@ -1,10 +1,51 @@
-"""Where gaussdiff keeps its caches (training/files.py)."""
+"""atomic_write and remove: what is left on disk after a write that replaces, a write that fails, a link; and
+where the caches live."""
 
+import os
 from pathlib import Path
 
 import pytest
 
-from gaussdiff.training.files import user_cache_dir
+from gaussdiff.errors import WriteError
+from gaussdiff.training.files import atomic_write, remove, user_cache_dir
+
+
+def test_a_directory_written_over_an_old_one_replaces_it_whole(tmp_path):
+    """os.replace cannot put a directory over a non-empty one: the old is removed first, and none of its files
+    survive into the new."""
+    target = tmp_path / "step"
+
+    def write(files):
+        return lambda tmp: (tmp.mkdir(), *[(tmp / name).write_text(name) for name in files])
+
+    atomic_write(target, write(["a", "b"]))
+    atomic_write(target, write(["c"]))
+    assert sorted(p.name for p in target.iterdir()) == ["c"]
+    assert [p.name for p in tmp_path.iterdir()] == ["step"]  # no temporary left beside it
+
+
+def test_a_failed_write_leaves_no_temporary_and_the_old_file(tmp_path):
+    target = tmp_path / "config.json"
+    target.write_text("old")
+
+    def fail(tmp):
+        tmp.write_text("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(WriteError, match="cannot write .*config.json: No space left on device"):
+        atomic_write(target, fail)
+    assert [p.name for p in tmp_path.iterdir()] == ["config.json"] and target.read_text() == "old"
+
+
+def test_removing_a_link_to_a_directory_removes_the_link_not_what_it_points_to(tmp_path):
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "file").write_text("x")
+    link = tmp_path / "link"
+    os.symlink(kept, link)
+    remove(link)
+    assert not os.path.lexists(link) and (kept / "file").read_text() == "x"
+    remove(tmp_path / "absent")  # nothing there: nothing to do
 
 
 @pytest.mark.parametrize("value, expected", [

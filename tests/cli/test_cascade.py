@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from conftest import TINY_FLAGS, expect_error
 from gaussdiff.cli import main
@@ -42,7 +43,9 @@ def test_sample_a_cascade_and_super_resolve_given_images(runs, tmp_path):
           "--stages", "--out", str(tmp_path / "c.png"), str(tmp_path / "c.npz"), "--device", "cpu"])
     with np.load(tmp_path / "c.npz", allow_pickle=False) as f:
         assert f["arr_0"].shape == (4, 8, 8, 1) and f["arr_1"].tolist() == [3] * 4
-    assert (tmp_path / "c-stages.png").exists()
+    # The stages' picture says how it was drawn, as the samples' does (the caption kept in the PNG).
+    with Image.open(tmp_path / "c.png") as grid, Image.open(tmp_path / "c-stages.png") as stages:
+        assert stages.text["Description"] == grid.text["Description"] and "seed 0" in grid.text["Description"]
     # --low-res: the user's 4x4 images, labels from arr_1, outputs in the input order.
     low = load_data("digits", image_size=4)
     np.savez(tmp_path / "low.npz", low.images[:5].permute(0, 2, 3, 1).numpy(), low.labels[:5].numpy())

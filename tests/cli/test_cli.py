@@ -220,7 +220,8 @@ def test_conditional_training_guidance_and_the_classifier(tmp_path, capsys, trai
     guided = eval_json(capsys, run, "--fid", "--n", "20", "--steps", "4", "--guidance", "1", "--classifier", clf,
                        "--classifier-scale", "3")["samples"]
     assert (guided["guidance"], guided["classifier"], guided["classifier_scale"]) == (1.0, str(clf), 3.0)
-    assert guided["described"].endswith(f", guidance w = 1, classifier guidance s = 3 ({clf}, paired)")
+    assert guided["described"].endswith(f", guidance w = 1, classifier {clf} at scale 3")
+    assert guided["classifier_mode"] == "paired"
     expect_error(capsys, "sample", trained_run, "--guidance", "2", match="class-conditional")
     expect_error(capsys, "sample", trained_run, "--class", "3", match="--class needs a class-conditional run")
     expect_error(capsys, "sample", run, "--class", "12", match="--class must be")

@@ -307,9 +307,8 @@ class Eval:
     def describe_guidance(self) -> str:
         """The guidance the samples were drawn with, in words after a comma ('' for none)."""
         words = f", guidance w = {self.guide.guidance:g}" if self.guide.guidance else ""
-        if self.guide.classifier is not None:
-            words += (f", classifier guidance s = {self.guide.classifier_scale:g} ({self.guide.classifier}, "
-                      f"{self.guide.classifier_mode})")
+        if self.guide.classifier is not None:  # as sample's captions say it
+            words += f", classifier {self.guide.classifier} at scale {self.guide.classifier_scale:g}"
         return words
 
     def sampling_figures(self, trained: Trained, label: str, times: list[float] | None, steps: list[int],
@@ -321,6 +320,7 @@ class Eval:
                 "seed": self.seed, "weights": weights_of(trained), "guidance": self.guide.guidance,
                 "classifier": None if self.guide.classifier is None else str(self.guide.classifier),
                 "classifier_scale": None if self.guide.classifier is None else self.guide.classifier_scale,
+                "classifier_mode": None if self.guide.classifier is None else self.guide.classifier_mode,
                 "batch_size": self.batch_size, "described": source}
 
     def describe_steps(self, label: str, times: list[float] | None = None) -> str:

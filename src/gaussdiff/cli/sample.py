@@ -227,7 +227,7 @@ class Sample:
             if path.suffix == ".png":
                 save_grid(images, path, nrow=row, row_labels=row_labels, caption=caption)
                 if self.stages and len(outputs) > 1:
-                    self.save_stages(outputs, path.with_name(f"{path.stem}-stages.png"))
+                    self.save_stages(outputs, path.with_name(f"{path.stem}-stages.png"), caption)
             else:
                 arrays = {"arr_0": images.permute(0, 2, 3, 1).numpy()}
                 if labels is not None:
@@ -256,10 +256,11 @@ class Sample:
         return words
 
     @staticmethod
-    def save_stages(outputs: list[torch.Tensor], path: Path) -> None:
-        """Up to 8 samples a row, every stage's output in turn (enlarged by repeating pixels to the last size)."""
+    def save_stages(outputs: list[torch.Tensor], path: Path, caption: str) -> None:
+        """Up to 8 samples a row, every stage's output in turn (enlarged by repeating pixels to the last size),
+        with ``caption`` (how they were drawn) under them."""
         size = outputs[-1].shape[-1]
         big = [F.interpolate(o[:8].float(), size=(size, size), mode="nearest").to(torch.uint8) for o in outputs]
         rows = [torch.stack([b[j] for b in big]) for j in range(len(big[0]))]
-        save_strips(rows, path, [f"{o.shape[-1]}x{o.shape[-1]}" for o in outputs])
+        save_strips(rows, path, [f"{o.shape[-1]}x{o.shape[-1]}" for o in outputs], caption=caption)
         print(f"wrote {path}")

@@ -94,7 +94,8 @@ class SuperResConfig:
     cond_aug_max: float = 0.5
     """S: training levels s are uniform in [0, S] (gaussian: cosine time in [0, 1]; blur: sigma in pixels)."""
     cond_aug_level: float = 0.0
-    """The level s that sampling uses unless told otherwise: 0, the best of the sweep in docs/cascade.md."""
+    """The level s that sampling uses unless told otherwise: 0, the condition as given (the best level moved
+    between two trainings of one stage in docs/cascade.md's sweeps: sweep it on yours)."""
 
     def conditions(self) -> tuple[LowResolution, ...]:
         """The low-resolution condition of a super-resolution stage (none for a base model)."""

@@ -135,6 +135,34 @@ def test_an_unknown_option_names_the_commands_own_near_options(args, match, caps
     assert "--timesteps" not in err and "helptext" not in err and "in gaussdiff" not in err
 
 
+class Writes:
+    """A stderr that keeps each write apart, as the terminal that torchrun's ranks share receives them."""
+
+    def __init__(self):
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("args", [["sample", "no-such-run"], ["sample", "--bogus", "1"], ["train", "--lr", "x"]])
+def test_an_error_line_reaches_stderr_in_one_write(args, monkeypatch):
+    """Under torchrun every rank writes to the same stderr: a line written as text then newline (print's two
+    writes) lets another rank's line in between, and two ranks' errors came out glued on one line. The whole
+    line, newline included, must be one write."""
+    stderr = Writes()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    errors = [w for w in stderr.writes if "gaussdiff: error:" in w]
+    assert exit_info.value.code == 2 and len(errors) == 1, stderr.writes
+    assert errors[0].startswith("gaussdiff: error: ") and errors[0].endswith("\n") and errors[0].count("\n") == 1
+
+
 @pytest.mark.parametrize("command", [["train"], ["train-autoencoder"], ["train-classifier"], ["show", "forward"],
                                      ["sample", "RUN"], ["eval", "RUN"], ["tune", "RUN"]], ids=" ".join)
 def test_a_seed_past_64_bits_is_one_line_before_the_work(command, capsys):

@@ -19,7 +19,7 @@ from ..errors import GaussdiffError, UsageError
 from .eval import Eval
 from .export import Export
 from .prepare import Prepare
-from .options import one_line_errors
+from .options import one_line_errors, print_error
 from .sample import Sample
 from .show import Show
 from .train import Train
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         command = parse(args)
         command()
     except GaussdiffError as e:
-        print(f"gaussdiff: error: {e}", file=sys.stderr)
+        print_error(str(e))
         sys.exit(2)
     except KeyboardInterrupt:  # where no command says more (train keeps a checkpoint, sample its batches)
         print("gaussdiff: interrupted", file=sys.stderr)
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         line = out_of_memory(e)
         if line is None:
             raise
-        print(f"gaussdiff: error: {line}", file=sys.stderr)
+        print_error(line)
         sys.exit(1)
 
 

@@ -25,6 +25,14 @@ from ..training.classifier import WEIGHTS as CLASSIFIER_WEIGHTS
 from ..training.run import Trained
 
 
+def print_error(message: str) -> None:
+    """``gaussdiff: error: message`` on stderr in one write, line end included: under torchrun every rank shares
+    the terminal, and print's two writes (the text, then the newline) let another rank's line land between them,
+    gluing the two lines into one."""
+    sys.stderr.write(f"gaussdiff: error: {message}\n")
+    sys.stderr.flush()
+
+
 def at_least(option: str, value: int | None, low: int, none: str = "") -> None:
     """Refuse ``value`` of ``option`` below ``low`` as one line (None passes: the option's default, ``none``)."""
     if value is not None and value < low:
@@ -161,7 +169,7 @@ def weights_of(trained: Trained, ema: bool = True) -> str:
 
 def parse_timesteps(value: str, nfe: int | None, trained: Trained, sampler: str = "ddim", ema: bool = True,
                     steps: Any = None) -> Steps:
-    """``--timesteps``: ``auto`` (the steps tuned for this sampler and --nfe beside the checkpoint, by
+    """``--timesteps``: ``auto`` (the steps tuned for this sampler and --nfe in the checkpoint's folder, by
     ``gaussdiff tune``, else trailing for DPM-Solver++ and UniPC and linspace for the rest), a spacing name, or
     an explicit comma-separated list of original-scale times, noisiest first; checked against the run's schedule
     and ``sampler``. ``steps``: the ``--steps`` given (None if none), which an explicit list would override."""
@@ -349,11 +357,11 @@ def one_line_errors(parse: Callable[[], Any], command: str = "gaussdiff") -> Any
             raise
         needs = missing(captured.getvalue())
         if needs is not None:
-            print(f"gaussdiff: error: {command} {needs} (see {command} --help)", file=sys.stderr)
+            print_error(f"{command} {needs} (see {command} --help)")
             sys.exit(2)
         unknown = unrecognized(captured.getvalue(), command)
         if unknown is not None:
-            print(f"gaussdiff: error: {unknown} (see {command} --help)", file=sys.stderr)
+            print_error(f"{unknown} (see {command} --help)")
             sys.exit(2)
         lines = [re.sub(r"^[\s│╭╮╰╯─|]+|[\s│╭╮╰╯─|]+$", "", line) for line in captured.getvalue().splitlines()]
         # Without a terminal tyro draws no box, and its rules are plain dashes.
@@ -374,7 +382,7 @@ def one_line_errors(parse: Callable[[], Any], command: str = "gaussdiff") -> Any
             metavar = usage[len(flag):].strip() if usage.startswith(flag + " ") else ""
             message = f"{flag}: " + (f"invalid value {value!r}" if value is not None else reason)
             message += f" (expected {metavar})" if metavar and value is not None else ""
-        print(f"gaussdiff: error: {message} (see {command} --help)", file=sys.stderr)
+        print_error(f"{message} (see {command} --help)")
         sys.exit(2)
 
 

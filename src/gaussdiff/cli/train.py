@@ -21,7 +21,7 @@ from ..training.distributed import Distributed, joined, launched_by_torchrun, re
 from ..training.loop import resolve_device
 from ..training.trainer import Stopped, Trainer
 from .logger import RunLogger
-from .options import check_new_run_dir, check_writable_dir
+from .options import check_new_run_dir, check_writable_dir, print_error
 
 # What a resumed run may change (dotted paths in RunConfig); everything else would make it another run.
 CHANGEABLE = ("train.train_steps", "train.bookkeeping.", "train.device", "train.optim.precision", "train.compile",
@@ -178,8 +178,8 @@ class Train:
             if not dist.active or not lost_contact(e):
                 raise
             found = list_checkpoints(run_dir)
-            print(f"gaussdiff: error: rank {dist.rank}: {lost_contact(e)}; the last checkpoint is "
-                  f"{found[-1] if found else 'none'} (torchrun --max-restarts K resumes from it)", file=sys.stderr)
+            print_error(f"rank {dist.rank}: {lost_contact(e)}; the last checkpoint is "
+                        f"{found[-1] if found else 'none'} (torchrun --max-restarts K resumes from it)")
             sys.exit(1)
         except KeyboardInterrupt:  # before the signal handlers are in place, a second Ctrl-C, or from a thread
             found = list_checkpoints(run_dir)

@@ -23,7 +23,7 @@ from .options import at_least, parse_timesteps
 class Tune:
     """Optimize the steps of a deterministic sampler for this run's model at each --nfe budget (the global error
     against a fine solve from the same noise, minimized by Nelder-Mead; see gaussdiff.samplers.tuning). The
-    schedules are saved beside the checkpoint (timesteps.json), and sample, eval and show use them by default
+    schedules are saved in the checkpoint's folder (timesteps.json), and sample, eval and show use them by default
     (--timesteps auto) for the same sampler and --nfe."""
 
     checkpoint: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="CHECKPOINT")]

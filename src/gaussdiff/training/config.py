@@ -281,7 +281,8 @@ class AutoencoderTrainConfig:
     reconstruction: Literal["l1", "l2"] = "l1"
     """The reconstruction loss per pixel: |x - x_hat| or (x - x_hat)^2."""
     kl_weight: float = 1e-6
-    """Weight of KL(q(z | x) || N(0, I)) per latent element against the reconstruction loss per pixel."""
+    """Weight of KL(q(z | x) || N(0, I)), summed over the latent and divided by the image's pixels, against the
+    reconstruction loss per pixel."""
     gan_start: int | None = None
     """Switch on the patch-GAN's hinge loss at this step (None: no adversarial loss)."""
     gan_weight: float = 0.5

@@ -75,7 +75,8 @@ class Sample:
     n: Annotated[int, tyro.conf.arg(aliases=("--num-samples",))] = 64
     """How many samples (>= 1). Under torchrun write --num-samples: torchrun takes --n for its own --nnodes."""
     label: Annotated[str | None, tyro.conf.arg(name="class")] = None
-    """A class index, or 'all' for one row per class (conditional or guided sampling)."""
+    """A class index, or 'all' for one row per class (conditional or guided sampling; --n rounds up to full rows:
+    64 of 10 classes draws 7 a class, 70)."""
     prompt: tuple[str, ...] = ()
     """Text prompts (a text run): one grid row each, --n samples shared among them (default: the run's
     preview prompts)."""

@@ -157,8 +157,9 @@ def main() -> None:
     table = "\n".join(lines)
     print("\n" + table)
     if args.doc:
-        write_table(args.doc, f"sample-speed-{host_family(device)}", table,
-                    heading=f"Sampling on {host_family(device)} hosts, by bench/sample_speed.py")
+        family = host_family(device)  # the marker's name and the heading's: one reading of the host
+        write_table(args.doc, f"sample-speed-{family}", table,
+                    heading=f"Sampling on {family} hosts, by bench/sample_speed.py")
 
 
 if __name__ == "__main__":

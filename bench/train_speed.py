@@ -263,8 +263,9 @@ def main() -> None:
                   + f" | {total:.0f} | {times['convolution'] / total:.0%} |")
     if args.doc:
         setups = "-".join(args.setups or args.precision).replace("+", "-")
-        write_table(args.doc, f"train-speed-{host_family(device)}-{setups}", table,
-                    heading=f"Training on {host_family(device)} hosts ({setups}), by bench/train_speed.py")
+        family = host_family(device)  # the marker's name and the heading's: one reading of the host
+        write_table(args.doc, f"train-speed-{family}-{setups}", table,
+                    heading=f"Training on {family} hosts ({setups}), by bench/train_speed.py")
 
 
 if __name__ == "__main__":

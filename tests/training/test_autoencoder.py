@@ -10,6 +10,7 @@ from gaussdiff.training.autoencoder import AutoencoderTrainer, adaptive_weight, 
 from gaussdiff.training.checkpoint import list_checkpoints
 from gaussdiff.training.config import AutoencoderTrainConfig
 from gaussdiff.training.latent import load_latent_space
+from gaussdiff.training.trainer import NullLogger
 
 
 def tiny_autoencoder_config(steps: int = 4, **changes) -> AutoencoderTrainConfig:
@@ -83,3 +84,86 @@ def test_a_factor_that_does_not_divide_the_data_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="--factor 8 does not divide the 28x28 images"):
         AutoencoderTrainer(tiny_autoencoder_config(**{"data.data": "fashion-mnist", "autoencoder.factor": 8}),
                            tmp_path / "x", progress=False)
+
+
+def small_trainer(tmp_path, **changes) -> AutoencoderTrainer:
+    """A trainer on 16 made-up 8x8 grey images (4x4x2 latents), its networks' weights as initialised."""
+    images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (16, 1, 8, 8), dtype=np.uint8))
+    config = tiny_autoencoder_config(**{"optim.precision": "fp32", **changes})
+    return AutoencoderTrainer(config, tmp_path / "ae", data=ImageData(images, None), progress=False)
+
+
+@pytest.mark.parametrize("reconstruction", ["l1", "l2"])
+def test_the_loss_is_the_reconstruction_plus_the_weighted_kl_per_pixel(tmp_path, reconstruction):
+    """Rombach et al. App. G: mean |x - x_hat| (l1) or (x - x_hat)^2 (l2) over pixels, plus kl_weight x
+    KL(N(mu, sigma^2) || N(0, I)) = 1/2 sum(mu^2 + sigma^2 - 1 - log sigma^2) (Kingma & Welling App. B) over the
+    latent, divided by the image's C x H x W pixels and averaged over the batch; x_hat decodes mu + sigma noise.
+    A kl_weight of 0.25 (the default's 1e-6 would hide the term under float32 rounding of the reconstruction)."""
+    trainer = small_trainer(tmp_path, reconstruction=reconstruction, kl_weight=0.25)
+    x = trainer.data.images[:4].float() / 127.5 - 1
+    noise = torch.randn(4, 2, 4, 4, generator=torch.Generator().manual_seed(2))
+    terms = trainer.losses(x, noise)
+    with torch.no_grad():
+        posterior = trainer.model.encode(x)
+        mu, log_var = posterior.mean.double(), posterior.log_var.double()
+        x_hat = trainer.model.decode(posterior.mean + torch.exp(0.5 * posterior.log_var) * noise).double()
+    diff = x_hat - x.double()
+    rec = diff.abs().mean() if reconstruction == "l1" else (diff**2).mean()
+    kl = (0.5 * (mu**2 + log_var.exp() - 1 - log_var)).sum((1, 2, 3)).mean() / 64
+    assert kl > 1e-3  # a KL the check can see
+    torch.testing.assert_close(terms["rec"].double(), rec, rtol=1e-5, atol=0)
+    torch.testing.assert_close(terms["kl"].double(), kl, rtol=1e-5, atol=0)
+    torch.testing.assert_close(terms["loss"].double(), rec + 0.25 * kl, rtol=1e-5, atol=0)
+
+
+def test_from_gan_start_the_generator_minimises_minus_d_and_d_learns_the_hinge_on_real_and_fake(tmp_path):
+    """Esser et al. 2021: the adversarial phase begins at step gan_start itself (not the step after); the generator's
+    term is -mean D(x_hat), added with the adaptive weight, and the discriminator's loss is the hinge with the real
+    batch on the real side: 1/2 (mean relu(1 - D(x)) + mean relu(1 + D(x_hat)))."""
+    trainer = small_trainer(tmp_path, gan_start=3)
+    trainer.step = 2
+    assert not trainer.adversarial
+    trainer.step = 3
+    assert trainer.adversarial
+    seen = []
+    real_losses = trainer.losses
+    trainer.losses = lambda x, noise=None: seen.append((x, real_losses(x, noise))) or seen[-1][1]
+    trainer.disc_optim.step = lambda loss: (0.0, True)  # D stays as it was, to be asked again below
+    logged = trainer.train_step()
+    x, terms = seen[0]
+    with torch.no_grad():
+        d_real, d_fake = trainer.disc(x), trainer.disc(terms["x_hat"])
+    assert not torch.allclose(d_real.mean(), d_fake.mean(), rtol=0, atol=1e-3)  # the two sides differ
+    torch.testing.assert_close(terms["gan"], -d_fake.mean(), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(terms["loss"], terms["rec"] + trainer.config.kl_weight * terms["kl"]
+                               + terms["gan_weight"] * terms["gan"], rtol=1e-6, atol=1e-7)
+    hinge = 0.5 * (torch.relu(1 - d_real).mean() + torch.relu(1 + d_fake).mean())
+    assert logged["d_loss"] == pytest.approx(hinge.item(), rel=1e-6)
+
+
+def test_the_preview_puts_originals_above_their_reconstructions_from_the_mean(tmp_path):
+    """A row of held-out originals, then their reconstructions: the posterior's mean decoded, saturated to uint8."""
+    trainer = small_trainer(tmp_path)
+    preview = trainer.preview()
+    held_out = trainer.data.images[:8]
+    with torch.no_grad():
+        x_hat = trainer.model.decode(trainer.model.encode(held_out.float() / 127.5 - 1).mean)
+    expected = ((x_hat + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    assert preview.per_row == 8 and torch.equal(preview.images[:8], held_out)
+    assert (preview.images[8:].int() - expected.int()).abs().max() <= 1  # a rounding boundary, at most
+
+
+def test_a_logged_row_is_the_mean_of_the_steps_since_the_last(tmp_path):
+    """With log_every 2 each row's loss is the mean of its two steps' losses, at the step it was logged."""
+    rows = []
+
+    class Rows(NullLogger):
+        def log(self, row):
+            rows.append(row)
+
+    trainer = small_trainer(tmp_path, **{"bookkeeping.log_every": 2, "bookkeeping.checkpoint_every": 4})
+    trainer.logger = Rows()
+    losses = trainer.run().losses
+    assert [r["step"] for r in rows] == [2, 4]
+    for row, pair in zip(rows, (losses[:2], losses[2:])):
+        assert row["loss"] == pytest.approx(sum(pair) / 2, rel=1e-12)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -190,7 +191,11 @@ class Optimization:
         if applied:
             self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()  # the learning rate stays a function of the step, applied or not
+        with warnings.catch_warnings():
+            # A first update not applied (a NaN skipped, or fp16's routine overflow at its first scale) makes
+            # torch warn that the schedule steps before the optimizer: here that is the intent, not a slip.
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            self.scheduler.step()  # the learning rate stays a function of the step, applied or not
         if self.ema is not None and applied:
             self.ema.update_parameters(self.model)
         return grad_norm, applied

@@ -86,7 +86,8 @@ def test_eval_a_stage_on_the_test_split_and_a_cascade(runs, capsys):
     assert (drawn["steps"], drawn["seed"], drawn["cond_aug_level"]) == ([2], 3, 0.25)
     assert drawn["described"] == "ddim, 2 steps, linspace spacing a stage, s = 0.25, EMA weights, seed 3"
     # The test samples with --sampler and --steps alone: what it would ignore is refused.
-    for flags in (["--nfe", "4"], ["--guidance", "1"], ["--timesteps", "trailing"], ["--fid"]):
+    for flags in (["--nfe", "4"], ["--guidance", "1"], ["--timesteps", "trailing"], ["--fid"], ["--bpd"], ["--ode"],
+                  ["--eta", "0.5"], ["--classifier", runs["base"]], ["--samples", runs["base"] / "s.npz"]):
         expect_error(capsys, "eval", runs["sr"], "--super-res-test", *flags, "--device", "cpu",
                      match=f"takes no {flags[0]}")
 

@@ -29,7 +29,8 @@ from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import plot_bpd
 from .options import (at_least, budget_of, check_eta, check_fits, check_nfe, check_steps, check_writable_dir,
-                      keeping_parts, parse_timesteps, report_setup, warn_untrained_null, weights_of)
+                      describe_guidance, keeping_parts, parse_timesteps, report_setup, warn_untrained_null,
+                      weights_of)
 from .sample import check_cascade
 from .train_autoencoder import describe_reconstructions, measure_autoencoder
 
@@ -278,7 +279,7 @@ class Eval:
             source += f", network in {describe(setup, {})}"
             measured = {k.arithmetic: v for k, v in seconds.items()}
             figures["network"] = {**setup._asdict(), "measured_seconds_a_call": measured}
-        source += self.describe_guidance()
+        source += describe_guidance(self.guide)
         figures["samples"] = ({"file": str(self.samples)} if self.samples else
                               self.sampling_figures(trained, label, times, [steps], source))
         lines = self.quality_lines(q, f"sample quality of {q.n} samples ({source}) against the training split of "
@@ -303,13 +304,6 @@ class Eval:
         return [title, f"  FID        {q.fid:.3f}", f"  KID        {q.kid:.5f} ± {q.kid_std:.5f}",
                 f"  precision  {q.precision:.3f}", f"  recall     {q.recall:.3f}"] + (
             [f"  classifier accuracy on the labels  {q.accuracy:.3f}"] if q.accuracy is not None else [])
-
-    def describe_guidance(self) -> str:
-        """The guidance the samples were drawn with, in words after a comma ('' for none)."""
-        words = f", guidance w = {self.guide.guidance:g}" if self.guide.guidance else ""
-        if self.guide.classifier is not None:  # as sample's captions say it
-            words += f", classifier {self.guide.classifier} at scale {self.guide.classifier_scale:g}"
-        return words
 
     def sampling_figures(self, trained: Trained, label: str, times: list[float] | None, steps: list[int],
                          source: str) -> dict[str, object]:
@@ -372,7 +366,7 @@ class Eval:
         sizes = " -> ".join(f"{o.shape[-1]}x{o.shape[-1]}" for o in outputs)
         source = (f"{self.describe_steps(label)} a stage, "
                   f"s = {self.cond_aug_level if self.cond_aug_level is not None else 'each run'}, "
-                  f"{weights_of(runs[0])}, seed {self.seed}{self.describe_guidance()}")
+                  f"{weights_of(runs[0])}, seed {self.seed}{describe_guidance(self.guide)}")
         samples = {**self.sampling_figures(runs[0], label, None, list(steps), source),
                    "cond_aug_level": self.cond_aug_level}
         figures = {"cascade": [str(p) for p in self.cascade], "samples": samples, "quality": asdict(q)}
@@ -388,17 +382,17 @@ class Eval:
         data_config = replace(trained.config.data, data=self.data or trained.config.data.data)
         held_out = load_configured(data_config, "test")
         n = min(self.n or 1000, len(held_out))
+        steps = self.steps if self.steps is not None else 50
         report, images = evaluate_super_resolution(
             trained, held_out.images[:n], None if held_out.labels is None else held_out.labels[:n],
-            None if held_out.captions is None else held_out.captions[:n], self.sampler,
-            self.steps if self.steps is not None else 50, self.seed, self.batch_size, self.cond_aug_level,
-            progress=not self.json)
+            None if held_out.captions is None else held_out.captions[:n], self.sampler, steps, self.seed,
+            self.batch_size, self.cond_aug_level, progress=not self.json)
         reference = load_configured(data_config, "train")
         labels = held_out.labels[:n] if held_out.labels is not None else None
         q = evaluate_quality(images, data_config.data, reference, self.features, labels,
                              reference_limit=n if self.features == "inception" else None, device=str(device))
         r = report
-        source = f"s = {r.level:g}, {self.sampler}, {self.steps or 50} steps, {weights_of(trained)}, seed {self.seed}"
+        source = f"s = {r.level:g}, {self.sampler}, {steps} steps, {weights_of(trained)}, seed {self.seed}"
         lines = [
             f"super-resolution {r.low}x{r.low} -> {r.high}x{r.high} of {r.n} held-out images ({source}; quality "
             f"against the training split of {data_config.data}, {q.features} features)",
@@ -407,7 +401,7 @@ class Eval:
             *self.quality_lines(q, "")[1:],  # under the title of the lines above
         ]
         samples = {**self.sampling_figures(trained, f"{default_spacing(self.sampler)} spacing", None,
-                                           [self.steps or 50], source), "cond_aug_level": r.level}
+                                           [steps], source), "cond_aug_level": r.level}
         print(json.dumps({"super_res": asdict(r), "samples": samples, "quality": asdict(q)}) if self.json
               else "\n".join(lines))
 

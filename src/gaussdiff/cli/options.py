@@ -15,6 +15,7 @@ from typing import Any, NamedTuple, get_args
 
 import torch
 
+from ..conditioning.guidance import GuidanceConfig
 from ..diffusion.schedule import Spacing
 from ..errors import CheckpointError, UsageError, WriteError, check_finite_at_least_zero
 from ..nets.fast import Setup, describe
@@ -155,6 +156,15 @@ def budget_of(nfe: int | None, steps: Sequence[int], times: Sequence[float] | No
     if times is not None:
         return f"{len(times)} steps"
     return "/".join(map(str, steps)) + " steps"
+
+
+def describe_guidance(guide: GuidanceConfig) -> str:
+    """The guidance samples were drawn with, in words after a comma ('' for none), for a figure or a caption:
+    ``, guidance w = 2, classifier runs/clf at scale 5``."""
+    words = f", guidance w = {guide.guidance:g}" if guide.guidance else ""
+    if guide.classifier is not None:
+        words += f", classifier {guide.classifier} at scale {guide.classifier_scale:g}"
+    return words
 
 
 def weights_of(trained: Trained, ema: bool = True) -> str:

@@ -28,8 +28,8 @@ from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import save_grid, save_strips
 from .options import (at_least, budget_of, check_eta, check_fits, check_nfe, check_steps, check_suffix,
-                      check_writable, keeping_parts, parse_class, parse_timesteps, read_prompts, report_setup,
-                      warn_untrained_null, weights_of)
+                      check_writable, describe_guidance, keeping_parts, parse_class, parse_timesteps, read_prompts,
+                      report_setup, warn_untrained_null, weights_of)
 
 
 def check_cascade(runs: list[Trained], paths: tuple[Path, ...]) -> None:
@@ -247,11 +247,8 @@ class Sample:
         steps, linspace spacing, seed 0``."""
         where = " -> ".join(str(r.checkpoint) for r in runs)
         budget = budget_of(self.nfe, [self.stage_steps(i) for i in range(len(runs))], times)
-        words = f"{where}, {weights_of(runs[0], self.ema)}, {self.sampler}, {budget}, {label}, seed {self.seed}"
-        if self.guide.guidance:
-            words += f", guidance w = {self.guide.guidance:g}"
-        if self.guide.classifier is not None:
-            words += f", classifier {self.guide.classifier} at scale {self.guide.classifier_scale:g}"
+        words = (f"{where}, {weights_of(runs[0], self.ema)}, {self.sampler}, {budget}, {label}, seed {self.seed}"
+                 f"{describe_guidance(self.guide)}")
         if setup != Setup():
             words += f", network in {describe(setup, {})}"
         return words

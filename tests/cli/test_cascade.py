@@ -90,6 +90,9 @@ def test_eval_a_stage_on_the_test_split_and_a_cascade(runs, capsys):
                   ["--eta", "0.5"], ["--classifier", runs["base"]], ["--samples", runs["base"] / "s.npz"]):
         expect_error(capsys, "eval", runs["sr"], "--super-res-test", *flags, "--device", "cpu",
                      match=f"takes no {flags[0]}")
+    for steps in ("0", "100000"):  # a respacing of the run's schedule, as for sampling
+        expect_error(capsys, "eval", runs["sr"], "--super-res-test", "--steps", steps, "--device", "cpu",
+                     match="--steps must lie in 1..")
 
 
 def test_stages_that_do_not_fit_get_one_line(runs, tmp_path, capsys):

@@ -379,6 +379,7 @@ class Eval:
         trained = load_trained(self.checkpoint, device=device)
         if super_res_condition(trained) is None:
             raise UsageError(f"{self.checkpoint}: not a super-resolution run (train it with --super-res)")
+        check_steps(self.steps, trained)
         data_config = replace(trained.config.data, data=self.data or trained.config.data.data)
         held_out = load_configured(data_config, "test")
         n = min(self.n or 1000, len(held_out))

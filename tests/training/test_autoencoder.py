@@ -10,7 +10,7 @@ from gaussdiff.training.autoencoder import AutoencoderTrainer, adaptive_weight, 
 from gaussdiff.training.checkpoint import list_checkpoints
 from gaussdiff.training.config import AutoencoderTrainConfig
 from gaussdiff.training.latent import load_latent_space
-from gaussdiff.training.trainer import NullLogger
+from gaussdiff.training.control import NullLogger
 
 
 def tiny_autoencoder_config(steps: int = 4, **changes) -> AutoencoderTrainConfig:

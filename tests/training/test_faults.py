@@ -22,7 +22,8 @@ from gaussdiff.cli.logger import RunLogger
 from gaussdiff.diffusion.process import GaussianDiffusion
 from gaussdiff.errors import CheckpointError
 from gaussdiff.training.checkpoint import list_checkpoints
-from gaussdiff.training.trainer import Stopped, Trainer
+from gaussdiff.training.control import Stopped
+from gaussdiff.training.trainer import Trainer
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "faults.py"
 
@@ -280,7 +281,7 @@ def test_sampling_refuses_weights_that_differ_from_what_was_written(tmp_path, ca
 def test_a_first_signal_waits_for_the_step_and_a_second_interrupts_at_once():
     """The first SIGINT is noted, so that the loop checkpoints at the end of the step; a second one (a hung step,
     or a user who will not wait) raises KeyboardInterrupt there and then; the old handlers come back after."""
-    from gaussdiff.training.trainer import StopSignals
+    from gaussdiff.training.control import StopSignals
 
     before = signal.getsignal(signal.SIGINT)
     with StopSignals() as signals:

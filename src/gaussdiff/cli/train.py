@@ -19,7 +19,8 @@ from ..training.config import RunConfig, describe_before_data, to_dict
 from ..training.conv_cache import DEFAULT_CONV_CACHE
 from ..training.distributed import Distributed, joined, launched_by_torchrun, restarted_by_torchrun
 from ..training.loop import resolve_device
-from ..training.trainer import Stopped, Trainer
+from ..training.control import Stopped
+from ..training.trainer import Trainer
 from .logger import RunLogger
 from .options import check_new_run_dir, check_writable_dir, print_error
 

@@ -19,7 +19,7 @@ from ..training.loop import resolve_device
 from ..training.config import AutoencoderTrainConfig
 from ..training.files import atomic_write
 from ..training.latent import load_latent_space
-from ..training.trainer import Stopped
+from ..training.control import Stopped
 from .logger import RunLogger
 from .options import check_new_run_dir, check_writable_dir
 from .train import refuse_changes, refuse_one_cycle_length, reparsed_over_saved

@@ -3,10 +3,11 @@
 from .checkpoint import list_checkpoints, load_checkpoint_config, resolve_checkpoint
 from .classifier import load_noisy_classifier, train_noisy_classifier
 from .config import ClassifierTrainConfig, RunConfig, TrainConfig, describe, load_config, save_config
+from .control import Logger, NullLogger, TrainResult
 from .files import atomic_write
 from .loop import OptimConfig, Optimization, resolve_device
 from .run import Trained, load_trained
-from .trainer import Logger, NullLogger, Trainer, TrainResult
+from .trainer import Trainer
 
 __all__ = [
     "ClassifierTrainConfig",

@@ -36,7 +36,7 @@ from .config import AutoencoderTrainConfig, save_config
 from .files import atomic_write
 from .distributed import Distributed
 from .loop import Optimization, check_precision, resolve_device, resolve_precision
-from .trainer import Logger, NullLogger, StopSignals, TrainResult, end_of_step, resume_checkpoint
+from .control import Logger, NullLogger, StopSignals, TrainResult, end_of_step, resume_checkpoint
 
 
 def adaptive_weight(rec_loss: Tensor, gan_loss: Tensor, last_layer: Tensor, scale: float) -> Tensor:

@@ -382,6 +382,7 @@ def sample_cases(tmp_path: Path, run: Path) -> list[tuple[list, str]]:
         (["eval", run, "--fid", "--sampler", "ddpm", "--eta", "1"], "ddpm takes none"),
         (["show", "trajectory", run, "--eta", "inf"], "--eta must be a finite number >= 0, got inf"),
         (["sample", run, "--out"], "--out needs one or more of FILE.png, FILE.npz"),
+        (["sample", run, "--steps"], "--steps needs one or more values"),  # was an IndexError from stage_steps
         (["sample", run, "--timesteps", ",,,"], "names no time"),
     ]
     if PROC.is_dir():  # a place no one can write in, root included

@@ -127,6 +127,8 @@ class Sample:
     def draw(self, dist: Distributed) -> None:
         if not self.out:
             raise UsageError("--out needs one or more of FILE.png, FILE.npz")
+        if self.steps == ():
+            raise UsageError("--steps needs one or more values (one per cascade stage; the last repeats)")
         for path in self.out:
             check_suffix(path, (".png", ".npz"))
         at_least("--n", self.n, 1)

@@ -12,7 +12,7 @@ import torch
 
 from conftest import TINY_FLAGS, expect_error
 from gaussdiff.cli import main
-from gaussdiff.cli.options import check_fits, missing, unrecognized
+from gaussdiff.cli.options import check_fits, missing, parse_class, unrecognized
 from gaussdiff.data import load_data
 from gaussdiff.errors import DataError, UsageError, WriteError
 from gaussdiff.viz import plot_loss, read_metrics
@@ -526,6 +526,15 @@ def test_resume_help_names_every_option_a_resume_may_change():
             names.append(option(path))
     missing = [n for n in names if n not in help_text]
     assert not missing, missing
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\u2460", "-1", " 1", "1.0", "10"])
+def test_a_class_that_is_not_a_class_index_is_one_line(value):
+    """--class of sample and show trajectory: a superscript or circled digit passed str.isdigit and reached int(),
+    a ValueError traceback; every value but a decimal index in range is a UsageError."""
+    with pytest.raises(UsageError, match="--class must be 'all' or a class in 0..9"):
+        parse_class(value, 10, 4)
+    assert parse_class("\uff13", 10, 2)[0].tolist() == [3, 3]  # a full-width 3 is a decimal digit: int() reads it
 
 
 def test_check_fits_counts_the_gathered_samples_twice():

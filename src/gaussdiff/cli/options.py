@@ -262,7 +262,7 @@ def parse_class(value: str | None, num_classes: int | None, n: int) -> tuple[tor
     if value == "all":
         per_class = -(-n // num_classes)
         return torch.arange(num_classes).repeat_interleave(per_class), per_class
-    if not value.isdigit() or not 0 <= int(value) < num_classes:
+    if not value.isdecimal() or not 0 <= int(value) < num_classes:  # isdigit passes "²", which int() refuses
         raise UsageError(f"--class must be 'all' or a class in 0..{num_classes - 1}, not {value!r}")
     return torch.full((n,), int(value)), None
 

@@ -368,6 +368,9 @@ def sample_cases(tmp_path: Path, run: Path) -> list[tuple[list, str]]:
         (["sample", run, "--guidance", "nan"], "--guidance must be a finite number >= 0, got nan"),
         (["sample", run, "--classifier-scale", "inf"], "--classifier-scale must be a finite number >= 0"),
         (["eval", run, "--fid", "--n", "1"], "--n must be at least 4"),  # precision/recall's 3rd neighbours
+        # a respacing of the run's 50 steps (was a ValueError traceback from the sampling, after loading the data)
+        (["eval", run, "--fid", "--n", "4", "--steps", "0"], "--steps must lie in 1..50"),
+        (["eval", run, "--fid", "--n", "4", "--steps", "51"], "--steps must lie in 1..50"),
         # more samples than memory holds: refused at once (it ran for ever without a word)
         (["sample", run, "--n", "99999999999999", "--out", tmp_path / "huge.npz"], "--n 99999999999999: 99999999999999 "
                                                                                      "images of 1x8x8 take"),

@@ -236,6 +236,7 @@ class Eval:
                 if n == 1000 and dist.is_main:
                     print("gaussdiff: Inception on CPU is slow: 1000 samples by default (pass --n)", file=sys.stderr)
             check_fits("--n", n, tuple(reference.shape))
+            check_steps(self.steps, trained)  # a respacing of the run's schedule, as for sampling
             steps = self.steps if self.steps is not None else 50
             check_nfe(self.nfe, self.sampler, trained, self.steps)
             spacing, times, label = parse_timesteps(self.timesteps, self.nfe, trained, self.sampler, steps=self.steps)

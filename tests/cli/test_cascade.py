@@ -95,6 +95,18 @@ def test_eval_a_stage_on_the_test_split_and_a_cascade(runs, capsys):
                      match="--steps must lie in 1..")
 
 
+def test_super_res_test_refuses_what_quality_cannot_measure_before_sampling(runs, capsys, monkeypatch):
+    """--n below the 4 samples quality takes: one line before the held-out split is super-resolved (it was
+    sampled first, then refused by the quality report)."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the work ran before the bad input was refused")
+
+    monkeypatch.setattr("gaussdiff.cli.eval.evaluate_super_resolution", refuse)
+    expect_error(capsys, "eval", runs["sr"], "--super-res-test", "--n", "3", "--steps", "2", "--device", "cpu",
+                 match="--n must be at least 4")
+
+
 def test_stages_that_do_not_fit_get_one_line(runs, tmp_path, capsys):
     flags = [*TINY_FLAGS, *STEPS]
     main(["train", "--run-dir", str(tmp_path / "plain"), *flags])  # 8x8, unconditional

@@ -93,7 +93,8 @@ class Eval:
     """The conditioning-augmentation level s of super-resolution stages (default: each run's)."""
 
     def __call__(self) -> None:
-        at_least("--n", self.n, MIN_SAMPLES if self.fid else 1, " (or None: the default)")
+        # --fid and --super-res-test measure sample quality, which takes MIN_SAMPLES: refused before sampling
+        at_least("--n", self.n, MIN_SAMPLES if self.fid or self.super_res_test else 1, " (or None: the default)")
         at_least("--batch-size", self.batch_size, 1)
         self.guide.check()
         check_eta(self.eta, self.sampler)

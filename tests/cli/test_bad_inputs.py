@@ -342,6 +342,7 @@ def test_a_folder_takes_only_grey_or_rgb(image_folder, tmp_path, capsys):
 
 def sample_cases(tmp_path: Path, run: Path) -> list[tuple[list, str]]:
     a_file = run / "config.json"
+    unlabelled = npz(tmp_path, grey())  # 8x8 grey images, as the run's, without labels
     cases = [
         (["sample", run, "--batch-size", "0"], "--batch-size must be at least 1"),
         (["sample", run, "--batch-size", "-1"], "--batch-size must be at least 1"),
@@ -371,6 +372,8 @@ def sample_cases(tmp_path: Path, run: Path) -> list[tuple[list, str]]:
         # a respacing of the run's 50 steps (was a ValueError traceback from the sampling, after loading the data)
         (["eval", run, "--fid", "--n", "4", "--steps", "0"], "--steps must lie in 1..50"),
         (["eval", run, "--fid", "--n", "4", "--steps", "51"], "--steps must lie in 1..50"),
+        # the domain classifier's features need labels: refused before the samples are drawn, not after
+        (["eval", run, "--fid", "--n", "4", "--data", unlabelled], "the domain classifier needs a labelled dataset"),
         # more samples than memory holds: refused at once (it ran for ever without a word)
         (["sample", run, "--n", "99999999999999", "--out", tmp_path / "huge.npz"], "--n 99999999999999: 99999999999999 "
                                                                                      "images of 1x8x8 take"),

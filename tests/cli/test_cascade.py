@@ -95,16 +95,23 @@ def test_eval_a_stage_on_the_test_split_and_a_cascade(runs, capsys):
                      match="--steps must lie in 1..")
 
 
-def test_super_res_test_refuses_what_quality_cannot_measure_before_sampling(runs, capsys, monkeypatch):
-    """--n below the 4 samples quality takes: one line before the held-out split is super-resolved (it was
-    sampled first, then refused by the quality report)."""
+def test_super_res_test_refuses_what_quality_cannot_measure_before_sampling(runs, tmp_path, capsys, monkeypatch):
+    """--n below the 4 samples quality takes, or data without labels for the domain classifier's features: one
+    line before the held-out split is super-resolved or a cascade samples (they sampled first, then were refused
+    by the quality report)."""
 
     def refuse(*args, **kwargs):
         raise AssertionError("the work ran before the bad input was refused")
 
     monkeypatch.setattr("gaussdiff.cli.eval.evaluate_super_resolution", refuse)
+    monkeypatch.setattr("gaussdiff.cli.eval.generate_cascade", refuse)
     expect_error(capsys, "eval", runs["sr"], "--super-res-test", "--n", "3", "--steps", "2", "--device", "cpu",
                  match="--n must be at least 4")
+    unlabelled = tmp_path / "unlabelled.npz"  # the stage's 8x8 grey images, without labels
+    np.savez(unlabelled, load_data("digits").images[:40].permute(0, 2, 3, 1).numpy())
+    for command in (["eval", runs["sr"], "--super-res-test"], ["eval", "--cascade", runs["base"], runs["sr"], "--fid"]):
+        expect_error(capsys, *command, "--data", unlabelled, "--n", "4", "--steps", "2", "--device", "cpu",
+                     match="the domain classifier needs a labelled dataset; use --features inception")
 
 
 def test_stages_that_do_not_fit_get_one_line(runs, tmp_path, capsys):

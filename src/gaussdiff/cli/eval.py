@@ -13,11 +13,11 @@ import torch
 import tyro
 
 from ..conditioning.guidance import GuidanceConfig
-from ..data.datasets import DataConfig, load_configured, load_data
+from ..data.datasets import DataConfig, ImageData, load_configured, load_data
 from ..data.shapes import attributes_of_caption
 from ..errors import DataError, UsageError
 from ..evaluation.bpd import evaluate_bpd, evaluate_ode, rate_distortion_rows
-from ..evaluation.features import ExtractorName
+from ..evaluation.features import ExtractorName, classifier_targets
 from ..evaluation.generate import (SpeedConfig, generate, generate_cascade, super_res_condition, takes_labels,
                                    text_condition)
 from ..evaluation.super_res import evaluate_super_resolution
@@ -211,6 +211,7 @@ class Eval:
         """--fid on fresh samples (shared among the ranks under torchrun, measured by rank 0), or --samples
         FILE.npz, against the training split."""
         reference = load_configured(data_config, "train")
+        check_features(self.features, reference)
         labels, attributes = None, None
         chosen: list[tuple[Setup, dict[Setup, float]]] = []  # the network's setup, and what measured it
 
@@ -344,6 +345,7 @@ class Eval:
         last = runs[-1].config.data
         data_config = replace(last, data=self.data or last.data)
         reference = load_configured(data_config, "train")
+        check_features(self.features, reference)
         n = self.n or (1000 if self.features == "inception" and device.type == "cpu" else 10000)
         check_fits("--n", n, runs[-1].image_shape)
         labels = None
@@ -384,13 +386,14 @@ class Eval:
         check_steps(self.steps, trained)
         data_config = replace(trained.config.data, data=self.data or trained.config.data.data)
         held_out = load_configured(data_config, "test")
+        reference = load_configured(data_config, "train")
+        check_features(self.features, reference)
         n = min(self.n or 1000, len(held_out))
         steps = self.steps if self.steps is not None else 50
         report, images = evaluate_super_resolution(
             trained, held_out.images[:n], None if held_out.labels is None else held_out.labels[:n],
             None if held_out.captions is None else held_out.captions[:n], self.sampler, steps, self.seed,
             self.batch_size, self.cond_aug_level, progress=not self.json)
-        reference = load_configured(data_config, "train")
         labels = held_out.labels[:n] if held_out.labels is not None else None
         q = evaluate_quality(images, data_config.data, reference, self.features, labels,
                              reference_limit=n if self.features == "inception" else None, device=str(device))
@@ -407,6 +410,13 @@ class Eval:
                                            [steps], source), "cond_aug_level": r.level}
         print(json.dumps({"super_res": asdict(r), "samples": samples, "quality": asdict(q)}) if self.json
               else "\n".join(lines))
+
+
+def check_features(features: ExtractorName, reference: ImageData) -> None:
+    """The domain classifier learns the reference data's labels (or a scene's attributes): data without them is
+    refused before any sampling, not after the samples are drawn."""
+    if features == "classifier":
+        classifier_targets(reference)
 
 
 def scene_attributes(prompts: list[str], path: Path) -> torch.Tensor:

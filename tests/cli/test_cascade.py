@@ -114,6 +114,14 @@ def test_super_res_test_refuses_what_quality_cannot_measure_before_sampling(runs
                      match="the domain classifier needs a labelled dataset; use --features inception")
 
 
+def test_show_trajectory_of_a_stage_is_one_line(runs, tmp_path, capsys):
+    """A super-resolution stage samples only given low-resolution images: show trajectory, which gives none,
+    refuses it in one line (it was a ValueError traceback from the U-Net, 'pass low_res')."""
+    expect_error(capsys, "show", "trajectory", runs["sr"], "--steps", "2", "--out", tmp_path / "t.png", "--device",
+                 "cpu", match="is a super-resolution run: show trajectory samples from noise alone")
+    assert not (tmp_path / "t.png").exists()
+
+
 def test_stages_that_do_not_fit_get_one_line(runs, tmp_path, capsys):
     flags = [*TINY_FLAGS, *STEPS]
     main(["train", "--run-dir", str(tmp_path / "plain"), *flags])  # 8x8, unconditional

@@ -14,7 +14,7 @@ from ..data.datasets import load_configured, load_data, to_model_range, to_uint8
 from ..diffusion.process import DiffusionConfig
 from ..diffusion.schedule import ScheduleName
 from ..errors import UsageError
-from ..evaluation.generate import text_condition
+from ..evaluation.generate import super_res_condition, text_condition
 from ..samplers.base import SamplerStep
 from ..samplers.run import SamplerName, plan, sample
 from ..training.checkpoint import load_checkpoint_config, resolve_checkpoint, verify_checkpoint
@@ -134,6 +134,9 @@ class ShowTrajectory:
             raise UsageError("--class all is for gaussdiff sample; give show trajectory one class index")
         device = resolve_device(self.device)
         trained = load_trained(self.checkpoint, device=device)
+        if super_res_condition(trained) is not None:  # its network needs low-resolution images at every step
+            raise UsageError(f"{self.checkpoint} is a super-resolution run: show trajectory samples from noise alone, "
+                             "and the stage needs low-resolution images (gaussdiff sample RUN --low-res IMAGES)")
         check_steps(self.steps, trained)
         check_nfe(self.nfe, self.sampler, trained, self.steps)
         spacing, times, label = parse_timesteps(self.timesteps, self.nfe, trained, self.sampler, steps=self.steps)

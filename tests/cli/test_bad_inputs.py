@@ -413,6 +413,25 @@ def test_a_new_run_never_starts_in_another_runs_directory(run, tmp_path, capsys)
     expect_error(capsys, "train", "--run-dir", tmp_path / "clf", *TINY_FLAGS, match="already holds a classifier")
 
 
+def test_a_new_run_never_starts_in_a_checkpoint_or_a_diffusers_folder(run, tmp_path, capsys):
+    """A checkpoint directory (what sample takes as CHECKPOINT) holds its own config.json: a new run of any trainer
+    started there wrote its config over it, and the checkpoint no longer matched its manifest. A diffusers folder's
+    UNet2DModel config.json likewise."""
+    checkpoint = sorted((run / "checkpoints").iterdir())[-1]
+    diffusers_unet = tmp_path / "unet"
+    diffusers_unet.mkdir()
+    (diffusers_unet / "config.json").write_text('{"_class_name": "UNet2DModel"}')
+    saved = {p: p.read_bytes() for p in (checkpoint / "config.json", diffusers_unet / "config.json")}
+    small = ["--train-steps", "1", "--batch-size", "8", "--device", "cpu"]  # short, should the refusal be missed
+    for command in (["train", *TINY_FLAGS, *small], ["train-classifier", "--channels", "8", *small],
+                    ["train-autoencoder", "--data", "digits", "--channels", "8", *small]):
+        expect_error(capsys, *command, "--run-dir", checkpoint, match=f"{checkpoint} is a checkpoint of a run")
+        expect_error(capsys, *command, "--run-dir", diffusers_unet, match="holds a diffusers model")
+    assert {p: p.read_bytes() for p in saved} == saved
+    assert sorted(p.name for p in checkpoint.iterdir()) == sorted(["config.json", "ema.safetensors", "manifest.json",
+                                                                  "model.safetensors", "training.pt"])
+
+
 def test_the_writability_checks_leave_nothing_behind(tmp_path):
     from gaussdiff.cli.options import check_writable, check_writable_dir
 

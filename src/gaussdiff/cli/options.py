@@ -23,6 +23,7 @@ from ..samplers.run import TAKES_ETA, default_spacing, steps_for_nfe
 from ..samplers.tuning import tuning_steps
 from ..training.checkpoint import TUNED_STEPS, list_checkpoints, read_tuned_steps, tuned_key
 from ..training.classifier import WEIGHTS as CLASSIFIER_WEIGHTS
+from ..training.interop import is_diffusers_folder
 from ..training.run import Trained
 
 
@@ -113,10 +114,15 @@ def check_writable_dir(path: Path, option: str = "--run-dir", keep: bool = False
 
 
 def check_new_run_dir(run_dir: Path, can_resume: bool = True) -> None:
-    """A new run must not start in a directory that holds another (a run's checkpoints, or a classifier): it
-    would overwrite that run's ``config.json``."""
+    """A new run must not start in a directory that holds another (a run's checkpoints, a classifier, one
+    checkpoint of a run, a diffusers model): it would overwrite that run's ``config.json``."""
     if (run_dir / CLASSIFIER_WEIGHTS).exists():
         raise UsageError(f"{run_dir} already holds a classifier: pass another --run-dir")
+    if (run_dir / "model.safetensors").exists():  # what sample takes as a checkpoint: its config.json is its own
+        hint = "; to continue its run, --resume --run-dir the run's own directory" if can_resume else ""
+        raise UsageError(f"{run_dir} is a checkpoint of a run: pass another --run-dir{hint}")
+    if is_diffusers_folder(run_dir):
+        raise UsageError(f"{run_dir} holds a diffusers model: pass another --run-dir")
     if list_checkpoints(run_dir):
         hint = "pass --resume to continue it, or another --run-dir" if can_resume else "pass another --run-dir"
         raise UsageError(f"{run_dir} already holds a run: {hint}")

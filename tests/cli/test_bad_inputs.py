@@ -84,6 +84,21 @@ def test_a_bad_training_option_trains_nothing(flags, match, tmp_path, capsys):
     assert not run_dir.exists()  # no config.json, no checkpoints: nothing was trained
 
 
+@pytest.mark.parametrize("flags, match", [
+    (["--disc-channels", "0"], "--disc-channels must be at least 1, not 0"),
+    (["--disc-layers", "0"], "--disc-layers must be at least 1, not 0"),
+    (["--disc-layers", "4"], "--disc-layers 4 halves the 8x8 images of digits 4 times, past one pixel: at most 3 fit"),
+], ids=["disc-channels 0", "disc-layers 0", "disc-layers 4"])
+def test_a_patch_discriminator_that_cannot_be_built_trains_nothing(flags, match, tmp_path, capsys):
+    """With --gan-start the patch discriminator is built: a width of 0 or no layer was a RuntimeError or TypeError
+    traceback, and more stride-2 layers than the image can be halved failed at the first adversarial step (a
+    convolution's kernel larger than its input), after a run directory was begun."""
+    run_dir = tmp_path / "ae"
+    expect_error(capsys, "train-autoencoder", "--run-dir", run_dir, "--data", "digits", "--gan-start", "0",
+                 "--channels", "8", "--train-steps", "2", "--batch-size", "8", "--device", "cpu", *flags, match=match)
+    assert not run_dir.exists()
+
+
 # A dry run loads no data, so it checks every range but those the data decides (the image's channels).
 DRY_CASES = [(f, m) for f, m in TRAIN_CASES if "digits has" not in m and "--data" not in f] + [(["--lr", "nan"], "--lr must be > 0")]
 

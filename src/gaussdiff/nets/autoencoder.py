@@ -137,9 +137,10 @@ class DiscriminatorConfig:
 
     in_channels: Annotated[int, tyro.conf.Suppress] = 1
     disc_channels: int = 32
-    """Width of the patch discriminator's first layer."""
+    """Width of the patch discriminator's first layer (>= 1)."""
     disc_layers: int = 2
-    """Stride-2 layers: each patch logit sees about 2^(layers + 2) pixels across."""
+    """Stride-2 layers (>= 1, at most log2 of the image size): each patch logit sees about 2^(layers + 2) pixels
+    across."""
 
 
 class PatchDiscriminator(nn.Module):

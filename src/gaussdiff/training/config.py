@@ -302,8 +302,10 @@ class AutoencoderTrainConfig:
         at_least("latent_channels", self.autoencoder.latent_channels, 1)
         at_least("channels", self.autoencoder.channels, 1)
         at_least("num_res_blocks", self.autoencoder.num_res_blocks, 0)
-        if self.gan_start is not None:
+        if self.gan_start is not None:  # the patch discriminator is built only then
             at_least("gan_start", self.gan_start, 0)
+            at_least("disc_channels", self.discriminator.disc_channels, 1)
+            at_least("disc_layers", self.discriminator.disc_layers, 1)
         for name in ("kl_weight", "gan_weight"):
             check_finite_at_least_zero(option_name(name), getattr(self, name))
         check_optim(self.optim)
@@ -312,6 +314,10 @@ class AutoencoderTrainConfig:
         if size % self.autoencoder.factor:
             raise ConfigError(f"--factor {self.autoencoder.factor} does not divide the {size}x{size} images of "
                               f"{self.data.data}; choose a factor that does (no padding is added)")
+        layers = self.discriminator.disc_layers
+        if self.gan_start is not None and 2**layers > size:  # each stride-2 layer halves; a 4x4 kernel needs 2x2
+            raise ConfigError(f"--disc-layers {layers} halves the {size}x{size} images of {self.data.data} {layers} "
+                              f"times, past one pixel: at most {size.bit_length() - 1} fit")
         return replace(self, data=data.resolve(self.data),
                        autoencoder=replace(self.autoencoder, image_size=size, in_channels=c),
                        discriminator=replace(self.discriminator, in_channels=c))

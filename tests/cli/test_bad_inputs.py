@@ -397,6 +397,10 @@ def sample_cases(tmp_path: Path, run: Path) -> list[tuple[list, str]]:
         (["train-autoencoder", "--kl-weight", "-1"], "--kl-weight must be a finite number >= 0"),
         (["tune", run, "--nfe"], "--nfe needs one or more budgets"),
         (["train-classifier", "--train-steps", "0"], "--classifier-steps (--train-steps) must be at least 1"),
+        # the encoder's shape, as train checks the U-Net's (both were a RuntimeError traceback in the first step)
+        (["train-classifier", "--run-dir", tmp_path / "clf", "--channels", "0"], "--channels must be at least 1"),
+        (["train-classifier", "--run-dir", tmp_path / "clf", "--channels", "8", "--num-heads", "3"],
+         "--num-heads 3 must divide the width of every attention layer"),
         (["sample", run, "--eta", "nan"], "--eta must be a finite number >= 0, got nan"),
         (["sample", run, "--eta", "-1"], "--eta must be a finite number >= 0, got -1"),
         (["sample", run, "--sampler", "unipc", "--eta", "0.5"], "unipc takes none"),  # --eta 0 is every sampler's
@@ -417,7 +421,7 @@ def test_bad_sampling_and_measuring_inputs_fail_before_the_work(run, tmp_path, c
         err = expect_error(capsys, *args, match=match)
         assert "helptext" not in err
     assert not (tmp_path / "s.png").exists()  # not even the writable one of two --out files was written
-    assert not (run / "eval").exists()
+    assert not (run / "eval").exists() and not (tmp_path / "clf").exists()
 
 
 def test_a_new_run_never_starts_in_another_runs_directory(run, tmp_path, capsys):

@@ -261,6 +261,7 @@ class ClassifierTrainConfig:
         encoder = self.classifier.encoder
         attention = tuple(r for r in encoder.attention_resolutions if r < size) or ((size + 1) // 2,)
         encoder = replace(encoder, image_size=size, in_channels=c, out_channels=c, attention_resolutions=attention)
+        encoder.check()  # --channels, --num-heads and the like, as train checks the U-Net's
         return replace(self, data=data.resolve(self.data),
                        classifier=replace(self.classifier, encoder=encoder, num_classes=data.num_classes))
 

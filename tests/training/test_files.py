@@ -24,6 +24,18 @@ def test_a_directory_written_over_an_old_one_replaces_it_whole(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["step"]  # no temporary left beside it
 
 
+def test_a_file_is_not_written_over_a_directory_of_its_name(tmp_path):
+    """Only a directory replaces a directory (a checkpoint written again): a file whose name a user's directory
+    holds is one line, and the directory keeps what it held."""
+    target = tmp_path / "timesteps.json"
+    target.mkdir()
+    (target / "mine").write_text("kept")
+    with pytest.raises(WriteError, match="cannot write .*timesteps.json"):
+        atomic_write(target, lambda tmp: tmp.write_text("{}"))
+    assert (target / "mine").read_text() == "kept"
+    assert [p.name for p in tmp_path.iterdir()] == ["timesteps.json"]  # no temporary left beside it
+
+
 def test_a_failed_write_leaves_no_temporary_and_the_old_file(tmp_path):
     target = tmp_path / "config.json"
     target.write_text("old")

@@ -36,7 +36,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
         write(tmp)
         for f in [*tmp.iterdir(), tmp] if tmp.is_dir() else [tmp]:
             _fsync(f)
-        if path.is_dir():
+        if path.is_dir() and tmp.is_dir():  # a directory over a file, or a file over a directory, is refused
             shutil.rmtree(path)  # os.replace cannot replace a non-empty directory
         os.replace(tmp, path)
         _fsync(path.parent)

@@ -106,6 +106,8 @@ def test_resume_reaches_steps_the_first_run_never_did_with_the_losses_of_an_unin
 
 def test_bad_inputs_get_one_line_and_exit_2(trained_run, tmp_path, capsys, image_folder):
     expect_error(capsys, "sample", tmp_path / "nowhere", match="no such run or checkpoint")
+    (tmp_path / "a-file").write_text("")
+    expect_error(capsys, "sample", tmp_path / "a-file", match="a file, not a run or checkpoint directory")
     (tmp_path / "empty-run").mkdir()
     expect_error(capsys, "sample", tmp_path / "empty-run", match="no checkpoint")
     expect_error(capsys, "sample", trained_run, "--out", tmp_path / "x.jpg", match=".png or .npz")

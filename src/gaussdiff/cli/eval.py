@@ -56,8 +56,8 @@ class Eval:
     """A .npz of uint8 [N, H, W, C] samples (arr_0; labels in arr_1) to score instead of sampling."""
     n: Annotated[int | None, tyro.conf.arg(aliases=("--num-samples",))] = None
     """(--num-samples under torchrun, which takes --n for its own --nnodes.) Images for --bpd/--ode (>= 1; None:
-    1000, at most the split) or samples for --fid (>= 1; None: 10000, 1000 for Inception on CPU) or of --samples
-    (None: all)."""
+    1000, at most the split), samples for --fid (>= 4; None: 10000, 1000 for Inception on CPU), held-out images
+    for --super-res-test (>= 4; None: 1000, at most the split) or of --samples (None: all)."""
     steps: int | None = None
     """--bpd on a respaced schedule; for --fid the sampler's steps (default 50)."""
     sampler: SamplerName = "ddim"

@@ -39,7 +39,7 @@ class Prepare:
         source = Path(self.data)
         if source.is_dir() and self.out.resolve().is_relative_to(source.resolve()):
             # Its shards would become files of the folder: the next prepare or train of it would refuse them.
-            raise UsageError(f"--out {self.out}: inside the folder it prepares ({self.data}); write it elsewhere")
+            raise UsageError(f"--out {self.out}: inside the folder it prepares ({source}); write it elsewhere")
         if self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
             raise UsageError(f"--out {self.out}: exists and is not an empty folder")
         data = load_data(self.data, "train", self.image_size, self.image_channels, stream="stream",

@@ -139,6 +139,8 @@ def resolve_checkpoint(path: Path) -> Path:
     """A run directory (its newest checkpoint) or a checkpoint directory -> the checkpoint directory."""
     if not path.exists():
         raise CheckpointError(f"{path}: no such run or checkpoint")
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: a file, not a run or checkpoint directory")
     if (path / "model.safetensors").exists():
         return path
     found = list_checkpoints(path)

@@ -28,9 +28,9 @@ from ..training.distributed import Distributed, joined, launched_by_torchrun
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import plot_bpd
-from .options import (at_least, budget_of, check_eta, check_fits, check_nfe, check_steps, check_writable_dir,
-                      describe_guidance, keeping_parts, parse_timesteps, report_setup, warn_untrained_null,
-                      weights_of)
+from .options import (at_least, budget_of, check_eta, check_fits, check_guidance, check_nfe, check_steps,
+                      check_writable_dir, describe_guidance, keeping_parts, parse_timesteps, report_setup,
+                      warn_untrained_null, weights_of)
 from .sample import check_cascade
 from .train_autoencoder import describe_reconstructions, measure_autoencoder
 
@@ -96,7 +96,7 @@ class Eval:
         # --fid and --super-res-test measure sample quality, which takes MIN_SAMPLES: refused before sampling
         at_least("--n", self.n, MIN_SAMPLES if self.fid or self.super_res_test else 1, " (or None: the default)")
         at_least("--batch-size", self.batch_size, 1)
-        self.guide.check()
+        check_guidance(self.guide)
         check_eta(self.eta, self.sampler)
         if launched_by_torchrun() and (not self.fid or self.bpd or self.ode or self.samples is not None):
             raise UsageError("under torchrun, eval shares the sampling of --fid among the processes; measure "
@@ -123,6 +123,9 @@ class Eval:
                                  f"spacing and measures PSNR, SSIM and FID; it takes no {', '.join(ignored)}")
             self.measure_super_resolution(resolve_device(self.device))
             return
+        if self.cond_aug_level is not None:  # it would change nothing: no other figure samples a stage
+            raise UsageError("--cond-aug-level is the level of super-resolution stages: it goes with --cascade or "
+                             "--super-res-test")
         if self.checkpoint is not None and (self.checkpoint / "latent.json").exists():
             asked = [flag for flag, on in (("--bpd", self.bpd), ("--ode", self.ode), ("--samples", self.samples))
                      if on]

@@ -164,6 +164,15 @@ def budget_of(nfe: int | None, steps: Sequence[int], times: Sequence[float] | No
     return "/".join(map(str, steps)) + " steps"
 
 
+def check_guidance(guide: GuidanceConfig) -> None:
+    """The guidance options as ``GuidanceConfig.check`` refuses them, and the classifier's scale and mode refused
+    without ``--classifier``: they would change nothing."""
+    guide.check()
+    if guide.classifier is None and (guide.classifier_scale != 1.0 or guide.classifier_mode != "paired"):
+        raise UsageError("--classifier-scale and --classifier-mode steer classifier guidance: pass --classifier RUN "
+                         "(a run of gaussdiff train-classifier)")
+
+
 def describe_guidance(guide: GuidanceConfig) -> str:
     """The guidance samples were drawn with, in words after a comma ('' for none), for a figure or a caption:
     ``, guidance w = 2, classifier runs/clf at scale 5``."""

@@ -27,7 +27,7 @@ from ..training.files import atomic_write
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import save_grid, save_strips
-from .options import (at_least, budget_of, check_eta, check_fits, check_nfe, check_steps, check_suffix,
+from .options import (at_least, budget_of, check_eta, check_fits, check_guidance, check_nfe, check_steps, check_suffix,
                       check_writable, describe_guidance, keeping_parts, parse_class, parse_timesteps, read_prompts,
                       report_setup, warn_untrained_null, weights_of)
 
@@ -133,7 +133,7 @@ class Sample:
             check_suffix(path, (".png", ".npz"))
         at_least("--n", self.n, 1)
         at_least("--batch-size", self.batch_size, 1)
-        self.guide.check()
+        check_guidance(self.guide)
         check_eta(self.eta, self.sampler)
         if (self.checkpoint is None) == (not self.cascade):
             raise UsageError("give one run to sample, or --cascade BASE_RUN SR_RUN [SR_RUN ...]")

@@ -84,7 +84,7 @@ def test_a_latent_run_refuses_a_changed_or_mismatched_autoencoder(autoencoder_ru
                  match="weights changed since this run was trained")
 
 
-def test_bad_autoencoder_input_gets_one_line(tmp_path, capsys, autoencoder_run):
+def test_bad_autoencoder_input_gets_one_line(tmp_path, capsys, autoencoder_run, latent_run):
     expect_error(capsys, "train", "--latent", tmp_path / "nowhere", *TINY_FLAGS, match="not a finished autoencoder run")
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
@@ -97,6 +97,9 @@ def test_bad_autoencoder_input_gets_one_line(tmp_path, capsys, autoencoder_run):
                     ["export", autoencoder_run, "--diffusers", tmp_path / "d"]):
         expect_error(capsys, *command,  # what it is, not "damaged"
                      match="an autoencoder run (gaussdiff train-autoencoder; train a diffusion model in its latents")
+    # and the other way round: a diffusion run named as such, not a list of fields an autoencoder does not know
+    expect_error(capsys, "train-autoencoder", "--resume", "--run-dir", latent_run,
+                 match="a diffusion run (gaussdiff train; sample it with gaussdiff sample DIR), not an autoencoder run")
     # eval measures an autoencoder's reconstructions; the diffusion measures asked of it were silently skipped
     expect_error(capsys, "eval", autoencoder_run, "--bpd", "--ode", "--device", "cpu",
                  match="is an autoencoder run: eval measures its reconstructions (PSNR, FID), not --bpd or --ode")

@@ -458,12 +458,15 @@ REQUIRED_SECTIONS: dict[type, tuple[str, ...]] = {
     ClassifierTrainConfig: ("data", "diffusion", "classifier"),
 }
 """Sections every config of that class has held since gaussdiff 0.1 (after :func:`upgrade`)."""
-OTHER_RUNS = {"autoencoder": ("AutoencoderTrainConfig", "an autoencoder run (gaussdiff train-autoencoder; train a "
-                                                        "diffusion model in its latents with train --latent DIR)"),
-              "classifier": ("ClassifierTrainConfig", "a classifier run (gaussdiff train-classifier; guide sampling "
-                                                      "with --classifier DIR)")}
-"""The section that marks the config of a kind of run, and what to call that run (instead of "damaged")."""
-KIND_OF = {RunConfig: "a diffusion run", ClassifierTrainConfig: "a classifier run"}
+RUN_KINDS: dict[type, tuple[str, str, str]] = {
+    RunConfig: ("model", "a diffusion run", "gaussdiff train; sample it with gaussdiff sample DIR"),
+    AutoencoderTrainConfig: ("autoencoder", "an autoencoder run",
+                             "gaussdiff train-autoencoder; train a diffusion model in its latents with train --latent DIR"),
+    ClassifierTrainConfig: ("classifier", "a classifier run", "gaussdiff train-classifier; guide sampling with "
+                                                              "--classifier DIR"),
+}
+"""The section that marks each kind of run's config, and what to call that run (instead of "damaged" or a list of
+fields another kind does not know)."""
 
 
 def save_config(config: Any, path: Path) -> None:
@@ -480,10 +483,10 @@ def load_config(path: Path, cls: type = RunConfig) -> Any:
                               f"up to {FORMAT}): upgrade gaussdiff to use it")
         raw = upgrade(raw, cls)
         missing = [name for name in REQUIRED_SECTIONS.get(cls, ()) if isinstance(raw, dict) and name not in raw]
-        kind = next((k for section, (name, k) in OTHER_RUNS.items()
-                     if name != cls.__name__ and isinstance(raw, dict) and section in raw), None)
-        if missing and kind is not None and cls in KIND_OF:  # whole, but another kind of run
-            raise ConfigError(f"{path}: {kind}, not {KIND_OF[cls]}")
+        other = next((f"{kind} ({how})" for k, (section, kind, how) in RUN_KINDS.items()
+                      if k is not cls and isinstance(raw, dict) and section in raw), None)
+        if cls in RUN_KINDS and other is not None and RUN_KINDS[cls][0] not in raw:  # whole, but another kind of run
+            raise ConfigError(f"{path}: {other}, not {RUN_KINDS[cls][1]}")
         if missing:
             # A field or section added after a run was saved takes its default; these every run has saved since
             # 0.1, so their absence is damage, and defaults would sample with another schedule or network.

@@ -23,13 +23,13 @@ from ..evaluation.generate import (SpeedConfig, generate, generate_cascade, supe
 from ..evaluation.super_res import evaluate_super_resolution
 from ..evaluation.quality import MIN_SAMPLES, QualityReport, attribute_ceiling, evaluate_quality
 from ..nets.fast import Setup, describe
-from ..samplers.run import SamplerName, default_spacing
+from ..samplers.run import default_spacing
 from ..training.distributed import Distributed, joined, launched_by_torchrun
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import plot_bpd
-from .options import (at_least, budget_of, check_eta, check_fits, check_guidance, check_nfe, check_steps,
-                      check_writable_dir, describe_guidance, keeping_parts, parse_timesteps, report_setup,
+from .options import (SamplerOptions, at_least, budget_of, check_eta, check_fits, check_guidance, check_nfe,
+                      check_steps, check_writable_dir, describe_guidance, keeping_parts, parse_timesteps, report_setup,
                       warn_untrained_null, weights_of)
 from .sample import check_cascade
 from .train_autoencoder import describe_reconstructions, measure_autoencoder
@@ -60,17 +60,7 @@ class Eval:
     for --super-res-test (>= 4; None: 1000, at most the split) or of --samples (None: all)."""
     steps: int | None = None
     """--bpd on a respaced schedule; for --fid the sampler's steps (default 50)."""
-    sampler: SamplerName = "ddim"
-    """The sampler: ddpm, ddim, euler, heun, euler-a, dpm++2m, dpm++3m, dpm++2s, dpm++2m-sde, unipc, unipc-bh1."""
-    nfe: int | None = None
-    """A budget of network evaluations instead of --steps: the sampler's steps are chosen to make exactly that many."""
-    timesteps: str = "auto"
-    """Which steps: auto (with --nfe, the steps `gaussdiff tune` saved for this sampler, else trailing for dpm++*
-    and unipc*, linspace for the rest), leading,
-    trailing, linspace (integer times), karras (Karras et al.'s rho = 7 sigmas), logsnr (uniform in log-SNR), or
-    an explicit comma-separated list of times, noisiest first."""
-    eta: float | None = None
-    """DDIM's eta, S_churn of euler/heun, euler-a's noise scale (default: 0, euler-a 1)."""
+    sampling: Annotated[SamplerOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=SamplerOptions)
     features: ExtractorName = "classifier"
     """FID features: the domain classifier (labelled built-in data) or Inception-v3."""
     seed: int = 0
@@ -97,7 +87,7 @@ class Eval:
         at_least("--n", self.n, MIN_SAMPLES if self.fid or self.super_res_test else 1, " (or None: the default)")
         at_least("--batch-size", self.batch_size, 1)
         check_guidance(self.guide)
-        check_eta(self.eta, self.sampler)
+        check_eta(self.sampling.eta, self.sampling.sampler)
         if launched_by_torchrun() and (not self.fid or self.bpd or self.ode or self.samples is not None):
             raise UsageError("under torchrun, eval shares the sampling of --fid among the processes; measure "
                              "--bpd, --ode and --samples in one process")
@@ -114,8 +104,8 @@ class Eval:
             if self.checkpoint is None:
                 raise UsageError("--super-res-test needs a super-resolution run")
             ignored = [flag for flag, on in (("--bpd", self.bpd), ("--ode", self.ode), ("--fid", self.fid),
-                                             ("--samples", self.samples is not None), ("--nfe", self.nfe is not None),
-                                             ("--timesteps", self.timesteps != "auto"), ("--eta", bool(self.eta)),
+                                             ("--samples", self.samples is not None), ("--nfe", self.sampling.nfe is not None),
+                                             ("--timesteps", self.sampling.timesteps != "auto"), ("--eta", bool(self.sampling.eta)),
                                              ("--guidance", bool(self.guide.guidance)),
                                              ("--classifier", self.guide.classifier is not None)) if on]
             if ignored:  # the test samples with --sampler and --steps alone, and measures its own figures
@@ -243,8 +233,8 @@ class Eval:
             check_fits("--n", n, tuple(reference.shape))
             check_steps(self.steps, trained)  # a respacing of the run's schedule, as for sampling
             steps = self.steps if self.steps is not None else 50
-            check_nfe(self.nfe, self.sampler, trained, self.steps)
-            spacing, times, label = parse_timesteps(self.timesteps, self.nfe, trained, self.sampler, steps=self.steps)
+            check_nfe(self.sampling.nfe, self.sampling.sampler, trained, self.steps)
+            spacing, times, label = parse_timesteps(self.sampling.timesteps, self.sampling.nfe, trained, self.sampling.sampler, steps=self.steps)
             prompts = None
             if text_condition(trained) is not None:
                 # The held-out split's captions in turn (with their labels and attributes, to score against).
@@ -263,10 +253,10 @@ class Eval:
                 warn_untrained_null([trained], self.guide.guidance)
             parts = self.parts_dir(self.checkpoint)
             with keeping_parts(parts, dist.is_main):
-                images, labels = generate(trained, n, self.sampler, steps, self.eta, self.seed, self.batch_size,
+                images, labels = generate(trained, n, self.sampling.sampler, steps, self.sampling.eta, self.seed, self.batch_size,
                                           labels if takes_labels(trained, self.guide) else None, self.guide,
                                           progress=not self.json, prompts=prompts,
-                                          nfe=None if times is not None else self.nfe, spacing=spacing,
+                                          nfe=None if times is not None else self.sampling.nfe, spacing=spacing,
                                           timesteps=times, dist=dist, parts=parts, speed=self.speed, on_setup=note)
             labels = scored if labels is None else labels
             if not dist.is_main:
@@ -315,8 +305,8 @@ class Eval:
                          source: str) -> dict[str, object]:
         """How the samples of a quality figure were drawn, for --json: what the text report says in its title
         (``source``, also given whole), field by field, so that a kept JSON says what its figures are."""
-        return {"sampler": self.sampler, "steps": None if self.nfe is not None or times else steps,
-                "nfe": self.nfe, "timesteps": times if times is not None else label, "eta": self.eta,
+        return {"sampler": self.sampling.sampler, "steps": None if self.sampling.nfe is not None or times else steps,
+                "nfe": self.sampling.nfe, "timesteps": times if times is not None else label, "eta": self.sampling.eta,
                 "seed": self.seed, "weights": weights_of(trained), "guidance": self.guide.guidance,
                 "classifier": None if self.guide.classifier is None else str(self.guide.classifier),
                 "classifier_scale": None if self.guide.classifier is None else self.guide.classifier_scale,
@@ -326,7 +316,7 @@ class Eval:
     def describe_steps(self, label: str, times: list[float] | None = None) -> str:
         """What sampled: the sampler, its budget and its steps (``label``; explicit or tuned ``times`` are counted;
         every figure says what it is)."""
-        return f"{self.sampler}, {budget_of(self.nfe, [self.steps or 50], times)}, {label}"
+        return f"{self.sampling.sampler}, {budget_of(self.sampling.nfe, [self.steps or 50], times)}, {label}"
 
     def parts_dir(self, run: Path) -> Path:
         """Where the samples of --fid are kept chunk by chunk until measured, so that an interrupted eval resumes."""
@@ -340,8 +330,8 @@ class Eval:
         check_cascade(runs, self.cascade)
         for i, run in enumerate(runs):
             check_steps(self.steps, run)
-            check_nfe(self.nfe, self.sampler, run, self.steps)
-        spacing, times, label = parse_timesteps(self.timesteps, self.nfe, runs[0], self.sampler, steps=self.steps)
+            check_nfe(self.sampling.nfe, self.sampling.sampler, run, self.steps)
+        spacing, times, label = parse_timesteps(self.sampling.timesteps, self.sampling.nfe, runs[0], self.sampling.sampler, steps=self.steps)
         if times is not None:
             raise UsageError("an explicit or tuned --timesteps list is for one run; a cascade takes a spacing "
                              "(--timesteps linspace)")
@@ -359,9 +349,9 @@ class Eval:
             warn_untrained_null(runs, self.guide.guidance)
         parts = self.parts_dir(self.cascade[0])
         with keeping_parts(parts, dist.is_main):
-            outputs, labels = generate_cascade(runs, n, self.sampler, steps, self.eta, self.seed, self.batch_size,
+            outputs, labels = generate_cascade(runs, n, self.sampling.sampler, steps, self.sampling.eta, self.seed, self.batch_size,
                                                labels, self.guide, progress=not self.json,
-                                               cond_aug_level=self.cond_aug_level, nfe=self.nfe, spacing=spacing,
+                                               cond_aug_level=self.cond_aug_level, nfe=self.sampling.nfe, spacing=spacing,
                                                dist=dist, parts=parts, speed=self.speed,
                                                on_setup=None if self.json or not dist.is_main else report_setup)
         if not dist.is_main:
@@ -395,13 +385,13 @@ class Eval:
         steps = self.steps if self.steps is not None else 50
         report, images = evaluate_super_resolution(
             trained, held_out.images[:n], None if held_out.labels is None else held_out.labels[:n],
-            None if held_out.captions is None else held_out.captions[:n], self.sampler, steps, self.seed,
+            None if held_out.captions is None else held_out.captions[:n], self.sampling.sampler, steps, self.seed,
             self.batch_size, self.cond_aug_level, progress=not self.json)
         labels = held_out.labels[:n] if held_out.labels is not None else None
         q = evaluate_quality(images, data_config.data, reference, self.features, labels,
                              reference_limit=n if self.features == "inception" else None, device=str(device))
         r = report
-        source = f"s = {r.level:g}, {self.sampler}, {steps} steps, {weights_of(trained)}, seed {self.seed}"
+        source = f"s = {r.level:g}, {self.sampling.sampler}, {steps} steps, {weights_of(trained)}, seed {self.seed}"
         lines = [
             f"super-resolution {r.low}x{r.low} -> {r.high}x{r.high} of {r.n} held-out images ({source}; quality "
             f"against the training split of {data_config.data}, {q.features} features)",
@@ -409,7 +399,7 @@ class Eval:
             f"  SSIM   {r.ssim:.4f}    (bilinear upsampling {r.ssim_bilinear:.4f})",
             *self.quality_lines(q, "")[1:],  # under the title of the lines above
         ]
-        samples = {**self.sampling_figures(trained, f"{default_spacing(self.sampler)} spacing", None,
+        samples = {**self.sampling_figures(trained, f"{default_spacing(self.sampling.sampler)} spacing", None,
                                            [steps], source), "cond_aug_level": r.level}
         print(json.dumps({"super_res": asdict(r), "samples": samples, "quality": asdict(q)}) if self.json
               else "\n".join(lines))

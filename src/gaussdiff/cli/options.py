@@ -11,6 +11,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, NamedTuple, get_args
 
 import torch
@@ -19,7 +20,7 @@ from ..conditioning.guidance import GuidanceConfig
 from ..diffusion.schedule import Spacing
 from ..errors import CheckpointError, UsageError, WriteError, check_finite_at_least_zero
 from ..nets.fast import Setup, describe
-from ..samplers.run import TAKES_ETA, default_spacing, steps_for_nfe
+from ..samplers.run import TAKES_ETA, SamplerName, default_spacing, steps_for_nfe
 from ..samplers.tuning import tuning_steps
 from ..training.checkpoint import TUNED_STEPS, list_checkpoints, read_tuned_steps, tuned_key
 from ..training.classifier import WEIGHTS as CLASSIFIER_WEIGHTS
@@ -132,6 +133,24 @@ def check_steps(steps: int | None, trained: Trained) -> None:
     """``--steps`` must be a respacing of the run's schedule."""
     if steps is not None and not 1 <= steps <= trained.diffusion.num_steps:
         raise UsageError(f"--steps must lie in 1..{trained.diffusion.num_steps}")
+
+
+@dataclass
+class SamplerOptions:
+    """Which sampler, and on which steps."""
+
+    # Declared once for sample, eval and show trajectory (each keeps its own --steps: a tuple for a cascade's stages).
+
+    sampler: SamplerName = "ddim"
+    """The sampler: ddpm, ddim, euler, heun, euler-a, dpm++2m, dpm++3m, dpm++2s, dpm++2m-sde, unipc, unipc-bh1."""
+    nfe: int | None = None
+    """A budget of network evaluations instead of --steps: the sampler's steps are chosen to make exactly that many."""
+    timesteps: str = "auto"
+    """Which steps: auto (with --nfe, the steps `gaussdiff tune` saved for this sampler, else trailing for dpm++*
+    and unipc*, linspace for the rest), leading, trailing, linspace (integer times), karras (Karras et al.'s
+    rho = 7 sigmas), logsnr (uniform in log-SNR), or an explicit comma-separated list of times, noisiest first."""
+    eta: float | None = None
+    """DDIM's eta, S_churn of euler/heun, euler-a's noise scale (default: 0, euler-a 1)."""
 
 
 class Steps(NamedTuple):

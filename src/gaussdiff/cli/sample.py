@@ -21,15 +21,14 @@ from ..data.datasets import load_data, to_model_range
 from ..evaluation.generate import (SpeedConfig, generate, generate_cascade, super_res_condition, takes_labels,
                                    text_condition)
 from ..nets.fast import Setup, describe
-from ..samplers.run import SamplerName
 from ..training.distributed import Distributed, joined
 from ..training.files import atomic_write
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import save_grid, save_strips
-from .options import (at_least, budget_of, check_eta, check_fits, check_guidance, check_nfe, check_steps, check_suffix,
-                      check_writable, describe_guidance, keeping_parts, parse_class, parse_timesteps, read_prompts,
-                      report_setup, warn_untrained_null, weights_of)
+from .options import (SamplerOptions, at_least, budget_of, check_eta, check_fits, check_guidance, check_nfe,
+                      check_steps, check_suffix, check_writable, describe_guidance, keeping_parts, parse_class,
+                      parse_timesteps, read_prompts, report_setup, warn_untrained_null, weights_of)
 
 
 def check_cascade(runs: list[Trained], paths: tuple[Path, ...]) -> None:
@@ -90,19 +89,9 @@ class Sample:
     """The conditioning-augmentation level s of super-resolution stages (default: each run's)."""
     stages: bool = False
     """With --cascade: also write FILE-stages.png, every stage's output side by side."""
-    sampler: SamplerName = "ddim"
-    """The sampler: ddpm, ddim, euler, heun, euler-a, dpm++2m, dpm++3m, dpm++2s, dpm++2m-sde, unipc, unipc-bh1."""
+    sampling: Annotated[SamplerOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=SamplerOptions)
     steps: tuple[int, ...] | None = None
     """Respaced steps, one per cascade stage (the last repeats; default 50 each, or --nfe's)."""
-    nfe: int | None = None
-    """A budget of network evaluations instead of --steps: the sampler's steps are chosen to make exactly that many."""
-    timesteps: str = "auto"
-    """Which steps: auto (with --nfe, the steps `gaussdiff tune` saved for this sampler, else trailing for dpm++*
-    and unipc*, linspace for the rest), leading,
-    trailing, linspace (integer times), karras (Karras et al.'s rho = 7 sigmas), logsnr (uniform in log-SNR), or
-    an explicit comma-separated list of times, noisiest first."""
-    eta: float | None = None
-    """DDIM's eta, S_churn of euler/heun, euler-a's noise scale (default: 0, euler-a 1)."""
     seed: int = 0
     """Seeds the samples: sample i's noise comes from (seed, i), the same in any batch or process."""
     out: tuple[Path, ...] = (Path("samples.png"),)
@@ -134,7 +123,7 @@ class Sample:
         at_least("--n", self.n, 1)
         at_least("--batch-size", self.batch_size, 1)
         check_guidance(self.guide)
-        check_eta(self.eta, self.sampler)
+        check_eta(self.sampling.eta, self.sampling.sampler)
         if (self.checkpoint is None) == (not self.cascade):
             raise UsageError("give one run to sample, or --cascade BASE_RUN SR_RUN [SR_RUN ...]")
         device = dist.device_for(resolve_device(self.device))
@@ -146,11 +135,11 @@ class Sample:
             raise UsageError(f"--steps gives {len(self.steps)} values for {len(runs)} stage(s)")
         for i, run in enumerate(runs):
             check_steps(self.stage_steps(i), run)
-            check_nfe(self.nfe, self.sampler, run, self.steps)
-        spacing, times, label = parse_timesteps(self.timesteps, self.nfe, runs[0], self.sampler, self.ema, self.steps)
+            check_nfe(self.sampling.nfe, self.sampling.sampler, run, self.steps)
+        spacing, times, label = parse_timesteps(self.sampling.timesteps, self.sampling.nfe, runs[0], self.sampling.sampler, self.ema, self.steps)
         if times is not None and len(runs) > 1:
             raise UsageError("explicit or tuned steps are for one run; give a cascade a spacing (--timesteps linspace)")
-        steps = dict(nfe=None if times is not None else self.nfe, spacing=spacing)
+        steps = dict(nfe=None if times is not None else self.sampling.nfe, spacing=spacing)
         trained = runs[0]
         stage = super_res_condition(trained)
         if (stage is not None) != (self.low_res is not None):
@@ -208,13 +197,13 @@ class Sample:
         parts = self.out[0].with_name(self.out[0].name + ".parts") if n > self.batch_size or dist.active else None
         with keeping_parts(parts, dist.is_main):
             if low_res is not None:
-                images, labels = generate(trained, n, self.sampler, self.stage_steps(0), self.eta, self.seed,
+                images, labels = generate(trained, n, self.sampling.sampler, self.stage_steps(0), self.sampling.eta, self.seed,
                                           self.batch_size, labels, self.guide, prompts=per_sample, low_res=low_res,
                                           cond_aug_level=self.cond_aug_level, timesteps=times, dist=dist,
                                           parts=parts, speed=self.speed, on_setup=report, **steps)
                 outputs = [images]
             else:
-                outputs, labels = generate_cascade(runs, n, self.sampler, self.steps or (50,), self.eta,
+                outputs, labels = generate_cascade(runs, n, self.sampling.sampler, self.steps or (50,), self.sampling.eta,
                                                    self.seed, self.batch_size, labels, self.guide,
                                                    prompts=per_sample, cond_aug_level=self.cond_aug_level,
                                                    timesteps=times, dist=dist, parts=parts, speed=self.speed,
@@ -248,8 +237,8 @@ class Sample:
         and (if not plain fp32) the network's setup: ``runs/demo/checkpoints/step-0002000, EMA weights, ddim, 50
         steps, linspace spacing, seed 0``."""
         where = " -> ".join(str(r.checkpoint) for r in runs)
-        budget = budget_of(self.nfe, [self.stage_steps(i) for i in range(len(runs))], times)
-        words = (f"{where}, {weights_of(runs[0], self.ema)}, {self.sampler}, {budget}, {label}, seed {self.seed}"
+        budget = budget_of(self.sampling.nfe, [self.stage_steps(i) for i in range(len(runs))], times)
+        words = (f"{where}, {weights_of(runs[0], self.ema)}, {self.sampling.sampler}, {budget}, {label}, seed {self.seed}"
                  f"{describe_guidance(self.guide)}")
         if setup != Setup():
             words += f", network in {describe(setup, {})}"

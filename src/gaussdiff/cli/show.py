@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Union
 
@@ -16,13 +16,13 @@ from ..diffusion.schedule import ScheduleName
 from ..errors import UsageError
 from ..evaluation.generate import super_res_condition, text_condition
 from ..samplers.base import SamplerStep
-from ..samplers.run import SamplerName, plan, sample
+from ..samplers.run import plan, sample
 from ..training.checkpoint import load_checkpoint_config, resolve_checkpoint, verify_checkpoint
 from ..training.loop import resolve_device
 from ..training.run import load_trained
 from ..viz import save_strips
-from .options import (at_least, check_eta, check_nfe, check_steps, check_suffix, check_writable, parse_class,
-                      parse_timesteps, weights_of)
+from .options import (SamplerOptions, at_least, check_eta, check_nfe, check_steps, check_suffix, check_writable,
+                      parse_class, parse_timesteps, weights_of)
 
 DEFAULT_T = (0, 50, 100, 200, 300, 400, 500, 600, 800, 999)
 """show forward's steps by default, on the 1000-step schedule."""
@@ -108,17 +108,10 @@ class ShowTrajectory:
     """For a text run: the prompt of every sample (default: the run's preview prompts, one per sample)."""
     frames: int = 10
     """How many steps of the run to show (>= 2; more than the run takes show all of them)."""
-    sampler: SamplerName = "ddpm"
-    """The sampler: ddpm, ddim, euler, heun, euler-a, dpm++2m, dpm++3m, dpm++2s, dpm++2m-sde, unipc, unipc-bh1."""
+    sampling: Annotated[SamplerOptions, tyro.conf.OmitArgPrefixes] = field(
+        default_factory=lambda: SamplerOptions(sampler="ddpm"))  # the trajectory of the DDPM paper's Figure 6
     steps: int | None = None
     """Respaced steps (None: all of the run's)."""
-    nfe: int | None = None
-    """A budget of network evaluations instead of --steps."""
-    timesteps: str = "auto"
-    """auto (tuned steps when saved, else trailing for dpm++* and unipc*, linspace for the rest), leading,
-    trailing, linspace, karras, logsnr, or a comma-separated list of times, noisiest first."""
-    eta: float | None = None
-    """DDIM's eta, S_churn of euler/heun, euler-a's noise scale (default: 0, euler-a 1)."""
     seed: int = 0
     """Seeds the samples."""
     out: Path = Path("trajectory.png")
@@ -138,11 +131,11 @@ class ShowTrajectory:
             raise UsageError(f"{self.checkpoint} is a super-resolution run: show trajectory samples from noise alone, "
                              "and the stage needs low-resolution images (gaussdiff sample RUN --low-res IMAGES)")
         check_steps(self.steps, trained)
-        check_nfe(self.nfe, self.sampler, trained, self.steps)
-        spacing, times, label = parse_timesteps(self.timesteps, self.nfe, trained, self.sampler, steps=self.steps)
-        nfe = None if times is not None else self.nfe
+        check_nfe(self.sampling.nfe, self.sampling.sampler, trained, self.steps)
+        spacing, times, label = parse_timesteps(self.sampling.timesteps, self.sampling.nfe, trained, self.sampling.sampler, steps=self.steps)
+        nfe = None if times is not None else self.sampling.nfe
         steps = None if nfe is not None or times is not None else self.steps
-        total = len(plan(trained.diffusion, self.sampler, steps, nfe, spacing, times)[0].schedule)
+        total = len(plan(trained.diffusion, self.sampling.sampler, steps, nfe, spacing, times)[0].schedule)
         keep = set(np.linspace(0, total - 1, min(self.frames, total)).round().astype(int).tolist())
         frames: list[SamplerStep] = []
 
@@ -164,11 +157,11 @@ class ShowTrajectory:
             prompts = [self.prompt] * self.n
         if text is not None:
             cond[text.key] = text.encode(prompts).to(device)
-        check_eta(self.eta, self.sampler)
+        check_eta(self.sampling.eta, self.sampling.sampler)
         check_writable(self.out)  # before sampling, not after
         g = torch.Generator(device).manual_seed(self.seed)
-        sample(trained.model, trained.diffusion, (self.n, *trained.sample_shape), sampler=self.sampler,
-               steps=steps, nfe=nfe, spacing=spacing, timesteps=times, eta=self.eta, generator=g,
+        sample(trained.model, trained.diffusion, (self.n, *trained.sample_shape), sampler=self.sampling.sampler,
+               steps=steps, nfe=nfe, spacing=spacing, timesteps=times, eta=self.sampling.eta, generator=g,
                clip_denoised=trained.clip_denoised, callback=record, device=device, **cond)
         rows, labels = [], []
         for j in range(self.n):
@@ -178,7 +171,7 @@ class ShowTrajectory:
             name = f" {cond['y'][j].item()}" if "y" in cond else ""
             name += f" {prompts[j]!r}" if prompts else ""
             labels += [f"x_t{name}", f"x0 est.{name}"]
-        caption = (f"{trained.checkpoint}, {weights_of(trained)}, {self.sampler}, {total} steps, {label}, seed "
+        caption = (f"{trained.checkpoint}, {weights_of(trained)}, {self.sampling.sampler}, {total} steps, {label}, seed "
                    f"{self.seed}: {len(frames)} of the steps shown")
         save_strips(rows, self.out, [f"t={int(f.t[0])}" for f in frames], labels, caption=caption)
         print(f"wrote {self.out}")

@@ -385,7 +385,8 @@ def sample_cases(tmp_path: Path, run: Path) -> list[tuple[list, str]]:
         (["sample", run, "--classifier-scale", "inf"], "--classifier-scale must be a finite number >= 0"),
         # what would change nothing is refused, not silently ignored
         (["sample", run, "--classifier-scale", "3"], "steer classifier guidance: pass --classifier"),
-        (["eval", run, "--fid", "--n", "4", "--classifier-mode", "mean"], "steer classifier guidance: pass --classifier"),
+        (["eval", run, "--fid", "--n", "4", "--classifier-mode", "mean"],
+         "steer classifier guidance: pass --classifier"),
         (["eval", run, "--fid", "--n", "4", "--cond-aug-level", "0.2"], "goes with --cascade or --super-res-test"),
         (["eval", run, "--fid", "--n", "1"], "--n must be at least 4"),  # precision/recall's 3rd neighbours
         # a respacing of the run's 50 steps (was a ValueError traceback from the sampling, after loading the data)

@@ -134,6 +134,20 @@ def test_stages_that_do_not_fit_get_one_line(runs, tmp_path, capsys):
     main(["train", "--run-dir", str(tmp_path / "sr2"), "--super-res", "2", *flags, "--class-conditional"])
     expect_error(capsys, "sample", "--cascade", runs["base"], tmp_path / "sr2", "--device", "cpu",
                  match="upsamples 2x2")
+    # --nfe is checked against every stage, not the base's schedule alone
+    main(["train", "--run-dir", str(tmp_path / "sr-short"), "--super-res", "4", *flags, "--class-conditional",
+          "--diffusion-steps", "10"])
+    short = ["--cascade", runs["base"], tmp_path / "sr-short", "--device", "cpu"]
+    for command in ("sample", "eval"):
+        expect_error(capsys, command, *short, "--nfe", "20", *(["--fid"] if command == "eval" else []),
+                     match="--nfe 20 needs more steps than the run's 10")
+    # ...and the default 50 steps against each stage's schedule when --nfe does not choose them (eval raised the
+    # respacing's ValueError), but not when it does (sample refused --nfe 5 as if --steps 50 had been given)
+    for command in (["eval", *short, "--fid", "--n", "4"], ["eval", tmp_path / "sr-short", "--super-res-test"],
+                    ["sample", *short]):
+        expect_error(capsys, *command, match="--steps must lie in 1..10")
+    main(["sample", *map(str, short), "--nfe", "5", "--n", "2", "--out", str(tmp_path / "short.npz")])
+    assert (tmp_path / "short.npz").exists()
     expect_error(capsys, "sample", runs["sr"], "--device", "cpu", match="--low-res")
     expect_error(capsys, "eval", runs["sr"], "--fid", "--device", "cpu", match="--super-res-test")
     expect_error(capsys, "train", "--super-res", "8", *flags, "--run-dir", tmp_path / "x", match="below the image size")

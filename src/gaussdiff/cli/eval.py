@@ -28,9 +28,8 @@ from ..training.distributed import Distributed, joined, launched_by_torchrun
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import plot_bpd
-from .options import (SamplerOptions, at_least, budget_of, check_eta, check_fits, check_guidance, check_nfe,
-                      check_steps, check_writable_dir, describe_guidance, keeping_parts, parse_timesteps, report_setup,
-                      warn_untrained_null, weights_of)
+from .options import (SamplerOptions, at_least, budget_of, check_fits, check_guidance, check_steps, check_writable_dir,
+                      describe_guidance, keeping_parts, report_setup, warn_untrained_null, weights_of)
 from .sample import check_cascade
 from .train_autoencoder import describe_reconstructions, measure_autoencoder
 
@@ -87,7 +86,7 @@ class Eval:
         at_least("--n", self.n, MIN_SAMPLES if self.fid or self.super_res_test else 1, " (or None: the default)")
         at_least("--batch-size", self.batch_size, 1)
         check_guidance(self.guide)
-        check_eta(self.sampling.eta, self.sampling.sampler)
+        self.sampling.check()
         if launched_by_torchrun() and (not self.fid or self.bpd or self.ode or self.samples is not None):
             raise UsageError("under torchrun, eval shares the sampling of --fid among the processes; measure "
                              "--bpd, --ode and --samples in one process")
@@ -104,8 +103,10 @@ class Eval:
             if self.checkpoint is None:
                 raise UsageError("--super-res-test needs a super-resolution run")
             ignored = [flag for flag, on in (("--bpd", self.bpd), ("--ode", self.ode), ("--fid", self.fid),
-                                             ("--samples", self.samples is not None), ("--nfe", self.sampling.nfe is not None),
-                                             ("--timesteps", self.sampling.timesteps != "auto"), ("--eta", bool(self.sampling.eta)),
+                                             ("--samples", self.samples is not None),
+                                             ("--nfe", self.sampling.nfe is not None),
+                                             ("--timesteps", self.sampling.timesteps != "auto"),
+                                             ("--eta", bool(self.sampling.eta)),
                                              ("--guidance", bool(self.guide.guidance)),
                                              ("--classifier", self.guide.classifier is not None)) if on]
             if ignored:  # the test samples with --sampler and --steps alone, and measures its own figures
@@ -231,10 +232,10 @@ class Eval:
                 if n == 1000 and dist.is_main:
                     print("gaussdiff: Inception on CPU is slow: 1000 samples by default (pass --n)", file=sys.stderr)
             check_fits("--n", n, tuple(reference.shape))
-            check_steps(self.steps, trained)  # a respacing of the run's schedule, as for sampling
             steps = self.steps if self.steps is not None else 50
-            check_nfe(self.sampling.nfe, self.sampling.sampler, trained, self.steps)
-            spacing, times, label = parse_timesteps(self.sampling.timesteps, self.sampling.nfe, trained, self.sampling.sampler, steps=self.steps)
+            if self.sampling.nfe is None:  # the steps taken, 50 by default: a respacing of the run's schedule
+                check_steps(steps, trained)
+            spacing, times, label = self.sampling.steps_on([trained], self.steps)
             prompts = None
             if text_condition(trained) is not None:
                 # The held-out split's captions in turn (with their labels and attributes, to score against).
@@ -253,8 +254,9 @@ class Eval:
                 warn_untrained_null([trained], self.guide.guidance)
             parts = self.parts_dir(self.checkpoint)
             with keeping_parts(parts, dist.is_main):
-                images, labels = generate(trained, n, self.sampling.sampler, steps, self.sampling.eta, self.seed, self.batch_size,
-                                          labels if takes_labels(trained, self.guide) else None, self.guide,
+                images, labels = generate(trained, n, self.sampling.sampler, steps, self.sampling.eta, self.seed,
+                                          self.batch_size, labels if takes_labels(trained, self.guide) else None,
+                                          self.guide,
                                           progress=not self.json, prompts=prompts,
                                           nfe=None if times is not None else self.sampling.nfe, spacing=spacing,
                                           timesteps=times, dist=dist, parts=parts, speed=self.speed, on_setup=note)
@@ -328,10 +330,10 @@ class Eval:
         """--cascade BASE SR ... --fid: the final samples against the last stage's training data."""
         runs = [load_trained(p, device=device) for p in self.cascade]
         check_cascade(runs, self.cascade)
-        for i, run in enumerate(runs):
-            check_steps(self.steps, run)
-            check_nfe(self.sampling.nfe, self.sampling.sampler, run, self.steps)
-        spacing, times, label = parse_timesteps(self.sampling.timesteps, self.sampling.nfe, runs[0], self.sampling.sampler, steps=self.steps)
+        steps = (self.steps if self.steps is not None else 50,)
+        for run in runs if self.sampling.nfe is None else ():  # each stage's steps (50 by default) respace its schedule
+            check_steps(steps[0], run)
+        spacing, times, label = self.sampling.steps_on(runs, self.steps)
         if times is not None:
             raise UsageError("an explicit or tuned --timesteps list is for one run; a cascade takes a spacing "
                              "(--timesteps linspace)")
@@ -344,14 +346,14 @@ class Eval:
         labels = None
         if takes_labels(runs[0], self.guide):
             labels = torch.arange(n) % runs[0].config.data.num_classes  # balanced classes
-        steps = (self.steps if self.steps is not None else 50,)
         if dist.is_main:
             warn_untrained_null(runs, self.guide.guidance)
         parts = self.parts_dir(self.cascade[0])
         with keeping_parts(parts, dist.is_main):
-            outputs, labels = generate_cascade(runs, n, self.sampling.sampler, steps, self.sampling.eta, self.seed, self.batch_size,
-                                               labels, self.guide, progress=not self.json,
-                                               cond_aug_level=self.cond_aug_level, nfe=self.sampling.nfe, spacing=spacing,
+            outputs, labels = generate_cascade(runs, n, self.sampling.sampler, steps, self.sampling.eta, self.seed,
+                                               self.batch_size, labels, self.guide, progress=not self.json,
+                                               cond_aug_level=self.cond_aug_level, nfe=self.sampling.nfe,
+                                               spacing=spacing,
                                                dist=dist, parts=parts, speed=self.speed,
                                                on_setup=None if self.json or not dist.is_main else report_setup)
         if not dist.is_main:
@@ -376,13 +378,13 @@ class Eval:
         trained = load_trained(self.checkpoint, device=device)
         if super_res_condition(trained) is None:
             raise UsageError(f"{self.checkpoint}: not a super-resolution run (train it with --super-res)")
-        check_steps(self.steps, trained)
+        steps = self.steps if self.steps is not None else 50
+        check_steps(steps, trained)  # the steps taken, 50 by default: a respacing of the run's schedule
         data_config = replace(trained.config.data, data=self.data or trained.config.data.data)
         held_out = load_configured(data_config, "test")
         reference = load_configured(data_config, "train")
         check_features(self.features, reference)
         n = min(self.n or 1000, len(held_out))
-        steps = self.steps if self.steps is not None else 50
         report, images = evaluate_super_resolution(
             trained, held_out.images[:n], None if held_out.labels is None else held_out.labels[:n],
             None if held_out.captions is None else held_out.captions[:n], self.sampling.sampler, steps, self.seed,

@@ -22,7 +22,7 @@ from ..errors import CheckpointError, UsageError, WriteError, check_finite_at_le
 from ..nets.fast import Setup, describe
 from ..samplers.run import TAKES_ETA, SamplerName, default_spacing, steps_for_nfe
 from ..samplers.tuning import tuning_steps
-from ..training.checkpoint import TUNED_STEPS, list_checkpoints, read_tuned_steps, tuned_key
+from ..training.checkpoint import TUNED_STEPS, is_checkpoint, list_checkpoints, read_tuned_steps, tuned_key
 from ..training.classifier import WEIGHTS as CLASSIFIER_WEIGHTS
 from ..training.interop import is_diffusers_folder
 from ..training.run import Trained
@@ -119,7 +119,7 @@ def check_new_run_dir(run_dir: Path, can_resume: bool = True) -> None:
     checkpoint of a run, a diffusers model): it would overwrite that run's ``config.json``."""
     if (run_dir / CLASSIFIER_WEIGHTS).exists():
         raise UsageError(f"{run_dir} already holds a classifier: pass another --run-dir")
-    if (run_dir / "model.safetensors").exists():  # what sample takes as a checkpoint: its config.json is its own
+    if is_checkpoint(run_dir):  # its config.json is the checkpoint's own
         hint = "; to continue its run, --resume --run-dir the run's own directory" if can_resume else ""
         raise UsageError(f"{run_dir} is a checkpoint of a run: pass another --run-dir{hint}")
     if is_diffusers_folder(run_dir):
@@ -151,6 +151,17 @@ class SamplerOptions:
     rho = 7 sigmas), logsnr (uniform in log-SNR), or an explicit comma-separated list of times, noisiest first."""
     eta: float | None = None
     """DDIM's eta, S_churn of euler/heun, euler-a's noise scale (default: 0, euler-a 1)."""
+
+    def check(self) -> None:
+        """--eta where the sampler reads it."""
+        check_eta(self.eta, self.sampler)
+
+    def steps_on(self, runs: Sequence[Trained], steps: Any = None, ema: bool = True) -> Steps:
+        """The steps to take on ``runs`` (a cascade's stages, or one run): --nfe checked against each, --timesteps
+        read on the first. ``steps``: the ``--steps`` given (None if none)."""
+        for run in runs:
+            check_nfe(self.nfe, self.sampler, run, steps)
+        return parse_timesteps(self.timesteps, self.nfe, runs[0], self.sampler, ema, steps)
 
 
 class Steps(NamedTuple):

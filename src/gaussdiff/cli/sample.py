@@ -26,9 +26,9 @@ from ..training.files import atomic_write
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import save_grid, save_strips
-from .options import (SamplerOptions, at_least, budget_of, check_eta, check_fits, check_guidance, check_nfe,
-                      check_steps, check_suffix, check_writable, describe_guidance, keeping_parts, parse_class,
-                      parse_timesteps, read_prompts, report_setup, warn_untrained_null, weights_of)
+from .options import (SamplerOptions, at_least, budget_of, check_fits, check_guidance, check_steps, check_suffix,
+                      check_writable, describe_guidance, keeping_parts, parse_class, read_prompts, report_setup,
+                      warn_untrained_null, weights_of)
 
 
 def check_cascade(runs: list[Trained], paths: tuple[Path, ...]) -> None:
@@ -123,7 +123,7 @@ class Sample:
         at_least("--n", self.n, 1)
         at_least("--batch-size", self.batch_size, 1)
         check_guidance(self.guide)
-        check_eta(self.sampling.eta, self.sampling.sampler)
+        self.sampling.check()
         if (self.checkpoint is None) == (not self.cascade):
             raise UsageError("give one run to sample, or --cascade BASE_RUN SR_RUN [SR_RUN ...]")
         device = dist.device_for(resolve_device(self.device))
@@ -133,10 +133,9 @@ class Sample:
             check_cascade(runs, self.cascade)
         if self.steps is not None and len(self.steps) > len(runs):
             raise UsageError(f"--steps gives {len(self.steps)} values for {len(runs)} stage(s)")
-        for i, run in enumerate(runs):
+        for i, run in enumerate(runs if self.sampling.nfe is None else ()):  # --nfe chooses the steps itself
             check_steps(self.stage_steps(i), run)
-            check_nfe(self.sampling.nfe, self.sampling.sampler, run, self.steps)
-        spacing, times, label = parse_timesteps(self.sampling.timesteps, self.sampling.nfe, runs[0], self.sampling.sampler, self.ema, self.steps)
+        spacing, times, label = self.sampling.steps_on(runs, self.steps, self.ema)
         if times is not None and len(runs) > 1:
             raise UsageError("explicit or tuned steps are for one run; give a cascade a spacing (--timesteps linspace)")
         steps = dict(nfe=None if times is not None else self.sampling.nfe, spacing=spacing)
@@ -197,14 +196,15 @@ class Sample:
         parts = self.out[0].with_name(self.out[0].name + ".parts") if n > self.batch_size or dist.active else None
         with keeping_parts(parts, dist.is_main):
             if low_res is not None:
-                images, labels = generate(trained, n, self.sampling.sampler, self.stage_steps(0), self.sampling.eta, self.seed,
-                                          self.batch_size, labels, self.guide, prompts=per_sample, low_res=low_res,
+                images, labels = generate(trained, n, self.sampling.sampler, self.stage_steps(0), self.sampling.eta,
+                                          self.seed, self.batch_size, labels, self.guide, prompts=per_sample,
+                                          low_res=low_res,
                                           cond_aug_level=self.cond_aug_level, timesteps=times, dist=dist,
                                           parts=parts, speed=self.speed, on_setup=report, **steps)
                 outputs = [images]
             else:
-                outputs, labels = generate_cascade(runs, n, self.sampling.sampler, self.steps or (50,), self.sampling.eta,
-                                                   self.seed, self.batch_size, labels, self.guide,
+                outputs, labels = generate_cascade(runs, n, self.sampling.sampler, self.steps or (50,),
+                                                   self.sampling.eta, self.seed, self.batch_size, labels, self.guide,
                                                    prompts=per_sample, cond_aug_level=self.cond_aug_level,
                                                    timesteps=times, dist=dist, parts=parts, speed=self.speed,
                                                    on_setup=report, **steps)
@@ -238,8 +238,8 @@ class Sample:
         steps, linspace spacing, seed 0``."""
         where = " -> ".join(str(r.checkpoint) for r in runs)
         budget = budget_of(self.sampling.nfe, [self.stage_steps(i) for i in range(len(runs))], times)
-        words = (f"{where}, {weights_of(runs[0], self.ema)}, {self.sampling.sampler}, {budget}, {label}, seed {self.seed}"
-                 f"{describe_guidance(self.guide)}")
+        words = (f"{where}, {weights_of(runs[0], self.ema)}, {self.sampling.sampler}, {budget}, {label}, "
+                 f"seed {self.seed}{describe_guidance(self.guide)}")
         if setup != Setup():
             words += f", network in {describe(setup, {})}"
         return words

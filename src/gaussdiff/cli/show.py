@@ -21,8 +21,7 @@ from ..training.checkpoint import load_checkpoint_config, resolve_checkpoint, ve
 from ..training.loop import resolve_device
 from ..training.run import load_trained
 from ..viz import save_strips
-from .options import (SamplerOptions, at_least, check_eta, check_nfe, check_steps, check_suffix, check_writable,
-                      parse_class, parse_timesteps, weights_of)
+from .options import (SamplerOptions, at_least, check_steps, check_suffix, check_writable, parse_class, weights_of)
 
 DEFAULT_T = (0, 50, 100, 200, 300, 400, 500, 600, 800, 999)
 """show forward's steps by default, on the 1000-step schedule."""
@@ -131,8 +130,7 @@ class ShowTrajectory:
             raise UsageError(f"{self.checkpoint} is a super-resolution run: show trajectory samples from noise alone, "
                              "and the stage needs low-resolution images (gaussdiff sample RUN --low-res IMAGES)")
         check_steps(self.steps, trained)
-        check_nfe(self.sampling.nfe, self.sampling.sampler, trained, self.steps)
-        spacing, times, label = parse_timesteps(self.sampling.timesteps, self.sampling.nfe, trained, self.sampling.sampler, steps=self.steps)
+        spacing, times, label = self.sampling.steps_on([trained], self.steps)
         nfe = None if times is not None else self.sampling.nfe
         steps = None if nfe is not None or times is not None else self.steps
         total = len(plan(trained.diffusion, self.sampling.sampler, steps, nfe, spacing, times)[0].schedule)
@@ -157,7 +155,7 @@ class ShowTrajectory:
             prompts = [self.prompt] * self.n
         if text is not None:
             cond[text.key] = text.encode(prompts).to(device)
-        check_eta(self.sampling.eta, self.sampling.sampler)
+        self.sampling.check()
         check_writable(self.out)  # before sampling, not after
         g = torch.Generator(device).manual_seed(self.seed)
         sample(trained.model, trained.diffusion, (self.n, *trained.sample_shape), sampler=self.sampling.sampler,
@@ -171,8 +169,8 @@ class ShowTrajectory:
             name = f" {cond['y'][j].item()}" if "y" in cond else ""
             name += f" {prompts[j]!r}" if prompts else ""
             labels += [f"x_t{name}", f"x0 est.{name}"]
-        caption = (f"{trained.checkpoint}, {weights_of(trained)}, {self.sampling.sampler}, {total} steps, {label}, seed "
-                   f"{self.seed}: {len(frames)} of the steps shown")
+        caption = (f"{trained.checkpoint}, {weights_of(trained)}, {self.sampling.sampler}, {total} steps, {label}, "
+                   f"seed {self.seed}: {len(frames)} of the steps shown")
         save_strips(rows, self.out, [f"t={int(f.t[0])}" for f in frames], labels, caption=caption)
         print(f"wrote {self.out}")
 

@@ -135,13 +135,18 @@ def newest_intact(run_dir: Path, only: tuple[str, ...] | None = None) -> Path:
     raise CheckpointError(f"{run_dir}: no readable checkpoint to resume (the oldest: {last})")
 
 
+def is_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is one checkpoint's directory (it holds the model's weights), not a run's."""
+    return (path / "model.safetensors").exists()
+
+
 def resolve_checkpoint(path: Path) -> Path:
     """A run directory (its newest checkpoint) or a checkpoint directory -> the checkpoint directory."""
     if not path.exists():
         raise CheckpointError(f"{path}: no such run or checkpoint")
     if not path.is_dir():
         raise CheckpointError(f"{path}: a file, not a run or checkpoint directory")
-    if (path / "model.safetensors").exists():
+    if is_checkpoint(path):
         return path
     found = list_checkpoints(path)
     if not found:

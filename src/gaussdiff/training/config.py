@@ -460,8 +460,8 @@ REQUIRED_SECTIONS: dict[type, tuple[str, ...]] = {
 """Sections every config of that class has held since gaussdiff 0.1 (after :func:`upgrade`)."""
 RUN_KINDS: dict[type, tuple[str, str, str]] = {
     RunConfig: ("model", "a diffusion run", "gaussdiff train; sample it with gaussdiff sample DIR"),
-    AutoencoderTrainConfig: ("autoencoder", "an autoencoder run",
-                             "gaussdiff train-autoencoder; train a diffusion model in its latents with train --latent DIR"),
+    AutoencoderTrainConfig: ("autoencoder", "an autoencoder run", "gaussdiff train-autoencoder; train a diffusion "
+                                                                  "model in its latents with train --latent DIR"),
     ClassifierTrainConfig: ("classifier", "a classifier run", "gaussdiff train-classifier; guide sampling with "
                                                               "--classifier DIR"),
 }

@@ -326,6 +326,14 @@ def test_a_file_that_is_not_a_whole_npz_is_one_line(content, match, tmp_path, ca
     expect_error(capsys, "eval", "--samples", tmp_path / "x.npz", "--data", "digits", match=match)
 
 
+def test_samples_with_a_class_the_data_lacks_are_refused(tmp_path, capsys):
+    """eval --samples scores arr_1 against the data's classifier, whose classes are 0..9 for digits: a sample of
+    class 10 cannot be scored (it counted as wrong, silently), so the file is refused before any work."""
+    labels = np.arange(16) % 11
+    expect_error(capsys, "eval", "--samples", npz(tmp_path, grey(), labels), "--data", "digits",
+                 match="arr_1 holds class 10 at index 10; digits has 10 classes")
+
+
 def test_an_image_too_large_to_decode_is_a_bad_image(tmp_path, capsys, monkeypatch):
     """Pillow refuses images beyond its decompression-bomb limit (here lowered, so that the file stays small):
     listed with the other bad images, and skipped by --skip-bad-images."""

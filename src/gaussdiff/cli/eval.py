@@ -217,6 +217,12 @@ class Eval:
         if self.samples is not None:
             given = load_data(str(self.samples), image_size=reference.shape[-1], channels=reference.shape[0])
             images, labels = given.images, given.labels
+            classes = reference.num_classes
+            if labels is not None and classes is not None and len(labels) and int(labels.max()) >= classes:
+                # The feature classifier has no such class: every such sample would count as wrong, unsaid.
+                at = int(labels.argmax())
+                raise UsageError(f"{self.samples}: arr_1 holds class {int(labels[at])} at index {at}; "
+                                 f"{data_config.data} has {classes} classes (0..{classes - 1})")
             if given.captions is not None and reference.attributes is not None:
                 attributes = scene_attributes(given.captions, self.samples)
             if self.n is not None:

@@ -123,7 +123,8 @@ def main() -> None:
                                low_res=downsample(real_low, 14), cond_aug_level=s)
             q_real = evaluate_quality(real, "fashion-mnist", train_data, labels=test.labels[: args.n])
             rows.append(f"| cascade, stage with {kind} augmentation (s = {s:g}) | {base_s:.0f} + {seconds:.0f} | "
-                        f"{psnr(real, test.images[: args.n]):.2f} | {q_real.fid:.2f} | {q.fid:.2f} | {q.accuracy:.3f} |")
+                        f"{psnr(real, test.images[: args.n]):.2f} | {q_real.fid:.2f} | {q.fid:.2f} | "
+                        f"{q.accuracy:.3f} |")
             print(rows[-1], flush=True)
         rows.append(direct_row(args, root, train_data, labels))
         print(rows[-1], flush=True)

@@ -46,7 +46,8 @@ def main() -> None:
 
     lines = [f"{describe_host(torch.device('cpu'))}; fp32, channels_last, forward + backward, "
              f"median of {args.repeats} paired rounds", "",
-             "| layer (batch, C -> K, size) | direct ms | " + " | ".join(f"Winograd, {mb} MB chunks" for mb in args.chunk_mb)
+             "| layer (batch, C -> K, size) | direct ms | "
+             + " | ".join(f"Winograd, {mb} MB chunks" for mb in args.chunk_mb)
              + " | auto picks |", "|---|---|" + "---|" * len(args.chunk_mb) + "---|"]
     for B, C, K, size in LAYERS[: args.layers]:
         x = torch.randn(B, C, size, size).contiguous(memory_format=torch.channels_last).requires_grad_()

@@ -83,7 +83,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=300.0)
     parser.add_argument("--n", type=int, default=1000)
-    parser.add_argument("--train-steps", type=int, help="gaussdiff's steps instead of the main job's (which fit the budget)")
+    parser.add_argument("--train-steps", type=int,
+                        help="gaussdiff's steps instead of the main job's (which fit the budget)")
     args = parser.parse_args()
     torch.set_num_threads(2)
 

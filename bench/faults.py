@@ -5,7 +5,8 @@
 
 A reference run trains uninterrupted. The faulted run is started, killed with SIGKILL after a random
 delay (one in five during start-up, the others once training runs: mid-step, or while a checkpoint is
-being written, which is every other step so that many kills land in one), checked, and started again with --resume, ``--kills``
+being written, which is every other step so that many kills land in one), checked, and started again with
+--resume, ``--kills``
 times, then let finish. After every kill each checkpoint on disk is verified (its manifest's sizes
 and hashes, and its weights and training state read back), and the steps done since the last
 checkpoint are counted as lost (they are computed again after the resume). At the end the faulted

@@ -104,7 +104,8 @@ def run_diffusers(name: str, options: dict, nfe: int, oracle, x_T: torch.Tensor)
     steps = (nfe + 1) // 2 if name == "HeunDiscreteScheduler" else nfe
     try:
         x = solve_with_scheduler(scheduler, oracle, x_T, steps, F64)
-    except Exception as e:  # noqa: BLE001  diffusers fails on some options (Karras sigmas of this schedule repeat timesteps)
+    except Exception as e:  # noqa: BLE001  diffusers fails on some options
+        # (Karras sigmas of this schedule repeat timesteps)
         print(f"  diffusers {name} {options} at {nfe} NFE failed: {type(e).__name__}: {e}")
         return None
     return x.to(F64)

@@ -59,7 +59,8 @@ def main() -> None:
             print(rows[-1], flush=True)
 
     table = [
-        f"| recipe ({args.data}, {args.train_steps} steps) | train s | sampling steps | bpd (held out) | FID | precision | recall |",
+        f"| recipe ({args.data}, {args.train_steps} steps) | train s | sampling steps | bpd (held out) | FID | "
+        "precision | recall |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, elapsed, steps, bpd, se, fid, p, r in rows:

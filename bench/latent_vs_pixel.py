@@ -54,7 +54,8 @@ def train_autoencoder(factor: int, steps: int, root: Path) -> tuple[Path, float]
 
 def diffusion_config(latent: Path | None, steps: int) -> RunConfig:
     if latent is None:  # the README's Fashion-MNIST network, on the default cosine schedule
-        model, diffusion = UNetConfig(channels=32, channel_mult=(1, 2, 2), attention_resolutions=(7,)), DiffusionConfig()
+        model, diffusion = UNetConfig(channels=32, channel_mult=(1, 2, 2),
+                                      attention_resolutions=(7,)), DiffusionConfig()
     else:  # 7x7 latents: two levels, attention at the inner 4x4; LDM's linear schedule (docs/latent.md: why)
         model = UNetConfig(channels=64, channel_mult=(1, 2), attention_resolutions=(4,))
         diffusion = DiffusionConfig(schedule="linear")
@@ -107,7 +108,8 @@ def main() -> None:
                 if w == 2.0:
                     pictures[name] = images
     ae_table = "\n".join([
-        "| autoencoder (Fashion-MNIST) | steps | train s | PSNR dB (test) | FID of reconstructions | FID of test images |",
+        "| autoencoder (Fashion-MNIST) | steps | train s | PSNR dB (test) | FID of reconstructions | "
+        "FID of test images |",
         "|---|---|---|---|---|---|", *ae_rows])
     table = "\n".join([
         f"| class-conditional, {args.budget:.0f} s budget | steps | train s | train img/s | guidance | "

@@ -132,7 +132,8 @@ def main() -> None:
                 q = evaluate_quality(images, "shapes", train, attributes=attributes)
                 p = q.prompts
                 rows.append(f"| {name} | {steps} | {seconds:.0f} | {images_per_s:.0f} | w = {w:g} | "
-                            f"{per_image * 1000:.1f} | {p.accuracy:.3f} | {p.seen:.3f} | {p.held_out:.3f} | {q.fid:.2f} |")
+                            f"{per_image * 1000:.1f} | {p.accuracy:.3f} | {p.seen:.3f} | {p.held_out:.3f} | "
+                            f"{q.fid:.2f} |")
                 print(rows[-1], flush=True)
                 if w == GUIDANCE[-1]:
                     failures[name] = per_attribute(extractor, images, attributes)

@@ -13,7 +13,8 @@ from gaussdiff.training.config import RunConfig
 
 
 def override(config: Any, **changes: Any) -> Any:
-    """A copy of a frozen (nested) config with ``changes`` keyed by dotted paths: ``override(c, **{"data.image_size": 8})``."""
+    """A copy of a frozen (nested) config with ``changes`` keyed by dotted paths:
+    ``override(c, **{"data.image_size": 8})``."""
     nested: dict[str, dict[str, Any]] = {}
     flat = {}
     for path, value in changes.items():
@@ -43,7 +44,8 @@ def tiny_config(data: str = "digits", steps: int = 4, **changes: Any) -> RunConf
     cfg = override(RunConfig(), **{
         "data.data": data, "model.channels": 16, "model.channel_mult": (1, 2), "model.num_res_blocks": 1,
         "model.attention_resolutions": (4,), "diffusion.diffusion_steps": 50, "train.train_steps": steps,
-        "train.batch_size": 8, "train.optim.warmup": 2, "train.bookkeeping.log_every": 2, "train.bookkeeping.sample_every": steps,
+        "train.batch_size": 8, "train.optim.warmup": 2, "train.bookkeeping.log_every": 2,
+        "train.bookkeeping.sample_every": steps,
         "train.bookkeeping.checkpoint_every": steps, "train.preview_steps": 5, "train.device": "cpu",
         "train.optim.precision": "fp32",  # not auto: a measured choice could differ between two runs compared
     })

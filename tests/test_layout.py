@@ -3,6 +3,7 @@ and no module imports itself back through others. Read from the source with ``as
 import added anywhere, even inside a function or under ``TYPE_CHECKING``, is seen."""
 
 import ast
+import tomllib
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "gaussdiff"
@@ -111,5 +112,22 @@ def test_the_checks_see_a_lower_room_importing_a_higher_one_and_a_circle(tmp_pat
     }.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
-    assert rank_violations(root) == ["gaussdiff.diffusion.process (diffusion) imports gaussdiff.training.config (training)"]
-    assert import_circles(root) == ["gaussdiff.training.config -> gaussdiff.training.checkpoint -> gaussdiff.training.config"]
+    assert rank_violations(root) == ["gaussdiff.diffusion.process (diffusion) imports gaussdiff.training.config "
+                                     "(training)"]
+    assert import_circles(root) == ["gaussdiff.training.config -> gaussdiff.training.checkpoint -> "
+                                    "gaussdiff.training.config"]
+
+
+def test_no_line_exceeds_the_project_line_length():
+    """ruff is not part of the install, so its ``line-length`` in pyproject.toml would go unchecked: this keeps the
+    project's own limit checked in CI, for every ``*.py`` file under src/, tests/ and bench/."""
+    root = PACKAGE.parent.parent
+    limit = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["ruff"]["line-length"]
+    too_long = [
+        f"{path.relative_to(root)}:{number} ({len(line)})"
+        for folder in ("src", "tests", "bench")
+        for path in sorted((root / folder).rglob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if len(line) > limit
+    ]
+    assert not too_long, f"{len(too_long)} lines longer than {limit} characters:\n" + "\n".join(too_long)

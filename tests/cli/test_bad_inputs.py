@@ -100,7 +100,8 @@ def test_a_patch_discriminator_that_cannot_be_built_trains_nothing(flags, match,
 
 
 # A dry run loads no data, so it checks every range but those the data decides (the image's channels).
-DRY_CASES = [(f, m) for f, m in TRAIN_CASES if "digits has" not in m and "--data" not in f] + [(["--lr", "nan"], "--lr must be > 0")]
+DRY_CASES = ([(f, m) for f, m in TRAIN_CASES if "digits has" not in m and "--data" not in f]
+             + [(["--lr", "nan"], "--lr must be > 0")])
 
 
 @pytest.mark.parametrize("flags, match", DRY_CASES, ids=[" ".join(f) for f, _ in DRY_CASES])
@@ -385,7 +386,8 @@ def sample_cases(tmp_path: Path, run: Path) -> list[tuple[list, str]]:
         (["eval", run, "--bpd", "--n", "-3"], "--n must be at least 1"),
         (["eval", run, "--bpd", "--batch-size", "0"], "--batch-size must be at least 1"),
         (["eval", run, "--bpd", "--n", "4", "--steps", "5", "--out-dir", a_file / "e"], "is a file, not a directory"),
-        (["sample", run, "--batch-size", "abc"], "--batch-size: invalid value 'abc' (expected INT) (see gaussdiff sample "
+        (["sample", run, "--batch-size", "abc"], "--batch-size: invalid value 'abc' (expected INT) "
+                                                 "(see gaussdiff sample "
                                                  "--help)"),
         (["show", "forward", "--t", "x"], "(see gaussdiff show forward --help)"),  # the help of what was mistyped
         (["tune", run, "--evals", "5"], "--evals must be at least 8"),
@@ -482,7 +484,8 @@ def test_the_writability_checks_leave_nothing_behind(tmp_path):
 
 def test_a_run_dir_in_a_file_is_one_line_before_training(tmp_path, capsys):
     (tmp_path / "file").write_text("")
-    expect_error(capsys, "train", "--run-dir", tmp_path / "file" / "run", *TINY_FLAGS, match="is a file, not a directory")
+    expect_error(capsys, "train", "--run-dir", tmp_path / "file" / "run", *TINY_FLAGS,
+                 match="is a file, not a directory")
     expect_error(capsys, "train", "--run-dir", tmp_path / "file", *TINY_FLAGS, match="a file, not a directory")
 
 

@@ -34,19 +34,23 @@ def expect_error(capsys, *args, match: str) -> str:
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("cli") / "run"
-    main(["train", "--run-dir", str(run), "--train-steps", "3", "--sample-every", "3", "--checkpoint-every", "3", *TINY_FLAGS])
+    main(["train", "--run-dir", str(run), "--train-steps", "3", "--sample-every", "3", "--checkpoint-every", "3",
+          *TINY_FLAGS])
     return run
 
 
 def test_train_sample_show_and_resume(trained_run, tmp_path, capsys):
     assert (trained_run / "samples.png").exists()
-    run_cli("sample", trained_run, "--n", "6", "--steps", "5", "--out", tmp_path / "s.png", tmp_path / "s.npz", "--device", "cpu")
+    run_cli("sample", trained_run, "--n", "6", "--steps", "5", "--out", tmp_path / "s.png", tmp_path / "s.npz",
+            "--device", "cpu")
     arr = np.load(tmp_path / "s.npz")["arr_0"]
     assert arr.shape == (6, 8, 8, 1) and arr.dtype == np.uint8
     assert Image.open(tmp_path / "s.png").width >= 3 * 64  # 8x8 digits are shown enlarged
-    run_cli("sample", trained_run, "--n", "2", "--sampler", "ddpm", "--steps", "10", "--no-ema", "--out", tmp_path / "r.png", "--device", "cpu")
+    run_cli("sample", trained_run, "--n", "2", "--sampler", "ddpm", "--steps", "10", "--no-ema", "--out",
+            tmp_path / "r.png", "--device", "cpu")
     run_cli("show", "forward", "--run", trained_run, "--t", "0", "10", "49", "--out", tmp_path / "f.png")
-    run_cli("show", "trajectory", trained_run, "--frames", "4", "--steps", "8", "--out", tmp_path / "t.png", "--device", "cpu")
+    run_cli("show", "trajectory", trained_run, "--frames", "4", "--steps", "8", "--out", tmp_path / "t.png",
+            "--device", "cpu")
     assert Image.open(tmp_path / "f.png").size[0] > 3 * 64 and (tmp_path / "t.png").exists()
     # Sampling twice with one seed gives the same images.
     run_cli("sample", trained_run, "--n", "6", "--steps", "5", "--out", tmp_path / "s2.npz", "--device", "cpu")
@@ -82,7 +86,8 @@ def test_resume_reaches_steps_the_first_run_never_did_with_the_losses_of_an_unin
     with pytest.raises(SystemExit) as exit_info:
         run_cli("train", "--run-dir", tmp_path / "cut", *flags)
     assert exit_info.value.code == 130
-    assert [p.name for p in list_checkpoints(tmp_path / "cut")] == ["step-0000003"] and max(metrics(tmp_path / "cut")) == 4
+    assert ([p.name for p in list_checkpoints(tmp_path / "cut")] == ["step-0000003"]
+            and max(metrics(tmp_path / "cut")) == 4)
     with pytest.raises(SystemExit):  # an existing run is never overwritten
         run_cli("train", "--run-dir", tmp_path / "cut", *flags)
     taken = []
@@ -113,9 +118,11 @@ def test_bad_inputs_get_one_line_and_exit_2(trained_run, tmp_path, capsys, image
     expect_error(capsys, "sample", trained_run, "--out", tmp_path / "x.jpg", match=".png or .npz")
     expect_error(capsys, "sample", trained_run, "--steps", "5000", match="--steps must lie in 1..50")
     expect_error(capsys, "train", "--data", tmp_path / "missing", *TINY_FLAGS, match="no such dataset")
-    expect_error(capsys, "train", "--data", "fashion-mnist", "--data-dir", tmp_path, *TINY_FLAGS, match="apt-get install")
+    expect_error(capsys, "train", "--data", "fashion-mnist", "--data-dir", tmp_path, *TINY_FLAGS,
+                 match="apt-get install")
     (image_folder / "red" / "0.png").write_bytes(b"garbage")
-    expect_error(capsys, "train", "--data", image_folder, "--image-size", "8", *TINY_FLAGS, match="red/0.png (UnidentifiedImageError)")
+    expect_error(capsys, "train", "--data", image_folder, "--image-size", "8", *TINY_FLAGS,
+                 match="red/0.png (UnidentifiedImageError)")
     expect_error(capsys, "train", "--resume", match="--resume needs --run-dir")
     expect_error(capsys, "show", "forward", "--t", "5000", match="outside 0..999")
     # A checkpoint whose weights do not fit its config (a mismatched checkpoint).
@@ -139,7 +146,8 @@ def test_bad_inputs_get_one_line_and_exit_2(trained_run, tmp_path, capsys, image
 def test_invalid_arguments_exit_2_without_traceback():
     proc = subprocess.run([sys.executable, "-m", "gaussdiff", "sample"], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "gaussdiff", "train", "--variance", "wide"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "gaussdiff", "train", "--variance", "wide"], capture_output=True,
+                          text=True)
     # tyro's boxed report of a bad option is condensed to one line
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "invalid choice 'wide'" in proc.stderr
 
@@ -304,7 +312,8 @@ def test_trajectory_of_a_conditional_run_samples_the_class_asked_for(conditional
 
     seen = []
     real = show.sample
-    monkeypatch.setattr(show, "sample", lambda *args, **kwargs: (seen.append(kwargs.get("y")), real(*args, **kwargs))[1])
+    monkeypatch.setattr(show, "sample",
+                        lambda *args, **kwargs: (seen.append(kwargs.get("y")), real(*args, **kwargs))[1])
     run_cli("show", "trajectory", conditional_run, "--class", "7", "--n", "2", "--frames", "2", "--steps", "2",
             "--out", tmp_path / "t.png", "--device", "cpu")
     run_cli("show", "trajectory", conditional_run, "--n", "3", "--frames", "2", "--steps", "2",

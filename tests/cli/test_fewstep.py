@@ -27,7 +27,8 @@ def test_sample_eval_and_show_with_an_nfe_budget(run, tmp_path, capsys):
           str(tmp_path / "c.npz"), "--device", "cpu"])
     for name in ("a", "b", "c"):
         images = np.load(tmp_path / f"{name}.npz")["arr_0"]
-        assert images.shape == (4, 8, 8, 1) and images.dtype == np.uint8 and images.std() > 0  # not NaN cast to one value
+        assert (images.shape == (4, 8, 8, 1) and images.dtype == np.uint8
+                and images.std() > 0)  # not NaN cast to one value
     # What they say of their budget: --nfe's evaluations, or an explicit list's own count (not --steps' default 50).
     infos = {name: str(np.load(tmp_path / f"{name}.npz")["info"]) for name in ("a", "b", "c")}
     assert "dpm++2m, 10 NFE, trailing spacing" in infos["a"] and "heun, 6 NFE, karras spacing" in infos["b"]

@@ -11,7 +11,8 @@ from gaussdiff.cli import main
 from gaussdiff.training import load_trained
 
 AE_FLAGS = ["--data", "digits", "--factor", "2", "--channels", "8", "--latent-channels", "2", "--batch-size", "8",
-            "--train-steps", "4", "--log-every", "2", "--sample-every", "4", "--checkpoint-every", "4", "--device", "cpu"]
+            "--train-steps", "4", "--log-every", "2", "--sample-every", "4", "--checkpoint-every", "4",
+            "--device", "cpu"]
 
 
 
@@ -119,7 +120,8 @@ def test_a_text_run_in_latent_space_trains_samples_and_is_measured(autoencoder_r
     main(["sample", str(run), "--prompt-file", str(prompts), "--n", "4", "--guidance", "3", "--steps", "3",
           "--out", str(tmp_path / "s.npz"), str(tmp_path / "s.png"), "--device", "cpu"])
     with np.load(tmp_path / "s.npz", allow_pickle=False) as f:  # decoded to pixels, a prompt per sample
-        assert f["arr_0"].shape == (4, 8, 8, 1) and f["prompts"].tolist()[::2] == ["the digit three", "a handwritten eight"]
+        assert (f["arr_0"].shape == (4, 8, 8, 1)
+                and f["prompts"].tolist()[::2] == ["the digit three", "a handwritten eight"])
     capsys.readouterr()
     main(["eval", str(run), "--fid", "--n", "10", "--steps", "2", "--json", "--device", "cpu"])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["quality"]["n"] == 10

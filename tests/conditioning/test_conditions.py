@@ -8,7 +8,8 @@ import torch
 
 from conftest import tiny_config
 from gaussdiff import GaussianDiffusion, NoiseSchedule, sample
-from gaussdiff.conditioning import ClassifierFreeGuidance, ClassifierGuidance, ClassLabel, drop_conditions, null_conditions
+from gaussdiff.conditioning import (ClassifierFreeGuidance, ClassifierGuidance, ClassLabel, drop_conditions,
+                                    null_conditions)
 from gaussdiff.diffusion.oracle import GaussianMixture, OptimalDenoiser
 from gaussdiff.training.trainer import Trainer
 
@@ -65,7 +66,8 @@ class ClassConditionalOracle:
 
     def __init__(self, schedule: NoiseSchedule) -> None:
         self.unconditional = OptimalDenoiser(MIXTURE, schedule)
-        self.classes = [OptimalDenoiser(GaussianMixture(MIXTURE.means[k : k + 1], MIXTURE.stds[k : k + 1], [1.0]), schedule)
+        self.classes = [OptimalDenoiser(GaussianMixture(MIXTURE.means[k : k + 1], MIXTURE.stds[k : k + 1], [1.0]),
+                                        schedule)
                         for k in range(2)]
 
     def __call__(self, x_t, t, y):

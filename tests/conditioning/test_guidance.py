@@ -47,7 +47,8 @@ def conditional_unet(out_channels=1):
 
 def inputs(b=4):
     g = torch.Generator().manual_seed(1)
-    return torch.randn(b, 1, 8, 8, generator=g, dtype=F64), torch.tensor([5, 300, 600, 999])[:b], torch.tensor([1, 3, 7, 9])[:b]
+    return (torch.randn(b, 1, 8, 8, generator=g, dtype=F64), torch.tensor([5, 300, 600, 999])[:b],
+            torch.tensor([1, 3, 7, 9])[:b])
 
 
 def test_classifier_free_guidance_identities():
@@ -82,7 +83,8 @@ def test_classifier_free_guidance_keeps_the_conditional_variance():
 
 def tiny_classifier():
     torch.manual_seed(2)
-    clf = NoisyClassifier(NoisyClassifierConfig(UNetConfig(image_size=8, in_channels=1, channels=16, channel_mult=(1, 2),
+    clf = NoisyClassifier(NoisyClassifierConfig(UNetConfig(image_size=8, in_channels=1, channels=16,
+                                                    channel_mult=(1, 2),
                                                     num_res_blocks=1, attention_resolutions=(4,)))).double()
     for p in clf.parameters():
         torch.nn.init.normal_(p, std=0.1)
@@ -147,7 +149,8 @@ def test_classifier_guided_ddim_step_is_algorithm_2():
     assert bool(((x_next - expected).abs() <= bound).all())
 
 
-@pytest.mark.parametrize("prediction, variance", [("eps", "fixed_small"), ("v", "fixed_large"), ("x0", "learned_range")])
+@pytest.mark.parametrize("prediction, variance",
+                         [("eps", "fixed_small"), ("v", "fixed_large"), ("x0", "learned_range")])
 def test_classifier_guided_mean_is_algorithm_1(prediction, variance):
     """The guided model's p(x_{t-1} | x_t) has mean mu + s Sigma grad and the same Sigma (Alg. 1)."""
     s = NoiseSchedule.linear(1000)

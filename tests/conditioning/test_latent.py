@@ -39,9 +39,11 @@ def test_samplers_and_guidance_run_on_latents_and_decode_to_images(sampler, guid
         encoder = UNetConfig(image_size=4, in_channels=3, out_channels=3, channels=16, channel_mult=(1, 2),
                              num_res_blocks=1, attention_resolutions=(2,))
         classifier = NoisyClassifier(NoisyClassifierConfig(encoder, num_classes=10)).eval()
-        model = ClassifierGuidance(net, classifier, d, 3.0, mode="mean" if sampler == "ddpm" else "eps", pass_labels=True)
+        model = ClassifierGuidance(net, classifier, d, 3.0, mode="mean" if sampler == "ddpm" else "eps",
+                                   pass_labels=True)
     y = torch.tensor([1, 2])
-    z = sample(model, d, (2, space.channels, space.size, space.size), sampler, generator=torch.Generator().manual_seed(0),
+    z = sample(model, d, (2, space.channels, space.size, space.size), sampler,
+               generator=torch.Generator().manual_seed(0),
                progress=False, y=y)
     assert z.shape == (2, 3, 4, 4) and torch.isfinite(z).all()
     assert space.decode(z).shape == (2, 1, 8, 8)

@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from gaussdiff.data.datasets import FASHION_MNIST_DIR, DataError, load_data, load_fashion_mnist, to_model_range, to_uint8
+from gaussdiff.data.datasets import (FASHION_MNIST_DIR, DataError, load_data, load_fashion_mnist, to_model_range,
+                                     to_uint8)
 
 
 def test_digits_are_8_bit_8x8_with_labels_and_a_fixed_split():
@@ -88,7 +89,8 @@ def test_npz_round_trip_and_wrong_resolution(tmp_path):
     arr = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 1), dtype=np.uint8)
     np.savez(tmp_path / "s.npz", arr, np.arange(5))
     data = load_data(str(tmp_path / "s.npz"))
-    assert torch.equal(data.images.permute(0, 2, 3, 1), torch.from_numpy(arr)) and data.labels.tolist() == list(range(5))
+    assert (torch.equal(data.images.permute(0, 2, 3, 1), torch.from_numpy(arr))
+            and data.labels.tolist() == list(range(5)))
     with pytest.raises(DataError, match="expected 16x16"):
         load_data(str(tmp_path / "s.npz"), image_size=16)
     with pytest.raises(DataError, match="1..1024"):

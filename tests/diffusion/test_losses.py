@@ -27,7 +27,8 @@ def test_normal_kl_matches_torch_distributions():
 def test_discretized_decoder_sums_to_one_over_256_bins():
     bins = -1.0 + 2.0 * torch.arange(256, dtype=torch.float64) / 255.0
     for mean, log_scale in [(0.0, -1.0), (0.7, -5.0), (-0.99, -3.0), (0.3, 1.0), (1.5, -4.0)]:
-        logp = discretized_gaussian_log_likelihood(bins, torch.tensor(mean, dtype=torch.float64), torch.tensor(log_scale, dtype=torch.float64))
+        logp = discretized_gaussian_log_likelihood(bins, torch.tensor(mean, dtype=torch.float64),
+                                                   torch.tensor(log_scale, dtype=torch.float64))
         # 256 probabilities <= 1, each from ~8 float64 operations on O(1) log-space values (its edges, log_ndtr,
         # expm1, exp; Phi |log Phi| <= 1/e keeps the log-space pieces O(1)), then summed: <= 256 * 8 eps.
         assert abs(logp.exp().sum().item() - 1.0) <= 256 * 8 * EPS, (mean, log_scale)
@@ -40,7 +41,8 @@ def test_discretized_decoder_bin_is_the_normal_integral():
     expected = d.cdf(bins + 1 / 255) - d.cdf(bins - 1 / 255)
     expected[0] = d.cdf(bins[0] + 1 / 255)
     expected[-1] = 1 - d.cdf(bins[-1] - 1 / 255)
-    got = discretized_gaussian_log_likelihood(bins, torch.tensor(mean, dtype=torch.float64), torch.tensor(std, dtype=torch.float64).log()).exp()
+    got = discretized_gaussian_log_likelihood(bins, torch.tensor(mean, dtype=torch.float64),
+                                              torch.tensor(std, dtype=torch.float64).log()).exp()
     # Absolutely (the reference's differences of CDFs cancel to 0 in the far tails): each side is a handful of
     # roundings (<= 8 u) on probabilities <= 1, plus its bin edges' rounding (u |edge| <= u) times the density
     # <= 1 / (0.05 sqrt(2 pi)) = 8: |got - expected| <= 2 (8 u + 8 u) = 16 eps.
@@ -49,7 +51,8 @@ def test_discretized_decoder_bin_is_the_normal_integral():
 
 def test_discretized_decoder_tail_stays_finite():
     x = torch.tensor([0.5], dtype=torch.float64)
-    logp = discretized_gaussian_log_likelihood(x, torch.tensor(-0.9, dtype=torch.float64), torch.tensor(-6.0, dtype=torch.float64))
+    logp = discretized_gaussian_log_likelihood(x, torch.tensor(-0.9, dtype=torch.float64),
+                                               torch.tensor(-6.0, dtype=torch.float64))
     assert torch.isfinite(logp).all()
     # The bin starts z = 563 scales above the mean, where the normal tail is bracketed by Mills' ratio:
     # phi(z) / z (1 - 1/z^2) <= 1 - Phi(z) <= phi(z) / z; the bin's far edge, 3.2 scales further, takes off a

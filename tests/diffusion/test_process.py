@@ -116,7 +116,8 @@ def test_variance_choices():
         torch.testing.assert_close(lr.posterior_estimate(out, x_t, t).log_variance[:, 0], expected[t])
     learned = GaussianDiffusion(s, variance="learned", loss="kl")
     out = torch.cat([torch.zeros(3, 2, dtype=F64), torch.full((3, 2), -3.0, dtype=F64)], dim=1)
-    torch.testing.assert_close(learned.posterior_estimate(out, x_t, t).variance, torch.full((3, 2), math.exp(-3.0), dtype=F64))
+    torch.testing.assert_close(learned.posterior_estimate(out, x_t, t).variance,
+                               torch.full((3, 2), math.exp(-3.0), dtype=F64))
 
 
 def test_hybrid_loss_stops_the_mean_gradient_in_the_vb_term():
@@ -149,7 +150,8 @@ def test_kl_loss_is_zero_for_the_true_posterior_and_losses_are_validated():
     rescaled = GaussianDiffusion(s, loss="rescaled_kl")
     noise = torch.randn(4, 3, dtype=F64)
     zero = lambda x_t, model_t: torch.zeros_like(x_t)  # noqa: E731
-    torch.testing.assert_close(rescaled.training_losses(zero, x0, t, noise)["loss"], 100 * d.training_losses(zero, x0, t, noise)["loss"])
+    torch.testing.assert_close(rescaled.training_losses(zero, x0, t, noise)["loss"],
+                               100 * d.training_losses(zero, x0, t, noise)["loss"])
     with pytest.raises(ValueError, match="hybrid"):
         GaussianDiffusion(s, variance="learned_range", loss="mse")
     with pytest.raises(ValueError, match="prediction"):

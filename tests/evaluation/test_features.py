@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from gaussdiff.data.datasets import load_data
-from gaussdiff.evaluation.features import ClassifierExtractor, InceptionExtractor, inception_path, reference_features, train_domain_classifier
+from gaussdiff.evaluation.features import (ClassifierExtractor, InceptionExtractor, inception_path, reference_features,
+                                           train_domain_classifier)
 
 
 def test_domain_classifier_learns_digits_and_reference_features_are_cached(tmp_path):

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from gaussdiff.evaluation.metrics import fid_from_features, frechet_distance, kernel_inception_distance, precision_recall
+from gaussdiff.evaluation.metrics import (fid_from_features, frechet_distance, kernel_inception_distance,
+                                          precision_recall)
 
 EPS = torch.finfo(torch.float64).eps  # 2 u: one correctly rounded float64 operation errs by at most u = EPS / 2
 

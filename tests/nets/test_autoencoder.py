@@ -19,7 +19,8 @@ def test_encode_and_decode_shapes_and_dtypes(size, channels, factor):
                                        channels=8))
     x = torch.rand(2, channels, size, size) * 2 - 1
     q = ae.encode(x)
-    assert q.mean.shape == q.log_var.shape == (2, 3, size // factor, size // factor) == (2, 3, *[ae.config.latent_size] * 2)
+    assert (q.mean.shape == q.log_var.shape == (2, 3, size // factor, size // factor)
+            == (2, 3, *[ae.config.latent_size] * 2))
     z = q.sample(torch.Generator().manual_seed(0))
     assert z.dtype == torch.float32 and ae.decode(z).shape == x.shape
     assert ae.double().decode(z.double()).dtype == torch.float64

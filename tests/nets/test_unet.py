@@ -35,7 +35,8 @@ def layer_sums(net, size, context=0):
             sums.append(m.normalized_shape[0])
         elif isinstance(m, Attention):
             sums += [size * size] * 2 + [context] * 2
-        elif isinstance(m, nn.MultiheadAttention):  # the caption encoder's: its input projection and two sums over tokens
+        elif isinstance(m, nn.MultiheadAttention):  # the caption encoder's: its input projection and
+            # two sums over tokens
             sums += [m.embed_dim] + [context] * 2
     return sums
 
@@ -61,7 +62,8 @@ def test_output_shape_matches_input_at_every_resolution(size, channels):
 
 
 def test_zero_initialised_output_and_time_dependence():
-    net = UNet(UNetConfig(image_size=8, in_channels=1, out_channels=1, channels=16, channel_mult=(1, 2), num_res_blocks=1))
+    net = UNet(UNetConfig(image_size=8, in_channels=1, out_channels=1, channels=16, channel_mult=(1, 2),
+                          num_res_blocks=1))
     x = torch.randn(3, 1, 8, 8)
     # The last conv starts at zero so the untrained network predicts eps = 0 (loss starts at E[eps^2] = 1).
     assert net(x, torch.tensor([1, 2, 3])).abs().max().item() == 0.0
@@ -157,7 +159,8 @@ def test_channels_last_and_contiguous_inputs_give_the_same_output():
                           num_res_blocks=1, attention_resolutions=(8,), context_dim=6)).double()
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.1)
-    x, t, ctx = torch.randn(2, 3, 16, 16, dtype=torch.float64), torch.tensor([3, 700]), torch.randn(2, 4, 6, dtype=torch.float64)
+    x, t, ctx = (torch.randn(2, 3, 16, 16, dtype=torch.float64), torch.tensor([3, 700]),
+                 torch.randn(2, 4, 6, dtype=torch.float64))
     plain = net(x, t, context=ctx)
     net.to(memory_format=torch.channels_last)  # in place
     cl = net(x.contiguous(memory_format=torch.channels_last), t, context=ctx)
@@ -168,7 +171,8 @@ def test_channels_last_and_contiguous_inputs_give_the_same_output():
 
 def test_attention_projections_load_from_linear_weights():
     """Checkpoints from when the attention projections were nn.Linear ([out, in]) still load."""
-    net = UNet(UNetConfig(image_size=8, in_channels=1, out_channels=1, channels=16, channel_mult=(1, 2), num_res_blocks=1))
+    net = UNet(UNetConfig(image_size=8, in_channels=1, out_channels=1, channels=16, channel_mult=(1, 2),
+                          num_res_blocks=1))
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.1)
     old = {k: v[:, :, 0, 0] if k.endswith(("qkv.weight", "proj.weight")) else v for k, v in net.state_dict().items()}
@@ -245,7 +249,8 @@ def test_no_prompt_is_the_empty_prompt_and_a_text_unet_refuses_a_raw_context():
     net, tok = text_unet()
     x, t = torch.randn(2, 3, 8, 8, dtype=torch.float64), torch.tensor([10, 500])
     empty = tok.encode(["", ""])
-    assert (net(x, t) - net(x, t, tokens=empty)).abs().max().item() <= worst_rounding(net, 8, EPS, context=empty.shape[1])
+    assert ((net(x, t) - net(x, t, tokens=empty)).abs().max().item()
+            <= worst_rounding(net, 8, EPS, context=empty.shape[1]))
     with pytest.raises(ValueError, match="tokens, not context"):
         net(x, t, context=torch.zeros(2, 3, 32, dtype=torch.float64))
     plain = UNet(UNetConfig(image_size=8, in_channels=3, out_channels=3, channels=16, channel_mult=(1, 2)))

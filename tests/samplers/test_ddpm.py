@@ -110,7 +110,8 @@ def test_every_parameterization_gives_the_same_ddim_trajectory():
         d = GaussianDiffusion(s, prediction=prediction)
         trajectory = []
         results[prediction] = sample(OptimalDenoiser(MIXTURE, s, prediction), d, (64, 2), sampler="ddim", steps=50,
-                                     x_T=x_T, progress=False, callback=lambda st, trajectory=trajectory: trajectory.append(st.x_t))
+                                     x_T=x_T, progress=False,
+                                     callback=lambda st, trajectory=trajectory: trajectory.append(st.x_t))
         results[prediction + "_traj"] = torch.stack(trajectory)
     for prediction in ("x0", "v"):
         # float64 rounding amplified by the x0 <-> eps conversion (1 / sqrt(alpha_bar) <= 1e4 on the cosine
@@ -126,8 +127,10 @@ def test_ddim_with_eta_one_is_ancestral_sampling_with_beta_tilde():
     model = OptimalDenoiser(MIXTURE, s)
     x_T = torch.randn(32, 2, generator=torch.Generator().manual_seed(12), dtype=F64)
     for steps in (None, 20):
-        a = sample(model, d, (32, 2), "ddpm", steps=steps, x_T=x_T, generator=torch.Generator().manual_seed(1), progress=False)
-        b = sample(model, d, (32, 2), "ddim", steps=steps, eta=1.0, x_T=x_T, generator=torch.Generator().manual_seed(1), progress=False)
+        a = sample(model, d, (32, 2), "ddpm", steps=steps, x_T=x_T, generator=torch.Generator().manual_seed(1),
+                   progress=False)
+        b = sample(model, d, (32, 2), "ddim", steps=steps, eta=1.0, x_T=x_T, generator=torch.Generator().manual_seed(1),
+                   progress=False)
         # The same chain computed two ways in float64: per-step rounding over 1000 steps, ~1e-13.
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
@@ -157,7 +160,8 @@ def test_sampling_is_deterministic_follows_x_T_and_calls_the_model_on_the_origin
         return oracle(x_t, t)
 
     steps: list[SamplerStep] = []
-    kwargs = dict(sampler="ddpm", steps=10, spacing="leading", progress=False, callback=steps.append, label=torch.zeros(8))
+    kwargs = dict(sampler="ddpm", steps=10, spacing="leading", progress=False, callback=steps.append,
+                  label=torch.zeros(8))
     a = sample(model, d, (8, 2), generator=torch.Generator().manual_seed(3), **kwargs)
     assert seen == list(range(900, -1, -100))
     assert [int(st.t[0]) for st in steps] == seen and steps[-1].x0.shape == (8, 2)
@@ -182,7 +186,8 @@ def test_sampler_handles_image_shaped_tensors_and_learned_variance():
 
     x = sample(model, d, (1000, 3, 2, 2), generator=torch.Generator().manual_seed(4), dtype=F64, progress=False)
     assert x.shape == (1000, 3, 2, 2)
-    # 12 000 independent N(0, 0.25) values: 5 standard errors of the std, 0.5 / sqrt(2 n), and of the mean, 0.5 / sqrt(n).
+    # 12 000 independent N(0, 0.25) values: 5 standard errors of the std, 0.5 / sqrt(2 n), and of the mean,
+    # 0.5 / sqrt(n).
     n = x.numel()
     assert abs(x.std().item() - 0.5) < 5 * 0.5 / math.sqrt(2 * n) and abs(x.mean().item()) < 5 * 0.5 / math.sqrt(n)
 

@@ -16,7 +16,8 @@ from gaussdiff.training.control import NullLogger
 def tiny_autoencoder_config(steps: int = 4, **changes) -> AutoencoderTrainConfig:
     return override(AutoencoderTrainConfig(), **{
         "data.data": "digits", "autoencoder.factor": 2, "autoencoder.channels": 8, "autoencoder.latent_channels": 2,
-        "discriminator.disc_channels": 8, "train_steps": steps, "batch_size": 8, "optim.warmup": 1, "bookkeeping.log_every": 1,
+        "discriminator.disc_channels": 8, "train_steps": steps, "batch_size": 8, "optim.warmup": 1,
+        "bookkeeping.log_every": 1,
         "bookkeeping.sample_every": 100, "bookkeeping.checkpoint_every": 2, "device": "cpu", **changes})
 
 

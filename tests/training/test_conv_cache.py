@@ -53,7 +53,8 @@ def test_an_arm_cpu_is_named_by_its_implementer_part_and_features(monkeypatch):
 
     from gaussdiff.nets.fast import cpu_info
 
-    text = "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd sve bf16\nCPU implementer\t: 0x41\nCPU part\t: 0xd4f\n"
+    text = ("processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd sve bf16\nCPU implementer\t: 0x41\n"
+            "CPU part\t: 0xd4f\n")
     real = builtins.open
     monkeypatch.setattr(builtins, "open", lambda path, *a, **k: io.StringIO(text) if path == "/proc/cpuinfo"
                         else real(path, *a, **k))

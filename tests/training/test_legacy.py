@@ -44,7 +44,8 @@ def assert_same_samples(new: Path, old: Path) -> None:
 
 
 def test_a_run_of_version_0_1_samples_what_it_sampled_then(tmp_path):
-    main(["sample", str(RUN), "--n", "10", "--class", "all", "--guidance", "1", "--steps", "5", "--out", str(tmp_path / "s.npz"),
+    main(["sample", str(RUN), "--n", "10", "--class", "all", "--guidance", "1", "--steps", "5",
+          "--out", str(tmp_path / "s.npz"),
           "--device", "cpu"])
     assert_same_samples(tmp_path / "s.npz", FIXTURES / "run-v0.1-samples.npz")
 
@@ -60,6 +61,7 @@ def test_a_classifier_of_version_0_1_guides_as_it_did(tmp_path):
 
 def test_a_run_of_version_0_1_is_measured_given_its_labels(tmp_path, capsys):
     capsys.readouterr()
-    main(["eval", str(RUN), "--bpd", "--n", "8", "--steps", "4", "--json", "--out-dir", str(tmp_path), "--device", "cpu"])
+    main(["eval", str(RUN), "--bpd", "--n", "8", "--steps", "4", "--json", "--out-dir", str(tmp_path),
+          "--device", "cpu"])
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert figures["conditioned_on"] == ["y"] and figures["bpd"]["n"] == 8

@@ -62,7 +62,8 @@ def test_bf16_on_cpu_runs_the_network_under_autocast_and_fp16_is_refused(tmp_pat
     # --precision bf16 must reach the convolutions on CPU too (it used to be dropped silently off
     # CUDA): a hook sees the stem's output in bf16 while the weights and the loss stay fp32.
     cfg = tiny_config(str(image_folder), steps=2, **{"data.image_size": 32, "data.image_channels": 3,
-                                                      "model.attention_resolutions": (16,), "train.optim.precision": "bf16"})
+                                                      "model.attention_resolutions": (16,),
+                                                      "train.optim.precision": "bf16"})
     trainer = Trainer(cfg, tmp_path / "run", progress=False)
     assert not trainer.channels_last  # oneDNN's bf16 convolutions are faster in the default layout
     seen = []
@@ -239,7 +240,8 @@ def test_a_second_run_on_the_machine_takes_the_kept_conv_verdicts_without_measur
     from gaussdiff.nets.kernels.winograd import Conv3x3
 
     measured = []  # verdicts that differ by configuration (every other one Winograd), so that "the same" can fail
-    monkeypatch.setattr(Conv3x3, "measure", lambda self, x: measured.append(self.config_key(x)) or len(measured) % 2 == 0)
+    monkeypatch.setattr(Conv3x3, "measure",
+                        lambda self, x: measured.append(self.config_key(x)) or len(measured) % 2 == 0)
     wide = {"model.channels": 64, "model.channel_mult": (1,), "model.attention_resolutions": ()}  # 8x8, 64 channels
     cache = tmp_path / "conv"
     first = Trainer(tiny_config(steps=1, **wide), tmp_path / "a", progress=False, conv_cache=cache)

@@ -1,4 +1,5 @@
-"""The ``gaussdiff`` command: train, train-classifier, train-autoencoder, sample, eval, show, tune, export, prepare. Built from the typed configs with tyro.
+"""The ``gaussdiff`` command: train, train-classifier, train-autoencoder, sample, eval, show, tune, export, prepare.
+Built from the typed configs with tyro.
 
 Every expected failure (bad data, a missing or mismatched checkpoint, a bad option) prints one
 line, ``gaussdiff: error: ...``, and exits 2; an interrupted run keeps its last checkpoint.

@@ -84,7 +84,8 @@ class ShowForward:
         rows = []
         for i in range(len(x0)):
             t = torch.tensor(ts)
-            x_t = diffusion.q_sample(x0[i : i + 1].expand(len(t), *x0.shape[1:]), t, noise[i : i + 1].expand(len(t), *x0.shape[1:]))
+            x_t = diffusion.q_sample(x0[i : i + 1].expand(len(t), *x0.shape[1:]), t,
+                                     noise[i : i + 1].expand(len(t), *x0.shape[1:]))
             rows.append(to_uint8(x_t))
         caption = (f"x_t ~ q(x_t | x0) of {source} images {', '.join(map(str, self.index))} (a row each), "
                    f"{schedule} schedule of {diffusion.num_steps} steps, noise seed {self.seed}")

@@ -86,7 +86,8 @@ class Tune:
             path = save_tuned_steps(trained.checkpoint, tuned_key(self.sampler, nfe, self.ema), entry)
             times = ", ".join(f"{t:.1f}" for t in tuned.timesteps)
             gain = "" if tuned.error < tuned.error_uniform else " (no gain over uniform steps: they are what is saved)"
-            print(f"{self.sampler} @ {nfe} NFE: error against the reference on held-out draws {tuned.error_uniform:.3g} "
+            print(f"{self.sampler} @ {nfe} NFE: error against the reference "
+                  f"on held-out draws {tuned.error_uniform:.3g} "
                   f"(uniform steps from t = {total - 1}) -> {tuned.error:.3g} (tuned, {tuned.evals} trials){gain}; "
                   f"steps {times}")
         print(f"wrote {path}; sample, eval and show use it with --sampler {self.sampler} --nfe N "

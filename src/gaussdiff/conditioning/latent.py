@@ -55,6 +55,7 @@ class LatentSpace:
         return self.autoencoder.decode(z / self.scale)
 
     def encode_all(self, x: Tensor, batch_size: int = 256) -> Tensor:
-        """``encode`` over a whole float ``[N, C, H, W]`` tensor in batches, on the autoencoder's device; ``[N, ...]`` on CPU."""
+        """``encode`` over a whole float ``[N, C, H, W]`` tensor in batches, on the autoencoder's device;
+        ``[N, ...]`` on CPU."""
         device = next(self.autoencoder.parameters()).device
         return torch.cat([self.encode(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])

@@ -175,7 +175,8 @@ class GaussianDiffusion:
 
     def at(self, timesteps: Tensor | list[float]) -> GaussianDiffusion:
         """The same process on the given original-scale times (see :meth:`NoiseSchedule.at`)."""
-        return GaussianDiffusion(self.schedule.at(timesteps), self.prediction, self.variance, self.loss, self.vlb_weight)
+        return GaussianDiffusion(self.schedule.at(timesteps), self.prediction, self.variance, self.loss,
+                                 self.vlb_weight)
 
     def model_timesteps(self, t: Tensor) -> Tensor:
         """The original-schedule step the model sees for this schedule's step ``t`` ([B] long)."""

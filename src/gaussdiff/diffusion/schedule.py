@@ -210,7 +210,8 @@ class NoiseSchedule:
             ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
             if spacing == "karras":
                 rho = 7.0
-                log_sigma = rho * torch.log(hi.exp() ** (1 / rho) + ramp * (lo.exp() ** (1 / rho) - hi.exp() ** (1 / rho)))
+                log_sigma = rho * torch.log(hi.exp() ** (1 / rho)
+                                            + ramp * (lo.exp() ** (1 / rho) - hi.exp() ** (1 / rho)))
             else:
                 log_sigma = hi + ramp * (lo - hi)
             times = self.timestep_at(torch.sigmoid(-2.0 * log_sigma))

@@ -66,7 +66,8 @@ def evaluate_bpd(
     seed: int = 0,
     progress: bool = True,
 ) -> BpdReport:
-    """The variational bound of ``images`` (``uint8 [N, C, H, W]``) given ``cond``, on a respaced schedule if ``steps``."""
+    """The variational bound of ``images`` (``uint8 [N, C, H, W]``) given ``cond``, on a respaced schedule if
+    ``steps``."""
     diffusion = trained.diffusion if steps is None else trained.diffusion.respace(steps)
     g = torch.Generator(trained.device).manual_seed(seed)
     parts = []

@@ -37,7 +37,8 @@ from ..training.files import atomic_write, user_cache_dir
 from ..training.loop import OptimConfig, Optimization
 
 # The domain classifier's optimisation: AdamW over one cycle, no clipping, no EMA.
-DOMAIN_OPTIM = OptimConfig(lr=2e-3, warmup=0, lr_schedule="one_cycle", weight_decay=1e-4, grad_clip=None, ema_decay=None)
+DOMAIN_OPTIM = OptimConfig(lr=2e-3, warmup=0, lr_schedule="one_cycle", weight_decay=1e-4, grad_clip=None,
+                           ema_decay=None)
 
 DEFAULT_CACHE = user_cache_dir()
 ExtractorName = Literal["classifier", "inception"]
@@ -79,7 +80,8 @@ def _save(tensors: dict[str, Tensor], path: Path) -> None:
 # -- the domain classifier ------------------------------------------------------------------------
 
 
-def train_domain_classifier(data: ImageData, steps: int = 1500, batch_size: int = 128, seed: int = 0) -> DomainClassifier:
+def train_domain_classifier(data: ImageData, steps: int = 1500, batch_size: int = 128,
+                            seed: int = 0) -> DomainClassifier:
     """Train the domain classifier on labelled images or scenes' attributes (random one-pixel shifts as
     augmentation: a shift changes no label and no attribute)."""
     targets, heads = classifier_targets(data)
@@ -104,7 +106,8 @@ def domain_classifier(name: str, data: ImageData, cache_dir: Path = DEFAULT_CACH
         data = load_data(name, "classifier")
     path = cache_dir / "classifiers" / f"{Path(name).stem}-{_digest(data)}.safetensors"
     if path.exists():
-        model = DomainClassifier(ClassifierConfig(in_channels=data.shape[0], num_classes=sum(classifier_targets(data)[1])))
+        model = DomainClassifier(ClassifierConfig(in_channels=data.shape[0],
+                                                  num_classes=sum(classifier_targets(data)[1])))
         model.load_state_dict(load_file(path))
         return model.eval()
     model = train_domain_classifier(data)

@@ -181,8 +181,9 @@ def guided_model(trained: Trained, diffusion: GaussianDiffusion, sampler: Sample
         if (mine.schedule, mine.diffusion_steps, mine.zero_terminal_snr) != (
                 theirs.schedule, theirs.diffusion_steps, theirs.zero_terminal_snr):
             snr = lambda c: " (zero terminal SNR)" if c.zero_terminal_snr else ""  # noqa: E731
-            raise ConfigError(f"{guidance.classifier}: trained on a {theirs.schedule} schedule of {theirs.diffusion_steps} "
-                              f"steps{snr(theirs)}, the model on {mine.schedule} with {mine.diffusion_steps}{snr(mine)}")
+            raise ConfigError(f"{guidance.classifier}: trained on a {theirs.schedule} schedule of "
+                              f"{theirs.diffusion_steps} steps{snr(theirs)}, the model on {mine.schedule} with "
+                              f"{mine.diffusion_steps}{snr(mine)}")
         encoder = cfg.classifier.encoder
         channels, size = trained.sample_shape[0], trained.sample_shape[-1]
         if (encoder.in_channels, encoder.image_size) != (channels, size):
@@ -378,7 +379,8 @@ def generate_cascade(
     """A cascade (Ho et al. 2022): ``n`` samples of the base run ``runs[0]``, then each super-resolution stage
     on the samples of the stage before, with ``steps[i]`` steps (the last repeats) and the same labels and
     prompts (or ``nfe`` evaluations a stage, on ``spacing``, or the explicit ``timesteps`` in every stage).
-    Classifier-free guidance steers every stage, a classifier only the base. Every stage's output ``uint8 [n, C, H_i, W_i]``, and the labels drawn. ``dist``, ``parts`` (a subdirectory
+    Classifier-free guidance steers every stage, a classifier only the base.
+    Every stage's output ``uint8 [n, C, H_i, W_i]``, and the labels drawn. ``dist``, ``parts`` (a subdirectory
     a stage), ``speed`` and ``on_setup`` (told once a stage) as for :func:`generate`."""
     guidance = guidance or GuidanceConfig()
     # A classifier guides the base stage, which decides what the samples show; the super-resolution stages

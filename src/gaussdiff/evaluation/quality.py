@@ -14,7 +14,8 @@ from torch import Tensor
 from ..data.datasets import ImageData
 from ..data.shapes import HEAD_SIZES, is_held_out
 from ..errors import DataError
-from .features import DEFAULT_CACHE, ClassifierExtractor, ExtractorName, make_extractor, predict_heads, reference_features
+from .features import (DEFAULT_CACHE, ClassifierExtractor, ExtractorName, make_extractor, predict_heads,
+                       reference_features)
 from .metrics import fid_from_features, kernel_inception_distance, precision_recall
 
 

@@ -144,7 +144,8 @@ class DiscriminatorConfig:
 
 
 class PatchDiscriminator(nn.Module):
-    """PatchGAN: 4x4 convolutions, stride 2, LeakyReLU(0.2), GroupNorm; ``x: [B, C, H, W]`` -> logits ``[B, 1, h, w]``."""
+    """PatchGAN: 4x4 convolutions, stride 2, LeakyReLU(0.2), GroupNorm; ``x: [B, C, H, W]`` -> logits
+    ``[B, 1, h, w]``."""
 
     def __init__(self, config: DiscriminatorConfig) -> None:
         super().__init__()

@@ -282,7 +282,8 @@ class Embedding(nn.Module):
         emb = self.time_mlp(timestep_embedding(t, self.channels).to(dtype))
         if self.label_emb is not None:
             # No label means the unconditional branch: the null label (classifier-free guidance).
-            labels = y if y is not None else torch.full((t.shape[0],), self.num_classes, device=t.device, dtype=torch.long)
+            labels = y if y is not None else torch.full((t.shape[0],), self.num_classes, device=t.device,
+                                                        dtype=torch.long)
             emb = emb + self.label_emb(labels)
         elif y is not None:
             raise ValueError("this network is unconditional: it takes no class labels")

@@ -36,13 +36,15 @@ def ancestral(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, genera
 
 
 def ddim_sigma(diffusion: GaussianDiffusion, t: Tensor, x: Tensor, eta: float) -> Tensor:
-    """sigma_t(eta) = eta sqrt((1 - a_bar_{t-1}) / (1 - a_bar_t)) sqrt(1 - a_bar_t / a_bar_{t-1}) (Song et al. Eq. 16)."""
+    """sigma_t(eta) = eta sqrt((1 - a_bar_{t-1}) / (1 - a_bar_t)) sqrt(1 - a_bar_t / a_bar_{t-1})
+    (Song et al. Eq. 16)."""
     s = diffusion.schedule
     var = (1.0 - s.alpha_bars_prev) / (1.0 - s.alpha_bars) * (1.0 - s.alpha_bars / s.alpha_bars_prev)
     return eta * extract(var.sqrt(), t, x)
 
 
-def ddim_step(diffusion: GaussianDiffusion, x_t: Tensor, t: Tensor, x0: Tensor, eps: Tensor, eta: float, noise: Tensor) -> Tensor:
+def ddim_step(diffusion: GaussianDiffusion, x_t: Tensor, t: Tensor, x0: Tensor, eps: Tensor, eta: float,
+              noise: Tensor) -> Tensor:
     """One DDIM update (Song et al. 2021 Eq. 12).
 
     x_{t-1} = sqrt(a_bar_{t-1}) x0 + sqrt(1 - a_bar_{t-1} - sigma_t^2) eps + sigma_t z, with x0 and eps

@@ -35,7 +35,8 @@ def _karras(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, second_orde
     w = Walk(model, diffusion, x_T, desc, clip_denoised, callback, progress, cond)
     a, sig, S = w.levels.alpha, w.levels.sigma_ve, len(w.levels)
     if float(a[0]) == 0.0:
-        raise ValueError(f"{desc} runs in sigma = sigma_t / alpha_t, infinite at zero terminal SNR: use dpm++2m or unipc")
+        raise ValueError(f"{desc} runs in sigma = sigma_t / alpha_t, infinite at zero terminal SNR: "
+                         "use dpm++2m or unipc")
     gamma = min(churn / S, math.sqrt(2.0) - 1.0) if churn > 0 else 0.0
     x_ve = x_T / a[0].to(x_T.dtype)
     for i in w.steps():

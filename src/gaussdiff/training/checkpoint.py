@@ -167,7 +167,8 @@ def load_training_state(checkpoint: Path) -> dict[str, Any]:
     try:
         return torch.load(checkpoint / "training.pt", weights_only=True, map_location="cpu")
     except Exception as e:  # the unpickler raises many types for a corrupt or foreign file
-        raise CheckpointError(f"{checkpoint / 'training.pt'}: cannot read training state ({type(e).__name__})") from None
+        raise CheckpointError(f"{checkpoint / 'training.pt'}: cannot read training state "
+                              f"({type(e).__name__})") from None
 
 
 def resumed_run_config(run_dir: Path, cls: type = RunConfig) -> Any:
@@ -208,7 +209,8 @@ def load_state_dict_strict(module: torch.nn.Module, state: dict[str, torch.Tenso
              for k, v in state.items()}
     for k, v in state.items():
         if own[k].shape != v.shape:
-            raise CheckpointError(f"{source}: weight {k} has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)}")
+            raise CheckpointError(f"{source}: weight {k} has shape {tuple(v.shape)}, "
+                                  f"the model expects {tuple(own[k].shape)}")
     module.load_state_dict(state)
 
 

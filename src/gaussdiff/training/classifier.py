@@ -90,7 +90,8 @@ def train_noisy_classifier(config: ClassifierTrainConfig, run_dir: Path, progres
     return accuracy
 
 
-def load_noisy_classifier(path: Path, device: torch.device | str = "cpu") -> tuple[NoisyClassifier, ClassifierTrainConfig]:
+def load_noisy_classifier(path: Path,
+                          device: torch.device | str = "cpu") -> tuple[NoisyClassifier, ClassifierTrainConfig]:
     """A trained noise-aware classifier from its run directory."""
     weights, config_path = path / WEIGHTS, path / "config.json"
     if not weights.exists() or not config_path.exists():

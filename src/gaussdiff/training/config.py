@@ -207,7 +207,8 @@ class RunConfig:
                 conditioning = replace(conditioning, vocabulary=tokenizer.vocabulary, max_tokens=tokenizer.max_length,
                                        preview_prompts=preview_prompts(data.captions))
             if text.text_layers < 1 or text.text_width < 1 or text.text_heads < 1 or text.text_width % text.text_heads:
-                raise ConfigError(f"the caption encoder needs --text-layers >= 1 and --text-heads dividing --text-width "
+                raise ConfigError(f"the caption encoder needs --text-layers >= 1 and "
+                                  "--text-heads dividing --text-width "
                                   f"(got {text.text_layers} layers, {text.text_heads} heads, width {text.text_width})")
             tokenizer = conditioning.tokenizer
             text = replace(text, vocab_size=tokenizer.vocab_size, max_length=tokenizer.max_length)
@@ -272,7 +273,8 @@ class AutoencoderTrainConfig:
 
     data: DataConfig = field(default_factory=lambda: DataConfig(data="fashion-mnist"))
     autoencoder: Annotated[AutoencoderConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=AutoencoderConfig)
-    discriminator: Annotated[DiscriminatorConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=DiscriminatorConfig)
+    discriminator: Annotated[DiscriminatorConfig, tyro.conf.OmitArgPrefixes] = field(
+        default_factory=DiscriminatorConfig)
     train_steps: int = 3000
     """Optimisation steps (>= 0; 0 only measures the latent scale on the data)."""
     batch_size: int = 64

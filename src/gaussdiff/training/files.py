@@ -43,7 +43,8 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     except (OSError, SafetensorError, RuntimeError) as e:
         # torch.save reports a full disk as a RuntimeError from its zip writer.
         remove(tmp)
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0] if str(e) else type(e).__name__
+        reason = (e.strerror if isinstance(e, OSError) and e.strerror
+                  else str(e).splitlines()[0] if str(e) else type(e).__name__)
         raise WriteError(f"cannot write {path}: {reason}") from None
     return path
 

@@ -119,7 +119,8 @@ def diffusion_of(scheduler: dict[str, Any], source: Path) -> tuple[GaussianDiffu
              "thresholding", "timestep_spacing"} | SAMPLER_FIELDS
     unknown = sorted(set(scheduler) - known)
     if unknown:
-        raise refuse(unknown[0], "a scheduler field gaussdiff does not know; it cannot say whether it changes the model")
+        raise refuse(unknown[0],
+                     "a scheduler field gaussdiff does not know; it cannot say whether it changes the model")
     diffusion = GaussianDiffusion(schedule, prediction=PREDICTIONS[prediction], variance=VARIANCES[variance])
     return diffusion, {"clip": clip, "spacing": spacing, "prediction": PREDICTIONS[prediction],
                        "variance": VARIANCES[variance], "steps": T}

@@ -270,7 +270,8 @@ class Trainer:
         if not applied:
             self.skipped += 1
             if self.skipped > self.config.train.skip_nonfinite:
-                raise NonFiniteError(f"step {self.step + 1}: non-finite loss or gradient (loss {loss:.4g}, gradient norm "
+                raise NonFiniteError(f"step {self.step + 1}: non-finite loss or gradient "
+                                f"(loss {loss:.4g}, gradient norm "
                                 f"{grad_norm:.4g}); the update was not applied and the last checkpoint stays "
                                 f"(--skip-nonfinite N skips up to N such steps)")
             warn(f"step {self.step + 1}: non-finite loss or gradient, skipped ({self.skipped} so far)")
@@ -395,7 +396,8 @@ class Trainer:
             save_config(self.config, self.run_dir / "config.json")
             if self.data.skipped:
                 (self.run_dir / "bad-images.txt").write_text("".join(f"{p}\n" for p in self.data.skipped))
-                warn(f"{len(self.data.skipped)} unreadable image(s) left out; listed in {self.run_dir / 'bad-images.txt'}")
+                warn(f"{len(self.data.skipped)} unreadable image(s) left out; listed in "
+                     f"{self.run_dir / 'bad-images.txt'}")
         if self.data.streamed:
             crop_seed = t.seed if self.config.data.crop == "random" else None
             self.batches = stream_batches(self.data.images, self.order, self.dist, self.step, t.train_steps,

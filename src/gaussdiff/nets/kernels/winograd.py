@@ -213,7 +213,8 @@ def input_transform(padded: Tensor, V: Tensor) -> None:
 
 
 def input_transform_adjoint(grad_V: Tensor, grad_x: Tensor) -> None:
-    """The adjoint of :func:`input_transform`, cropped to the interior: ``[6, 6, b, nH, nW, C] -> [b, 4 nH, 4 nW, C]``."""
+    """The adjoint of :func:`input_transform`, cropped to the interior:
+    ``[6, 6, b, nH, nW, C] -> [b, 4 nH, 4 nW, C]``."""
     _input_adjoint_plan(grad_V)(grad_x)
 
 

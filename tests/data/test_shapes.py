@@ -220,3 +220,13 @@ def test_the_splits_are_different_scenes():
     train, test = load_shapes("train"), load_shapes("test")
     seen = {bytes(img.numpy()) for img in train.images}
     assert sum(bytes(img.numpy()) in seen for img in test.images) < 300
+
+
+def test_a_split_is_drawn_once_and_handed_out_as_copies():
+    """load_shapes draws a split once a process: a caller writing into the images, attributes or captions it got
+    must not change what the next caller gets, which stays the split's own draw (2000 scenes, seed 1)."""
+    first = load_shapes("test")
+    first.images[0], first.attributes[0], first.captions[0] = 0, -7, "changed"
+    again, fresh = load_shapes("test"), generate_shapes(2000, 1, "include")
+    assert torch.equal(again.images, fresh.images) and torch.equal(again.attributes, fresh.attributes)
+    assert again.captions == fresh.captions

@@ -42,7 +42,7 @@ def losses(run: Path) -> dict[int, float]:
 
 def test_kill_9_at_random_moments_loses_no_step(tmp_path):
     """bench/faults.py with 3 kills (one in five lands during start-up, the rest mid-step or mid-write)."""
-    done = subprocess.run([sys.executable, str(BENCH), "--kills", "3", "--steps", "120", "--json", "--seed", "1"],
+    done = subprocess.run([sys.executable, str(BENCH), "--kills", "3", "--steps", "60", "--json", "--seed", "1"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     r = json.loads(done.stdout)

@@ -48,7 +48,7 @@ def test_the_latent_scale_gives_the_latents_unit_variance(tmp_path):
     trainer = AutoencoderTrainer(tiny_autoencoder_config(steps=0), tmp_path / "ae", data=ImageData(images, None),
                                  progress=False)
     trainer.run()
-    space, _, _ = load_latent_space(tmp_path / "ae")
+    space, _, _ = load_latent_space(str(tmp_path / "ae"))  # a path as a string too
     z = space.encode_all(images.float() / 127.5 - 1)
     assert z.shape == (300, 2, 16, 16) and abs(z.std().item() - 1.0) < 1e-5
     assert space.scale != 1.0  # it was not unit variance before scaling

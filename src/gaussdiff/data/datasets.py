@@ -71,7 +71,7 @@ class DataConfig:
     skip_bad_images: bool = False
     """A folder's unreadable images: by default the run stops before training with their count and the first three;
     with this every image is decoded once before training to find them (a streamed one too), and they are left out,
-    their count and paths written to the run directory's bad-images.txt."""
+    their paths written to the run directory's bad-images.txt (their count in a warning)."""
     # Read from the data when a run starts (None: unlabelled); not an option.
     num_classes: Annotated[int | None, tyro.conf.Suppress] = None
 

@@ -438,7 +438,7 @@ class DiffusionConfig:
     Nichol & Dhariwal 2021)."""
     zero_terminal_snr: bool = False
     """Rescale the schedule so that alpha_bar at the last step is 0 (Lin et al. 2024): the model then learns to
-    start from pure noise, as sampling does. Needs v prediction."""
+    start from pure noise, as sampling does. Needs v (or x0) prediction: an eps model learns nothing of x0 there."""
 
     def build(self) -> GaussianDiffusion:
         """The diffusion this config describes; a combination it cannot make (a learned variance with a loss that

@@ -51,7 +51,7 @@ class Bookkeeping:
     log_every: int = 50
     """Steps between rows of metrics.jsonl (each the mean over its steps; >= 1)."""
     sample_every: int = 1000
-    """Steps between previews (samples.png, and the loss plot redrawn; >= 1)."""
+    """Steps between previews (samples.png, an autoencoder's reconstructions.png; the loss plot redrawn; >= 1)."""
     checkpoint_every: int = 1000
     """Steps between checkpoints (>= 1)."""
     keep_checkpoints: int = 2

@@ -20,10 +20,11 @@ def weights_sha256(run: Path) -> str:
     return hashlib.sha256((run / "autoencoder.safetensors").read_bytes()).hexdigest()
 
 
-def load_latent_space(run: Path, device: torch.device | str = "cpu",
+def load_latent_space(run: Path | str, device: torch.device | str = "cpu",
                       sha256: str | None = None) -> tuple[LatentSpace, AutoencoderTrainConfig, str]:
     """A finished autoencoder run as a :class:`LatentSpace`, its config and the sha256 of its weights;
     with ``sha256``, an autoencoder whose weights changed since is refused."""
+    run = Path(run)
     files = [run / "autoencoder.safetensors", run / "latent.json", run / "config.json"]
     missing = [f.name for f in files if not f.exists()]
     if missing:

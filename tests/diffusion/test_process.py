@@ -100,6 +100,29 @@ def test_a_model_that_knows_x0_has_zero_loss_and_exact_posterior(prediction):
     torch.testing.assert_close(est.mean, d.q_posterior(x0, x_t, t)[0], rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
+def test_clip_denoised_clamps_x0_before_the_posterior_mean_and_rederives_eps(prediction):
+    """clip_denoised: x0_hat is clamped to [-1, 1] and then, as for any x0, mean = mu_tilde(clamp(x0_hat), x_t)
+    (Eq. 7) and eps = (x_t - sqrt(a_bar) x0) / sqrt(1 - a_bar) from the clamped x0 (PosteriorEstimate's contract:
+    x0 and eps agree with x_t). An x0 of +-3 makes the clamp bite; without clipping x0 is returned as is."""
+    s = NoiseSchedule.linear(100, 1e-3, 0.05)
+    d = GaussianDiffusion(s, prediction=prediction)
+    x0 = torch.tensor([[3.0, -3.0, 0.25], [-0.5, 2.0, -1.5]], dtype=F64)
+    noise = torch.tensor([[0.3, -1.2, 0.7], [1.1, 0.0, -0.4]], dtype=F64)
+    t = torch.tensor([10, 60])
+    x_t = d.q_sample(x0, t, noise)
+    output = d.prediction_target(x0, noise, t)
+    clamped = x0.clamp(-1.0, 1.0)
+    est = d.posterior_estimate(output, x_t, t, clip_denoised=True)
+    torch.testing.assert_close(est.x0, clamped, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(est.mean, d.q_posterior(clamped, x_t, t)[0], rtol=1e-9, atol=1e-9)
+    sqrt_ab, sqrt_1m_ab = s.sqrt_alpha_bars[t][:, None], s.sqrt_one_minus_alpha_bars[t][:, None]
+    torch.testing.assert_close(est.eps, (x_t - sqrt_ab * clamped) / sqrt_1m_ab, rtol=1e-9, atol=1e-9)
+    raw = d.posterior_estimate(output, x_t, t, clip_denoised=False)
+    torch.testing.assert_close(raw.x0, x0, rtol=1e-9, atol=1e-9)
+    assert not torch.allclose(raw.mean, est.mean)
+
+
 def test_variance_choices():
     s = NoiseSchedule.linear(100, 1e-3, 0.05)
     x_t = torch.zeros(3, 2, dtype=F64)

@@ -12,7 +12,7 @@ from gaussdiff.training.checkpoint import load_state_dict_strict
 from gaussdiff.nets import UNet, UNetConfig
 from gaussdiff.conditioning.text import Tokenizer
 from gaussdiff.nets.text import CaptionEncoder, TextEncoderConfig
-from gaussdiff.nets.unet import Attention, Upsample, timestep_embedding
+from gaussdiff.nets.unet import Attention, ResBlock, Upsample, timestep_embedding
 
 EPS = torch.finfo(torch.float64).eps  # 2 u: one correctly rounded operation errs by at most u = EPS / 2
 EPS32 = torch.finfo(torch.float32).eps
@@ -363,3 +363,24 @@ def test_the_attention_note_speaks_exactly_when_only_the_middle_block_attends(si
     assert (note is not None) == (outside_middle == 0)
     if note is not None:
         assert ", ".join(map(str, config.level_resolutions())) in note
+
+
+def test_a_residual_blocks_embedding_scales_and_shifts_the_normalised_activations():
+    """Scale-shift norm (AdaGN, Dhariwal & Nichol 2021 §3; improved-diffusion's use_scale_shift_norm): the timestep
+    embedding's projection e = [s, b] enters the second half of a residual block as GroupNorm(h) (1 + s) + b, so that
+    e = 0 is the plain normalisation. The projection's bias is set to chosen s, b (its weight zero) and the zero-
+    initialised output convolution given weights; the block is compared in float64 with the formula written out."""
+    torch.manual_seed(0)
+    block = ResBlock(4, 4, emb_dim=3, dropout=0.0, scale_shift=True, conv="direct").double().eval()
+    with torch.no_grad():
+        block.conv2.weight.normal_(0, 0.3)
+        block.emb.weight.zero_()
+        block.emb.bias.copy_(torch.tensor([0.5, -0.25, 1.0, 0.0, 0.3, -0.7, 0.0, 0.2], dtype=torch.float64))
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64)
+    emb = torch.randn(2, 3, dtype=torch.float64)
+    scale = torch.tensor([0.5, -0.25, 1.0, 0.0], dtype=torch.float64)[None, :, None, None]
+    shift = torch.tensor([0.3, -0.7, 0.0, 0.2], dtype=torch.float64)[None, :, None, None]
+    with torch.no_grad():
+        h = block.norm2(block.conv1(F.silu(block.norm1(x)))) * (1 + scale) + shift
+        expected = x + block.conv2(F.silu(h))
+        torch.testing.assert_close(block(x, emb), expected, rtol=1e-12, atol=1e-12)

@@ -248,3 +248,57 @@ def test_churn_is_karras_algorithm_2(sampler):
                    progress=False, dtype=F64)
     assert (ours - plain).abs().max() > 0.01  # the churn changes the samples
     torch.testing.assert_close(ours, x, rtol=1e-9, atol=1e-9)
+
+
+def test_euler_ancestral_at_eta_one_is_the_exact_posterior_step_for_data_at_zero():
+    """Euler ancestral (eta = 1) steps from sigma_i to sigma_{i+1} (sigma = sigma_t / alpha_t) to sigma_down, then
+    adds sigma_up fresh noise, sigma_up^2 = sigma_{i+1}^2 (sigma_i^2 - sigma_{i+1}^2) / sigma_i^2 and sigma_down^2 =
+    sigma_{i+1}^2 - sigma_up^2. For data that is exactly 0 (a model whose x0 is 0) that is the DDPM posterior
+    q(x_{i+1} | x_i, x0 = 0) in the variance-exploding variables: x_{i+1} = (sigma_{i+1}^2 / sigma_i^2) x_i +
+    sigma_{i+1} sqrt(1 - sigma_{i+1}^2 / sigma_i^2) z. Written out here with the same noise draws in the same
+    order, compared in float64."""
+    steps, n = 6, 5
+    diffusion = GaussianDiffusion(SCHEDULE, prediction="x0")
+    respaced = SCHEDULE.respace(steps, "linspace")
+    alpha_bars = torch.cat([respaced.alpha_bars.flip(0), torch.ones(1, dtype=F64)])
+    sigmas = ((1 - alpha_bars) / alpha_bars).sqrt()  # steps + 1 levels, the last 0
+    x_T = torch.randn(n, 2, generator=torch.Generator().manual_seed(3), dtype=F64)
+    seen = {}
+    sample(lambda x, t: torch.zeros_like(x), diffusion, (n, 2), sampler="euler-a", steps=steps, spacing="linspace",
+           x_T=x_T, generator=torch.Generator().manual_seed(4), progress=False,
+           callback=lambda step: seen.__setitem__(step.i, step.x_t))
+    g = torch.Generator().manual_seed(4)
+    x = x_T / alpha_bars[0].sqrt()
+    for i in range(steps):
+        ratio = sigmas[i + 1] ** 2 / sigmas[i] ** 2
+        x = ratio * x + sigmas[i + 1] * (1 - ratio).sqrt() * torch.randn(n, 2, generator=g, dtype=F64)
+        torch.testing.assert_close(seen[i], x * alpha_bars[i + 1].sqrt(), rtol=1e-9, atol=1e-12)
+
+
+def test_unipc_corrects_its_first_step_with_the_average_of_both_ends_x0():
+    """UniC at order 1 (Zhao et al. 2023, rho = 1/2, B(h) = e^h - 1 in bh2) corrects the first step to the first-order
+    exponential-integrator step with the mean of the x0 estimates at its two ends (the trapezoidal rule):
+    x_1 = (sigma_1 / sigma_0) x_T + alpha_1 (1 - e^{-h_0}) (m_0 + m_1) / 2; the second step's predictor, UniP-2,
+    is x_2 = (sigma_2 / sigma_1) x_1 + alpha_2 (1 - e^{-h_1}) m_1 - alpha_2 (e^{-h_1} - 1) D_1 / 2, with
+    D_1 = (m_0 - m_1) / r, r = (lambda_0 - lambda_1) / h_1. A model whose x0 estimate depends on t alone makes each
+    m_i a known number; compared in float64 with x_2, which the walk reports after its second step."""
+    steps = 3
+    diffusion = GaussianDiffusion(SCHEDULE, prediction="x0")
+    respaced = SCHEDULE.respace(steps, "linspace")
+    ab = torch.cat([respaced.alpha_bars.flip(0), torch.ones(1, dtype=F64)])
+    a, s = ab.sqrt(), (1 - ab).sqrt()
+    lam = a.log() - s.log()
+    m = (respaced.timesteps.flip(0).to(F64) / 1000.0 - 0.3) * 2.0  # x0 estimate at each level, distinct
+
+    def model(x, t):
+        return ((t.to(F64) / 1000.0 - 0.3) * 2.0).reshape(-1, 1).expand_as(x).clone()
+
+    x_T = torch.linspace(-1.5, 1.5, 4, dtype=F64)[:, None]
+    seen = {}
+    sample(model, diffusion, (4, 1), sampler="unipc", steps=steps, spacing="linspace", x_T=x_T, progress=False,
+           callback=lambda step: seen.__setitem__(step.i, step.x_t))
+    h0, h1 = lam[1] - lam[0], lam[2] - lam[1]
+    x1 = (s[1] / s[0]) * x_T + a[1] * (-torch.expm1(-h0)) * (m[0] + m[1]) / 2
+    D1 = (m[0] - m[1]) / ((lam[0] - lam[1]) / h1)
+    x2 = (s[2] / s[1]) * x1 + a[2] * (-torch.expm1(-h1)) * m[1] - a[2] * torch.expm1(-h1) * 0.5 * D1
+    torch.testing.assert_close(seen[1], x2, rtol=1e-9, atol=1e-12)

@@ -10,6 +10,7 @@ import torch
 from gaussdiff.errors import CheckpointError
 from gaussdiff.training.checkpoint import (
     list_checkpoints,
+    newest_intact,
     load_checkpoint_config,
     load_state_dict_strict,
     read_tuned_steps,
@@ -67,6 +68,23 @@ def test_a_reader_verifies_only_the_files_it_takes(tmp_path):
     weights.write_bytes(data + b"!")
     with pytest.raises(CheckpointError, match="changed since"):
         verify_checkpoint(newest)
+
+
+def test_a_changed_byte_of_the_same_size_is_caught_by_the_hash_and_a_resume_takes_the_older_checkpoint(tmp_path):
+    """The manifest's sha256 catches what its byte count cannot: one byte of the newest weights changed in place
+    (same size, as a flipped bit). verify_checkpoint names it, and newest_intact falls back to the step before,
+    whose files still hash as written."""
+    older = save(tmp_path, 1)
+    newest = save(tmp_path, 2)
+    weights = newest / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01
+    weights.write_bytes(bytes(data))
+    assert weights.stat().st_size == len(data)
+    with pytest.raises(CheckpointError, match="contents differ"):
+        verify_checkpoint(newest)
+    verify_checkpoint(newest, ("config.json",))  # the other files are intact
+    assert newest_intact(tmp_path) == older
 
 
 def test_a_weight_of_another_shape_is_one_line(tmp_path):

@@ -257,3 +257,17 @@ def test_a_second_run_on_the_machine_takes_the_kept_conv_verdicts_without_measur
     assert measured == [] and "--conv auto measured" not in capsys.readouterr().err
     layers = lambda t: [m.choices for m in t.model.modules() if isinstance(m, Conv3x3)]  # noqa: E731
     assert layers(second) == layers(first) and len(second.conv_known) == len(kept)
+
+
+def test_resume_keeps_the_count_of_skipped_steps(tmp_path):
+    """--skip-nonfinite N is a budget for the whole run: the steps skipped before a checkpoint (training.pt's
+    "skipped") still count after a resume, and so does the metrics' running "skipped" column. One skip before the
+    checkpoint is one skip after loading it, not a fresh budget."""
+    config = tiny_config(steps=2, **{"train.skip_nonfinite": 3, "train.bookkeeping.sample_every": 100})
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    trainer.skipped = 2  # as after two steps with a NaN loss, not applied
+    trainer.save()
+    resumed = Trainer(config, tmp_path / "run", progress=False)
+    assert resumed.skipped == 0
+    resumed.load(list_checkpoints(tmp_path / "run")[-1])
+    assert resumed.skipped == 2

@@ -261,8 +261,8 @@ def test_a_second_run_on_the_machine_takes_the_kept_conv_verdicts_without_measur
 
 def test_resume_keeps_the_count_of_skipped_steps(tmp_path):
     """--skip-nonfinite N is a budget for the whole run: the steps skipped before a checkpoint (training.pt's
-    "skipped") still count after a resume, and so does the metrics' running "skipped" column. One skip before the
-    checkpoint is one skip after loading it, not a fresh budget."""
+    "skipped") still count after a resume, and so does the metrics' running "skipped" column. Two skips before the
+    checkpoint are two after loading it, not a fresh budget."""
     config = tiny_config(steps=2, **{"train.skip_nonfinite": 3, "train.bookkeeping.sample_every": 100})
     trainer = Trainer(config, tmp_path / "run", progress=False)
     trainer.skipped = 2  # as after two steps with a NaN loss, not applied

@@ -207,9 +207,9 @@ class RunConfig:
                 conditioning = replace(conditioning, vocabulary=tokenizer.vocabulary, max_tokens=tokenizer.max_length,
                                        preview_prompts=preview_prompts(data.captions))
             if text.text_layers < 1 or text.text_width < 1 or text.text_heads < 1 or text.text_width % text.text_heads:
-                raise ConfigError(f"the caption encoder needs --text-layers >= 1 and "
-                                  "--text-heads dividing --text-width "
-                                  f"(got {text.text_layers} layers, {text.text_heads} heads, width {text.text_width})")
+                raise ConfigError("the caption encoder needs --text-layers >= 1 and --text-heads dividing "
+                                  f"--text-width (got {text.text_layers} layers, {text.text_heads} heads, "
+                                  f"width {text.text_width})")
             tokenizer = conditioning.tokenizer
             text = replace(text, vocab_size=tokenizer.vocab_size, max_length=tokenizer.max_length)
         conditioning.conditions(d.num_classes)  # refuses labels the data does not have

@@ -270,10 +270,9 @@ class Trainer:
         if not applied:
             self.skipped += 1
             if self.skipped > self.config.train.skip_nonfinite:
-                raise NonFiniteError(f"step {self.step + 1}: non-finite loss or gradient "
-                                f"(loss {loss:.4g}, gradient norm "
-                                f"{grad_norm:.4g}); the update was not applied and the last checkpoint stays "
-                                f"(--skip-nonfinite N skips up to N such steps)")
+                raise NonFiniteError(f"step {self.step + 1}: non-finite loss or gradient (loss {loss:.4g}, "
+                                     f"gradient norm {grad_norm:.4g}); the update was not applied and the last "
+                                     f"checkpoint stays (--skip-nonfinite N skips up to N such steps)")
             warn(f"step {self.step + 1}: non-finite loss or gradient, skipped ({self.skipped} so far)")
         else:
             vb = self.dist.gather(terms["vb"].detach().float()) if "vb" in terms else everyone.to(self.device)

@@ -83,7 +83,7 @@ def test_eval_a_stage_on_the_test_split_and_a_cascade(runs, capsys):
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert figures["quality"]["n"] == 20 and figures["quality"]["accuracy"] is not None
     drawn = figures["samples"]
-    assert (drawn["steps"], drawn["seed"], drawn["cond_aug_level"]) == ([2], 3, 0.25)
+    assert (drawn["steps"], drawn["seed"], drawn["cond_aug_level"]) == ([2, 2], 3, 0.25)  # each stage's
     assert drawn["described"] == "ddim, 2 steps, linspace spacing a stage, s = 0.25, EMA weights, seed 3"
     # The test samples with --sampler and --steps alone: what it would ignore is refused.
     for flags in (["--nfe", "4"], ["--guidance", "1"], ["--timesteps", "trailing"], ["--fid"], ["--bpd"], ["--ode"],
@@ -141,13 +141,18 @@ def test_stages_that_do_not_fit_get_one_line(runs, tmp_path, capsys):
     for command in ("sample", "eval"):
         expect_error(capsys, command, *short, "--nfe", "20", *(["--fid"] if command == "eval" else []),
                      match="--nfe 20 needs more steps than the run's 10")
-    # ...and the default 50 steps against each stage's schedule when --nfe does not choose them (eval raised the
-    # respacing's ValueError), but not when it does (sample refused --nfe 5 as if --steps 50 had been given)
+    # ...and --steps against each stage's schedule when --nfe does not choose them (eval raised the respacing's
+    # ValueError), but not when it does (sample refused --nfe 5 as if --steps 50 had been given)
     for command in (["eval", *short, "--fid", "--n", "4"], ["eval", tmp_path / "sr-short", "--super-res-test"],
                     ["sample", *short]):
-        expect_error(capsys, *command, match="--steps must lie in 1..10")
+        expect_error(capsys, *command, "--steps", "11", match="--steps must lie in 1..10")
     main(["sample", *map(str, short), "--nfe", "5", "--n", "2", "--out", str(tmp_path / "short.npz")])
     assert (tmp_path / "short.npz").exists()
+    # Without --steps each stage takes 50 steps, or every step of a stage that has fewer (it was refused: the
+    # default asked the 10-step stage for 50); the caption counts each stage's.
+    main(["sample", *map(str, short), "--n", "2", "--out", str(tmp_path / "default.npz")])
+    with np.load(tmp_path / "default.npz", allow_pickle=False) as f:
+        assert ", 50/10 steps," in str(f["info"])
     expect_error(capsys, "sample", runs["sr"], "--device", "cpu", match="--low-res")
     expect_error(capsys, "eval", runs["sr"], "--fid", "--device", "cpu", match="--super-res-test")
     expect_error(capsys, "train", "--super-res", "8", *flags, "--run-dir", tmp_path / "x", match="below the image size")

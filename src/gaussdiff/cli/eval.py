@@ -29,7 +29,7 @@ from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import plot_bpd
 from .options import (SamplerOptions, at_least, budget_of, check_fits, check_guidance, check_steps, check_writable_dir,
-                      describe_guidance, keeping_parts, report_setup, warn_untrained_null, weights_of)
+                      describe_guidance, keeping_parts, report_setup, sampling_steps, warn_untrained_null, weights_of)
 from .sample import check_cascade
 from .train_autoencoder import describe_reconstructions, measure_autoencoder
 
@@ -58,7 +58,8 @@ class Eval:
     1000, at most the split), samples for --fid (>= 4; None: 10000, 1000 for Inception on CPU), held-out images
     for --super-res-test (>= 4; None: 1000, at most the split) or of --samples (None: all)."""
     steps: int | None = None
-    """--bpd on a respaced schedule; for --fid the sampler's steps (default 50)."""
+    """--bpd on a respaced schedule; for --fid and --super-res-test the sampler's steps (default 50, or every step of
+    a run with fewer)."""
     sampling: Annotated[SamplerOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=SamplerOptions)
     features: ExtractorName = "classifier"
     """FID features: the domain classifier (labelled built-in data) or Inception-v3."""
@@ -238,10 +239,8 @@ class Eval:
                 if n == 1000 and dist.is_main:
                     print("gaussdiff: Inception on CPU is slow: 1000 samples by default (pass --n)", file=sys.stderr)
             check_fits("--n", n, tuple(reference.shape))
-            steps = self.steps if self.steps is not None else 50
-            if self.sampling.nfe is None:  # the steps taken, 50 by default: a respacing of the run's schedule
-                check_steps(steps, trained)
             spacing, times, label = self.sampling.steps_on([trained], self.steps)
+            steps = sampling_steps(self.steps, trained)
             prompts = None
             if text_condition(trained) is not None:
                 # The held-out split's captions in turn (with their labels and attributes, to score against).
@@ -277,7 +276,7 @@ class Eval:
         if self.samples:
             source = str(self.samples)
         else:
-            source = f"{self.describe_steps(label, times)}, {weights_of(trained)}, seed {self.seed}"
+            source = f"{self.describe_steps(label, [steps], times)}, {weights_of(trained)}, seed {self.seed}"
         if chosen:  # what the network computed in (the last word: a failed compile falls back): bf16 rounds
             setup, seconds = chosen[-1]
             source += f", network in {describe(setup, {})}"
@@ -321,10 +320,10 @@ class Eval:
                 "classifier_mode": None if self.guide.classifier is None else self.guide.classifier_mode,
                 "batch_size": self.batch_size, "described": source}
 
-    def describe_steps(self, label: str, times: list[float] | None = None) -> str:
-        """What sampled: the sampler, its budget and its steps (``label``; explicit or tuned ``times`` are counted;
-        every figure says what it is)."""
-        return f"{self.sampling.sampler}, {budget_of(self.sampling.nfe, [self.steps or 50], times)}, {label}"
+    def describe_steps(self, label: str, steps: list[int], times: list[float] | None = None) -> str:
+        """What sampled: the sampler, its budget (``steps``: the steps taken, different ones a cascade's stage by
+        stage; explicit or tuned ``times`` are counted) and its steps (``label``); every figure says what it is."""
+        return f"{self.sampling.sampler}, {budget_of(self.sampling.nfe, steps, times)}, {label}"
 
     def parts_dir(self, run: Path) -> Path:
         """Where the samples of --fid are kept chunk by chunk until measured, so that an interrupted eval resumes."""
@@ -336,10 +335,8 @@ class Eval:
         """--cascade BASE SR ... --fid: the final samples against the last stage's training data."""
         runs = [load_trained(p, device=device) for p in self.cascade]
         check_cascade(runs, self.cascade)
-        steps = (self.steps if self.steps is not None else 50,)
-        for run in runs if self.sampling.nfe is None else ():  # each stage's steps (50 by default) respace its schedule
-            check_steps(steps[0], run)
         spacing, times, label = self.sampling.steps_on(runs, self.steps)
+        steps = tuple(sampling_steps(self.steps, run) for run in runs)
         if times is not None:
             raise UsageError("an explicit or tuned --timesteps list is for one run; a cascade takes a spacing "
                              "(--timesteps linspace)")
@@ -369,7 +366,7 @@ class Eval:
         q = evaluate_quality(outputs[-1], data_config.data, reference, self.features, labels, reference_limit=limit,
                              device=str(device))
         sizes = " -> ".join(f"{o.shape[-1]}x{o.shape[-1]}" for o in outputs)
-        source = (f"{self.describe_steps(label)} a stage, "
+        source = (f"{self.describe_steps(label, list(dict.fromkeys(steps)))} a stage, "
                   f"s = {self.cond_aug_level if self.cond_aug_level is not None else 'each run'}, "
                   f"{weights_of(runs[0])}, seed {self.seed}{describe_guidance(self.guide)}")
         samples = {**self.sampling_figures(runs[0], label, None, list(steps), source),
@@ -384,8 +381,7 @@ class Eval:
         trained = load_trained(self.checkpoint, device=device)
         if super_res_condition(trained) is None:
             raise UsageError(f"{self.checkpoint}: not a super-resolution run (train it with --super-res)")
-        steps = self.steps if self.steps is not None else 50
-        check_steps(steps, trained)  # the steps taken, 50 by default: a respacing of the run's schedule
+        steps = sampling_steps(self.steps, trained)
         data_config = replace(trained.config.data, data=self.data or trained.config.data.data)
         held_out = load_configured(data_config, "test")
         reference = load_configured(data_config, "train")

@@ -135,6 +135,20 @@ def check_steps(steps: int | None, trained: Trained) -> None:
         raise UsageError(f"--steps must lie in 1..{trained.diffusion.num_steps}")
 
 
+DEFAULT_STEPS = 50
+"""The respaced steps a sampler takes when neither --steps nor --nfe says (as diffusers' DDIMPipeline takes)."""
+
+
+def sampling_steps(steps: int | None, trained: Trained) -> int:
+    """The steps to sample ``trained`` with: ``--steps`` (``steps``) checked to respace the run's schedule, else
+    ``DEFAULT_STEPS``, or every step of a run that has fewer. (With --nfe, which chooses the steps itself, --steps is
+    None and the value goes unused.)"""
+    if steps is None:
+        return min(DEFAULT_STEPS, trained.diffusion.num_steps)
+    check_steps(steps, trained)
+    return steps
+
+
 @dataclass
 class SamplerOptions:
     """Which sampler, and on which steps."""

@@ -26,8 +26,8 @@ from ..training.files import atomic_write
 from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import save_grid, save_strips
-from .options import (SamplerOptions, at_least, budget_of, check_fits, check_guidance, check_steps, check_suffix,
-                      check_writable, describe_guidance, keeping_parts, parse_class, read_prompts, report_setup,
+from .options import (SamplerOptions, at_least, budget_of, check_fits, check_guidance, check_suffix, check_writable,
+                      describe_guidance, keeping_parts, parse_class, read_prompts, report_setup, sampling_steps,
                       warn_untrained_null, weights_of)
 
 
@@ -91,7 +91,8 @@ class Sample:
     """With --cascade: also write FILE-stages.png, every stage's output side by side."""
     sampling: Annotated[SamplerOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=SamplerOptions)
     steps: tuple[int, ...] | None = None
-    """Respaced steps, one per cascade stage (the last repeats; default 50 each, or --nfe's)."""
+    """Respaced steps, one per cascade stage (the last repeats; default 50 each, every step of a run with fewer, or
+    --nfe's)."""
     seed: int = 0
     """Seeds the samples: sample i's noise comes from (seed, i), the same in any batch or process."""
     out: tuple[Path, ...] = (Path("samples.png"),)
@@ -104,8 +105,10 @@ class Sample:
     """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``..."""
     speed: Annotated[SpeedConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=SpeedConfig)
 
-    def stage_steps(self, i: int) -> int:
-        return 50 if self.steps is None else self.steps[min(i, len(self.steps) - 1)]
+    def stage_steps(self, runs: list[Trained]) -> list[int]:
+        """Each stage's respaced steps: its --steps value (the last repeats), checked, or the default."""
+        given = self.steps or (None,)
+        return [sampling_steps(given[min(i, len(given) - 1)], run) for i, run in enumerate(runs)]
 
     def __call__(self) -> None:
         # Under torchrun the ranks share the chunks of --batch-size and rank 0 writes the result, equal to one
@@ -133,9 +136,8 @@ class Sample:
             check_cascade(runs, self.cascade)
         if self.steps is not None and len(self.steps) > len(runs):
             raise UsageError(f"--steps gives {len(self.steps)} values for {len(runs)} stage(s)")
-        for i, run in enumerate(runs if self.sampling.nfe is None else ()):  # --nfe chooses the steps itself
-            check_steps(self.stage_steps(i), run)
         spacing, times, label = self.sampling.steps_on(runs, self.steps, self.ema)
+        stage_steps = self.stage_steps(runs)  # unused with --nfe, which chooses the steps itself
         if times is not None and len(runs) > 1:
             raise UsageError("explicit or tuned steps are for one run; give a cascade a spacing (--timesteps linspace)")
         steps = dict(nfe=None if times is not None else self.sampling.nfe, spacing=spacing)
@@ -196,14 +198,14 @@ class Sample:
         parts = self.out[0].with_name(self.out[0].name + ".parts") if n > self.batch_size or dist.active else None
         with keeping_parts(parts, dist.is_main):
             if low_res is not None:
-                images, labels = generate(trained, n, self.sampling.sampler, self.stage_steps(0), self.sampling.eta,
+                images, labels = generate(trained, n, self.sampling.sampler, stage_steps[0], self.sampling.eta,
                                           self.seed, self.batch_size, labels, self.guide, prompts=per_sample,
                                           low_res=low_res,
                                           cond_aug_level=self.cond_aug_level, timesteps=times, dist=dist,
                                           parts=parts, speed=self.speed, on_setup=report, **steps)
                 outputs = [images]
             else:
-                outputs, labels = generate_cascade(runs, n, self.sampling.sampler, self.steps or (50,),
+                outputs, labels = generate_cascade(runs, n, self.sampling.sampler, stage_steps,
                                                    self.sampling.eta, self.seed, self.batch_size, labels, self.guide,
                                                    prompts=per_sample, cond_aug_level=self.cond_aug_level,
                                                    timesteps=times, dist=dist, parts=parts, speed=self.speed,
@@ -211,7 +213,7 @@ class Sample:
                 images = outputs[-1]
         if not dist.is_main:
             return
-        caption = self.caption(runs, label, setups[-1] if setups else Setup(), times)
+        caption = self.caption(runs, stage_steps, label, setups[-1] if setups else Setup(), times)
         if self.label == "all" and self.low_res is None:  # one row per class
             row_labels = [f"class {k}" for k in range(trained.config.data.num_classes)]
         for path in self.out:
@@ -232,12 +234,13 @@ class Sample:
         if parts is not None:
             shutil.rmtree(parts, ignore_errors=True)
 
-    def caption(self, runs: list[Trained], label: str, setup: Setup, times: list[float] | None = None) -> str:
+    def caption(self, runs: list[Trained], steps: list[int], label: str, setup: Setup,
+                times: list[float] | None = None) -> str:
         """How the samples were drawn, for the picture: the checkpoint(s), weights, sampler and steps, seed, guidance
         and (if not plain fp32) the network's setup: ``runs/demo/checkpoints/step-0002000, EMA weights, ddim, 50
         steps, linspace spacing, seed 0``."""
         where = " -> ".join(str(r.checkpoint) for r in runs)
-        budget = budget_of(self.sampling.nfe, [self.stage_steps(i) for i in range(len(runs))], times)
+        budget = budget_of(self.sampling.nfe, steps, times)
         words = (f"{where}, {weights_of(runs[0], self.ema)}, {self.sampling.sampler}, {budget}, {label}, "
                  f"seed {self.seed}{describe_guidance(self.guide)}")
         if setup != Setup():

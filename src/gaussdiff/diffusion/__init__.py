@@ -2,7 +2,8 @@
 
 from .likelihood import OdeLikelihood, RateDistortion, ode_likelihood, rate_distortion
 from .oracle import GaussianMixture, OptimalDenoiser
-from .process import DiffusionConfig, GaussianDiffusion, Likelihood, Model, PosteriorEstimate
+from .process import (DiffusionConfig, GaussianDiffusion, Likelihood, Model, PosteriorEstimate, to_eps, to_prediction,
+                      to_x0)
 from .schedule import NoiseSchedule, extract
 from .timestep_sampling import LossSecondMomentSampler, UniformSampler, make_timestep_sampler
 
@@ -23,4 +24,7 @@ __all__ = [
     "make_timestep_sampler",
     "ode_likelihood",
     "rate_distortion",
+    "to_eps",
+    "to_prediction",
+    "to_x0",
 ]

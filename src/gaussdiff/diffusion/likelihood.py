@@ -2,11 +2,11 @@
 
 **Probability-flow ODE** (Song et al. 2021, "Score-Based Generative Modeling through SDEs", §4.3
 and App. D.2). With x_bar = x_t / sqrt(alpha_bar) and sigma = sqrt((1 - alpha_bar) / alpha_bar), the
-deterministic sampler's ODE is d x_bar / d sigma = eps_theta(x_t, t) (the limit of DDIM, Song et al.
-2021 Eq. 14), and along it d log p / d sigma = -div eps. It is integrated in u = log sigma, where it
-is smooth even at the cosine schedule's last steps (sigma grows by orders of magnitude there),
-with t(u) the exact inverse of the schedule's log-linear alpha_bar. From the data (sigma_0 ~ 0.01)
-to the last step:
+deterministic sampler's ODE is d x_bar / d sigma = eps_theta(x_t, t) (the limit of DDIM: Song, Meng &
+Ermon 2021, Eq. 14), and along it d log p / d sigma = -div eps. It is integrated in u = log sigma, where
+it is smooth even at the cosine schedule's last steps (sigma grows by orders of magnitude there), with
+t(u) the exact inverse of the schedule's continuous extension (log sigma piecewise linear in t). From
+the data (sigma_0 ~ 0.01) to the last step:
 
     log p(x0) = log N(x_bar_T; 0, (1 + sigma_T^2) I) + int sigma div_{x_bar} eps du,
 
@@ -37,7 +37,7 @@ Divergence = Literal["hutchinson", "exact"]
 
 @dataclass
 class OdeLikelihood:
-    """Per-example results ``[B]``: log p(x0) in nats, bits/dim, and the ODE's function evaluations."""
+    """Per-example ``[B]`` log p(x0) in nats and bits/dim, and the ODE's function evaluations (one count)."""
 
     log_p: Tensor
     bpd: Tensor

@@ -1,7 +1,7 @@
 """The Gaussian diffusion process: forward q, reverse p_theta, training losses and bits/dim.
 
 Ho et al. 2020 (DDPM), Nichol & Dhariwal 2021 (Improved DDPM), Salimans & Ho 2022 (v-prediction).
-Notation as in :mod:`gaussdiff.schedule`; ``t`` is the 0-based step of *this* diffusion's schedule
+Notation as in :mod:`gaussdiff.diffusion.schedule`; ``t`` is the 0-based step of *this* diffusion's schedule
 (``[B]`` long), and the model is always called on the original scale, ``schedule.timesteps[t]``.
 
 =============================  ==============================================================
@@ -37,7 +37,6 @@ Prediction = Literal["eps", "x0", "v"]
 Variance = Literal["fixed_small", "fixed_large", "learned", "learned_range"]
 LossType = Literal["mse", "l1", "kl", "rescaled_kl", "hybrid"]
 Model = Callable[..., Tensor]
-
 
 
 def to_x0(prediction: Prediction, pred: Tensor, x_t: Tensor, sqrt_ab: Tensor, sqrt_1m_ab: Tensor) -> Tensor:
@@ -410,7 +409,6 @@ class GaussianDiffusion:
         return Likelihood(vb.sum(dim=1) + prior, prior, vb, x0_mse, eps_mse)
 
 
-
 MAX_STEPS = 1 << 24
 """The most diffusion steps a run can have: ``torch.multinomial``, which draws the training timesteps under
 importance sampling (``--timestep-sampler loss_second_moment``), takes at most 2^24 categories; one limit for every
@@ -426,7 +424,8 @@ class DiffusionConfig:
     schedule: ScheduleName = "cosine"
     """The beta schedule: linear (Ho et al. 2020) or cosine (Nichol & Dhariwal 2021)."""
     prediction: Prediction = "eps"
-    """What the network predicts: the noise eps, x0, or v = alpha eps - sigma x0 (Salimans & Ho 2022)."""
+    """What the network predicts: the noise eps, x0, or v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0 (Salimans &
+    Ho 2022)."""
     variance: Variance = "fixed_small"
     """The reverse variance: fixed_small (beta_tilde), fixed_large (beta), or learned / learned_range (Nichol &
     Dhariwal 2021: the network's extra output channels)."""

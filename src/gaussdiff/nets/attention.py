@@ -18,12 +18,13 @@ from torch import Tensor, nn
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
-    # 32 groups as in DDPM where the width allows; narrower nets fall back to a divisor.
+    """GroupNorm with 32 groups as in DDPM where the width allows; narrower nets fall back to a divisor."""
     return nn.GroupNorm(math.gcd(32, channels), channels)
 
 
 def zero_init(module: nn.Module) -> nn.Module:
-    # Residual branches start as the identity, which keeps deep U-Nets stable early in training.
+    """``module`` with every parameter zeroed: a residual branch it ends starts as the identity, which keeps deep
+    U-Nets stable early in training."""
     for p in module.parameters():
         nn.init.zeros_(p)
     return module

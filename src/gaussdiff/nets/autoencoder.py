@@ -139,8 +139,8 @@ class DiscriminatorConfig:
     disc_channels: int = 32
     """Width of the patch discriminator's first layer (>= 1)."""
     disc_layers: int = 2
-    """Stride-2 layers (>= 1, at most log2 of the image size): each patch logit sees about 2^(layers + 2) pixels
-    across."""
+    """Stride-2 layers (>= 1, at most log2 of the image size): each patch logit sees 7 * 2^layers - 2 pixels across
+    (26 for 2 layers; the two 3x3 convolutions at the end widen it too)."""
 
 
 class PatchDiscriminator(nn.Module):

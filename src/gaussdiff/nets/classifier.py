@@ -28,7 +28,7 @@ class ClassifierConfig:
 
 
 class DomainClassifier(nn.Module):
-    """conv-conv-pool-conv-conv-pool, global average pool, a feature layer, logits. ``x: [B, C, H, W]`` in [-1, 1]."""
+    """conv-conv-maxpool-conv-conv, an average pool to 2x2, a feature layer, logits. ``x: [B, C, H, W]`` in [-1, 1]."""
 
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()

@@ -30,9 +30,13 @@ class NoisyClassifierConfig:
     pool: Literal["attention", "mean"] = "attention"
     """How the positions become one vector: ADM's attention pool, or their mean."""
     num_classes: Annotated[int, tyro.conf.Suppress] = 10
+    """Classes of the labels it learns (from the data)."""
 
 
 class NoisyClassifier(nn.Module):
+    """p_phi(y | x_t, t): ``forward(x_t [B, C, H, W], t [B]) -> logits [B, num_classes]``, ``t`` on the
+    diffusion model's original scale."""
+
     def __init__(self, config: NoisyClassifierConfig) -> None:
         super().__init__()
         self.config = config

@@ -5,7 +5,8 @@ added or as a scale-shift of the second norm (ADM's AdaGN); self-attention (and 
 cross-attention to a context ``[B, L, D]``) at chosen resolutions; channel multipliers per level;
 an optional class embedding with a learned null label (index ``num_classes``) for classifier-free
 guidance. Called as ``model(x_t, t, y=None, tokens=None)`` with ``x_t: [B, C, H, W]``, ``t: [B]``, labels ``y: [B]`` and
-prompt tokens ``[B, L]`` read by the U-Net's own caption encoder (:mod:`gaussdiff.nets.text`) when it has one.
+prompt tokens ``[B, L]`` read by the U-Net's own caption encoder (:mod:`gaussdiff.nets.text`) when it has one; a
+super-resolution stage also takes ``low_res: [B, C, h, w]`` and its augmentation level ``low_res_level: [B]``.
 """
 
 from __future__ import annotations
@@ -227,7 +228,7 @@ class Level(nn.Module):
 class DownPath(nn.Module):
     """The encoder half: stem, residual levels (with attention where asked) and downsampling.
 
-    ``forward(x, emb, context)`` returns the deepest features and the skip activations, in order.
+    ``forward(x, emb, context, mask)`` returns the deepest features and the skip activations, in order.
     Shared by :class:`UNet` and the noise-aware classifier.
     """
 
@@ -292,8 +293,10 @@ class Embedding(nn.Module):
 
 class UNet(nn.Module):
     """The DDPM/ADM U-Net. ``forward(x_t [B, C, H, W], t [B], y [B] | None, tokens [B, L] | None,
-    context [B, L, D] | None, mask [B, L] | None) -> [B, out, H, W]``; a text U-Net makes context and mask
-    from the tokens."""
+    context [B, L, D] | None, mask [B, L] | None, low_res [B, C, h, w] | None, low_res_level [B] | None)
+    -> [B, out, H, W]``; a text U-Net makes context and mask from the tokens; a super-resolution stage
+    (``low_res_channels``) upsamples ``low_res`` bilinearly to H x W, concatenates it to x_t, and embeds its
+    augmentation level s (0 when not given) like a timestep, 1000 s."""
 
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()

@@ -58,6 +58,7 @@ def class_captions(labels: Tensor, names: Sequence[str], seed: int,
     choice = np.random.default_rng(seed).integers(len(templates), size=len(labels))
     return [filled[y][k] for y, k in zip(labels.tolist(), choice.tolist())]
 
+
 def _read_text(path: Path) -> str:
     """A metadata file as text (UTF-8, a byte-order mark allowed); undecodable bytes are named by line."""
     try:

@@ -1,12 +1,12 @@
 """Datasets: built-in (scikit-learn's digits, Debian's Fashion-MNIST, the generated ``shapes`` scenes),
 image folders and .npz files.
 
-Everything loads into memory as ``uint8 [N, C, H, W]`` with optional ``int64 [N]`` labels and an
-optional caption per image; the trainer scales to [-1, 1] on the fly (``to_model_range``). The
-conditions a model takes (labels, captions) are read from it by the run's condition objects
-(:mod:`gaussdiff.conditioning.conditions`), so the trainer knows none by name. Bad
-input raises :class:`DataError` with a one-line message that names the file (``path:LINE: ...``
-where a line is at fault).
+Images are ``uint8 [N, C, H, W]``, held in memory or, when a folder or prepared shards stream, decoded on
+access; with them optional ``int64 [N]`` labels and an optional caption per image. The trainer scales to
+[-1, 1] on the fly (``to_model_range``). The conditions a model takes (labels, captions) are read from it by
+the run's condition objects (:mod:`gaussdiff.conditioning.conditions`), so the trainer knows none by name.
+Bad input raises :class:`DataError` with a one-line message that names the file (``path:LINE: ...`` where a
+line is at fault).
 
 Captions come from class names for the labelled built-ins and from ``metadata.jsonl``/``.csv`` beside a folder's
 images (:mod:`gaussdiff.data.captions`); a ``.npz`` may hold a string array ``prompts`` beside its images.
@@ -39,6 +39,8 @@ UNREADABLE = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.De
 MAX_CLASSES = 100_000
 """The most classes a dataset's labels may name (ImageNet-21k has 21 841): a label embeds as a table row each."""
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+Stream = Literal["auto", "memory", "stream"]
+Crop = Literal["center", "random"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class DataConfig:
     """1 (grey) or 3 (RGB); folders default to 3."""
     data_dir: Path | None = None
     """Where Fashion-MNIST's IDX files are (default /usr/share/datasets/fashion-mnist)."""
-    stream: Literal["auto", "memory", "stream"] = "auto"
+    stream: Stream = "auto"
     """A folder's images in memory (decoded once), or streamed (decoded by --workers DataLoader processes at each
     step, never all held); ``auto``: streamed when decoded they would take more than 1 GiB. The run records the
     choice. Built-in datasets and .npz files are in memory."""
@@ -64,7 +66,7 @@ class DataConfig:
     core beyond the first, at most 8)."""
     hflip: bool = False
     """Flip each training image horizontally with probability 1/2 (drawn per example from the run's seed)."""
-    crop: Literal["center", "random"] = "center"
+    crop: Crop = "center"
     """How a folder's image, its short side resized to --image-size, is cut square: its center (ADM's recipe), or
     at a place drawn per example and step from the run's seed (diffusers' --random_crop), which streams the folder
     (each step decodes afresh). Built-in datasets, .npz files and prepared shards are square already: center."""
@@ -81,7 +83,7 @@ class ImageData:
     """Images ``uint8 [N, C, H, W]``, labels ``int64 [N]`` or None, class names, and optionally a caption
     per image and, for generated scenes (``shapes``), the attributes drawn, ``int64 [N, A]``."""
 
-    images: Tensor
+    images: Tensor | LazyImages
     labels: Tensor | None
     class_names: list[str] | None = None
     captions: list[str] | None = None
@@ -265,7 +267,7 @@ def crop_places(seed: int, step: int, n: int) -> Tensor:
     return torch.rand(n, 2, generator=g)
 
 
-def load_shards(root: Path, size: int | None, channels: int | None, stream: str) -> ImageData:
+def load_shards(root: Path, size: int | None, channels: int | None, stream: Stream) -> ImageData:
     """Prepared shards (``gaussdiff prepare``): streamed, or decoded into memory, as ``stream`` says."""
     index = read_index(root)
     if size is not None and size != index["size"]:
@@ -302,8 +304,8 @@ def scan_images(files: list[Path], depth: ScanDepth = "verify") -> list[tuple[Pa
     return bad
 
 
-def load_image_folder(root: Path, size: int, channels: int, stream: str = "memory",
-                      skip_bad: bool = False, crop: str = "center") -> ImageData:
+def load_image_folder(root: Path, size: int, channels: int, stream: Stream = "memory",
+                      skip_bad: bool = False, crop: Crop = "center") -> ImageData:
     """Every image under ``root`` (recursive). Sub-folders of ``root`` become class labels when
     every image sits in one; otherwise the data is unlabelled. A ``metadata.jsonl`` or ``metadata.csv``
     at the top of ``root`` gives each image its caption. Any other file is an error. Random crops
@@ -433,15 +435,15 @@ def load_data(
     image_size: int | None = None,
     channels: int | None = None,
     data_dir: Path | None = None,
-    stream: str = "memory",
+    stream: Stream = "memory",
     skip_bad: bool = False,
-    crop: str = "center",
+    crop: Crop = "center",
 ) -> ImageData:
     """Resolve ``data``: ``digits``, ``fashion-mnist``, ``shapes``, a folder of images, or a ``.npz`` file.
 
-    Built-in datasets have fixed sizes; ``image_size`` must match them when given. Folders are
-    resized to ``image_size`` (default 32) with ``channels`` (default 3), and cut square at the center or
-    (``crop="random"``, folders alone) where each step draws.
+    A built-in dataset at another ``image_size`` is resized (area down, bicubic up); a ``.npz`` or prepared
+    shards must already have it. Folders are resized to ``image_size`` (default 32) with ``channels`` (default
+    3), and cut square at the center or (``crop="random"``, folders alone) where each step draws.
     """
     if channels is not None and channels not in (1, 3):
         raise DataError(f"--image-channels must be 1 (grey) or 3 (RGB), not {channels}")

@@ -122,7 +122,7 @@ def _place(attributes: np.ndarray, rng: np.random.Generator) -> list[tuple[int, 
     # _GAP away, so they can neither overlap nor share a pixel of the 32x32 image.
     along1 = int(np.clip(mid // 2 + jitter[0], h1, mid - _GAP - h1))
     along2 = int(np.clip(mid + mid // 2 + jitter[1], mid + _GAP + h2, _CANVAS - h2))
-    # Across it both are centred +-2 px, which keeps even a large object 1 4x pixel inside (64 - 8 - 27 > 0).
+    # Across it both are centred +-2 px, which keeps even a large object 29 4x pixels inside (64 - 8 - 27).
     across1, across2 = (int(mid + j) for j in jitter[2:])
     if layout == 4:
         return [(along1, across1, h1), (along2, across2, h2)]

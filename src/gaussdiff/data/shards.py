@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +40,12 @@ def is_shards(path: Path) -> bool:
         return False
 
 
-def write_shards(images, labels: Tensor | None, class_names: list[str] | None, captions: list[str] | None,
-                 out: Path, shard_size: int = 1000, progress=None) -> dict:
+def write_shards(images: Tensor | LazyImages, labels: Tensor | None, class_names: list[str] | None,
+                 captions: list[str] | None, out: Path, shard_size: int = 1000,
+                 progress: Callable[[int], object] | None = None) -> dict:
     """Write ``images`` (``uint8 [N, C, S, S]``, indexable in chunks: a tensor or a lazy folder) with their labels
-    and captions as shards in ``out``; returns the index written."""
+    and captions as shards in ``out``, ``progress(n)`` called after each shard of n images; returns the index
+    written."""
     n, c, size = len(images), images.shape[1], images.shape[-1]
     out.mkdir(parents=True, exist_ok=True)
     entries, shards = [], []
@@ -175,6 +178,8 @@ def index_problem(index: object) -> str | None:
 
 
 def read_index(root: Path) -> dict:
+    """The index of the shards in ``root``, checked (:func:`index_problem`) and with every shard file present; a
+    :class:`DataError` otherwise."""
     try:
         index = json.loads((root / INDEX).read_text())
     except (OSError, ValueError) as e:

@@ -152,9 +152,12 @@ def test_rate_distortion_is_monotone():
     # nats = 29 eps bits); adding it to the running sum (<= 8.2 bits) costs one more ulp (4 eps), and rounding and
     # the mean over examples are monotone.
     assert bool((rd.rate[:-1] >= rd.rate[1:] - 33 * EPS).all())
-    # Both sum the same T = 200 nonnegative terms and the prior per example, in different orders, and average
-    # B = 200 examples: each side is within (T + B) u relative of the exact value.
-    assert rd.rate[0].item() == pytest.approx(like.total.mean().item(), rel=(200 + 200) * EPS, abs=0)
+    # x_0's rate is the whole bound less the decoder's term, which sends the data itself: both sides sum the same
+    # T - 1 = 199 nonnegative terms and the prior per example, in different orders, and average B = 200 examples
+    # (within (T + B) u relative of the exact value each). x_{T-1}'s rate is the prior alone.
+    sent = (like.total - like.vb[:, 0]).mean().item()
+    assert rd.rate[0].item() == pytest.approx(sent, rel=(200 + 200) * EPS, abs=0)
+    assert rd.rate[-1].item() == pytest.approx(like.prior.mean().item(), rel=200 * EPS, abs=0)
     assert rd.distortion[0].item() < rd.distortion[100].item() < rd.distortion[-1].item()
 
 
@@ -181,8 +184,9 @@ def test_dequantization_noise_fills_the_bin_of_width_2_over_255():
 
 
 def test_rate_distortion_by_hand():
-    """Rate at step t: the prior L_T and every L_s with s >= t (sent from T-1 down), averaged over examples;
-    distortion: the RMSE over examples of the x0 estimate, with one 8-bit level (2/255 in [-1, 1]) as 1."""
+    """Rate at step t: the prior L_T and the terms of every step s > t (step s's term sends the latent below it, so
+    it is paid before x_{s-1} is known; sent from T-1 down), averaged over examples; distortion: the RMSE over
+    examples of the x0 estimate, with one 8-bit level (2/255 in [-1, 1]) as 1."""
     from gaussdiff.diffusion.process import Likelihood
 
     level = 2 / 255
@@ -195,6 +199,7 @@ def test_rate_distortion_by_hand():
     steps = torch.tensor([0, 5, 10])  # a respaced schedule's steps: the result's t, index for index
     rd = rate_distortion(like, steps)
     assert rd.t.tolist() == [0, 5, 10]
-    # rate[2] = mean(0.5 + 3, 1.5 + 5), rate[1] = mean(0.5 + 2 + 3, 1.5 + 4 + 5), rate[0] = mean(6.5, 13.5).
-    assert rd.rate.tolist() == [10.0, 8.0, 5.0]
+    # rate[2] = mean(0.5, 1.5), rate[1] = mean(0.5 + 3, 1.5 + 5), rate[0] = mean(0.5 + 2 + 3, 1.5 + 4 + 5): the
+    # decoder's terms (1, 3) are never part of it.
+    assert rd.rate.tolist() == [8.0, 5.0, 1.0]
     assert rd.distortion.tolist() == pytest.approx([math.sqrt(2), 1.0, 3.0], rel=1e-14)

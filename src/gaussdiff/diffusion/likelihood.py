@@ -14,9 +14,9 @@ the divergence estimated with Hutchinson's trick (one Rademacher probe per examp
 exactly for small dimension. 8-bit data is dequantized uniformly within its bin of width 2/255,
 so bits/dim = -log p / (D ln 2) + log2(127.5) bounds the discrete NLL from above.
 
-**Progressive compression** (Ho et al. 2020 §4.3): sending x_T, ..., x_t costs the prior and the
-bound's terms L_T + sum_{s >= t} L_s bits (the rate), after which the receiver's x0 estimate has an
-RMSE (the distortion, on the [0, 255] scale).
+**Progressive compression** (Ho et al. 2020 §4.3, Algorithm 3): in the paper's 1-based steps, sending
+x_T, ..., x_t costs L_T + sum_{s=t}^{T-1} L_s bits (the rate; L_s sends x_s given x_{s+1}, and L_0 then
+sends x0 itself), after which the receiver's x0 estimate has an RMSE (the distortion, on the [0, 255] scale).
 """
 
 from __future__ import annotations
@@ -125,7 +125,9 @@ def ode_likelihood(
 class RateDistortion:
     """Progressive compression along the reverse process, ``[T]`` each, index = step t.
 
-    rate: bits/dim sent once x_t is known (L_T + sum_{s >= t} L_s), averaged over examples.
+    rate: bits/dim sent once x_t is known, averaged over examples: the prior L_T and the terms of the steps above t
+    (``vb[:, s]``, s > t, each the cost of the latent below step s); at t = 0 every term but the decoder's L_0,
+    which sends x0 itself (Ho et al. 2020 §4.3 report the rate so, with L_0 as the distortion in bits).
     distortion: RMSE of the x0 estimate at step t on the [0, 255] scale.
     """
 
@@ -136,7 +138,9 @@ class RateDistortion:
 
 def rate_distortion(likelihood: Likelihood, model_timesteps: Tensor) -> RateDistortion:
     """Rate and distortion per step from :meth:`GaussianDiffusion.bpd`'s terms (Ho et al. 2020 Fig. 5)."""
-    # Terms are sent from t = T-1 down: the rate at t includes L_T and every L_s with s >= t.
-    cumulative = likelihood.vb.flip(1).cumsum(1).flip(1) + likelihood.prior[:, None]
+    # Latents are sent from the noisiest down (Algorithm 3): x_{T-1} costs L_T, and step s's term vb[:, s] is the
+    # cost of the latent below it (of x0 itself at s = 0), so x_t is known once L_T and the terms of the steps above
+    # t are: the running sum from the top, less step t's own term.
+    cumulative = likelihood.vb.flip(1).cumsum(1).flip(1) - likelihood.vb + likelihood.prior[:, None]
     distortion = likelihood.x0_mse.mean(0).sqrt() * 127.5
     return RateDistortion(model_timesteps, cumulative.mean(0), distortion)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from gaussdiff import NoiseSchedule
+from gaussdiff import GaussianDiffusion, NoiseSchedule
 
 EPS = torch.finfo(torch.float64).eps  # 2 u: one correctly rounded float64 operation errs by at most u = EPS / 2
 
@@ -102,6 +102,9 @@ def test_linspace_spacing_is_the_rounded_ramp_with_exact_ends():
     s = NoiseSchedule.linear(1000)
     assert s.respace(9, "linspace").timesteps.tolist() == [round(Fraction(999 * i, 8)) for i in range(9)]
     assert s.respace(1, "linspace").timesteps.tolist() == [0]
+    # The default spacing of a schedule's respace is the diffusion's (it was leading, which never reaches step 999).
+    default = GaussianDiffusion(s).respace(50).schedule.timesteps
+    assert torch.equal(s.respace(50).timesteps, default) and default[-1].item() == 999
 
 
 def test_respace_all_steps_is_the_identity_and_respacing_composes():

@@ -183,7 +183,7 @@ class NoiseSchedule:
 
     # -- respacing --------------------------------------------------------------------------
 
-    def respace(self, steps: int, spacing: Spacing = "leading") -> NoiseSchedule:
+    def respace(self, steps: int, spacing: Spacing = "linspace") -> NoiseSchedule:
         """A schedule on ``steps`` of this schedule's noise levels (Nichol & Dhariwal 2021 §4).
 
         The kept steps keep their alpha_bar exactly; the new betas are
@@ -191,7 +191,8 @@ class NoiseSchedule:
 
         Args:
             steps: how many steps to keep, 1..T.
-            spacing: which steps (T = 1000, steps = 50 shown):
+            spacing: which steps (T = 1000, steps = 50 shown; by default linspace, as
+                :meth:`GaussianDiffusion.respace` and the CLI's samplers take):
                 ``"leading"``: 0, 20, ..., 980 (diffusers' default for DDIM);
                 ``"trailing"``: 19, 39, ..., 999 (ends at the last step, Lin et al. 2024);
                 ``"linspace"``: round(linspace(0, T-1, steps)) = 0, 20, ..., 999;

@@ -78,9 +78,10 @@ class Trained:
         return to_uint8(x0 if self.latent is None else self.latent.decode(x0)).cpu()
 
 
-def load_trained(path: Path, ema: bool = True, device: torch.device | str = "cpu") -> Trained:
+def load_trained(path: Path | str, ema: bool = True, device: torch.device | str = "cpu") -> Trained:
     """Load a run directory (its newest checkpoint) or a checkpoint directory, EMA weights by default; or a
     diffusers pipeline or UNet2DModel folder (:mod:`.interop`, which has only the weights it was saved with)."""
+    path = Path(path)
     if path.is_dir() and is_diffusers_folder(path):
         net, diffusion, config, meaning = load_diffusers(path, device)
         return Trained(net, diffusion, config, path, None, source="diffusers", clip=meaning["clip"],

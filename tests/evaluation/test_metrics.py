@@ -199,3 +199,29 @@ def test_precision_and_recall_equal_their_definition_on_small_sets(k):
     expected = brute_precision_recall(real, fake, k)
     assert (p, r) == pytest.approx(expected, abs=1e-12)
     assert abs(expected[0] - expected[1]) > 0.1  # the two differ, so a swap would show
+
+
+@pytest.mark.parametrize("call, a, b, match", [
+    (fid_from_features, (1, 4), (10, 4), "FID: at least 2 feature vectors are needed on each side .* got 1 and 10"),
+    (fid_from_features, (10, 4), (10, 3), r"FID: features must be \[N, D\] and \[M, D\] .* got \(10, 4\) and \(10, 3\)"),
+    (kernel_inception_distance, (10, 4), (10, 3), r"KID: features must be .* got \(10, 4\) and \(10, 3\)"),
+    (precision_recall, (3, 4), (10, 4), "precision and recall: at least 4 feature vectors .* got 3 and 10"),
+    (precision_recall, (10,), (10,), r"precision and recall: features must be .* got \(10,\) and \(10,\)"),
+])
+def test_features_a_metric_cannot_take_are_refused_naming_what_was_given(call, a, b, match):
+    """Before, torch failed deep inside: eigh not converging on the NaN covariance of one vector, a product of
+    mismatched matrices, kthvalue out of range."""
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match=match):
+        call(torch.randn(*a, generator=g), torch.randn(*b, generator=g))
+
+
+def test_non_finite_features_and_empty_subsets_are_refused():
+    """NaN features made eigh fail to converge; KID over 0 subsets returned (nan, nan); k = 0 returned (0, 0)."""
+    a, b = torch.randn(10, 4), torch.randn(10, 4)
+    with pytest.raises(ValueError, match="FID: the features hold NaN or inf"):
+        fid_from_features(torch.cat([a, torch.full((1, 4), math.nan)]), b)
+    with pytest.raises(ValueError, match="KID needs subsets >= 1 .* got 0"):
+        kernel_inception_distance(a, b, subsets=0)
+    with pytest.raises(ValueError, match="k >= 1 .* got k = 0"):
+        precision_recall(a, b, k=0)

@@ -9,13 +9,28 @@
   real manifold (the union of balls reaching each real sample's k-th nearest real neighbour),
   and of real samples inside the generated manifold.
 
-All take features ``[N, D]``.
+All take features ``[N, D]`` and ``[M, D]`` (finite, of one dimension D), and refuse, in one line, sets too small
+for the statistic.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+
+def check_features(metric: str, a: Tensor, b: Tensor, least: int, why: str) -> None:
+    """Refuse feature sets that are not ``[N, D]`` and ``[M, D]`` with one D, hold NaN or inf, or hold fewer than
+    ``least`` vectors each (what ``metric`` needs, ``why``), as a :class:`ValueError` naming what was given:
+    torch would fail deep inside (an eigensolver that does not converge, a product of mismatched matrices)."""
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"{metric}: features must be [N, D] and [M, D] of one dimension D, got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}")
+    if len(a) < least or len(b) < least:
+        raise ValueError(f"{metric}: at least {least} feature vectors are needed on each side ({why}), got {len(a)} and "
+                         f"{len(b)}")
+    if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(b).all())):
+        raise ValueError(f"{metric}: the features hold NaN or inf (are the images or the feature network finite?)")
 
 
 def _sqrtm_psd(m: Tensor) -> Tensor:
@@ -38,7 +53,8 @@ def feature_statistics(features: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def fid_from_features(a: Tensor, b: Tensor) -> float:
-    """FID between two feature sets ``[N, D]`` and ``[M, D]``."""
+    """FID between two feature sets ``[N, D]`` and ``[M, D]``, N, M >= 2."""
+    check_features("FID", a, b, 2, "a covariance")
     return frechet_distance(*feature_statistics(a), *feature_statistics(b))
 
 
@@ -51,11 +67,12 @@ def kernel_inception_distance(
     The standard deviation is the population one (divided by ``subsets``), as torch-fidelity and
     torchmetrics report it, so that the figures compare with theirs.
     """
+    check_features("KID", real, fake, 2, "the unbiased estimate leaves each sample's kernel with itself out")
+    if subsets < 1 or subset_size < 2:
+        raise ValueError(f"KID needs subsets >= 1 and subset_size >= 2, got {subsets} and {subset_size}")
     real, fake = real.double(), fake.double()
     d = real.shape[1]
     m = min(subset_size, len(real), len(fake))
-    if m < 2:
-        raise ValueError("KID needs at least two samples on each side")
     g = torch.Generator().manual_seed(seed)
     values = []
     for _ in range(subsets):
@@ -89,7 +106,11 @@ def _inside(points: Tensor, centres: Tensor, radii: Tensor, batch: int) -> Tenso
 
 
 def precision_recall(real: Tensor, fake: Tensor, k: int = 3, batch: int = 1024) -> tuple[float, float]:
-    """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN radii."""
+    """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN radii: ``real: [N, D]``, ``fake: [M, D]``,
+    N, M > k >= 1; ``batch`` rows of distances at a time."""
+    if k < 1 or batch < 1:
+        raise ValueError(f"precision and recall need k >= 1 and batch >= 1, got k = {k} and batch = {batch}")
+    check_features("precision and recall", real, fake, k + 1, f"each one's {k}-th nearest neighbour among the others")
     real, fake = real.double(), fake.double()
     precision = _inside(fake, real, _kth_neighbour_radius(real, k, batch), batch).double().mean()
     recall = _inside(real, fake, _kth_neighbour_radius(fake, k, batch), batch).double().mean()

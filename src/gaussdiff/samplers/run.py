@@ -51,7 +51,7 @@ def steps_for_nfe(sampler: str, nfe: int) -> int:
     unconditional halves as one batched call counts once (it costs about twice a plain call).
     """
     if nfe < 1:
-        raise ValueError(f"{sampler} needs nfe >= 1")
+        raise ValueError(f"{sampler} needs nfe >= 1, got {nfe}")
     return heun_budget(nfe)[0] if sampler == "heun" else nfe
 
 
@@ -71,16 +71,21 @@ def plan(
         raise ValueError("give one of steps, nfe and timesteps")
     run = SAMPLERS[sampler]
     spacing = default_spacing(sampler) if spacing == "auto" else spacing
+    T = diffusion.num_steps
     if nfe is not None:
         steps = steps_for_nfe(sampler, nfe)
+        if steps > T:
+            raise ValueError(f"nfe {nfe} takes {steps} steps of {sampler}, more than the diffusion's {T}")
         if sampler == "heun":
             run = heun_within(nfe)
+    elif steps is not None and not 1 <= steps <= T:
+        raise ValueError(f"steps must lie in 1..{T} (the diffusion's steps), got {steps}")
     if timesteps is not None:
         times = [float(t) for t in timesteps]
         if any(b >= a for a, b in zip(times, times[1:])):
             raise ValueError("timesteps must decrease strictly, noisiest first")
         return diffusion.at(times[::-1]), run
-    if steps is not None and (steps != diffusion.num_steps or spacing in ("karras", "logsnr")):
+    if steps is not None and (steps != T or spacing in ("karras", "logsnr")):
         if spacing == "leading" and float(diffusion.schedule.alpha_bars[-1]) == 0.0:
             # Lin et al. 2024: a zero-terminal-SNR model must start from its last step, which leading skips.
             raise ValueError("leading spacing skips the last step, where a zero-terminal-SNR model starts: use "
@@ -118,7 +123,7 @@ def sample(
             2022 samplers ``"euler"``, ``"heun"``, ``"euler-a"`` (:mod:`.karras`), DPM-Solver++
             ``"dpm++2m"``, ``"dpm++3m"``, ``"dpm++2s"``, ``"dpm++2m-sde"`` and UniPC ``"unipc"`` (bh2),
             ``"unipc-bh1"`` (:mod:`.solvers`).
-        steps: run on this many respaced steps ("every S steps"); None for all T.
+        steps: run on this many respaced steps ("every S steps"), 1..T; None for all T.
         eta: DDIM's stochasticity (0 deterministic; 1 matches DDPM's beta_tilde); S_churn of euler and
             heun; euler-a's ancestral noise scale. None: the sampler's default (1 for euler-a, else 0).
         x_T: the starting noise; drawn from N(0, I) with ``generator`` when None. The samples
@@ -134,7 +139,7 @@ def sample(
         nfe: the budget of network evaluations instead of ``steps`` (:func:`steps_for_nfe`).
         timesteps: an explicit list of original-scale times, noisiest first, strictly decreasing
             (integers or not; non-integer times are evaluated on the continuous schedule).
-        **cond: passed to the model (class labels ``y``, prompt ``tokens``).
+        **cond: passed to the model (class labels ``y``, prompt ``tokens``), each ``[B, ...]``.
     Returns:
         ``[B, ...]`` samples.
     """
@@ -143,6 +148,9 @@ def sample(
         x_T = randn(shape, generator, device, dtype)
     elif tuple(x_T.shape) != tuple(shape):
         raise ValueError(f"x_T has shape {tuple(x_T.shape)}, expected {tuple(shape)}")
+    for key, value in cond.items():  # a condition of another batch broadcasts, or fails deep in the model
+        if isinstance(value, Tensor) and value.dim() > 0 and len(value) != len(x_T):
+            raise ValueError(f"the condition {key} has {len(value)} rows for a batch of {len(x_T)}")
     eta = DEFAULT_ETA.get(sampler, 0.0) if eta is None else eta
     if not math.isfinite(eta) or eta < 0:
         raise ValueError(f"eta must be a finite number >= 0, got {eta}")

@@ -293,3 +293,18 @@ def test_conditions_travel_with_their_draws_into_each_half(monkeypatch):
                             progress=False)
     assert seen == {tuple(range(16)), tuple(range(8)), tuple(range(8, 16))}
     assert with_y == tune_timesteps(oracle, d, "dpm++2m", 5, x_T, evals=12, reference_nfe=40, progress=False)
+
+
+def test_what_cannot_be_tuned_is_refused_naming_the_argument_not_tuned_to_a_score_of_1e30():
+    """An unknown sampler failed every trial, and tuning returned uniform steps with error 1e30 as its finding; a
+    budget or reference_nfe beyond the schedule read 'cannot respace 20 steps to 30'."""
+    s = NoiseSchedule.linear(20)
+    oracle, d = OptimalDenoiser(MIXTURE, s), GaussianDiffusion(s)
+    x_T = torch.randn(4, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    run = dict(evals=8, reference_nfe=20, progress=False)
+    with pytest.raises(ValueError, match="unknown sampler 'dpm'"):
+        tune_timesteps(oracle, d, "dpm", 4, x_T, **run)
+    with pytest.raises(ValueError, match="ddim at nfe 30 takes 30 steps, more than the diffusion's 20"):
+        tune_timesteps(oracle, d, "ddim", 30, x_T, **run)
+    with pytest.raises(ValueError, match=r"reference_nfe must lie in 1\.\.20 .* got 30"):
+        tune_timesteps(oracle, d, "ddim", 4, x_T, **{**run, "reference_nfe": 30})

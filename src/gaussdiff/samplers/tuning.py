@@ -27,7 +27,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..diffusion.process import GaussianDiffusion, Model
-from .run import SamplerName, sample, steps_for_nfe
+from .run import SAMPLERS, SamplerName, sample, steps_for_nfe
 
 STOCHASTIC = ("ddpm", "euler-a", "dpm++2m-sde")
 
@@ -75,6 +75,8 @@ def parameters_of(times: list[float], t_max: float) -> np.ndarray:
 def tuning_steps(sampler: str, nfe: int) -> int:
     """How many step times ``sampler`` has to tune at ``nfe`` evaluations. Tuned times run as an explicit list,
     where plain Heun makes 2 S - 1 evaluations on S steps; ``ValueError`` for what cannot be tuned."""
+    if sampler not in SAMPLERS:  # each trial would fail, and tuning would return uniform steps as its finding
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if sampler in STOCHASTIC:
         raise ValueError(f"{sampler} is stochastic: tune a deterministic sampler (ddim, euler, heun, dpm++2m, "
                          "dpm++3m, dpm++2s, unipc, unipc-bh1), whose error has one reference")
@@ -90,6 +92,9 @@ def reference_solve(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, con
                     reference_nfe: int = 500, clip_denoised: bool = False) -> Tensor:
     """The fine solve tuning measures against: UniPC on ``reference_nfe`` trailing (uniform) steps from
     ``x_T: [B, ...]``, x0 of the same shape. Compute it once to tune several budgets on the same draws."""
+    if not 1 <= reference_nfe <= diffusion.num_steps:
+        raise ValueError(f"reference_nfe must lie in 1..{diffusion.num_steps} (the diffusion's steps), got "
+                         f"{reference_nfe}")
     return sample(model, diffusion, x_T.shape, sampler="unipc", steps=reference_nfe, spacing="trailing", x_T=x_T,
                   clip_denoised=clip_denoised, progress=False, **dict(cond or {}))
 
@@ -104,6 +109,8 @@ def tune_timesteps(model: Model, diffusion: GaussianDiffusion, sampler: SamplerN
     steps = tuning_steps(sampler, nfe)
     if steps < 2:
         raise ValueError("tuning needs at least 2 steps")
+    if steps > diffusion.num_steps:
+        raise ValueError(f"{sampler} at nfe {nfe} takes {steps} steps, more than the diffusion's {diffusion.num_steps}")
     cond = dict(cond or {})
     if reference is None:
         reference = reference_solve(model, diffusion, x_T, cond, reference_nfe, clip_denoised)

@@ -309,3 +309,33 @@ def test_a_compile_that_fails_on_a_later_batch_shape_is_told_and_the_rest_drawn_
     assert seen == [Setup("fp32", "contiguous", "default"), Setup("fp32", "contiguous", "off")]
     plain, _ = generate(conditional_trained, 3, "ddim", 3, batch_size=2, progress=False)
     assert torch.equal(images, plain)  # compiled or not, the same network computed every chunk
+
+
+@pytest.mark.parametrize("request_, match", [
+    ({"n": 0}, "n and batch_size must be at least 1, got n = 0"),
+    ({"batch_size": 0}, "batch_size = 0"),  # a ZeroDivisionError
+    ({"labels": torch.tensor([0, 1])}, r"labels must be an integer tensor \[n\] = \[4\], got torch.int64 \(2,\)"),
+    ({"labels": [0, 1, 2, 3]}, r"labels must be an integer tensor \[n\] = \[4\], got list"),
+    ({"labels": torch.tensor([0, 1, 2, -1])}, r"labels must lie in 0\.\.9 \(the data's classes\), got -1\.\.2"),
+    ({"labels": torch.tensor([0, 1, 2, 10])}, r"labels must lie in 0\.\.9 \(the data's classes\), got 0\.\.10"),
+])
+def test_a_request_generate_cannot_draw_is_refused_before_sampling(conditional_trained, request_, match):
+    """Before: torch.cat of no chunks, a ZeroDivisionError, a broadcast of mismatched sizes in the U-Net, an
+    AttributeError, an embedding index out of range, or (label 10 of 10 classes, the null one) unconditional
+    samples returned as if of a class."""
+    with pytest.raises(ValueError, match=match):
+        generate(conditional_trained, **{"n": 4, "steps": 2, "progress": False, **request_})
+
+
+def test_low_resolution_images_of_another_shape_or_kind_are_refused():
+    """low_res of another size was upsampled silently to the stage's (uint8 ones read as far out of [-1, 1]), and
+    another count failed in the U-Net's concatenation."""
+    from types import SimpleNamespace
+
+    from gaussdiff.conditioning.super_res import LowResolution
+
+    stage = SimpleNamespace(conditions=(LowResolution(4),), config=SimpleNamespace(data=SimpleNamespace(
+        num_classes=None)), image_shape=(1, 8, 8))
+    for low_res in (torch.zeros(4, 1, 2, 2), torch.zeros(3, 1, 4, 4), torch.zeros(4, 1, 4, 4, dtype=torch.uint8)):
+        with pytest.raises(ValueError, match=r"low_res must be float \[4, 1, 4, 4\] in \[-1, 1\]"):
+            generate(stage, 4, low_res=low_res, progress=False)

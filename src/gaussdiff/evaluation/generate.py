@@ -167,6 +167,34 @@ def check_cond_aug_level(stages: Sequence[Trained], level: float | None) -> None
         check_level("--cond-aug-level", level, condition.cond_aug)
 
 
+def check_request(trained: Trained, n: int, batch_size: int, labels: Tensor | None, prompts: Sequence[str] | None,
+                  low_res: Tensor | None) -> None:
+    """Refuse, in one line naming the argument, what :func:`generate` would otherwise fail on deep inside (a
+    broadcast of mismatched sizes in the network, an embedding index out of range) or draw silently wrong: a
+    count or batch size below 1, labels that are not ``[n]`` integers among the data's classes, a single string
+    for ``prompts``, low-resolution images that are not ``float [n, C, LOW, LOW]``."""
+    if n < 1 or batch_size < 1:
+        raise ValueError(f"n and batch_size must be at least 1, got n = {n} and batch_size = {batch_size}")
+    if labels is not None:
+        if not isinstance(labels, Tensor) or labels.dtype.is_floating_point or labels.dtype.is_complex \
+                or tuple(labels.shape) != (n,):
+            what = (f"{labels.dtype} {tuple(labels.shape)}" if isinstance(labels, Tensor)
+                    else type(labels).__name__)
+            raise ValueError(f"labels must be an integer tensor [n] = [{n}], got {what}")
+        k = trained.config.data.num_classes
+        if k is not None and len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < k):
+            raise ValueError(f"labels must lie in 0..{k - 1} (the data's classes), got {int(labels.min())}.."
+                             f"{int(labels.max())}")
+    if isinstance(prompts, str):
+        raise ValueError(f"prompts must be a list of n = {n} prompts, not one string: [{prompts!r}] * {n}")
+    stage = super_res_condition(trained)
+    if stage is not None and low_res is not None:
+        shape = (n, trained.image_shape[0], stage.low, stage.low)
+        if not low_res.dtype.is_floating_point or tuple(low_res.shape) != shape:
+            raise ValueError(f"low_res must be float {list(shape)} in [-1, 1] (n low-resolution images of this "
+                             f"stage), got {low_res.dtype} {list(low_res.shape)}")
+
+
 def guided_model(trained: Trained, diffusion: GaussianDiffusion, sampler: SamplerName, guidance: GuidanceConfig,
                  net: Model | None = None) -> Model:
     """The model a sampler on ``diffusion`` (respaced or not) should call: ``net`` (default ``trained.model``)
@@ -243,6 +271,7 @@ def generate(
     guidance = guidance or GuidanceConfig()
     check_cond_aug_level([trained], cond_aug_level)
     d = trained.config.data
+    check_request(trained, n, batch_size, labels, prompts, low_res)
     if nfe is not None or timesteps is not None:
         steps = None
     spacing = default_spacing(sampler) if spacing == "auto" else spacing  # resolved once: the parts key names it

@@ -69,7 +69,11 @@ class Trained:
 
     def x0_of(self, images: Tensor) -> Tensor:
         """``uint8 [N, C, H, W]`` images -> what the diffusion runs on (on the model's device): pixels in
-        [-1, 1], or their latents."""
+        [-1, 1], or their latents. Other images are refused (a float image or one of another size would be
+        measured silently: the network is convolutional)."""
+        if images.dtype != torch.uint8 or tuple(images.shape[1:]) != self.image_shape or images.dim() != 4:
+            raise ValueError(f"images must be uint8 [N, {', '.join(map(str, self.image_shape))}] (this run's), got "
+                             f"{images.dtype} {list(images.shape)}")
         x = to_model_range(images).to(self.device)
         return x if self.latent is None else self.latent.encode(x)
 

@@ -75,3 +75,16 @@ def test_the_reported_parts_add_up_to_the_bound_and_the_rate_leaves_out_the_deco
     assert report.rate[0] == pytest.approx(report.prior + report.sum_l_t, rel=1e-6)
     assert report.rate[-1] == pytest.approx(report.prior, rel=1e-6)
     assert report.l0 > 0 and report.sum_l_t > 0 and report.prior > 0
+
+
+def test_what_the_bound_cannot_measure_is_refused_naming_it(conditional_trained):
+    """One label for four images broadcast silently to all of them; no images and batch_size 0 failed in torch.cat
+    and a ZeroDivisionError."""
+    images = load_data("digits", "test").images[:4]
+    for call in (bpd.evaluate_bpd, bpd.evaluate_ode):
+        with pytest.raises(ValueError, match="the condition y has 1 rows for 4 images"):
+            call(conditional_trained, images, {"y": torch.zeros(1, dtype=torch.long)})
+    with pytest.raises(ValueError, match="at least one image and batch_size >= 1, got 0 and 256"):
+        bpd.evaluate_bpd(conditional_trained, images[:0], progress=False)
+    with pytest.raises(ValueError, match="at least one image and batch_size >= 1, got 4 and 0"):
+        bpd.evaluate_ode(conditional_trained, images, batch_size=0)

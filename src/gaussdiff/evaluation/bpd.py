@@ -46,6 +46,15 @@ class BpdReport:
         return {k: v for k, v in asdict(self).items() if not isinstance(v, list)}
 
 
+def _check(images: Tensor, cond: Mapping[str, Tensor], batch_size: int) -> None:
+    """Refuse no images, a batch size below 1, and a condition that is not one row an image, naming them."""
+    if len(images) < 1 or batch_size < 1:
+        raise ValueError(f"bits/dim needs at least one image and batch_size >= 1, got {len(images)} and {batch_size}")
+    for key, value in cond.items():  # one row would broadcast to every image, silently
+        if len(value) != len(images):
+            raise ValueError(f"the condition {key} has {len(value)} rows for {len(images)} images")
+
+
 def _batches(trained: Trained, images: Tensor, cond: Mapping[str, Tensor], batch_size: int):
     """``(x0, cond of those b)`` on the model's device, batch by batch: x0 the pixels in [-1, 1], or their latents."""
     for i in range(0, len(images), batch_size):
@@ -68,6 +77,7 @@ def evaluate_bpd(
 ) -> BpdReport:
     """The variational bound of ``images`` (``uint8 [N, C, H, W]``) given ``cond``, on a respaced schedule if
     ``steps``."""
+    _check(images, cond or {}, batch_size)
     diffusion = trained.diffusion if steps is None else trained.diffusion.respace(steps)
     g = torch.Generator(trained.device).manual_seed(seed)
     parts = []
@@ -105,6 +115,7 @@ def rate_distortion_rows(report: BpdReport, rows: int = 8) -> list[tuple[int, fl
 def evaluate_ode(trained: Trained, images: Tensor, cond: Mapping[str, Tensor] | None = None, batch_size: int = 256,
                  seed: int = 0) -> dict[str, float]:
     """Bits/dim of the probability-flow ODE (dequantized, Hutchinson) given ``cond``, mean and standard error."""
+    _check(images, cond or {}, batch_size)
     g = torch.Generator(trained.device).manual_seed(seed)
     diffusion = trained.diffusion
 

@@ -74,7 +74,7 @@ def test_super_resolution_is_measured_against_the_ground_truth_beside_bilinear(m
         return images + 1, None
 
     monkeypatch.setattr(sr, "generate", fake_generate)
-    trained = SimpleNamespace(conditions=[LowResolution(4)], config=SimpleNamespace(
+    trained = SimpleNamespace(conditions=[LowResolution(4)], image_shape=(1, 8, 8), config=SimpleNamespace(
         super_res=SimpleNamespace(cond_aug_level=0.2)))
     report, out = sr.evaluate_super_resolution(trained, images, cond_aug_level=level, progress=False)
     assert torch.equal(out, images + 1) and seen["n"] == 3 and seen["cond_aug_level"] == level
@@ -85,3 +85,21 @@ def test_super_resolution_is_measured_against_the_ground_truth_beside_bilinear(m
     a, C1 = values.double(), (0.01 * 255) ** 2
     assert report.ssim == pytest.approx(((2 * a * (a + 1) + C1) / (a**2 + (a + 1) ** 2 + C1)).mean().item(), rel=1e-12)
     assert report.ssim_bilinear == pytest.approx(1.0, rel=1e-12)
+
+
+def test_what_super_resolution_cannot_measure_is_refused_before_sampling(monkeypatch):
+    """A base run failed an assert; images of another size failed after sampling, in PSNR's broadcast; float
+    images were scored silently (as nearly black); PSNR broadcast one image against all."""
+    from gaussdiff.errors import ConfigError
+
+    monkeypatch.setattr(sr, "generate", lambda *a, **k: pytest.fail("sampled"))
+    stage = SimpleNamespace(conditions=[LowResolution(4)], image_shape=(1, 8, 8))
+    with pytest.raises(ConfigError, match="this run is not one"):
+        sr.evaluate_super_resolution(SimpleNamespace(conditions=[]), torch.zeros(2, 1, 8, 8, dtype=torch.uint8))
+    for images in (torch.zeros(2, 1, 16, 16, dtype=torch.uint8), torch.zeros(2, 1, 8, 8)):
+        with pytest.raises(ValueError, match=r"images must be uint8 \[N, 1, 8, 8\] \(the stage's\)"):
+            sr.evaluate_super_resolution(stage, images)
+    a = torch.zeros(3, 1, 8, 8, dtype=torch.uint8)
+    for metric in (sr.psnr, sr.ssim):
+        with pytest.raises(ValueError, match=r"compares uint8 \[N, C, H, W\] images of one shape"):
+            metric(a, a[:1])

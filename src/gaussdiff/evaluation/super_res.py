@@ -16,19 +16,30 @@ from torch import Tensor
 from ..conditioning.guidance import GuidanceConfig
 from ..conditioning.super_res import downsample, upsample
 from ..data.datasets import to_model_range, to_uint8
+from ..errors import ConfigError
 from ..samplers.run import SamplerName
 from ..training.run import Trained
 from .generate import generate, super_res_condition, takes_labels, text_condition
 
 
+def check_pair(metric: str, a: Tensor, b: Tensor) -> None:
+    """Refuse two image sets that are not both ``uint8 [N, C, H, W]`` of one shape (a float image in [-1, 1] would
+    be scored as nearly black, one image broadcast against all, another size fail deep in torch)."""
+    if a.dtype != torch.uint8 or b.dtype != torch.uint8 or a.dim() != 4 or a.shape != b.shape:
+        raise ValueError(f"{metric} compares uint8 [N, C, H, W] images of one shape, got {a.dtype} {list(a.shape)} "
+                         f"and {b.dtype} {list(b.shape)}")
+
+
 def psnr(a: Tensor, b: Tensor) -> float:
     """Peak signal-to-noise ratio of ``uint8 [N, C, H, W]`` images, from the mean squared error over all of them."""
+    check_pair("PSNR", a, b)
     mse = (a.double() - b.double()).pow(2).mean()
     return float(10 * torch.log10(255.0**2 / mse.clamp(min=1e-12)))
 
 
 def ssim(a: Tensor, b: Tensor, window: int = 11, sigma: float = 1.5) -> float:
     """Mean structural similarity of ``uint8 [N, C, H, W]`` images (Wang et al. 2004, Eq. 13)."""
+    check_pair("SSIM", a, b)
     x, y = a.double(), b.double()
     window = min(window, x.shape[-1], x.shape[-2])
     offsets = torch.arange(window, dtype=torch.float64) - (window - 1) / 2
@@ -71,7 +82,13 @@ def evaluate_super_resolution(
     """Super-resolve the held-out ``images: uint8 [N, C, HIGH, HIGH]`` from their area-downsampled versions
     (with their labels or prompts when the stage takes them); the report and the super-resolved images."""
     stage = super_res_condition(trained)
-    assert stage is not None, "not a super-resolution run"
+    if stage is None:
+        raise ConfigError("super-resolution is measured on a super-resolution stage (train --super-res), and this "
+                          "run is not one")
+    shape = trained.image_shape
+    if images.dtype != torch.uint8 or tuple(images.shape[1:]) != tuple(shape) or images.dim() != 4:
+        raise ValueError(f"images must be uint8 [N, {', '.join(map(str, shape))}] (the stage's), got {images.dtype} "
+                         f"{list(images.shape)}")
     x = to_model_range(images)
     low = downsample(x, stage.low)
     out, _ = generate(trained, len(images), sampler, steps, seed=seed, batch_size=batch_size,

@@ -228,3 +228,13 @@ def test_classifier_guidance_leaves_zero_snr_unguided():
     assert bool(torch.isfinite(guided).all())
     torch.testing.assert_close(guided[:2], plain[:2], rtol=0, atol=0)
     assert not torch.allclose(guided[2:], plain[2:])
+
+
+@pytest.mark.parametrize("scale", [float("nan"), float("inf"), -1.0])
+def test_a_wrapper_refuses_a_scale_that_is_not_a_finite_number_at_least_0(scale):
+    """Built directly (not through guide, which checks its config), a NaN scale sampled NaN images without a word."""
+    model, d = (lambda x_t, t, y: x_t), GaussianDiffusion(NoiseSchedule.linear(10))
+    with pytest.raises(ConfigError, match=f"scale must be a finite number >= 0, got {scale}"):
+        ClassifierFreeGuidance(model, scale, LABELS)
+    with pytest.raises(ConfigError, match=f"scale must be a finite number >= 0, got {scale}"):
+        ClassifierGuidance(model, lambda x, t: x.flatten(1), d, scale)

@@ -78,6 +78,7 @@ class ClassifierFreeGuidance:
     """
 
     def __init__(self, model: Model, scale: float, conditions: Sequence[Condition], variance_channels: int = 0) -> None:
+        check_finite_at_least_zero("scale", scale)  # NaN would pass a plain < 0 and sample NaN images
         self.model = model
         self.scale = scale
         self.conditions = tuple(conditions)
@@ -112,7 +113,7 @@ class ClassifierGuidance:
         model: the diffusion model (conditional or not); ``y`` is passed on if it is conditional.
         classifier: ``classifier(x_t, t) -> logits`` on the original timestep scale.
         diffusion: the diffusion the sampler uses (respaced when sampling strided).
-        scale: s.
+        scale: s >= 0.
         mode: ``"mean"`` for ancestral sampling (Algorithm 1), ``"eps"`` for DDIM (Algorithm 2).
         pass_labels: whether the diffusion model itself takes ``y``.
     """
@@ -128,6 +129,7 @@ class ClassifierGuidance:
     ) -> None:
         if mode not in ("mean", "eps"):
             raise ValueError(f"unknown guidance mode {mode!r}; choose mean or eps")
+        check_finite_at_least_zero("scale", scale)
         self.model, self.classifier, self.diffusion = model, classifier, diffusion
         self.scale, self.mode, self.pass_labels = scale, mode, pass_labels
 

@@ -109,3 +109,13 @@ def test_previews_spread_over_the_captions_and_name_a_partial_last_row():
     text = TextPrompt(Tokenizer.build(captions), ("w0", "w3"))
     assert text.tokenizer.decode(text.examples(20, "cpu")) == ["w0"] * 8 + ["w3"] * 8 + ["w0"] * 4
     assert text.example_names(20) == ["w0", "w3", "w0"]
+
+
+def test_one_string_where_a_list_is_expected_is_refused_not_read_letter_by_letter():
+    """build("a red circle") made a vocabulary of letters; encode("a red circle") read each letter as a prompt
+    and named 'r' an unknown word."""
+    tokenizer = Tokenizer.build(["a red circle"])
+    with pytest.raises(TypeError, match=r"texts must be a list of strings, not one string: \['a red circle'\]"):
+        tokenizer.encode("a red circle")
+    with pytest.raises(TypeError, match="captions must be a list of strings, not one string"):
+        Tokenizer.build("a red circle")

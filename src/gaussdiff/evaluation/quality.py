@@ -73,8 +73,18 @@ def evaluate_quality(
     attributes: Tensor | None = None,
     cache_dir: Path = DEFAULT_CACHE,
 ) -> QualityReport:
-    """Sample quality of ``uint8 [N, C, H, W]`` images against ``reference`` (the real training set);
-    ``labels: [N]`` or the prompts' ``attributes: [N, 7]`` they were asked for, if any."""
+    """Sample quality of ``uint8 [N, C, H, W]`` images against ``reference`` (the real training set; with the
+    classifier's features, images of its shape); ``labels: [N]`` or the prompts' ``attributes: [N, 7]`` they were
+    asked for, if any."""
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise ValueError(f"sample quality takes uint8 [N, C, H, W] images, got {images.dtype} {list(images.shape)}")
+    if features == "classifier" and tuple(images.shape[1:]) != tuple(reference.shape):
+        # The domain classifier pools globally: images of another size would be scored silently.
+        raise ValueError(f"the domain classifier scores images of the reference's shape {list(reference.shape)}, got "
+                         f"{list(images.shape[1:])}")
+    for name, asked in (("labels", labels), ("attributes", attributes)):
+        if asked is not None and len(asked) != len(images):
+            raise ValueError(f"{len(asked)} {name} for {len(images)} images")
     if len(images) < MIN_SAMPLES:
         raise DataError(f"sample quality needs at least {MIN_SAMPLES} images (precision and recall's 3rd-neighbour "
                         f"radii; KID's unbiased estimate), got {len(images)}")

@@ -27,8 +27,8 @@ def check_features(metric: str, a: Tensor, b: Tensor, least: int, why: str) -> N
         raise ValueError(f"{metric}: features must be [N, D] and [M, D] of one dimension D, got {tuple(a.shape)} and "
                          f"{tuple(b.shape)}")
     if len(a) < least or len(b) < least:
-        raise ValueError(f"{metric}: at least {least} feature vectors are needed on each side ({why}), got {len(a)} and "
-                         f"{len(b)}")
+        raise ValueError(f"{metric}: at least {least} feature vectors are needed on each side ({why}), got "
+                         f"{len(a)} and {len(b)}")
     if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(b).all())):
         raise ValueError(f"{metric}: the features hold NaN or inf (are the images or the feature network finite?)")
 

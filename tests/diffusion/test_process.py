@@ -181,6 +181,9 @@ def test_kl_loss_is_zero_for_the_true_posterior_and_losses_are_validated():
         GaussianDiffusion(s, prediction="score")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="2C channels"):
         GaussianDiffusion(s, variance="learned", loss="kl").p_mean_variance(zero, x0, t)
+    # A model that returns no tensor (a diffusers UNet2DModel's output object; a tuple here) is named as such.
+    with pytest.raises(TypeError, match="the model returned a tuple, not a Tensor"):
+        d.training_losses(lambda x_t, model_t: (x_t,), x0, t)
 
 
 def quantized_gaussian(n, mean, std, g):

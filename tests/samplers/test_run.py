@@ -28,3 +28,12 @@ def test_a_condition_of_another_batch_size_is_refused_before_the_model_sees_it()
     for rows in (3, 1):
         with pytest.raises(ValueError, match=f"the condition y has {rows} rows for a batch of 4"):
             sample(model, DIFFUSION, (4, 2), steps=2, progress=False, y=torch.zeros(rows, dtype=torch.long))
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpm++2m"])  # the reverse chain's and the ODE solvers' model calls
+def test_a_model_that_returns_no_tensor_is_refused_saying_how_to_unwrap_it(sampler):
+    """A diffusers UNet2DModel returns an output object (here a tuple stands for it): ``.to`` on it failed with an
+    AttributeError deep in the diffusion's math."""
+    model = lambda x_t, t: (x_t * 0,)  # noqa: E731
+    with pytest.raises(TypeError, match=r"the model returned a tuple, not a Tensor.*unet\(x_t, t, \*\*cond\)\.sample"):
+        sample(model, DIFFUSION, (4, 2), sampler=sampler, steps=2, progress=False)

@@ -30,7 +30,7 @@ import torch
 from scipy.integrate import solve_ivp
 from torch import Tensor
 
-from .process import GaussianDiffusion, Likelihood, Model
+from .process import GaussianDiffusion, Likelihood, Model, model_output
 
 Divergence = Literal["hutchinson", "exact"]
 
@@ -89,7 +89,7 @@ def ode_likelihood(
         scale = float(ab.sqrt())
         with torch.enable_grad():
             xb = x_bar.detach().requires_grad_(True)
-            eps = model((xb * scale).to(x0.dtype), t, **cond).to(dtype)
+            eps = model_output(model((xb * scale).to(x0.dtype), t, **cond), xb)
             if probe is not None:
                 (grad,) = torch.autograd.grad((eps * probe).sum(), xb)
                 div = (grad * probe).flatten(1).sum(1)

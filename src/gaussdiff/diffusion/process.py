@@ -39,6 +39,17 @@ LossType = Literal["mse", "l1", "kl", "rescaled_kl", "hybrid"]
 Model = Callable[..., Tensor]
 
 
+def model_output(output: object, x_t: Tensor) -> Tensor:
+    """The network's output, a tensor ``[B, C, ...]`` (or ``[B, 2C, ...]``), in x_t's dtype. Anything else (a tuple, the
+    output object of diffusers' ``UNet2DModel``) is refused in one line that says how to unwrap it, where ``.to``
+    would fail with an AttributeError."""
+    if not isinstance(output, Tensor):
+        raise TypeError(f"the model returned a {type(output).__name__}, not a Tensor: a network that returns more is "
+                        "wrapped to return its prediction, as lambda x_t, t, **cond: unet(x_t, t, **cond).sample for "
+                        "diffusers' UNet2DModel (or load a diffusers folder with gaussdiff.training.load_trained)")
+    return output.to(x_t.dtype)
+
+
 def to_x0(prediction: Prediction, pred: Tensor, x_t: Tensor, sqrt_ab: Tensor, sqrt_1m_ab: Tensor) -> Tensor:
     """The x0 a prediction implies, from x_t = sqrt(a_bar) x0 + sqrt(1 - a_bar) eps (Eq. 4).
 
@@ -281,7 +292,7 @@ class GaussianDiffusion:
             x_t: ``[B, C, ...]``. t: ``[B]`` steps of this schedule.
             clip_denoised: clip the x0 estimate to [-1, 1] before forming the mean.
         """
-        output = output.to(x_t.dtype)
+        output = model_output(output, x_t)
         pred, var_part = self.split_output(output, x_t)
         s = self.schedule
         if self.variance == "fixed_small":
@@ -349,7 +360,7 @@ class GaussianDiffusion:
         if noise is None:
             noise = torch.randn_like(x0)
         x_t = self.q_sample(x0, t, noise)
-        output = model(x_t, self.model_timesteps(t), **cond).to(x0.dtype)
+        output = model_output(model(x_t, self.model_timesteps(t), **cond), x0)
         terms: dict[str, Tensor] = {}
 
         if self.loss in ("kl", "rescaled_kl"):

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..diffusion.process import GaussianDiffusion, Model, PosteriorEstimate, to_x0
+from ..diffusion.process import GaussianDiffusion, Model, PosteriorEstimate, model_output, to_x0
 
 
 @dataclass
@@ -155,9 +155,9 @@ class Denoiser:
             raise ValueError("an eps model cannot estimate x0 at zero SNR (alpha_bar = 0): use v prediction "
                              "(Lin et al. 2024)")
         t_batch = t.reshape(1).expand(x.shape[0]).to(x.device)
-        output = self.model(x, t_batch, **self.cond)
+        output = model_output(self.model(x, t_batch, **self.cond), x)
         self.nfe += 1
-        pred, _ = self.diffusion.split_output(output.to(x.dtype), x)
+        pred, _ = self.diffusion.split_output(output, x)
         a = alpha.to(device=x.device, dtype=torch.float64)
         x0 = to_x0(self.diffusion.prediction, pred, x, a.to(x.dtype), (1.0 - a**2).clamp(min=0).sqrt().to(x.dtype))
         return x0.clamp(-1.0, 1.0) if self.clip else x0

@@ -265,3 +265,15 @@ def test_each_fixed_variance_is_diffusers_own(variance_type, tmp_path):
     # diffusers' alpha_bar is a float32 cumulative product, and its beta_tilde 1 - a ratio of two of them: 1e-4
     # relative at the first steps. fixed_small and fixed_large differ by 20% and more at t <= 40.
     torch.testing.assert_close(variance, theirs, rtol=5e-4, atol=0)
+
+
+def test_a_first_level_wider_than_the_stem_is_refused_saying_why(tmp_path, capsys):
+    """gaussdiff's stem (and timestep embedding) are --channels wide whatever --channel-mult says; UNet2DModel's
+    are block_out_channels[0] wide: a run whose --channel-mult starts above 1 has no UNet2DModel, and export says
+    so in one line before it writes anything (it was an AssertionError from the weight mapping)."""
+    flags = list(EXPORT_FLAGS)
+    at = flags.index("--channel-mult")
+    flags[at + 1 : at + 3] = ["2", "2"]
+    main(["train", "--run-dir", str(tmp_path / "wide"), *flags])
+    expect_error(capsys, "export", tmp_path / "wide", "--diffusers", tmp_path / "out", match="--channel-mult")
+    assert not (tmp_path / "out").exists()

@@ -225,6 +225,11 @@ def exportable(trained) -> None:
     elif not m.emb_act:
         why = ("its residual blocks take the timestep embedding without the SiLU that diffusers' blocks apply: train "
                "with --emb-act to export")
+    elif m.channel_mult[0] != 1:
+        # gaussdiff's stem and timestep embedding are --channels wide; UNet2DModel's are its first level's width.
+        why = (f"its first level is {m.channel_mult[0]}x --channels wide (--channel-mult starts at "
+               f"{m.channel_mult[0]}), and UNet2DModel's stem has its first level's width: train with --channel-mult "
+               "starting at 1")
     else:
         groups = {math.gcd(32, m.channels * k) for k in m.channel_mult}
         heads_dims = {width // m.num_heads for width in m.attention_channels()}

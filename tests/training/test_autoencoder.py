@@ -168,3 +168,9 @@ def test_a_logged_row_is_the_mean_of_the_steps_since_the_last(tmp_path):
     assert [r["step"] for r in rows] == [2, 4]
     for row, pair in zip(rows, (losses[:2], losses[2:])):
         assert row["loss"] == pytest.approx(sum(pair) / 2, rel=1e-12)
+
+
+def test_the_largest_seed_the_cli_takes_trains(tmp_path):
+    """--seed 2**64 - 1 passes the CLI's check; the posterior noise's seed + 1 must still seed a generator."""
+    trainer = AutoencoderTrainer(tiny_autoencoder_config(steps=1, seed=2**64 - 1), tmp_path / "ae", progress=False)
+    assert trainer.run().step == 1

@@ -271,3 +271,16 @@ def test_resume_keeps_the_count_of_skipped_steps(tmp_path):
     assert resumed.skipped == 0
     resumed.load(list_checkpoints(tmp_path / "run")[-1])
     assert resumed.skipped == 2
+
+
+@pytest.mark.parametrize("seed", [2**64 - 1, -(2**63)], ids=["largest", "smallest"])
+def test_every_seed_the_cli_takes_trains_and_seeds_in_range_keep_their_draws(tmp_path, seed):
+    """--seed takes any 64-bit value (cli.main.check_seeds), and the seeds derived from it (seed + 1 for the noise,
+    seed * 1_000_003 + epoch for the data order) must seed torch's generators too: they overflowed with a traceback.
+    A derived seed in range is unchanged, so that an existing run resumes on the batches it had."""
+    from gaussdiff.training.batches import DataOrder
+
+    result = Trainer(tiny_config(steps=1, **{"train.seed": seed}), tmp_path / "run", progress=False).run()
+    assert result.step == 1 and all(torch.isfinite(torch.tensor(result.losses)))
+    perm = torch.randperm(50, generator=torch.Generator().manual_seed(5 * 1_000_003 + 1))
+    assert torch.equal(DataOrder(50, 8, seed=5).indices(7), perm[6:14])  # step 7: positions 56..63, epoch 1

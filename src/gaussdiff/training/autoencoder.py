@@ -29,7 +29,7 @@ from ..conditioning.latent import LatentSpace
 from ..data.datasets import ImageData, check_center_crop, load_configured, to_model_range, to_uint8
 from ..errors import CheckpointError, ConfigError
 from ..nets.autoencoder import Autoencoder, PatchDiscriminator
-from .batches import DataOrder
+from .batches import DataOrder, generator_seed
 from .checkpoint import (load_state_dict_strict, load_training_state, load_weights, save_checkpoint,
                          save_weights, verify_checkpoint)
 from .config import AutoencoderTrainConfig, save_config
@@ -96,7 +96,7 @@ class AutoencoderTrainer:
             self.disc = PatchDiscriminator(c.discriminator).to(self.device)
             self.disc_optim = Optimization(self.disc, c.optim, c.train_steps, self.device)
         self.order = DataOrder(len(self.data), c.batch_size, c.seed)
-        self.generator = torch.Generator(self.device).manual_seed(c.seed + 1)
+        self.generator = torch.Generator(self.device).manual_seed(generator_seed(c.seed + 1))
         self.step = 0
 
     @property

@@ -18,6 +18,14 @@ from ..errors import DataError
 from .distributed import Distributed
 
 
+def generator_seed(seed: int) -> int:
+    """A seed derived from ``--seed`` (``seed + 1``, ``seed * stride + epoch``) as torch's generators take it: a value
+    in -2**63..2**64 - 1 unchanged (so that the draws of existing runs, and of their resumes, stay what they were),
+    any other reduced modulo 2**64. ``--seed`` itself may be any 64-bit value, and one derived from such a seed can
+    fall outside, where ``manual_seed`` raises an overflow instead of seeding."""
+    return seed if -(2**63) <= seed < 2**64 else seed % 2**64
+
+
 class DataOrder:
     """Which examples batch ``step`` takes: positions step*B..(step+1)*B of a stream of per-epoch
     permutations seeded by (seed, epoch). A pure function of the step, so a resumed run sees the data
@@ -32,7 +40,7 @@ class DataOrder:
         while pos < end:
             epoch, offset = divmod(pos, self.n)
             if self._perm is None or self._perm[0] != epoch:
-                g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+                g = torch.Generator().manual_seed(generator_seed(self.seed * 1_000_003 + epoch))
                 self._perm = (epoch, torch.randperm(self.n, generator=g))
             take = min(end - pos, self.n - offset)
             parts.append(self._perm[1][offset : offset + take])

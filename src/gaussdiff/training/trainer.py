@@ -31,7 +31,7 @@ from ..errors import CheckpointError, DataError, NonFiniteError, WriteError
 from ..nets.kernels.winograd import conv_choices, measuring_seconds, restore_conv_choices, share_conv_verdicts
 from ..nets.unet import UNet
 from ..samplers.run import sample
-from .batches import DataOrder, stream_batches
+from .batches import DataOrder, generator_seed, stream_batches
 from .checkpoint import (load_state_dict_strict, load_training_state, load_weights, save_checkpoint,
                          verify_checkpoint)
 from .config import RunConfig, save_config
@@ -122,7 +122,7 @@ class Trainer:
         # Every rank draws the whole global batch's conditions, t and noise from these and keeps its part, so
         # example i of a batch gets the same draws whatever the number of ranks.
         self.generator = torch.Generator().manual_seed(t.seed)
-        self.noise_generator = torch.Generator(self.device).manual_seed(t.seed + 1)
+        self.noise_generator = torch.Generator(self.device).manual_seed(generator_seed(t.seed + 1))
         self.order = DataOrder(len(self.data), t.batch_size, t.seed)
         self.batches: Iterator[Tensor] | None = None  # a streamed folder's batches, from run()
         self.step = 0

@@ -1,10 +1,11 @@
 """Checkpoints: weights in safetensors, the rest in plain tensors and JSON, written atomically.
 
-A checkpoint is a directory ``checkpoints/step-0001000/`` holding ``model.safetensors``,
-``ema.safetensors``, ``training.pt`` (optimizer, scheduler, scaler and RNG states: tensors and
-numbers only, read back with ``torch.load(weights_only=True)``) and ``config.json``. It is written
-under a temporary name and renamed into place, so a kill at any moment leaves either the old set
-of checkpoints or the new one, never a half-written directory that could be resumed. A
+A checkpoint is a directory ``checkpoints/step-0001000/`` holding a ``NAME.safetensors`` for each set of
+weights (a diffusion run's ``model`` and ``ema``; an autoencoder's ``model``, and ``discriminator`` with a
+GAN), ``training.pt`` (the step, optimizer, scheduler, scaler and RNG states and the loop's counters: plain
+values only, tensors, numbers, strings and lists, read back with ``torch.load(weights_only=True)``) and
+``config.json``. It is written under a temporary name and renamed into place, so a kill at any moment leaves
+either the old set of checkpoints or the new one, never a half-written directory that could be resumed. A
 ``manifest.json`` written last gives each file's size and SHA-256, so a checkpoint damaged later (a
 broken copy, a disk that filled up while it was copied) is found before it is resumed.
 """

@@ -30,7 +30,6 @@ WEIGHTS = "classifier.safetensors"
 """The classifier's weights in its run directory (which no other run may share)."""
 
 
-
 def train_noisy_classifier(config: ClassifierTrainConfig, run_dir: Path, progress: bool = True,
                            dist: Distributed | None = None) -> dict[str, float]:
     """Train, save into ``run_dir`` and return the held-out accuracies by noise level. Under torchrun

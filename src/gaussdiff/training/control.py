@@ -27,7 +27,9 @@ class Logger(Protocol):
         """A run in ``run_dir`` starts (or resumes) at ``step``."""
 
     def log(self, row: dict[str, Any]) -> None:
-        """One row of metrics: step, loss, lr, grad_norm, images_per_s, loss_by_t."""
+        """One row of metrics: ``step`` (steps done), ``lr`` (the rate of the next step), ``images_per_s`` and each
+        trainer's own figures, means over the steps since the last row (the diffusion trainer's ``loss``,
+        ``loss_by_t``, ``grad_norm`` of the last step, ``skipped``; the autoencoder's ``rec``, ``kl``, ``loss``...)."""
 
     def images(self, step: int, images: Tensor, per_row: int | None, row_labels: Sequence[str] = (),
                caption: str = "") -> None:
@@ -128,7 +130,7 @@ def warn(message: str) -> None:
     print(f"gaussdiff: warning: {message}", file=sys.stderr)
 
 
-def resume_checkpoint(run_dir: Path, load) -> Path:
+def resume_checkpoint(run_dir: Path, load: Callable[[Path], None]) -> Path:
     """Resume from the newest checkpoint of ``run_dir`` that ``load`` (a trainer's) accepts: a truncated or
     corrupt newest one (a full disk, a broken copy) is reported in one line and the one before is used."""
     found = list_checkpoints(run_dir)

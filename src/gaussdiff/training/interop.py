@@ -1,4 +1,5 @@
-"""diffusers folders in: a ``UNet2DModel`` and its scheduler config, read from disk as a gaussdiff :class:`Trained`.
+"""diffusers folders in and out: a ``UNet2DModel`` and its scheduler config read from disk as the parts of a gaussdiff
+:class:`~gaussdiff.training.run.Trained`, and a gaussdiff run written as a ``DDPMPipeline`` folder.
 
 A diffusers pipeline folder (``model_index.json`` beside ``unet/`` and ``scheduler/``), or a
 ``UNet2DModel`` folder (``config.json`` and its weights) with a scheduler config beside it
@@ -8,7 +9,8 @@ A diffusers pipeline folder (``model_index.json`` beside ``unet/`` and ``schedul
 what the model means is mapped exactly or refused in one line naming it; the fields that only set up
 diffusers' own samplers (solver order, Karras sigmas, ...) are the choice of a gaussdiff sampler
 instead and are ignored. diffusers is imported here only, and only on this path (the ``diffusers``
-extra); nothing is fetched from the Hub.
+extra); nothing is fetched from the Hub. Out, a run becomes a ``UNet2DModel`` computing the same function and a
+``DDPMScheduler`` with its betas (:func:`export_diffusers`), or is refused in one line saying why (:func:`exportable`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -199,8 +202,6 @@ def load_diffusers(path: Path, device: torch.device | str = "cpu") -> tuple[nn.M
                     diffusion=DiffusionConfig(diffusion_steps=meaning["steps"], prediction=meaning["prediction"],
                                               variance=meaning["variance"]))
     if num_classes is not None:
-        from dataclasses import replace
-
         run = replace(run, conditioning=replace(run.conditioning, class_conditional=True))
     return DiffusersUNet(unet).to(device).eval(), diffusion, run, meaning
 
@@ -290,6 +291,7 @@ def unet2d_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
         prefix, _, rest = key.rpartition(".")
         if prefix in simple:
             out[f"{simple[prefix]}.{rest}"] = value
+
     def level_path(levels: str, resample: str, dst: str, sampler: str) -> None:
         """One half of the U-Net (``down.levels`` or ``up``): each level's blocks, attentions and resampling."""
         depth = levels.count(".") + 1  # where the level's index sits in a key

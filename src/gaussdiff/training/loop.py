@@ -36,8 +36,8 @@ class OptimConfig:
     warmup: int = 200
     """Steps of linear warm-up (constant and cosine schedules; >= 0)."""
     lr_schedule: LrSchedule = "cosine"
-    """After warm-up: constant, or cosine decay to zero at the last step; ``one_cycle`` is torch's OneCycleLR
-    (its own warm-up over 30% of the steps)."""
+    """After warm-up: constant, or cosine decay to zero at --train-steps (the last step, 0-based --train-steps - 1,
+    takes the last rate above zero); ``one_cycle`` is torch's OneCycleLR (its own warm-up over 30% of the steps)."""
     weight_decay: float = 0.0
     """AdamW's decoupled weight decay (>= 0)."""
     grad_clip: float | None = 1.0
@@ -67,7 +67,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} asked for, but CUDA is not available")
     return device
-
 
 
 COMPILE_ON_CUDA: CompileMode = "reduce-overhead"

@@ -39,7 +39,7 @@ from .control import Logger, NullLogger, StopSignals, TrainResult, end_of_step, 
 from .conv_cache import keep_verdicts, load_verdicts
 from .distributed import Distributed, fingerprint
 from .latent import check_autoencoder_fits, load_latent_space
-from .loop import Optimization, check_precision, resolve_compile, resolve_device, resolve_precision
+from .loop import Optimization, Precision, check_precision, resolve_compile, resolve_device, resolve_precision
 
 LOSS_BUCKETS = 10
 
@@ -133,7 +133,7 @@ class Trainer:
         self.bucket_sum = torch.zeros(LOSS_BUCKETS, dtype=torch.float64)
         self.bucket_n = torch.zeros(LOSS_BUCKETS, dtype=torch.float64)
 
-    def channels_last_for(self, precision: str) -> bool:
+    def channels_last_for(self, precision: Precision) -> bool:
         """``--memory-format auto``: convolutions in channels_last win on CUDA, and on CPU in fp32 from 32x32 up
         (bench/train_speed.py); at 8x8 the layout's slower norms and activations outweigh them, and oneDNN's
         bf16 convolutions run faster on CPU in the default layout."""
@@ -141,7 +141,7 @@ class Trainer:
         auto = self.cuda or (self.config.model.image_size >= 32 and precision == "fp32")
         return t.memory_format == "channels_last" or (t.memory_format == "auto" and auto)
 
-    def time_training_pass(self, precision: str) -> float:
+    def time_training_pass(self, precision: Precision) -> float:
         """Seconds of one forward and backward pass of the network on this rank's batch, in ``precision`` (and
         the layout it would train in), for ``--precision auto``. Leaves the weights, their gradients and the
         global RNG as they were."""
@@ -337,7 +337,6 @@ class Trainer:
 
     # -- pictures ------------------------------------------------------------------------------
 
-    @torch.no_grad()
     def preview_count(self) -> int:
         """``--preview-images``, or by default 64 at up to 32x32 (and on CUDA), fewer for larger images on CPU (the
         same pixels in all: 16 at 64x64, 4 at 128x128 and up), so that a preview stays a small share of a run."""
@@ -352,6 +351,7 @@ class Trainer:
         weights = "EMA weights" if self.optim.ema is not None else "weights (no EMA kept)"
         return f"step {self.step}, {weights}, {t.preview_sampler}, {t.preview_steps} steps, seed {PREVIEW_SEED}"
 
+    @torch.no_grad()
     def preview(self, n: int | None = None) -> tuple[Tensor, int | None, list[str]]:
         """EMA samples ``uint8 [n, C, H, W]`` from a fixed seed, so that previews are comparable across
         steps, their grid's row length (one row per condition value) and what to write beside the rows."""

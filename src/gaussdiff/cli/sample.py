@@ -249,8 +249,8 @@ class Sample:
 
     @staticmethod
     def save_stages(outputs: list[torch.Tensor], path: Path, caption: str) -> None:
-        """Up to 8 samples a row, every stage's output in turn (enlarged by repeating pixels to the last size),
-        with ``caption`` (how they were drawn) under them."""
+        """The first 8 samples, a row each: every stage's output side by side, a column a stage (enlarged by
+        repeating pixels to the last size), with ``caption`` (how they were drawn) under them."""
         size = outputs[-1].shape[-1]
         big = [F.interpolate(o[:8].float(), size=(size, size), mode="nearest").to(torch.uint8) for o in outputs]
         rows = [torch.stack([b[j] for b in big]) for j in range(len(big[0]))]

@@ -32,7 +32,7 @@ class ShowForward:
     """A strip of images through the forward process q(x_t | x0) at chosen t (DDPM Fig. 6 style)."""
 
     data: str = "digits"
-    """The dataset whose first images are noised (built-in name, folder or .npz)."""
+    """The dataset whose --index images are noised (built-in name, folder or .npz)."""
     run: Path | None = None
     """Take the schedule and data from this run instead."""
     index: tuple[int, ...] = (0, 1, 2, 3)
@@ -44,7 +44,7 @@ class ShowForward:
     diffusion_steps: int | None = None
     """Steps of the schedule (>= 1; default 1000; without --run, which has its own)."""
     seed: int = 0
-    """Seeds the images chosen and the noise."""
+    """Seeds the noise (--index chooses the images)."""
     out: Path = Path("forward.png")
     """The PNG to write."""
 

@@ -29,7 +29,8 @@ class Tune:
     checkpoint: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="CHECKPOINT")]
     """A run directory (its newest checkpoint) or a checkpoint directory."""
     sampler: SamplerName = "unipc"
-    """The sampler: ddpm, ddim, euler, heun, euler-a, dpm++2m, dpm++3m, dpm++2s, dpm++2m-sde, unipc, unipc-bh1."""
+    """A deterministic sampler: ddim, euler, heun (an odd --nfe), dpm++2m, dpm++3m, dpm++2s, unipc, unipc-bh1; the
+    stochastic ddpm, euler-a and dpm++2m-sde are refused (fresh noise at every step: no one error to minimize)."""
     nfe: tuple[int, ...] = (10,)
     """The budgets to tune, network evaluations each (>= 1)."""
     n: int = 64

@@ -216,3 +216,17 @@ def test_gradient_checkpointing_trains_the_same_steps(tmp_path):
     assert a.losses == pytest.approx(b.losses, rel=1e-5)
     for p, q in zip(plain.model.parameters(), on.model.parameters()):
         assert torch.allclose(p, q, rtol=1e-4, atol=1e-6)
+
+
+def test_a_state_saved_without_a_gradient_scaler_loads_into_one():
+    """--precision may change on --resume: a run saved in fp32 or bf16 (a disabled scaler, whose state is empty)
+    and resumed in fp16 starts its scaler afresh, instead of torch's refusal of the empty state, which the trainer
+    reported as a checkpoint that does not match the run. (fp16 needs CUDA; a scaler enabled on the CPU takes the
+    same path.)"""
+    model = nn.Linear(4, 3)
+    saved = Optimization(model, OptimConfig(warmup=0, ema_decay=None, precision="fp32"), 10, CPU).state_dict()
+    assert saved["scaler"] == {}
+    optim = Optimization(model, OptimConfig(warmup=0, ema_decay=None, precision="fp32"), 10, CPU)
+    optim.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    optim.load_state_dict(saved)
+    assert optim.scaler.is_enabled() and optim.scaler.get_scale() == 2.0**16

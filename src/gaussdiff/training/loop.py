@@ -207,9 +207,12 @@ class Optimization:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` (the EMA's weights are loaded by the caller, from safetensors)."""
+        """Restore :meth:`state_dict` (the EMA's weights are loaded by the caller, from safetensors). A run resumed
+        in fp16 from steps without it (--precision may change on --resume) starts its gradient scaler afresh: a
+        disabled scaler saved an empty state, which torch's ``load_state_dict`` refuses."""
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state["scaler"] or not self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None:
             self.ema.n_averaged.copy_(state["ema_n_averaged"])

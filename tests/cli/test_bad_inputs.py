@@ -412,6 +412,11 @@ def sample_cases(tmp_path: Path, run: Path) -> list[tuple[list, str]]:
         (["train-autoencoder", "--kl-weight", "-1"], "--kl-weight must be a finite number >= 0"),
         (["tune", run, "--nfe"], "--nfe needs one or more budgets"),
         (["train-classifier", "--train-steps", "0"], "--classifier-steps (--train-steps) must be at least 1"),
+        # an EMA these trainers would average every step and never save (nor use): refused
+        (["train-classifier", "--run-dir", tmp_path / "clf", "--ema-decay", "0.999"],
+         "--ema-decay: gaussdiff train-classifier keeps no EMA"),
+        (["train-autoencoder", "--run-dir", tmp_path / "ae", "--ema-decay", "0.999"],
+         "--ema-decay: gaussdiff train-autoencoder keeps no EMA"),
         # the encoder's shape, as train checks the U-Net's (both were a RuntimeError traceback in the first step)
         (["train-classifier", "--run-dir", tmp_path / "clf", "--channels", "0"], "--channels must be at least 1"),
         (["train-classifier", "--run-dir", tmp_path / "clf", "--channels", "8", "--num-heads", "3"],

@@ -151,6 +151,14 @@ def check_optim(optim: OptimConfig) -> None:
         raise ConfigError(f"--ema-decay must lie in [0, 1) (None: no EMA), not {optim.ema_decay:g}")
 
 
+def refuse_ema(optim: OptimConfig, command: str) -> None:
+    """--ema-decay for a trainer that keeps no EMA (``command`` saves and uses the weights it trains): refused, where
+    an average would be computed every step and never saved."""
+    if optim.ema_decay is not None:
+        raise ConfigError(f"--ema-decay: gaussdiff {command} keeps no EMA of its weights (it saves the trained "
+                          "weights and uses them): leave the option out")
+
+
 def _main_job_unet() -> UNetConfig:
     # The main job's network: narrow, so that 2000 steps fit in minutes on 2 CPU cores (README).
     return UNetConfig(channels=32, channel_mult=(1, 2), attention_resolutions=(4,))
@@ -257,6 +265,7 @@ class ClassifierTrainConfig:
         at_least("batch_size", self.batch_size, 1)
         at_least("diffusion_steps", self.diffusion.diffusion_steps, 1)
         check_optim(self.optim)
+        refuse_ema(self.optim, "train-classifier")
         if data.num_classes is None:
             raise DataError(f"{self.data.data}: classifier guidance needs a labelled dataset")
         size, c = data.shape[-1], data.shape[0]
@@ -313,6 +322,7 @@ class AutoencoderTrainConfig:
         for name in ("kl_weight", "gan_weight"):
             check_finite_at_least_zero(option_name(name), getattr(self, name))
         check_optim(self.optim)
+        refuse_ema(self.optim, "train-autoencoder")
         self.bookkeeping.check()
         size, c = data.shape[-1], data.shape[0]
         if size % self.autoencoder.factor:

@@ -43,7 +43,8 @@ class OptimConfig:
     grad_clip: float | None = 1.0
     """Clip the gradient's global norm to this (> 0; None: no clipping)."""
     ema_decay: float | None = 0.999
-    """Keep an EMA of the weights with this decay, in [0, 1) (None: no EMA)."""
+    """Keep an EMA of the weights with this decay, in [0, 1) (None: no EMA); gaussdiff train only (train-classifier
+    and train-autoencoder keep none)."""
     precision: Precision = "auto"
     """Mixed precision: ``auto`` (bf16 where it pays and is safe: on CUDA with bf16, and on a CPU with AMX or
     AVX-512 BF16 when a measured training pass of this network is at least 1/0.85 times faster; fp32

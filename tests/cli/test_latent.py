@@ -179,3 +179,9 @@ def test_an_interrupted_autoencoder_run_keeps_its_step_and_a_resume_extends_it(t
     main(["train-autoencoder", "--run-dir", str(run), "--resume", "--train-steps", "6"])
     assert list_checkpoints(run)[-1].name == "step-0000006" and (run / "autoencoder.safetensors").exists()
     assert json.loads((list_checkpoints(run)[-1] / "config.json").read_text())["train_steps"] == 6
+    # Fewer steps than the run has made: refused before anything is written over its config (the run finished
+    # with weights of 6 steps under a config that said 4).
+    before = (run / "config.json").read_text()
+    expect_error(capsys, "train-autoencoder", "--run-dir", run, "--resume", "--train-steps", "4",
+                 match="is at step 6: --train-steps 4 ends before it (give 6 or more")
+    assert (run / "config.json").read_text() == before

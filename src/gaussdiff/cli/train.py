@@ -57,6 +57,16 @@ def resumed_config(saved: RunConfig, asked: RunConfig) -> RunConfig:
     return asked
 
 
+def refuse_ending_before(run_dir: Path, train_steps: int) -> None:
+    """A resumed run's --train-steps must reach its newest checkpoint's step, refused before the config that says so is
+    written over the run's (more extends the run)."""
+    found = list_checkpoints(run_dir)
+    reached = int(found[-1].name[len(PREFIX):]) if found else 0
+    if train_steps < reached:
+        raise UsageError(f"{run_dir} is at step {reached}: --train-steps {train_steps} ends before it (give {reached} "
+                         "or more; more extends the run)")
+
+
 def refuse_one_cycle_length(saved_steps: int, asked_steps: int, lr_schedule: str) -> None:
     """A resumed one_cycle run keeps its --train-steps: its schedule ends at the planned last step."""
     if asked_steps != saved_steps and lr_schedule == "one_cycle":
@@ -129,10 +139,7 @@ class Train:
                 raise UsageError(f"{self.run_dir}: nothing to resume (no checkpoint)")
             saved = resumed_run_config(self.run_dir)  # a damaged newer config.json is passed over
             config = saved if elastic_restart and not self.resume else resumed_config(saved, self.config)
-            reached = int(found[-1].name[len(PREFIX):])
-            if config.train.train_steps < reached:  # before the config that says so is written over the run's
-                raise UsageError(f"{self.run_dir} is at step {reached}: --train-steps {config.train.train_steps} "
-                                 f"ends before it (give {reached} or more; more extends the run)")
+            refuse_ending_before(self.run_dir, config.train.train_steps)
         else:
             config = self.config
             if self.run_dir is not None:

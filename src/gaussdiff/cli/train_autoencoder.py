@@ -22,7 +22,7 @@ from ..training.latent import load_latent_space
 from ..training.control import Stopped
 from .logger import RunLogger
 from .options import check_new_run_dir, check_writable_dir
-from .train import refuse_changes, refuse_one_cycle_length, reparsed_over_saved
+from .train import refuse_changes, refuse_ending_before, refuse_one_cycle_length, reparsed_over_saved
 
 CHANGEABLE = ("train_steps", "bookkeeping.", "device")
 """What a resumed autoencoder run may change: its length, intervals and device (not its networks, data or losses)."""
@@ -49,6 +49,7 @@ class TrainAutoencoder:
             saved = resumed_run_config(self.run_dir, AutoencoderTrainConfig)
             refuse_changes(saved, config, CHANGEABLE, "--train-steps, the intervals and --device")
             refuse_one_cycle_length(saved.train_steps, config.train_steps, saved.optim.lr_schedule)
+            refuse_ending_before(self.run_dir, config.train_steps)
         else:
             check_new_run_dir(self.run_dir)
             check_writable_dir(self.run_dir, keep=launched_by_torchrun())  # a file in the way: one line, now

@@ -9,8 +9,9 @@ level s to level t with h = lambda_t - lambda_s is, to first order (DPM-Solver++
 
 and the solvers below raise the order by finite differences of earlier x0 estimates:
 
-- :func:`dpm_solver_2m`, :func:`dpm_solver_3m`: DPM-Solver++(2M) and its third-order multistep form (Lu et
-  al. 2022, "DPM-Solver++", Algorithm 2 and its Appendix; the midpoint form of diffusers).
+- :func:`dpm_solver_2m`, :func:`dpm_solver_3m`: DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Algorithm 2;
+  the midpoint form of diffusers) and the third-order multistep form of the authors' code, whose weight of the
+  second difference is corrected here to the exact integral's (see :func:`_multistep`).
 - :func:`dpm_solver_2s`: DPM-Solver++(2S), singlestep: pairs of steps, the second reusing the first's start
   (Lu et al. 2022, Algorithm 1 with the intermediate point on the step grid, as diffusers places it).
 - :func:`dpm_solver_2m_sde`: DPM-Solver++(2M) for the reverse SDE (Lu et al. 2022, Sec. 5; Eq. of
@@ -90,10 +91,13 @@ def _multistep(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, order: i
             m1, m2 = history[-2], history[-3]
             r0, r1 = (lam[i] - lam[i - 1]) / h, (lam[i - 1] - lam[i - 2]) / h
             D1_0, D1_1 = (m0 - m1) / r0, (m1 - m2) / r1
+            # With tau = (lambda - lambda_i) / h, the quadratic through the three estimates is m0 + D1 tau + D2 tau^2/2:
+            # D1 ~ h x0' and D2 ~ h^2 x0'', twice the second divided difference (as in DPM-Solver's singlestep
+            # third-order update; its multistep code, and diffusers' and k-diffusion's after it, omit the 2).
             D1 = D1_0 + r0 / (r0 + r1) * (D1_0 - D1_1)
-            D2 = (D1_0 - D1_1) / (r0 + r1)
-            # The exponential integrator's weights of the first and second differences: h phi_2 and h^2 phi_3
-            # of DPM-Solver++ (Lu et al. 2022, Appendix B), less their Taylor terms already in D1 and D2.
+            D2 = 2.0 * (D1_0 - D1_1) / (r0 + r1)
+            # Their weights are the exact integrals sigma_t int e^lambda tau dlambda = alpha_t ((e^-h - 1) / h + 1) and
+            # sigma_t int e^lambda tau^2 / 2 dlambda = -alpha_t ((e^-h - 1 + h) / h^2 - 1/2) over the step.
             x = ((s[i + 1] / s[i]) * x + a[i + 1] * phi * m0 + a[i + 1] * (torch.expm1(-h) / h + 1) * D1
                  - a[i + 1] * ((torch.expm1(-h) + h) / h**2 - 0.5) * D2).to(x.dtype)
         w.report(i, x, m0)

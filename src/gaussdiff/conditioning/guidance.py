@@ -3,8 +3,8 @@
 - :class:`ClassifierFreeGuidance` (Ho & Salimans 2022): eps~ = (w + 1) eps(x_t, t, c) - w eps(x_t, t),
   both branches in one batched forward pass, the unconditional one with every condition replaced by
   its null (:mod:`gaussdiff.conditioning.conditions`). w = 0 is the plain conditional model.
-  The combination is applied to the model's prediction: x0 and v are
-  affine in eps with coefficients that sum to one, so it means the same for every parameterization.
+  The combination is applied to the model's prediction: its weights w + 1 and -w sum to one, and x0 and v
+  are affine in eps at a given (x_t, t), so it means the same for every parameterization.
   A learned variance is taken from the conditional branch.
 - :class:`ClassifierGuidance` (Dhariwal & Nichol 2021) with a noise-aware classifier p_phi(y | x_t, t):
   ``mode="eps"`` (their Algorithm 2, for DDIM): eps~ = eps - s sqrt(1 - alpha_bar_t) grad log p_phi(y | x_t);

@@ -1,8 +1,9 @@
 """Karras et al. 2022 ("Elucidating the Design Space of Diffusion-Based Generative Models") samplers.
 
 They integrate the probability-flow ODE in the variance-exploding view: x_ve = x_t / alpha has noise
-sigma = sigma_t / alpha_t and dx_ve / dsigma = (x_ve - D(x_ve; sigma)) / sigma (Eq. 3 with
-s(t) = 1), where D is the model's x0 estimate; the model itself sees x_t = alpha x_ve, as trained.
+sigma = sigma_t / alpha_t and dx_ve / dsigma = (x_ve - D(x_ve; sigma)) / sigma (their Eq. 1 with
+sigma(t) = t and the score (D - x) / sigma^2 of Eq. 3; s(t) = 1), where D is the model's x0 estimate; the
+model itself sees x_t = alpha x_ve, as trained.
 
 - :func:`euler`: Algorithm 2 without the correction (Euler's method; with no churn it is DDIM).
 - :func:`heun`: Algorithm 2: Euler, then the trapezoidal correction with a second evaluation at the

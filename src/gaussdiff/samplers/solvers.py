@@ -163,8 +163,9 @@ def dpm_solver_2s(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *, ge
 
 
 def _unipc_b(order: int, h: Tensor, variant: Literal["bh1", "bh2"]) -> tuple[Tensor, Tensor]:
-    """B(h) and b_k = k! phi_k(-h) / B(h), k = 1..order, of UniPC in data prediction (Zhao et al. 2023,
-    Eq. 8 and Appendix; hh = -h), with phi_k by its recursion phi_{k+1}(z) = (phi_k(z) - 1/k!) / z."""
+    """B and b_k = k! hh phi_{k+1}(hh) / B(hh), k = 1..order, of UniPC in data prediction (Zhao et al. 2023;
+    hh = -h, B(hh) = e^hh - 1 for bh2 or hh for bh1), with phi_1(z) = (e^z - 1) / z and the recursion
+    phi_{k+1}(z) = (phi_k(z) - 1/k!) / z."""
     hh = -h
     B_h = hh if variant == "bh1" else torch.expm1(hh)
     h_phi_k, factorial, b = torch.expm1(hh) / hh - 1.0, 1.0, []

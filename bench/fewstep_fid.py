@@ -42,6 +42,7 @@ from gaussdiff.training import RunConfig, TrainConfig, Trainer, load_trained  # 
 OURS = {  # label: (sampler, spacing or "tuned")
     "gaussdiff DDIM": ("ddim", "linspace"),
     "gaussdiff DPM++2M": ("dpm++2m", "trailing"),
+    "gaussdiff DPM++3M": ("dpm++3m", "trailing"),
     "gaussdiff UniPC": ("unipc", "trailing"),
     "gaussdiff UniPC tuned": ("unipc", "tuned"),
     "gaussdiff DPM++2M tuned": ("dpm++2m", "tuned"),
@@ -55,6 +56,7 @@ THEIRS = {
     "diffusers DPM++2M clipped, lambda_min -5.1": ("DPMSolverMultistepScheduler",
                                                    {**CLIP, "lambda_min_clipped": -5.1}),
     "diffusers DPM++2M karras clipped": ("DPMSolverMultistepScheduler", {**CLIP, "use_karras_sigmas": True}),
+    "diffusers DPM++3M clipped": ("DPMSolverMultistepScheduler", {**CLIP, "solver_order": 3}),
     "diffusers UniPC clipped": ("UniPCMultistepScheduler", CLIP),
     "diffusers Euler": ("EulerDiscreteScheduler", {}),
 }

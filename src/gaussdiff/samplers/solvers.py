@@ -10,8 +10,9 @@ level s to level t with h = lambda_t - lambda_s is, to first order (DPM-Solver++
 and the solvers below raise the order by finite differences of earlier x0 estimates:
 
 - :func:`dpm_solver_2m`, :func:`dpm_solver_3m`: DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Algorithm 2;
-  the midpoint form of diffusers) and the third-order multistep form of the authors' code, whose weight of the
-  second difference is corrected here to the exact integral's (see :func:`_multistep`).
+  the midpoint form of diffusers) and the third-order multistep form of the authors' code (not in the paper), as
+  diffusers and k-diffusion have it: its second difference weighs half of what the exact integral of the
+  quadratic through three x0 estimates gives, which leaves it second order (see :func:`_multistep`).
 - :func:`dpm_solver_2s`: DPM-Solver++(2S), singlestep: pairs of steps, the second reusing the first's start
   (Lu et al. 2022, Algorithm 1 with the intermediate point on the step grid, as diffusers places it).
 - :func:`dpm_solver_2m_sde`: DPM-Solver++(2M) for the reverse SDE (Lu et al. 2022, Sec. 5; Eq. of
@@ -91,13 +92,14 @@ def _multistep(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, order: i
             m1, m2 = history[-2], history[-3]
             r0, r1 = (lam[i] - lam[i - 1]) / h, (lam[i - 1] - lam[i - 2]) / h
             D1_0, D1_1 = (m0 - m1) / r0, (m1 - m2) / r1
-            # With tau = (lambda - lambda_i) / h, the quadratic through the three estimates is m0 + D1 tau + D2 tau^2/2:
-            # D1 ~ h x0' and D2 ~ h^2 x0'', twice the second divided difference (as in DPM-Solver's singlestep
-            # third-order update; its multistep code, and diffusers' and k-diffusion's after it, omit the 2).
             D1 = D1_0 + r0 / (r0 + r1) * (D1_0 - D1_1)
-            D2 = 2.0 * (D1_0 - D1_1) / (r0 + r1)
-            # Their weights are the exact integrals sigma_t int e^lambda tau dlambda = alpha_t ((e^-h - 1) / h + 1) and
-            # sigma_t int e^lambda tau^2 / 2 dlambda = -alpha_t ((e^-h - 1 + h) / h^2 - 1/2) over the step.
+            D2 = (D1_0 - D1_1) / (r0 + r1)
+            # The weights of D1 ~ h x0' and D2 are the exact integrals over the step of e^lambda tau and
+            # e^lambda tau^2 / 2 (tau = (lambda - lambda_i) / h): alpha_t ((e^-h - 1) / h + 1) and -alpha_t ((e^-h -
+            # 1 + h) / h^2 - 1/2). D2 is the plain second divided difference, h^2 x0'' / 2, where the second weight
+            # asks for h^2 x0'': the term is half its exact size, as in the authors' multistep code, diffusers' and
+            # k-diffusion's (their singlestep third order has the 2). Kept for parity: with the 2 the method is third
+            # order, but on few and uneven steps no better (docs/fewstep.md, "DPM-Solver++(3M)").
             x = ((s[i + 1] / s[i]) * x + a[i + 1] * phi * m0 + a[i + 1] * (torch.expm1(-h) / h + 1) * D1
                  - a[i + 1] * ((torch.expm1(-h) + h) / h**2 - 0.5) * D2).to(x.dtype)
         w.report(i, x, m0)

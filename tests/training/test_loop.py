@@ -97,6 +97,10 @@ def test_learning_rate_schedules():
     assert cosine.lr_factor(8) == 0.5 * (1 + math.cos(math.pi * 0.5)) and cosine.lr_factor(12) == 0.0
     constant = Optimization(model, OptimConfig(lr=1.0, warmup=2, lr_schedule="constant", ema_decay=None), 12, CPU)
     assert constant.lr_factor(1) == 1.0 and constant.lr_factor(11) == 1.0
+    # Every schedule builds for a run of 0 steps (train-autoencoder --train-steps 0 measures the latent scale
+    # only): torch's OneCycleLR refuses a cycle of 0 steps, which ended such a run in a traceback.
+    for schedule in ("constant", "cosine", "one_cycle"):
+        Optimization(model, OptimConfig(lr=1.0, lr_schedule=schedule, ema_decay=None), 0, CPU)
 
 
 def test_state_round_trip_continues_identically():

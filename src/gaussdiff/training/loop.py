@@ -147,8 +147,10 @@ class Optimization:
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                            fused=device.type in ("cpu", "cuda"))
         if config.lr_schedule == "one_cycle":
+            # A run of 0 steps (train-autoencoder --train-steps 0 measures the latent scale only) never steps it,
+            # but torch refuses a cycle of 0 steps.
             self.scheduler: Any = torch.optim.lr_scheduler.OneCycleLR(self.optimizer, max_lr=config.lr,
-                                                                      total_steps=total_steps)
+                                                                      total_steps=max(total_steps, 1))
         else:
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
         self.scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.precision == "fp16")

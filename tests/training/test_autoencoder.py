@@ -142,6 +142,18 @@ def test_from_gan_start_the_generator_minimises_minus_d_and_d_learns_the_hinge_o
     assert logged["d_loss"] == pytest.approx(hinge.item(), rel=1e-6)
 
 
+def test_the_discriminators_learning_rate_schedule_spans_its_steps_from_gan_start(tmp_path):
+    """The discriminator steps from --gan-start on, so its warm-up begins there and its cosine ends with the run: after
+    the last step both optimizers' rates are 0 (the discriminator's stood at 0.35 of its peak, its cosine laid over
+    all 6 steps while it took 4)."""
+    config = tiny_autoencoder_config(6, gan_start=2, **{"optim.lr_schedule": "cosine"})
+    trainer = AutoencoderTrainer(config, tmp_path / "run", progress=False)
+    trainer.run()
+    rates = [o.optimizer.param_groups[0]["lr"] for o in (trainer.optim, trainer.disc_optim)]
+    assert rates == [0.0, 0.0]
+    assert trainer.disc_optim.lr_factor(0) == 1.0  # warm-up 1: its first step at the peak, as the autoencoder's
+
+
 def test_the_preview_puts_originals_above_their_reconstructions_from_the_mean(tmp_path):
     """A row of held-out originals, then their reconstructions: the posterior's mean decoded, saturated to uint8."""
     trainer = small_trainer(tmp_path)

@@ -94,7 +94,8 @@ class AutoencoderTrainer:
         self.disc = self.disc_optim = None
         if c.gan_start is not None:
             self.disc = PatchDiscriminator(c.discriminator).to(self.device)
-            self.disc_optim = Optimization(self.disc, c.optim, c.train_steps, self.device)
+            # It steps from --gan-start on: its warm-up and decay span those steps, ending with the autoencoder's.
+            self.disc_optim = Optimization(self.disc, c.optim, max(c.train_steps - c.gan_start, 0), self.device)
         self.order = DataOrder(len(self.data), c.batch_size, c.seed)
         self.generator = torch.Generator(self.device).manual_seed(generator_seed(c.seed + 1))
         self.step = 0

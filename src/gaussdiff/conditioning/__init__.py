@@ -1,5 +1,5 @@
 """Wrappers and conditions that keep ``model(x_t, t, **cond)``: guidance, and what a model is conditioned on
-(class labels, text prompts, latents)."""
+(class labels, text prompts, a super-resolution stage's low-resolution images, latents)."""
 
 from .conditions import ClassLabel, Condition, ConditioningConfig, drop_conditions, null_conditions
 from .guidance import (
@@ -10,6 +10,8 @@ from .guidance import (
     classifier_log_prob_grad,
     guide,
 )
+from .latent import LatentConfig, LatentSpace
+from .super_res import LowResolution, SuperResConfig
 from .text import TextPrompt, Tokenizer
 
 __all__ = [
@@ -20,6 +22,10 @@ __all__ = [
     "Condition",
     "ConditioningConfig",
     "GuidanceConfig",
+    "LatentConfig",
+    "LatentSpace",
+    "LowResolution",
+    "SuperResConfig",
     "TextPrompt",
     "Tokenizer",
     "classifier_log_prob_grad",

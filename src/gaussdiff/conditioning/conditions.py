@@ -2,10 +2,13 @@
 
 A run's :class:`ConditioningConfig` says which conditions the model takes, as :class:`Condition`
 objects: class labels ``y`` (:class:`ClassLabel`) and text prompts ``tokens``
-(:class:`~gaussdiff.conditioning.text.TextPrompt`), each read from a dataset by ``of_data``. The trainer, the guidance
-wrappers and the evaluators handle every condition alike through that interface, by its ``key``,
-its ``null`` (the "no condition" value the model learns for classifier-free guidance) and its
-drop probability, so that none of them knows a condition by name.
+(:class:`~gaussdiff.conditioning.text.TextPrompt`), each read from a dataset by ``of_data``; a
+super-resolution stage's :class:`~gaussdiff.conditioning.super_res.SuperResConfig` adds the low-resolution
+image ``low_res`` and its augmentation level ``low_res_level``
+(:class:`~gaussdiff.conditioning.super_res.LowResolution`). The trainer, the guidance wrappers and the
+evaluators handle every condition alike through that interface, by its ``key``, its ``null`` (the "no
+condition" value the model learns for classifier-free guidance) and its drop probability, so that none of
+them knows a condition by name.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ class Condition(Protocol):
         """This condition of every example of ``data``, ``[N, ...]`` (a :class:`DataError` if it has none)."""
 
     def examples(self, n: int, device: torch.device | str) -> Tensor | None:
-        """``n`` conditions for a preview grid, one row per distinct value (None: take the data's own)."""
+        """``n`` conditions for a preview grid, in rows of :attr:`per_row` images (None: take the data's own)."""
 
     def augment(self, value: Tensor, generator: torch.Generator | None = None,
                 level: float | None = None) -> dict[str, Tensor]:

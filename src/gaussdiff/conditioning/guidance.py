@@ -57,7 +57,7 @@ class GuidanceConfig:
     """Classifier guidance scale s."""
     classifier_mode: Literal["paired", "mean", "eps"] = "paired"
     """Which update classifier guidance moves: ``mean`` (Algorithm 1), ``eps`` (Algorithm 2), or ``paired``:
-    the paper's pairing, mean for ddpm and eps for ddim."""
+    the paper's pairing, mean for ddpm and eps for every other sampler."""
 
     def check(self) -> None:
         """Refuse a scale that is not a finite number >= 0 (NaN would pass a plain ``< 0`` and sample NaN images)."""

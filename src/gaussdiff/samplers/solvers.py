@@ -133,9 +133,7 @@ def dpm_solver_2m_sde(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, *
 def singlestep_orders(steps: int) -> list[int]:
     """The order of each step of DPM-Solver++(2S) on ``steps`` steps: pairs (1, 2), the last step first
     order (diffusers' ``get_order_list`` with ``lower_order_final`` and a final sigma of zero)."""
-    orders = [1, 2] * (steps // 2 - 1) + [1, 1] if steps % 2 == 0 else [1, 2] * (steps // 2) + [1]
-    orders[-1] = 1
-    return orders
+    return [1, 2] * (steps // 2 - 1) + [1, 1] if steps % 2 == 0 else [1, 2] * (steps // 2) + [1]
 
 
 @torch.no_grad()
@@ -179,13 +177,13 @@ def _unipc_b(order: int, h: Tensor, variant: Literal["bh1", "bh2"]) -> tuple[Ten
 
 
 def _unipc(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, variant: Literal["bh1", "bh2"], clip_denoised: bool,
-           callback: Callback | None, progress: bool, cond: Mapping[str, Tensor] | None, order: int = 2) -> Tensor:
+           callback: Callback | None, progress: bool, cond: Mapping[str, Tensor] | None) -> Tensor:
     w = Walk(model, diffusion, x_T, f"unipc-{variant}", clip_denoised, callback, progress, cond)
     a, s, lam, S = w.levels.alpha, w.levels.sigma, w.lam, len(w.levels)
     outputs: list[Tensor] = []  # x0 estimates, newest (at the level the step starts from) last
 
     def step(x_s: Tensor, i: int, k: int, m_t: Tensor | None = None) -> Tensor:
-        """From level i to i + 1 at order k: UniP (``m_t`` None: k - 1 earlier estimates) or UniC (the
+        """From level i to i + 1 at order k (1 or 2): UniP (``m_t`` None: k - 1 earlier estimates) or UniC (the
         estimate ``m_t`` at level i + 1 too), data prediction."""
         m_s, h = outputs[-1], lam[i + 1] - lam[i]
         x_next = (s[i + 1] / s[i]) * x_s + a[i + 1] * (-torch.expm1(-h)) * m_s
@@ -195,11 +193,10 @@ def _unipc(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, variant: Lit
         rks = [(lam[i - n] - lam[i]) / h for n in range(1, k)]
         D1s = [(outputs[-1 - n] - m_s) / r for n, r in zip(range(1, k), rks)]
         B_h, b = _unipc_b(k, h, variant)
-        R = torch.stack([torch.stack([*rks, torch.ones_like(h)]) ** p for p in range(k)])
-        if m_t is None:  # UniP-2 fixes rho = 1/2; higher orders solve the system without the new point
-            rhos = torch.full((1,), 0.5, dtype=h.dtype) if k == 2 else torch.linalg.solve(R[:-1, :-1], b[:-1])
-            res = sum(r * d for r, d in zip(rhos, D1s))
+        if m_t is None:  # UniP-2 fixes rho = 1/2
+            res = 0.5 * D1s[0]
         else:
+            R = torch.stack([torch.stack([*rks, torch.ones_like(h)]) ** p for p in range(k)])
             rhos = torch.full((1,), 0.5, dtype=h.dtype) if k == 1 else torch.linalg.solve(R, b)
             res = sum((r * d for r, d in zip(rhos[:-1], D1s)), torch.zeros_like(x_s)) + rhos[-1] * (m_t - m_s)
         return (x_next - a[i + 1] * B_h * res).to(x_s.dtype)
@@ -209,8 +206,8 @@ def _unipc(model: Model, diffusion: GaussianDiffusion, x_T: Tensor, variant: Lit
         m0 = w.D(x, i)
         if i > 0:  # UniC: correct the last step with the new estimate, which the next step reuses
             x = step(last, i - 1, last_order, m_t=m0)
-        outputs = (outputs + [m0])[-order:]
-        last, last_order = x, min(order, S - i, len(outputs))  # warm-up; lower order at the end
+        outputs = (outputs + [m0])[-2:]
+        last, last_order = x, min(2, S - i, len(outputs))  # warm-up; lower order at the end
         x = step(x, i, last_order)
         w.report(i, x, m0)
     return x

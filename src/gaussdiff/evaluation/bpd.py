@@ -114,7 +114,9 @@ def rate_distortion_rows(report: BpdReport, rows: int = 8) -> list[tuple[int, fl
 
 def evaluate_ode(trained: Trained, images: Tensor, cond: Mapping[str, Tensor] | None = None, batch_size: int = 256,
                  seed: int = 0) -> dict[str, float]:
-    """Bits/dim of the probability-flow ODE (dequantized, Hutchinson) given ``cond``, mean and standard error."""
+    """Bits/dim of the probability-flow ODE (Hutchinson; dequantized on pixels, not on a latent run's latents) given
+    ``cond``: ``ode_bpd``, its standard error ``ode_bpd_stderr``, and ``ode_nfe``, the most evaluations a batch
+    took."""
     _check(images, cond or {}, batch_size)
     g = torch.Generator(trained.device).manual_seed(seed)
     diffusion = trained.diffusion

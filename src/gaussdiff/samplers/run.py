@@ -139,7 +139,8 @@ def sample(
         nfe: the budget of network evaluations instead of ``steps`` (:func:`steps_for_nfe`).
         timesteps: an explicit list of original-scale times, noisiest first, strictly decreasing
             (integers or not; non-integer times are evaluated on the continuous schedule).
-        **cond: passed to the model (class labels ``y``, prompt ``tokens``), each ``[B, ...]``.
+        **cond: passed to the model (class labels ``y``, prompt ``tokens``, a super-resolution stage's ``low_res``
+            and ``low_res_level``), each ``[B, ...]``.
     Returns:
         ``[B, ...]`` samples.
     """

@@ -44,7 +44,7 @@ class TunedSteps:
     Attributes:
         sampler, nfe: what it is for. timesteps: the original-scale times, noisiest first.
         error, error_uniform: mean squared error against the reference solve on the held-out half of the
-            draws, with the chosen steps and with uniform (trailing) steps.
+            draws, with the chosen steps and with uniform steps t_max (1 - k / S) (u = 0; about trailing spacing).
         batch, evals, reference_nfe: the optimization's size.
     """
 

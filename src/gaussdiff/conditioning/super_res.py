@@ -63,7 +63,7 @@ def gaussian_augment(x_low: Tensor, s: Tensor, noise: Tensor) -> Tensor:
 
 def gaussian_blur(x: Tensor, sigma: Tensor) -> Tensor:
     """Each image of ``x: [B, C, H, W]`` blurred with its own standard deviation ``sigma: [B]`` (pixels; 0: none),
-    a separable kernel of radius ceil(3 max sigma), reflected at the edges."""
+    a separable kernel of radius ceil(3 max sigma) (at most the image's side - 1), reflected at the edges."""
     radius = int(math.ceil(3 * float(sigma.max()))) if len(sigma) else 0
     if radius == 0:
         return x

@@ -40,12 +40,11 @@ from ..diffusion.process import GaussianDiffusion, Model
 from .base import Callback, Generators, Walk, noise_like
 
 
-def _first_order(w: Walk, x: Tensor, i: int, D: Tensor, j: int | None = None) -> Tensor:
-    """DPM-Solver++(1) from level i to level j (default i + 1): DDIM, exact for a constant x0 estimate."""
-    j = i + 1 if j is None else j
+def _first_order(w: Walk, x: Tensor, i: int, D: Tensor) -> Tensor:
+    """DPM-Solver++(1) from level i to level i + 1: DDIM, exact for a constant x0 estimate."""
     a, s, lam = w.levels.alpha, w.levels.sigma, w.lam
-    h = lam[j] - lam[i]
-    return ((s[j] / s[i]) * x + a[j] * (-torch.expm1(-h)) * D).to(x.dtype)
+    h = lam[i + 1] - lam[i]
+    return ((s[i + 1] / s[i]) * x + a[i + 1] * (-torch.expm1(-h)) * D).to(x.dtype)
 
 
 @torch.no_grad()

@@ -17,6 +17,8 @@ from .quality import evaluate_quality
 
 @dataclass
 class ReconstructionReport:
+    """How well ``n`` held-out images are reconstructed, FIDs in the ``features`` of an extractor."""
+
     n: int
     psnr: float
     """Mean over images of 10 log10(255^2 / MSE), on the uint8 images, dB."""

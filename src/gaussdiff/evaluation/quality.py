@@ -44,6 +44,10 @@ def prompt_accuracy(logits: Tensor, attributes: Tensor) -> PromptAccuracy:
 
 @dataclass
 class QualityReport:
+    """Sample quality of ``n`` images in the ``features`` of an extractor (``classifier`` or ``inception``): FID
+    against the reference set, KID and its standard deviation over 50 subsets, and precision and recall (k = 3)
+    against a random subset of the reference as large as the samples."""
+
     n: int
     features: str
     fid: float

@@ -2,7 +2,7 @@
 
 - :func:`evaluate_bpd`: the variational bound in bits/dim on held-out 8-bit data, mean and standard
   error, split into L_0, sum L_{t-1} and L_T, with the per-step terms and progressive
-  compression's rate and distortion (Ho et al. 2020 §4.3, Table 2; Nichol & Dhariwal 2021 Fig. 2).
+  compression's rate and distortion (Ho et al. 2020 §4.3, Fig. 5; Nichol & Dhariwal 2021 Fig. 2).
 - :func:`evaluate_ode`: bits/dim from the probability-flow ODE (:mod:`gaussdiff.diffusion.likelihood`).
 
 A conditional model is measured given the held-out data's own conditions (``cond``: each ``[N, ...]``),

@@ -1,5 +1,6 @@
 """Samples from a trained run as images: the model wrapped for the guidance asked for, batch by batch,
-conditioned on class labels and/or text prompts.
+conditioned on class labels and/or text prompts (and, for a super-resolution stage, low-resolution images);
+:func:`generate_cascade` runs a base run and its super-resolution stages in turn.
 
 Sample i's noise comes from its own generator, seeded by (seed, i), and batches are fixed chunks of
 the index range, so sample i is the same whatever the batching around it is run on: under torchrun

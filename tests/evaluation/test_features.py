@@ -43,3 +43,22 @@ def test_inception_features_of_grey_and_colour_images():
     # for activations of O(1) (batch-normalised).
     N = sum(p[0].numel() for p in extractor.model.parameters() if p.dim() > 1) + 1000
     assert (a[0] - a[1]).abs().max() > torch.finfo(torch.float32).eps * N
+
+
+def test_reference_features_are_cached_per_classifier(tmp_path):
+    # Two domain classifiers of one dataset name (a folder relabelled, so retrained under a new cache key): the
+    # second must be handed its own features of the same images, not the first's from the cache.
+    from gaussdiff.nets.classifier import ClassifierConfig, DomainClassifier
+
+    data = load_data("digits", "test")
+    data = type(data)(data.images[:16], data.labels[:16])
+    extractors = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        extractors.append(ClassifierExtractor(DomainClassifier(ClassifierConfig(in_channels=1, num_classes=10)).eval()))
+    first, second = (reference_features(e, "digits", data, cache_dir=tmp_path) for e in extractors)
+    torch.testing.assert_close(second, extractors[1](data.images).features.double(), rtol=0, atol=0)
+    assert not torch.equal(first, second)
+    # Each is still read back from its own cache entry.
+    torch.testing.assert_close(reference_features(extractors[0], "digits", data, cache_dir=tmp_path), first, rtol=0,
+                               atol=0)

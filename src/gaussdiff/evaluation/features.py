@@ -10,8 +10,8 @@
   Images are resized to 299x299 (bilinear) and scaled to its input range [-1, 0.9921875], grey
   images repeated to 3 channels; the 2048-d pool features are returned.
 
-Reference features (the real data's) are cached under ``cache_dir`` per dataset and extractor,
-so an evaluation computes them once.
+Reference features (the real data's) are cached under ``cache_dir`` per dataset, images and extractor (the
+domain classifier by its weights), so an evaluation computes them once.
 """
 
 from __future__ import annotations
@@ -133,6 +133,16 @@ class ClassifierExtractor:
         self.model = model
         self.batch_size = batch_size
 
+    @property
+    def identity(self) -> str:
+        """The extractor and a hash of its weights: the features of a classifier retrained (data relabelled, a
+        new classifier cached) are other features of the same images."""
+        h = hashlib.sha256()
+        for key, value in sorted(self.model.state_dict().items()):
+            h.update(key.encode())
+            h.update(value.detach().cpu().contiguous().numpy().tobytes())
+        return f"{self.name}-{h.hexdigest()[:16]}"
+
     @torch.no_grad()
     def __call__(self, images: Tensor) -> Features:
         feats, logits = [], []
@@ -156,6 +166,7 @@ def inception_path() -> Path:
 
 class InceptionExtractor:
     name = "inception"
+    identity = "inception"  # one fixed network
 
     def __init__(self, device: torch.device | str = "cpu", batch_size: int = 32) -> None:
         self.device = torch.device(device)
@@ -193,9 +204,10 @@ def reference_features(
     limit: int | None = None,
     cache_dir: Path = DEFAULT_CACHE,
 ) -> Tensor:
-    """Features of (the first ``limit`` of) the reference images, cached per dataset and extractor."""
+    """Features of (the first ``limit`` of) the reference images, cached per dataset, images and extractor (a
+    classifier by its weights)."""
     images = reference.images if limit is None else reference.images[:limit]
-    key = f"{Path(data_name).stem}-{extractor.name}-{_digest(ImageData(images, None))}"
+    key = f"{Path(data_name).stem}-{extractor.identity}-{_digest(ImageData(images, None))}"
     path = cache_dir / "reference" / f"{key}.safetensors"
     if path.exists():
         return load_file(path)["features"]

@@ -339,3 +339,27 @@ def test_low_resolution_images_of_another_shape_or_kind_are_refused():
     for low_res in (torch.zeros(4, 1, 2, 2), torch.zeros(3, 1, 4, 4), torch.zeros(4, 1, 4, 4, dtype=torch.uint8)):
         with pytest.raises(ValueError, match=r"low_res must be float \[4, 1, 4, 4\] in \[-1, 1\]"):
             generate(stage, 4, low_res=low_res, progress=False)
+
+
+def test_a_cascade_hands_the_prompts_only_to_the_stages_that_read_them(monkeypatch):
+    """A text base run with a stage that reads no text (the stage follows the base's images): the prompts go to the
+    base alone. They went to every stage, and the stage's generate refused them ("prompts need a text run")."""
+    import importlib
+    from types import SimpleNamespace
+
+    from gaussdiff.conditioning.text import TextPrompt, Tokenizer
+
+    module = importlib.import_module("gaussdiff.evaluation.generate")  # the package's name is the function's
+
+    prompts = ["a red circle", "a blue square"]
+    base = SimpleNamespace(conditions=[TextPrompt(Tokenizer.build(prompts), tuple(prompts), p_drop=0.0)])
+    stage = SimpleNamespace(conditions=[])
+    seen = []
+
+    def fake_generate(run, n, *args, **kwargs):
+        seen.append((run, args[8]))  # (sampler, steps, eta, seed, batch_size, labels, guidance, progress, prompts)
+        return torch.zeros(n, 1, 4, 4, dtype=torch.uint8), None
+
+    monkeypatch.setattr(module, "generate", fake_generate)
+    module.generate_cascade([base, stage], 2, "ddim", (2,), prompts=prompts)
+    assert seen == [(base, prompts), (stage, None)]

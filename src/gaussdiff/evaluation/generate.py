@@ -408,7 +408,8 @@ def generate_cascade(
 ) -> tuple[list[Tensor], Tensor | None]:
     """A cascade (Ho et al. 2022): ``n`` samples of the base run ``runs[0]``, then each super-resolution stage
     on the samples of the stage before, with ``steps[i]`` steps (the last repeats) and the same labels and
-    prompts (or ``nfe`` evaluations a stage, on ``spacing``, or the explicit ``timesteps`` in every stage).
+    prompts, to each stage that reads them (or ``nfe`` evaluations a stage, on ``spacing``, or the explicit
+    ``timesteps`` in every stage).
     Classifier-free guidance steers every stage, a classifier only the base.
     Every stage's output ``uint8 [n, C, H_i, W_i]``, and the labels drawn. ``dist``, ``parts`` (a subdirectory
     a stage), ``speed`` and ``on_setup`` (told once a stage) as for :func:`generate`."""
@@ -424,7 +425,8 @@ def generate_cascade(
     outputs = [images]
     for i, run in enumerate(runs[1:], start=1):
         images, _ = generate(run, n, sampler, step(i), eta, seed + i, batch_size,
-                             labels if takes_labels(run, refine) else None, refine, progress, prompts,
+                             labels if takes_labels(run, refine) else None, refine, progress,
+                             prompts if text_condition(run) is not None else None,
                              low_res=to_model_range(images), cond_aug_level=cond_aug_level, nfe=nfe, spacing=spacing,
                              timesteps=timesteps, dist=dist, parts=None if parts is None else parts / f"stage-{i}",
                              speed=speed, on_setup=on_setup)

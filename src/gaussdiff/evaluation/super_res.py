@@ -18,7 +18,7 @@ from ..conditioning.super_res import downsample, upsample
 from ..data.datasets import to_model_range, to_uint8
 from ..errors import ConfigError
 from ..samplers.run import SamplerName
-from ..training.run import Trained
+from ..training.run import Trained, check_images
 from .generate import generate, super_res_condition, takes_labels, text_condition
 
 
@@ -88,10 +88,7 @@ def evaluate_super_resolution(
     if stage is None:
         raise ConfigError("super-resolution is measured on a super-resolution stage (train --super-res), and this "
                           "run is not one")
-    shape = trained.image_shape
-    if images.dtype != torch.uint8 or tuple(images.shape[1:]) != tuple(shape) or images.dim() != 4:
-        raise ValueError(f"images must be uint8 [N, {', '.join(map(str, shape))}] (the stage's), got {images.dtype} "
-                         f"{list(images.shape)}")
+    check_images(images, trained.image_shape, "the stage's")
     x = to_model_range(images)
     low = downsample(x, stage.low)
     out, _ = generate(trained, len(images), sampler, steps, seed=seed, batch_size=batch_size,

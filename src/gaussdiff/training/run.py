@@ -71,15 +71,20 @@ class Trained:
         """``uint8 [N, C, H, W]`` images -> what the diffusion runs on (on the model's device): pixels in
         [-1, 1], or their latents. Other images are refused (a float image or one of another size would be
         measured silently: the network is convolutional)."""
-        if images.dtype != torch.uint8 or tuple(images.shape[1:]) != self.image_shape or images.dim() != 4:
-            raise ValueError(f"images must be uint8 [N, {', '.join(map(str, self.image_shape))}] (this run's), got "
-                             f"{images.dtype} {list(images.shape)}")
+        check_images(images, self.image_shape, "this run's")
         x = to_model_range(images).to(self.device)
         return x if self.latent is None else self.latent.encode(x)
 
     def images_of(self, x0: Tensor) -> Tensor:
         """Samples of the diffusion -> ``uint8 [N, C, H, W]`` images (decoded for a latent run), on CPU."""
         return to_uint8(x0 if self.latent is None else self.latent.decode(x0)).cpu()
+
+
+def check_images(images: Tensor, shape: tuple[int, int, int], whose: str) -> None:
+    """Refuse images other than ``uint8 [N, *shape]`` (``whose`` shape: a run's, a stage's), naming what was given."""
+    if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:]) != tuple(shape):
+        raise ValueError(f"images must be uint8 [N, {', '.join(map(str, shape))}] ({whose}), got {images.dtype} "
+                         f"{list(images.shape)}")
 
 
 def load_trained(path: Path | str, ema: bool = True, device: torch.device | str = "cpu") -> Trained:

@@ -327,6 +327,12 @@ def test_a_request_generate_cannot_draw_is_refused_before_sampling(conditional_t
         generate(conditional_trained, **{"n": 4, "steps": 2, "progress": False, **request_})
 
 
+def test_one_string_for_the_prompts_is_refused_as_the_tokenizer_refuses_it(conditional_trained):
+    """A string of n letters passed the count of n prompts and would be read letter by letter."""
+    with pytest.raises(TypeError, match=r"prompts must be a list of strings, not one string: \['abcd'\]"):
+        generate(conditional_trained, 4, steps=2, progress=False, prompts="abcd")
+
+
 def test_low_resolution_images_of_another_shape_or_kind_are_refused():
     """low_res of another size was upsampled silently to the stage's (uint8 ones read as far out of [-1, 1]), and
     another count failed in the U-Net's concatenation."""

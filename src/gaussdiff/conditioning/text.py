@@ -35,7 +35,7 @@ def split_words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def _refuse_one_string(argument: str, texts: Sequence[str]) -> None:
+def refuse_one_string(argument: str, texts: Sequence[str]) -> None:
     """A string is a sequence of strings too: read as one, each of its characters would be a caption or a prompt."""
     if isinstance(texts, str):
         raise TypeError(f"{argument} must be a list of strings, not one string: [{texts!r}]")
@@ -51,7 +51,7 @@ class Tokenizer:
     @classmethod
     def build(cls, captions: Sequence[str]) -> Tokenizer:
         """The words of ``captions``, sorted, and room for the longest (at most :data:`MAX_LENGTH` tokens)."""
-        _refuse_one_string("captions", captions)
+        refuse_one_string("captions", captions)
         if not captions:
             raise DataError("no captions to build a vocabulary from")
         words = [split_words(c) for c in captions]
@@ -71,7 +71,7 @@ class Tokenizer:
         An unknown word, or a prompt too long for the run (unless ``truncate``: training captions past
         :data:`MAX_LENGTH`), raises :class:`ConfigError` naming it.
         """
-        _refuse_one_string("texts", texts)
+        refuse_one_string("texts", texts)
         length = length or self.max_length
         ids = self._ids()
         out = torch.full((len(texts), length), PAD, dtype=torch.long)

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..conditioning.guidance import GuidanceConfig, guide
 from ..data.datasets import mix_seed, to_model_range
 from ..conditioning.super_res import LowResolution, check_level
-from ..conditioning.text import TextPrompt
+from ..conditioning.text import TextPrompt, refuse_one_string
 from ..diffusion.process import GaussianDiffusion, Model
 from ..errors import ConfigError, NonFiniteError
 from ..diffusion.schedule import Spacing
@@ -173,7 +173,7 @@ def check_request(trained: Trained, n: int, batch_size: int, labels: Tensor | No
     """Refuse, in one line naming the argument, what :func:`generate` would otherwise fail on deep inside (a
     broadcast of mismatched sizes in the network, an embedding index out of range) or draw silently wrong: a
     count or batch size below 1, labels that are not ``[n]`` integers among the data's classes, a single string
-    for ``prompts``, low-resolution images that are not ``float [n, C, LOW, LOW]``."""
+    for ``prompts`` (a TypeError, as the tokenizer's), low-resolution images that are not ``float [n, C, LOW, LOW]``."""
     if n < 1 or batch_size < 1:
         raise ValueError(f"n and batch_size must be at least 1, got n = {n} and batch_size = {batch_size}")
     if labels is not None:
@@ -186,8 +186,7 @@ def check_request(trained: Trained, n: int, batch_size: int, labels: Tensor | No
         if k is not None and len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < k):
             raise ValueError(f"labels must lie in 0..{k - 1} (the data's classes), got {int(labels.min())}.."
                              f"{int(labels.max())}")
-    if isinstance(prompts, str):
-        raise ValueError(f"prompts must be a list of n = {n} prompts, not one string: [{prompts!r}] * {n}")
+    refuse_one_string("prompts", prompts)  # before its length is compared with n: it would count letters
     stage = super_res_condition(trained)
     if stage is not None and low_res is not None:
         shape = (n, trained.image_shape[0], stage.low, stage.low)

@@ -161,6 +161,13 @@ def test_rate_distortion_is_monotone():
     assert rd.distortion[0].item() < rd.distortion[100].item() < rd.distortion[-1].item()
 
 
+def test_the_ode_refuses_a_model_that_returns_no_tensor():
+    """As the samplers and the bound do: a tuple (or diffusers' output object) is named, not an AttributeError."""
+    x = torch.zeros(2, 1, dtype=torch.float64)
+    with pytest.raises(TypeError, match="the model returned a tuple, not a Tensor"):
+        ode_likelihood(lambda x_t, t: (x_t,), GaussianDiffusion(NoiseSchedule.linear(10)), x, divergence="exact")
+
+
 def test_dequantization_noise_fills_the_bin_of_width_2_over_255():
     """8-bit data x is dequantized to x + u, u ~ U(-1/255, 1/255): the whole bin of width 2/255 around x, centred.
 

@@ -160,3 +160,14 @@ def test_blur_augmentation_blurs_each_example_by_the_level_it_reports():
 def test_a_gaussian_level_may_be_the_whole_forward_process():
     """A gaussian level is a cosine time in [0, 1], both ends included: s = 1 is the forward process's end."""
     SuperResConfig(super_res=14, cond_aug_max=1.0, cond_aug_level=1.0).check(28)
+
+
+def test_a_sampling_level_the_augmentation_cannot_take_is_refused_when_augmenting():
+    """``augment(level=)`` called directly took a negative sigma, NaN or a gaussian time past 1 and returned a
+    corrupted image (or NaN) with that level reported to the network; it now applies the CLI's own check."""
+    low = torch.zeros(2, 1, 4, 4)
+    for cond_aug, level, message in [("gaussian", 1.5, "a gaussian augmentation level is a time in"),
+                                     ("gaussian", float("nan"), "level"), ("blur", -0.5, "level")]:
+        with pytest.raises(ConfigError, match=message):
+            LowResolution(4, cond_aug, 0.5).augment(low, level=level)
+    assert torch.equal(LowResolution(4, "blur", 0.5).augment(low, level=3.0)["low_res"], low)  # blur has no top

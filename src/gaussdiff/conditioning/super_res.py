@@ -166,6 +166,8 @@ class LowResolution:
         """The model's keywords for ``value``: corrupted at a level s per example, uniform in [0, S] (training)
         or fixed at ``level`` (sampling); the noise from ``generator`` (CPU), so that runs repeat."""
         B = len(value)
+        if level is not None:
+            check_level("level", level, self.cond_aug)
         if self.cond_aug == "none":
             s = torch.zeros(B, dtype=torch.float64)
         elif level is not None:

@@ -119,3 +119,15 @@ def test_one_string_where_a_list_is_expected_is_refused_not_read_letter_by_lette
         tokenizer.encode("a red circle")
     with pytest.raises(TypeError, match="captions must be a list of strings, not one string"):
         Tokenizer.build("a red circle")
+
+
+def test_a_length_below_one_and_a_text_condition_without_prompts_are_refused():
+    """length=0 fell back to the run's length (``length or max_length``), so the caller's 0 was ignored; a text
+    condition with no preview prompts built and then failed with a ZeroDivisionError at the first preview."""
+    tokenizer = Tokenizer.build(CAPTIONS)
+    for length in (0, -1):
+        with pytest.raises(ValueError, match=f"length must be at least 1 \\(the start token\\), not {length}"):
+            tokenizer.encode(["an ankle boot"], length=length)
+    assert torch.equal(tokenizer.encode([""], length=1), torch.tensor([[START]]))  # the null prompt fits in 1
+    with pytest.raises(ConfigError, match="a text condition needs at least one prompt"):
+        TextPrompt(tokenizer, ())

@@ -72,7 +72,9 @@ class Tokenizer:
         :data:`MAX_LENGTH`), raises :class:`ConfigError` naming it.
         """
         refuse_one_string("texts", texts)
-        length = length or self.max_length
+        length = self.max_length if length is None else length
+        if length < 1:
+            raise ValueError(f"length must be at least 1 (the start token), not {length}")
         ids = self._ids()
         out = torch.full((len(texts), length), PAD, dtype=torch.long)
         for row, text in enumerate(texts):
@@ -113,6 +115,10 @@ class TextPrompt:
     key: str = "tokens"
     noun: str = "captions"
     from_pixels = False  # read from the data's captions
+
+    def __post_init__(self) -> None:
+        if not self.prompts:
+            raise ConfigError("a text condition needs at least one prompt for its preview grids")
 
     def null(self, value: Tensor) -> Tensor:
         out = torch.full_like(value, PAD)

@@ -88,3 +88,17 @@ def test_what_the_bound_cannot_measure_is_refused_naming_it(conditional_trained)
         bpd.evaluate_bpd(conditional_trained, images[:0], progress=False)
     with pytest.raises(ValueError, match="at least one image and batch_size >= 1, got 4 and 0"):
         bpd.evaluate_ode(conditional_trained, images, batch_size=0)
+
+
+def test_the_rate_distortion_table_runs_from_the_noisiest_step_to_t_zero():
+    """Rows evenly spread over the steps' indices, noisiest first, both ends included: with 10 steps and 4 rows,
+    indices 9, 6, 3, 0. One row (a ZeroDivisionError before) cannot hold both ends and is refused."""
+    steps = list(range(0, 100, 10))
+    report = bpd.BpdReport(n=1, steps=10, bpd=1.0, bpd_stderr=0.0, l0=0.1, sum_l_t=0.8, prior=0.1, timesteps=steps,
+                           vb_per_step=[0.0] * 10, rate=[float(i) for i in range(10)],
+                           distortion=[-float(i) for i in range(10)])
+    assert bpd.rate_distortion_rows(report, rows=4) == [(90, 9.0, -9.0), (60, 6.0, -6.0), (30, 3.0, -3.0),
+                                                        (0, 0.0, -0.0)]
+    assert len(bpd.rate_distortion_rows(report, rows=50)) == 10  # no step twice
+    with pytest.raises(ValueError, match="rows must be at least 2"):
+        bpd.rate_distortion_rows(report, rows=1)

@@ -107,7 +107,9 @@ def evaluate_bpd(
 
 
 def rate_distortion_rows(report: BpdReport, rows: int = 8) -> list[tuple[int, float, float]]:
-    """A few (t, rate, distortion) rows, evenly over the steps, for a table."""
+    """A few (t, rate, distortion) rows, evenly over the steps from the noisiest to t = 0, for a table."""
+    if rows < 2:
+        raise ValueError(f"rows must be at least 2 (the noisiest step and t = 0), not {rows}")
     idx = sorted({round(i * (len(report.timesteps) - 1) / (rows - 1)) for i in range(rows)}, reverse=True)
     return [(report.timesteps[i], report.rate[i], report.distortion[i]) for i in idx]
 

@@ -256,6 +256,23 @@ def test_a_resume_takes_its_config_from_the_checkpoint_it_continues(tmp_path, ca
     assert json.loads((list_checkpoints(run)[-1] / "config.json").read_text())["model"]["channels"] == 16
 
 
+def test_a_resume_measures_its_train_steps_against_the_checkpoint_it_continues(tmp_path, capsys):
+    """With the newest checkpoint (step 4) damaged, the run continues from step 2, so --train-steps 3 is a valid
+    end; it was refused as ending before step 4, the damaged checkpoint's step."""
+    run = tmp_path / "run"
+    main(["train", "--run-dir", str(run), *TINY_FLAGS, "--train-steps", "4", "--checkpoint-every", "2"])
+    weights = list_checkpoints(run)[-1] / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8])  # cut short, as by a full disk
+    capsys.readouterr()
+    main(["train", "--run-dir", str(run), "--resume", "--train-steps", "3"])
+    assert "resuming from the checkpoint before it" in capsys.readouterr().err
+    # The damaged step 4 is set aside (not counted among the two newest kept, not deleted).
+    assert [p.name for p in list_checkpoints(run)] == ["step-0000002", "step-0000003"]
+    assert (run / "checkpoints" / "damaged-step-0000004" / "model.safetensors").is_file()
+    expect_error(capsys, "train", "--run-dir", run, "--resume", "--train-steps", "2",
+                 match="is at step 3: --train-steps 2 ends before it (give 3 or more")
+
+
 def test_sampling_refuses_weights_that_differ_from_what_was_written(tmp_path, capsys):
     """sample, eval and show read a checkpoint's config and weights only after checking them against its
     manifest: one flipped bit is one line, not samples from silently altered weights."""

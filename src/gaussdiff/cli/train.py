@@ -13,8 +13,8 @@ from typing import Annotated, Any
 import torch
 import tyro
 
-from ..errors import UsageError
-from ..training.checkpoint import PREFIX, list_checkpoints, resumed_run_config
+from ..errors import CheckpointError, UsageError
+from ..training.checkpoint import PREFIX, list_checkpoints, newest_intact, resumed_run_config
 from ..training.config import RunConfig, describe_before_data, to_dict
 from ..training.conv_cache import DEFAULT_CONV_CACHE
 from ..training.distributed import Distributed, joined, launched_by_torchrun, restarted_by_torchrun
@@ -58,10 +58,13 @@ def resumed_config(saved: RunConfig, asked: RunConfig) -> RunConfig:
 
 
 def refuse_ending_before(run_dir: Path, train_steps: int) -> None:
-    """A resumed run's --train-steps must reach its newest checkpoint's step, refused before the config that says so is
-    written over the run's (more extends the run)."""
-    found = list_checkpoints(run_dir)
-    reached = int(found[-1].name[len(PREFIX):]) if found else 0
+    """A resumed run's --train-steps must reach the step of the checkpoint it continues from (the newest intact one: a
+    damaged newer one is passed over), refused before the config that says so is written over the run's (more
+    extends the run)."""
+    try:
+        reached = int(newest_intact(run_dir).name[len(PREFIX):])
+    except CheckpointError:
+        return  # nothing to continue from: the resume itself says so in one line
     if train_steps < reached:
         raise UsageError(f"{run_dir} is at step {reached}: --train-steps {train_steps} ends before it (give {reached} "
                          "or more; more extends the run)")

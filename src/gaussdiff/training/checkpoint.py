@@ -102,6 +102,14 @@ def save_checkpoint(
     # checkpoints, so any temporary here is such a leftover.
     for stale in (run_dir / "checkpoints").glob(f".tmp-{PREFIX}*"):
         remove(stale)
+    # A checkpoint newer than this step is one the resume passed over as damaged (it continues from the newest it
+    # can read). Set aside, not deleted: left in line it would count among the newest ``keep`` and could have the
+    # checkpoint written here pruned in its favour.
+    for newer in [p for p in list_checkpoints(run_dir) if int(p.name[len(PREFIX):]) > step]:
+        aside = newer.with_name(f"damaged-{newer.name}")
+        while aside.exists():
+            aside = aside.with_name(aside.name + "-again")
+        os.replace(newer, aside)
     final = atomic_write(run_dir / "checkpoints" / f"{PREFIX}{step:07d}", write)
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         # Renamed first (atomic), then deleted: a kill in the middle of deleting leaves a temporary, which the

@@ -143,5 +143,6 @@ def resume_checkpoint(run_dir: Path, load: Callable[[Path], None]) -> Path:
         except CheckpointError as e:
             if i == len(found) - 1:
                 raise CheckpointError(f"{run_dir}: no readable checkpoint to resume (the oldest: {e})") from None
-            warn(f"{e}; resuming from the checkpoint before it")
+            warn(f"{e}; resuming from the checkpoint before it ({checkpoint.name} is set aside as "
+                 f"damaged-{checkpoint.name} at the next save)")
     raise AssertionError("unreachable")

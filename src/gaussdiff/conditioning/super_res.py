@@ -5,7 +5,7 @@ The low-resolution image ``x_low: [B, C, LOW, LOW]`` in [-1, 1] is the training 
 area averaging (:func:`downsample`); the U-Net upsamples it bilinearly to the output's size and
 concatenates it to x_t (:mod:`gaussdiff.nets.unet`).
 
-**Conditioning augmentation** (Ho et al. 2022, Sec. 4.1) corrupts x_low in training so that a stage
+**Conditioning augmentation** (Ho et al. 2022) corrupts x_low in training so that a stage
 tolerates the imperfect samples of the stage before; the network is told the level s through an
 embedding added to the timestep embedding, and sampling fixes s (``--cond-aug-level``):
 

@@ -163,7 +163,7 @@ class Train:
         say = (lambda *a, **k: print(*a, **k)) if dist.is_main else (lambda *a, **k: None)
         if config.latent.latent is not None and config.diffusion.schedule == "cosine":
             # Latents cannot be clipped to [-1, 1], and the cosine schedule's last step (alpha_bar 2.4e-9)
-            # multiply the eps error by 1 / sqrt(alpha_bar) in the x0 estimate (docs/latent.md).
+            # multiplies the eps error by 1 / sqrt(alpha_bar) in the x0 estimate (docs/latent.md).
             say("gaussdiff: note: latent runs sample far better on --schedule linear (LDM's) than on cosine",
                 file=sys.stderr)
         n_params = sum(p.numel() for p in trainer.model.parameters())

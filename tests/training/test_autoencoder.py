@@ -182,6 +182,29 @@ def test_a_logged_row_is_the_mean_of_the_steps_since_the_last(tmp_path):
         assert row["loss"] == pytest.approx(sum(pair) / 2, rel=1e-12)
 
 
+def test_a_row_spanning_gan_start_averages_the_gan_terms_over_the_steps_that_have_them(tmp_path):
+    """From gan_start = 3 only the fourth of four steps is adversarial: the row of steps 3-4 gives that step's gan,
+    gan_weight and d_loss (averaged over both steps, they were halved), and the loss over both steps."""
+    def rows_of(log_every: int) -> list[dict]:
+        rows = []
+
+        class Rows(NullLogger):
+            def log(self, row):
+                rows.append(row)
+
+        trainer = small_trainer(tmp_path / str(log_every), gan_start=3,
+                                **{"bookkeeping.log_every": log_every, "bookkeeping.checkpoint_every": 4})
+        trainer.logger = Rows()
+        trainer.run()
+        return rows
+
+    each, pairs = rows_of(1), rows_of(2)
+    assert "gan" not in each[2] and "gan" in each[3] and each[3]["gan"] != 0
+    for key in ("gan", "gan_weight", "d_loss"):
+        assert pairs[1][key] == pytest.approx(each[3][key], rel=1e-6), key
+    assert pairs[1]["loss"] == pytest.approx((each[2]["loss"] + each[3]["loss"]) / 2, rel=1e-6)
+
+
 def test_the_largest_seed_the_cli_takes_trains(tmp_path):
     """--seed 2**64 - 1 passes the CLI's check; the posterior noise's seed + 1 must still seed a generator."""
     trainer = AutoencoderTrainer(tiny_autoencoder_config(steps=1, seed=2**64 - 1), tmp_path / "ae", progress=False)

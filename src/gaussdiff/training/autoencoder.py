@@ -14,6 +14,7 @@ latent scale, 1 / std of the encoded training set, so that nobody types 0.18215)
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -213,7 +214,8 @@ class AutoencoderTrainer:
                     window.append(terms)
                     bar.update(1)
                     if b.due(b.log_every, self.step, c.train_steps):
-                        row = {k: sum(w.get(k, 0.0) for w in window) / len(window) for k in window[-1]}
+                        # Each term over the steps that have it: the GAN terms begin at gan_start, within a row.
+                        row = {k: statistics.fmean(w[k] for w in window if k in w) for k in window[-1]}
                         elapsed = time.perf_counter() - tick
                         row.update(step=self.step, lr=self.optim.lr,
                                    images_per_s=len(window) * c.batch_size / max(elapsed, 1e-9))

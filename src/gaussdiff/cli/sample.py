@@ -236,13 +236,15 @@ class Sample:
 
     def caption(self, runs: list[Trained], steps: list[int], label: str, setup: Setup,
                 times: list[float] | None = None) -> str:
-        """How the samples were drawn, for the picture: the checkpoint(s), weights, sampler and steps, seed, guidance
-        and (if not plain fp32) the network's setup: ``runs/demo/checkpoints/step-0002000, EMA weights, ddim, 50
-        steps, linspace spacing, seed 0``."""
+        """How the samples were drawn, for the picture: the checkpoint(s), weights, sampler and steps, seed, the class
+        asked for, guidance and (if not plain fp32) the network's setup: ``runs/demo/checkpoints/step-0002000, EMA
+        weights, ddim, 50 steps, linspace spacing, seed 0``."""
         where = " -> ".join(str(r.checkpoint) for r in runs)
         budget = budget_of(self.sampling.nfe, steps, times)
+        # One class is said here; --class all names each row beside the grid instead.
+        asked = f", class {int(self.label)}" if self.label not in (None, "all") else ""
         words = (f"{where}, {weights_of(runs[0], self.ema)}, {self.sampling.sampler}, {budget}, {label}, "
-                 f"seed {self.seed}{describe_guidance(self.guide)}")
+                 f"seed {self.seed}{asked}{describe_guidance(self.guide)}")
         if setup != Setup():
             words += f", network in {describe(setup, {})}"
         return words

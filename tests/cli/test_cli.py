@@ -199,6 +199,9 @@ def test_eval_needs_something_to_measure(trained_run, tmp_path, capsys):
     expect_error(capsys, "eval", "--samples", tmp_path / "x.npz", match="needs --data")
     np.savez(tmp_path / "y.npz", np.zeros((4, 16, 16, 1), dtype=np.uint8))
     expect_error(capsys, "eval", "--samples", tmp_path / "y.npz", "--data", "digits", match="expected 8x8")
+    # A missing samples file is named as --samples (it was "no such dataset, folder or file", as if --data were wrong).
+    expect_error(capsys, "eval", "--samples", tmp_path / "nope.npz", "--data", "digits",
+                 match=f"--samples {tmp_path / 'nope.npz'}: no such file")
 
 
 def test_conditional_training_guidance_and_the_classifier(tmp_path, capsys, trained_run):
@@ -220,7 +223,8 @@ def test_conditional_training_guidance_and_the_classifier(tmp_path, capsys, trai
     for sampler in ("ddpm", "ddim"):
         run_cli("sample", run, "--class", "3", "--n", "4", "--classifier", clf, "--classifier-scale", "5",
                 "--sampler", sampler, "--steps", "5", "--out", tmp_path / f"c-{sampler}.npz", "--device", "cpu")
-        assert np.load(tmp_path / f"c-{sampler}.npz")["arr_1"].tolist() == [3] * 4
+        drawn = np.load(tmp_path / f"c-{sampler}.npz")
+        assert drawn["arr_1"].tolist() == [3] * 4 and f"seed 0, class 3, classifier {clf}" in str(drawn["info"])
     # Classifier guidance also steers an unconditional model.
     run_cli("sample", trained_run, "--class", "1", "--n", "2", "--classifier", clf, "--steps", "5",
             "--out", tmp_path / "u.npz", "--device", "cpu")

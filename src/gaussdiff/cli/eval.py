@@ -131,6 +131,8 @@ class Eval:
         if not (self.bpd or self.ode or self.fid or self.samples):
             raise UsageError("say what to measure: --bpd, --ode, --fid, --super-res-test, "
                              "or --samples FILE.npz --data DATA")
+        if self.samples is not None and not self.samples.exists():  # named as --samples, not read as a --data name
+            raise UsageError(f"--samples {self.samples}: no such file")
         if self.checkpoint is None and (self.bpd or self.ode or (self.fid and self.samples is None)):
             raise UsageError("--bpd, --ode and --fid need a run (or --samples with --data)")
         device = dist.device_for(resolve_device(self.device))

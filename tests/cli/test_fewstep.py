@@ -2,6 +2,7 @@
 plus exit 2 for each bad choice."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -95,6 +96,27 @@ def test_tune_saves_steps_that_sample_and_eval_then_use(run, tmp_path, capsys):
     expect_error(capsys, "sample", run, "--sampler", "dpm++2m", "--nfe", "4",
                  match="the entry 'dpm++2m@4' is null, not what gaussdiff tune writes")
     tuned.write_text(good)
+
+
+def test_a_checkpoint_without_the_tuned_steps_of_an_older_one_says_so(run, tmp_path, capsys):
+    """Tuned steps belong to the weights they were tuned for: after training on, the newest checkpoint has none and
+    samples its default spacing, and says that an older checkpoint has them (it was silent)."""
+    extended = tmp_path / "run"
+    shutil.copytree(run, extended)
+    main(["tune", str(extended), "--sampler", "unipc", "--nfe", "3", "--n", "4", "--evals", "8", "--reference-nfe",
+          "10", "--device", "cpu"])
+    (extended / "checkpoints" / "step-0000002").rename(extended / "checkpoints" / "step-0000001")
+    shutil.copytree(extended / "checkpoints" / "step-0000001", extended / "checkpoints" / "step-0000002",
+                    ignore=shutil.ignore_patterns("timesteps.json"))  # as if trained on since the tuning
+    capsys.readouterr()
+    main(["sample", str(extended), "--sampler", "unipc", "--nfe", "3", "--n", "2", "--out", str(tmp_path / "s.npz"),
+          "--device", "cpu"])
+    assert ("step-0000002 has no steps tuned for this sampler and --nfe (step-0000001 has; they fit its weights): "
+            "sampling on trailing spacing") in capsys.readouterr().err
+    assert "unipc, 3 NFE, trailing spacing" in str(np.load(tmp_path / "s.npz")["info"])
+    main(["sample", str(extended), "--sampler", "unipc", "--nfe", "4", "--n", "2", "--out", str(tmp_path / "s.npz"),
+          "--device", "cpu"])
+    assert "note" not in capsys.readouterr().err  # nothing tuned at 4 NFE anywhere: nothing to say
 
 
 def test_the_sampling_network_is_named_unless_it_is_plain_fp32(capsys):

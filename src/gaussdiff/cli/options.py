@@ -236,6 +236,20 @@ def weights_of(trained: Trained, ema: bool = True) -> str:
     return "EMA weights" if trained.config.train.optim.ema_decay is not None else "weights (no EMA kept)"
 
 
+def note_tuned_elsewhere(checkpoint: Path, key: str, spacing: str) -> None:
+    """Say so when another checkpoint of the run has steps tuned for ``key`` and this one has none: tuned steps
+    belong to the weights they were tuned for, so a run trained on after tuning samples its default until tuned
+    again, which would otherwise pass unsaid."""
+    others = []
+    for other in list_checkpoints(checkpoint.parent.parent):
+        with contextlib.suppress(CheckpointError):  # a damaged file elsewhere is that checkpoint's business
+            if other != checkpoint and key in read_tuned_steps(other):
+                others.append(other.name)
+    if others:
+        print(f"gaussdiff: note: {checkpoint.name} has no steps tuned for this sampler and --nfe ({others[-1]} has; "
+              f"they fit its weights): sampling on {spacing} spacing; gaussdiff tune tunes this one", file=sys.stderr)
+
+
 def parse_timesteps(value: str, nfe: int | None, trained: Trained, sampler: str = "ddim", ema: bool = True,
                     steps: Any = None) -> Steps:
     """``--timesteps``: ``auto`` (the steps tuned for this sampler and --nfe in the checkpoint's folder, by
@@ -255,6 +269,8 @@ def parse_timesteps(value: str, nfe: int | None, trained: Trained, sampler: str 
             if trained.source == "diffusers":  # its scheduler config's own spacing
                 return Steps(trained.spacing, None, f"{trained.spacing} spacing (the scheduler config's)")
             spacing = default_spacing(sampler)
+            if nfe is not None:
+                note_tuned_elsewhere(trained.checkpoint, tuned_key(sampler, nfe, ema), spacing)
             return Steps(spacing, None, f"{spacing} spacing")
         try:
             times = [float(t) for t in tuned["timesteps"]]

@@ -265,3 +265,16 @@ def test_skipping_decodes_every_image_first_so_that_nothing_fails_later(folder, 
     assert list((tmp_path / "empty").iterdir()) == []
     main(["prepare", str(folder), "--out", str(tmp_path / "shards"), "--image-size", "8", "--skip-bad-images"])
     assert len(load_data(str(tmp_path / "shards"))) == 22
+
+
+def test_streaming_leaves_the_global_rng_to_dropout_so_losses_match_in_memory_and_after_resume(folder, tmp_path,
+                                                                                              monkeypatch):
+    """Dropout draws from the global RNG, which a checkpoint restores; starting the DataLoader must not draw from it
+    (its iterator seeds workers from it by default), or the streamed run's dropout masks, and so its losses, differ
+    from the in-memory run's, and a resumed run's from the uninterrupted one's."""
+    dropout = {"model.dropout": 0.3}
+    memory = Trainer(config(folder, "memory", **dropout), tmp_path / "memory", progress=False).run()
+    streamed = Trainer(config(folder, "stream", **dropout), tmp_path / "streamed", progress=False).run()
+    assert streamed.losses == memory.losses
+    resumed = killed_after_step_4(config(folder, "stream", **dropout), tmp_path / "cut", monkeypatch)
+    assert resumed.run(resume=True).losses == memory.losses[3:]

@@ -80,7 +80,9 @@ def stream_batches(images: FolderImages, order: DataOrder, dist: Distributed, st
     from ``crop_seed``). The indices and crops are functions of the step: a resumed run continues with exactly the
     batches an uninterrupted one would see, reading nothing it already consumed."""
     workers = default_workers() if workers is None else workers
+    # A generator of its own: a DataLoader's iterator otherwise seeds its workers with a draw from the global RNG,
+    # which dropout draws from too (and which a checkpoint restores), so streaming would change the losses.
     loader = torch.utils.data.DataLoader(StepBatches(images, order, dist, steps, crop_seed), batch_size=None,
                                          sampler=range(start, steps), num_workers=workers,
-                                         prefetch_factor=4 if workers else None)
+                                         prefetch_factor=4 if workers else None, generator=torch.Generator())
     return iter(loader)

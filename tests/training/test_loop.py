@@ -126,6 +126,23 @@ def test_state_round_trip_continues_identically():
         assert torch.equal(p, q)
 
 
+def test_a_resume_with_more_steps_takes_the_stretched_cosine_rate_from_its_first_step():
+    """A finished 10-step run resumed to 20 steps: its next step (step 10) must take lr * lr_factor(10) of the
+    20-step cosine, not the rate the 10-step schedule left in the optimizer's state (0 at its end), which would
+    waste the step (and log a rate of 0)."""
+    config = OptimConfig(lr=1.0, warmup=2, lr_schedule="cosine", ema_decay=None, grad_clip=None)
+    model = nn.Linear(2, 1)
+    short = Optimization(model, config, 10, CPU)
+    for _ in range(10):
+        short.step(model(torch.ones(1, 2)).sum())
+    assert short.lr == 0.0
+    longer = Optimization(model, config, 20, CPU)
+    longer.load_state_dict(copy.deepcopy(short.state_dict()))
+    assert longer.lr == longer.lr_factor(10) > 0.5
+    before = model.weight.detach().clone()
+    longer.step(model(torch.ones(1, 2)).sum())
+    assert not torch.equal(model.weight, before) and longer.lr == longer.lr_factor(11)
+
 def test_precision_auto_takes_bf16_only_where_it_is_native_and_pays(monkeypatch):
     from gaussdiff.nets import fast
     from gaussdiff.training import loop

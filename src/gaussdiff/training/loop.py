@@ -175,7 +175,8 @@ class Optimization:
 
     @property
     def lr(self) -> float:
-        return self.scheduler.get_last_lr()[0]
+        """The rate of the next step."""
+        return self.optimizer.param_groups[0]["lr"]
 
     def step(self, loss: Tensor) -> tuple[float, bool]:
         """Backpropagate ``loss`` and update the weights, the schedule and the EMA. Returns the gradient's
@@ -215,6 +216,12 @@ class Optimization:
         disabled scaler saved an empty state, which torch's ``load_state_dict`` refuses."""
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.LambdaLR):
+            # The optimizer's saved rate is the old schedule's: a resume with a longer --train-steps stretches the
+            # cosine, and its next step (a finished run's: rate 0) takes this schedule's rate, as every later one.
+            step = self.scheduler.last_epoch
+            for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+                group["lr"] = base * self.lr_factor(step)
         if state["scaler"] or not self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None:

@@ -284,3 +284,20 @@ def test_every_seed_the_cli_takes_trains_and_seeds_in_range_keep_their_draws(tmp
     assert result.step == 1 and all(torch.isfinite(torch.tensor(result.losses)))
     perm = torch.randperm(50, generator=torch.Generator().manual_seed(5 * 1_000_003 + 1))
     assert torch.equal(DataOrder(50, 8, seed=5).indices(7), perm[6:14])  # step 7: positions 56..63, epoch 1
+
+
+def test_a_resume_on_another_kind_of_device_continues_with_a_new_noise_seed(tmp_path, capsys):
+    """--device may change on --resume, but a CUDA generator's state (Philox seed and offset, 16 bytes) does not fit
+    a CPU generator (5056 bytes), nor the reverse: the noise generator of a run moved between them starts from a
+    seed of its own (with a warning) instead of every checkpoint being refused as not matching the run. Simulated
+    here by putting a CUDA-sized state into a CPU run's checkpoint."""
+    Trainer(tiny_config(steps=2), tmp_path, progress=False).run()
+    checkpoint = list_checkpoints(tmp_path)[-1]
+    state = torch.load(checkpoint / "training.pt", weights_only=True)
+    state["noise_generator"] = torch.zeros(16, dtype=torch.uint8)  # as torch.Generator("cuda").get_state() is
+    torch.save(state, checkpoint / "training.pt")
+    (checkpoint / "manifest.json").unlink()  # a checkpoint without a manifest is read as it is
+    capsys.readouterr()
+    resumed = Trainer(tiny_config(steps=4), tmp_path, progress=False).run(resume=True)
+    assert resumed.step == 4 and len(resumed.losses) == 2
+    assert "saved on another kind of device" in capsys.readouterr().err

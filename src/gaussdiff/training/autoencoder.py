@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from ..conditioning.latent import LatentSpace
-from ..data.datasets import ImageData, check_center_crop, load_configured, to_model_range, to_uint8
+from ..data.datasets import ImageData, check_center_crop, load_configured, mix_seed, to_model_range, to_uint8
 from ..errors import CheckpointError, ConfigError
 from ..nets.autoencoder import Autoencoder, PatchDiscriminator
 from .batches import DataOrder, generator_seed
@@ -37,7 +37,7 @@ from .config import AutoencoderTrainConfig, save_config
 from .files import atomic_write
 from .distributed import Distributed
 from .loop import Optimization, check_precision, resolve_device, resolve_precision
-from .control import Logger, NullLogger, StopSignals, TrainResult, end_of_step, resume_checkpoint
+from .control import Logger, NullLogger, StopSignals, TrainResult, end_of_step, restore_generator, resume_checkpoint
 
 
 def adaptive_weight(rec_loss: Tensor, gan_loss: Tensor, last_layer: Tensor, scale: float) -> Tensor:
@@ -177,7 +177,8 @@ class AutoencoderTrainer:
             if self.disc is not None:
                 load_state_dict_strict(self.disc, load_weights(checkpoint, "discriminator"), checkpoint)
                 self.disc_optim.load_state_dict(state["discriminator"])
-            self.generator.set_state(state["generator"])
+            restore_generator(self.generator, state["generator"], mix_seed(self.config.seed, int(state["step"])),
+                              "the posterior samples' generator")
             torch.set_rng_state(state["torch_rng"])
             self.step = int(state["step"])
         except (KeyError, ValueError, RuntimeError) as e:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import torch
 from torch import Tensor
 
 from ..errors import CheckpointError
@@ -128,6 +129,18 @@ def end_of_step(b: Bookkeeping, step: int, last: int, dist: Distributed, signals
 
 def warn(message: str) -> None:
     print(f"gaussdiff: warning: {message}", file=sys.stderr)
+
+
+def restore_generator(generator: torch.Generator, state: Tensor, reseed: int, what: str) -> None:
+    """Set ``generator`` (one on the run's device) to its saved ``state``. A state saved on another kind of device
+    (--device may change on --resume: CUDA's generator keeps 16 bytes, the CPU's 5056) cannot continue here, and the
+    run would otherwise refuse every checkpoint: ``generator`` is seeded with ``reseed`` instead, with a warning
+    (``what`` names the generator)."""
+    if state.numel() != generator.get_state().numel():
+        generator.manual_seed(reseed)
+        warn(f"{what} was saved on another kind of device: it cannot continue here and starts from a new seed")
+        return
+    generator.set_state(state)
 
 
 def resume_checkpoint(run_dir: Path, load: Callable[[Path], None]) -> Path:

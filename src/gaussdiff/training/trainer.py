@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from ..conditioning.conditions import drop_conditions
-from ..data.datasets import ImageData, load_configured, to_model_range, to_uint8
+from ..data.datasets import ImageData, load_configured, mix_seed, to_model_range, to_uint8
 from ..diffusion.timestep_sampling import make_timestep_sampler
 from ..errors import CheckpointError, DataError, NonFiniteError, WriteError
 from ..nets.kernels.winograd import conv_choices, measuring_seconds, restore_conv_choices, share_conv_verdicts
@@ -35,7 +35,8 @@ from .batches import DataOrder, generator_seed, stream_batches
 from .checkpoint import (load_state_dict_strict, load_training_state, load_weights, save_checkpoint,
                          verify_checkpoint)
 from .config import RunConfig, save_config
-from .control import Logger, NullLogger, StopSignals, TrainResult, end_of_step, resume_checkpoint, warn
+from .control import (Logger, NullLogger, StopSignals, TrainResult, end_of_step, restore_generator,
+                      resume_checkpoint, warn)
 from .conv_cache import keep_verdicts, load_verdicts
 from .distributed import Distributed, fingerprint
 from .latent import check_autoencoder_fits, load_latent_space
@@ -321,7 +322,8 @@ class Trainer:
         try:
             self.optim.load_state_dict(state)
             self.generator.set_state(state["generator"])
-            self.noise_generator.set_state(state["noise_generator"])
+            reseed = mix_seed(self.config.train.seed, int(state["step"]), salt=1)
+            restore_generator(self.noise_generator, state["noise_generator"], reseed, "the training noise's generator")
             torch.set_rng_state(state["torch_rng"])
             if self.cuda and "cuda_rng" in state:
                 torch.cuda.set_rng_state(state["cuda_rng"], self.device)

@@ -278,3 +278,22 @@ def test_streaming_leaves_the_global_rng_to_dropout_so_losses_match_in_memory_an
     assert streamed.losses == memory.losses
     resumed = killed_after_step_4(config(folder, "stream", **dropout), tmp_path / "cut", monkeypatch)
     assert resumed.run(resume=True).losses == memory.losses[3:]
+
+
+def test_a_stop_signal_to_the_workers_leaves_them_decoding_for_the_trainer(folder):
+    """A scheduler that signals every process of the job (Slurm's scancel: SIGTERM) or Ctrl-C (SIGINT to the
+    terminal's process group) reaches the DataLoader workers too; the trainer stops at the end of its step with a
+    checkpoint, so the workers must ignore both and keep handing it batches, not die and end it with an error."""
+    import os
+    import signal
+
+    from gaussdiff.training.batches import stream_batches
+
+    images = load_data(str(folder), image_size=8, stream="stream").images
+    order = DataOrder(len(images), 8, seed=0)
+    batches = stream_batches(images, order, Distributed(), start=0, steps=40, workers=1)
+    assert torch.equal(next(batches), images[order.indices(0)])
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        os.kill(batches._workers[0].pid, signum)
+    for step in range(1, 40):
+        assert torch.equal(next(batches), images[order.indices(step)])

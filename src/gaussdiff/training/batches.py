@@ -8,6 +8,7 @@ uninterrupted one would, and a rank's share of a global batch is the same under 
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 
 import torch
@@ -74,6 +75,15 @@ def default_workers() -> int:
     return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
+def ignore_stop_signals(worker_id: int) -> None:
+    """A DataLoader worker leaves SIGTERM and SIGINT to the trainer, which stops at the end of its step with a
+    checkpoint (:class:`~gaussdiff.training.control.StopSignals`): a scheduler that signals every process of the job
+    (Slurm's scancel) or Ctrl-C (the terminal's whole process group) would otherwise end the workers at once, and
+    the trainer with an error instead of a checkpoint. The trainer ends its workers when it exits."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def stream_batches(images: FolderImages, order: DataOrder, dist: Distributed, start: int, steps: int,
                    workers: int | None, crop_seed: int | None = None) -> Iterator[Tensor | str]:
     """The batches of steps ``start``..``steps - 1`` in order, decoded ahead by ``workers`` processes (random crops
@@ -84,5 +94,6 @@ def stream_batches(images: FolderImages, order: DataOrder, dist: Distributed, st
     # which dropout draws from too (and which a checkpoint restores), so streaming would change the losses.
     loader = torch.utils.data.DataLoader(StepBatches(images, order, dist, steps, crop_seed), batch_size=None,
                                          sampler=range(start, steps), num_workers=workers,
-                                         prefetch_factor=4 if workers else None, generator=torch.Generator())
+                                         prefetch_factor=4 if workers else None, generator=torch.Generator(),
+                                         worker_init_fn=ignore_stop_signals)
     return iter(loader)

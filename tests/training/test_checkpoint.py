@@ -40,19 +40,19 @@ def test_checkpoints_are_ordered_by_step_number_past_seven_digits(tmp_path):
 
 
 def test_a_checkpoint_newer_than_the_save_is_set_aside_and_never_outlives_the_save(tmp_path):
-    """A checkpoint newer than the step being saved is one a resume passed over as damaged. Left in line with
-    keep=1 it was the one kept, and the checkpoint just written was deleted; now it is moved aside, twice if need
-    be, and the new checkpoint is kept."""
+    """A checkpoint at or past the step being saved is one a resume passed over as damaged. Left in line with
+    keep=1 it was the one kept, and the checkpoint just written was deleted (at the same step, it was deleted to
+    make way); now it is moved aside, twice if need be, and the new checkpoint is kept."""
     for step in (2, 4):
         save(tmp_path, step)
     save(tmp_path, 3, keep=1)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-0000003"]
     assert torch.load(tmp_path / "checkpoints" / "damaged-step-0000004" / "training.pt") == {"step": 4}
     save(tmp_path, 4)
-    save(tmp_path, 3, keep=1)  # a second step 4 set aside does not overwrite the first
+    save(tmp_path, 4, keep=1)  # the same step: the one there is set aside, without overwriting the first
     aside = sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith("damaged-"))
     assert aside == ["damaged-step-0000004", "damaged-step-0000004-again"]
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-0000003"]
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-0000004"]
 
 
 def test_a_killed_saves_temporaries_are_removed_by_the_next_save(tmp_path):

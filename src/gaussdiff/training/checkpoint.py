@@ -102,10 +102,10 @@ def save_checkpoint(
     # checkpoints, so any temporary here is such a leftover.
     for stale in (run_dir / "checkpoints").glob(f".tmp-{PREFIX}*"):
         remove(stale)
-    # A checkpoint newer than this step is one the resume passed over as damaged (it continues from the newest it
+    # A checkpoint at this step or newer is one the resume passed over as damaged (it continues from the newest it
     # can read). Set aside, not deleted: left in line it would count among the newest ``keep`` and could have the
-    # checkpoint written here pruned in its favour.
-    for newer in [p for p in list_checkpoints(run_dir) if int(p.name[len(PREFIX):]) > step]:
+    # checkpoint written here pruned in its favour; at this very step it would be deleted to make way.
+    for newer in [p for p in list_checkpoints(run_dir) if int(p.name[len(PREFIX):]) >= step]:
         aside = newer.with_name(f"damaged-{newer.name}")
         while aside.exists():
             aside = aside.with_name(aside.name + "-again")

@@ -384,3 +384,17 @@ def test_a_residual_blocks_embedding_scales_and_shifts_the_normalised_activation
         h = block.norm2(block.conv1(F.silu(block.norm1(x)))) * (1 + scale) + shift
         expected = x + block.conv2(F.silu(h))
         torch.testing.assert_close(block(x, emb), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("size, mult, attend", [(28, (1, 2, 2, 2), (7,)), (28, (1, 2, 2, 2), (14,)), (7, (1, 2), (7,)),
+                                                (28, (1, 2, 2), (7,)), (32, (1, 2, 2), (16,))])
+def test_each_level_on_the_way_up_attends_exactly_where_its_mirror_on_the_way_down_does(size, mult, attend):
+    """ADM's U-Net is symmetric: up level l (which takes level l's skips) attends iff down level l does, by that
+    level's resolution. Odd sizes round up on the way down (28 -> 14 -> 7 -> 4), so doubling back from the last
+    level (4 -> 8 -> 16) would name other resolutions and leave the up path without the attention asked for."""
+    net = UNet(UNetConfig(image_size=size, in_channels=1, out_channels=1, channels=8, channel_mult=mult,
+                          num_res_blocks=1, attention_resolutions=attend, num_heads=1))
+    down = [[isinstance(a, Attention) for a in level.attentions] for level in net.down.levels]
+    up = [[isinstance(a, Attention) for a in level.attentions] for level in reversed(net.up)]
+    assert [any(d) for d in down] == [any(u) for u in up] == [r in attend for r in net.config.level_resolutions()]
+    assert all(all(u) == any(u) for u in up)

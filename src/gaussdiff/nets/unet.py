@@ -312,8 +312,11 @@ class UNet(nn.Module):
             raise ValueError(f"context_dim {c.context_dim} must be the caption encoder's width {c.text.text_width}")
         emb_dim = self.embedding.dim
         self.down = DownPath(c, emb_dim)
-        ch, res = self.down.out_channels, self.down.out_resolution
+        ch = self.down.out_channels
         skips = list(self.down.skip_channels)
+        # Each level on the way up attends where its mirror on the way down does: by the down path's resolutions
+        # (halved rounding up), since doubling back from the last level misses odd ones (28 -> 4 -> 8, not 7).
+        resolutions = c.level_resolutions()
 
         self.mid1 = ResBlock(ch, ch, emb_dim, c.dropout, c.scale_shift, c.conv, c.emb_act)
         self.mid_attn = Attention(ch, c.num_heads, c.context_dim)
@@ -322,7 +325,7 @@ class UNet(nn.Module):
         self.up = nn.ModuleList()
         self.upsample = nn.ModuleList()
         for level, mult in reversed(list(enumerate(c.channel_mult))):
-            blocks, attns = [], []
+            blocks, attns, res = [], [], resolutions[level]
             for _ in range(c.num_res_blocks + 1):
                 blocks.append(ResBlock(ch + skips.pop(), mult * c.channels, emb_dim, c.dropout, c.scale_shift, c.conv,
                                        c.emb_act))
@@ -330,8 +333,6 @@ class UNet(nn.Module):
                 attns.append(Attention(ch, c.num_heads, c.context_dim) if res in c.attention_resolutions else None)
             self.up.append(Level(blocks, attns))
             self.upsample.append(Upsample(ch) if level > 0 else nn.Identity())
-            if level > 0:
-                res = res * 2
         self.out = nn.Sequential(group_norm(ch), nn.SiLU(), zero_init(nn.Conv2d(ch, c.out_channels, 3, padding=1)))
         self.checkpoint_out = False
 

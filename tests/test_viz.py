@@ -51,3 +51,16 @@ def test_row_labels_widen_the_picture_and_strips_take_a_caption(tmp_path):
                        caption="forward process")
     with Image.open(path) as s:
         assert s.text["Description"] == "forward process"
+
+
+def test_a_caption_word_wider_than_the_picture_widens_the_canvas_instead_of_being_cut_off():
+    """A word is never broken, so one wider than the wrapping width (an absolute checkpoint path, say) has a line of
+    its own; the canvas must then be as wide as that line plus the margins, or its end is cut off at the edge."""
+    path = "/home/someone/experiments/fashion-mnist-text-cascade-base/checkpoints/step-0020000,"
+    font = ImageFont.load_default(size=TEXT_SIZE)
+    needed = ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(path, font=font)
+    assert needed > CAPTION_WIDTH - 8  # the case this test is about
+    out = np.asarray(add_caption(Image.new("RGB", (100, 40), "white"), f"{path} EMA weights, ddim, 50 steps")
+                     .convert("L"))
+    ink = np.nonzero(out.min(axis=0) < 128)[0]
+    assert out.shape[1] >= 4 + needed + 4 and ink.max() < out.shape[1] - 2  # white margin right of the last glyph

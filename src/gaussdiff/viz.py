@@ -91,11 +91,13 @@ def wrap(text: str, width: int, draw: ImageDraw.ImageDraw) -> list[str]:
 
 def add_caption(picture: Image.Image, caption: str) -> Image.Image:
     """``picture`` with ``caption`` written under it, wrapped (the canvas widened to :data:`CAPTION_WIDTH` for a
-    narrow picture)."""
+    narrow picture, and further for a word wider than that, such as a long path, so that no text is cut off)."""
     if not caption:
         return picture
     width = max(picture.width, CAPTION_WIDTH)
-    lines = wrap(caption, width - 8, ImageDraw.Draw(picture))
+    measure = ImageDraw.Draw(picture)
+    lines = wrap(caption, width - 8, measure)
+    width = max(width, 8 + max(math.ceil(measure.textlength(line, font=_font())) for line in lines))
     line_h = TEXT_SIZE + 4
     canvas = Image.new("RGB", (width, picture.height + 6 + line_h * len(lines)), "white")
     canvas.paste(picture, (0, 0))

@@ -398,3 +398,16 @@ def test_each_level_on_the_way_up_attends_exactly_where_its_mirror_on_the_way_do
     up = [[isinstance(a, Attention) for a in level.attentions] for level in reversed(net.up)]
     assert [any(d) for d in down] == [any(u) for u in up] == [r in attend for r in net.config.level_resolutions()]
     assert all(all(u) == any(u) for u in up)
+
+
+@pytest.mark.parametrize("size, mult, attend, up_levels", [(14, (1, 2, 2), (16,), [True, False, False]),
+                                                           (28, (1, 2, 2, 2), (7,), [False, False, False, False]),
+                                                           (32, (1, 2, 2), (16,), [False, True, False])])
+def test_runs_saved_before_the_mirror_keep_their_doubled_way_up(size, mult, attend, up_levels):
+    """``up_attention="doubled"`` rebuilds the way up of runs saved before the mirror (so their weights load): its
+    levels attend by the last level's resolution doubled back (14 -> 7 -> 4 went up as 4, 8, 16), which for even
+    sizes is the mirror itself. ``up_levels``: whether each level, first to last, attends on the way up."""
+    config = UNetConfig(image_size=size, in_channels=1, out_channels=1, channels=8, channel_mult=mult, num_res_blocks=1,
+                        attention_resolutions=attend, num_heads=1, up_attention="doubled")
+    up = [any(isinstance(a, Attention) for a in level.attentions) for level in reversed(UNet(config).up)]
+    assert up == up_levels

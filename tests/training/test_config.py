@@ -61,6 +61,18 @@ def test_a_config_from_before_compile_modes_reads_its_switch_as_a_mode(tmp_path,
     assert load_config(tmp_path / "config.json").train.compile == mode
 
 
+def test_a_config_from_before_the_mirrored_way_up_keeps_the_shape_of_its_weights(tmp_path):
+    """A run saved before ``up_attention`` existed built its way up with doubled resolutions: it reads back as
+    ``doubled`` (its weights' shape), while a config that names the field, and every new run, keeps its value."""
+    raw = to_dict(tiny_config())
+    assert raw["model"]["up_attention"] == "mirror"
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    assert load_config(tmp_path / "config.json").model.up_attention == "mirror"
+    del raw["model"]["up_attention"]
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    assert load_config(tmp_path / "config.json").model.up_attention == "doubled"
+
+
 @pytest.mark.parametrize("path, value, match", [
     (("diffusion", "diffusion_steps"), -5, "--diffusion-steps must be at least 1, not -5"),
     (("model", "channels"), 0, "--channels must be at least 1, not 0"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +70,10 @@ class UNetConfig:
     ``direct``, or ``auto``: measured on CPU on the first training pass of each layer configuration (64+
     channels at 8x8 and up, fp32), Winograd kept only where it takes at most 0.9 of the direct kernel's time
     (:class:`~gaussdiff.nets.kernels.winograd.Conv3x3`); the direct kernel elsewhere. Same weights either way."""
+    up_attention: Annotated[Literal["mirror", "doubled"], tyro.conf.Suppress] = "mirror"
+    """Where the way up attends: ``mirror``, at each level whose mirror on the way down does (ADM's symmetric
+    U-Net); ``doubled``, by resolutions doubled back from the last level, which after an odd level are not the
+    way down's (14 -> 7 -> 4 went up as 4, 8, 16). Runs saved before ``mirror`` keep ``doubled``, their shape."""
 
     def level_resolutions(self) -> list[int]:
         """H of each level, first to last (:class:`DownPath`'s walk: each level after the first halves it,
@@ -317,6 +321,8 @@ class UNet(nn.Module):
         # Each level on the way up attends where its mirror on the way down does: by the down path's resolutions
         # (halved rounding up), since doubling back from the last level misses odd ones (28 -> 4 -> 8, not 7).
         resolutions = c.level_resolutions()
+        if c.up_attention == "doubled":  # the shape of runs saved before (their weights)
+            resolutions = [resolutions[-1] * 2 ** (len(resolutions) - 1 - level) for level in range(len(resolutions))]
 
         self.mid1 = ResBlock(ch, ch, emb_dim, c.dropout, c.scale_shift, c.conv, c.emb_act)
         self.mid_attn = Attention(ch, c.num_heads, c.context_dim)

@@ -428,7 +428,8 @@ _OPTIM_FIELDS = ("lr", "warmup", "lr_schedule", "weight_decay", "grad_clip", "em
 
 
 def upgrade(raw: dict[str, Any], cls: type) -> dict[str, Any]:
-    """A saved config of gaussdiff 0.1 in today's layout (today's configs pass through unchanged).
+    """A saved config of gaussdiff 0.1 in today's layout (today's configs pass through unchanged), and fields that
+    keep an older run's shape where today's default differs (a U-Net saved without ``up_attention`` is ``doubled``).
 
     0.1 kept the U-Net's knobs with the labels in ``model`` (its shape in ``data``), the optimiser
     flat in ``train``, and the classifier's knobs flat beside a resolved ``network``.
@@ -437,6 +438,10 @@ def upgrade(raw: dict[str, Any], cls: type) -> dict[str, Any]:
     if cls is RunConfig and isinstance(train, dict) and isinstance(train.get("compile"), bool):
         # Before compile modes (and in 0.1), ``compile`` was a switch.
         raw = {**raw, "train": {**train, "compile": "default" if train["compile"] else "off"}}
+    model = raw.get("model")
+    if cls is RunConfig and isinstance(model, dict) and "up_attention" not in model:
+        # Saved before the way up mirrored the way down: its weights have the doubled shape (UNetConfig.up_attention).
+        raw = {**raw, "model": {**model, "up_attention": "doubled"}}
     if "format" in raw:
         return raw
     raw = json.loads(json.dumps(raw))  # a deep copy

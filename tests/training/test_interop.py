@@ -277,3 +277,15 @@ def test_a_first_level_wider_than_the_stem_is_refused_saying_why(tmp_path, capsy
     main(["train", "--run-dir", str(tmp_path / "wide"), *flags])
     expect_error(capsys, "export", tmp_path / "wide", "--diffusers", tmp_path / "out", match="--channel-mult")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_level_that_halves_an_odd_size_is_refused_saying_why(tmp_path, capsys):
+    """6 -> 3 -> 2: gaussdiff upsamples the 2x2 level back to 3x3, UNet2DModel to 4x4, where the skip of the 3x3
+    level no longer fits; export refuses such a run in one line instead of writing a model that fails when run."""
+    flags = list(EXPORT_FLAGS)
+    at = flags.index("--channel-mult")
+    flags[at + 1 : at + 3] = ["1", "1", "1"]
+    main(["train", "--run-dir", str(tmp_path / "odd"), "--image-size", "6", *flags])
+    expect_error(capsys, "export", tmp_path / "odd", "--diffusers", tmp_path / "out",
+                 match="its 3x3 level is halved to 2, which UNet2DModel's upsampling doubles back to 4")
+    assert not (tmp_path / "out").exists()

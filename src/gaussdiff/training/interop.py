@@ -231,6 +231,11 @@ def exportable(trained) -> None:
         why = (f"its first level is {m.channel_mult[0]}x --channels wide (--channel-mult starts at "
                f"{m.channel_mult[0]}), and UNet2DModel's stem has its first level's width: train with --channel-mult "
                "starting at 1")
+    elif any(r % 2 for r in m.level_resolutions()[:-1]):
+        # gaussdiff halves an odd level rounding up and upsamples back to its size; UNet2DModel doubles, to one more.
+        odd = next(r for r in m.level_resolutions()[:-1] if r % 2)
+        why = (f"its {odd}x{odd} level is halved to {(odd + 1) // 2}, which UNet2DModel's upsampling doubles back to "
+               f"{odd + 1}: export a run whose levels halve evenly (image size, or fewer --channel-mult levels)")
     else:
         groups = {math.gcd(32, m.channels * k) for k in m.channel_mult}
         heads_dims = {width // m.num_heads for width in m.attention_channels()}

@@ -75,13 +75,13 @@ def default_workers() -> int:
     return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
-def ignore_stop_signals(worker_id: int) -> None:
-    """A DataLoader worker leaves SIGTERM and SIGINT to the trainer, which stops at the end of its step with a
-    checkpoint (:class:`~gaussdiff.training.control.StopSignals`): a scheduler that signals every process of the job
-    (Slurm's scancel) or Ctrl-C (the terminal's whole process group) would otherwise end the workers at once, and
-    the trainer with an error instead of a checkpoint. The trainer ends its workers when it exits."""
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, signal.SIG_IGN)
+def ignore_interrupt(worker_id: int) -> None:
+    """A DataLoader worker leaves SIGINT to the trainer, which stops at the end of its step with a checkpoint
+    (:class:`~gaussdiff.training.control.StopSignals`): Ctrl-C reaches the terminal's whole process group and
+    would otherwise end the workers at once, and the trainer with an error instead of a checkpoint. SIGTERM stays
+    the workers' end: the DataLoader shuts down workers that outlive it with SIGTERM, and one that ignored it
+    would keep the trainer's process from exiting."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def stream_batches(images: FolderImages, order: DataOrder, dist: Distributed, start: int, steps: int,
@@ -95,5 +95,5 @@ def stream_batches(images: FolderImages, order: DataOrder, dist: Distributed, st
     loader = torch.utils.data.DataLoader(StepBatches(images, order, dist, steps, crop_seed), batch_size=None,
                                          sampler=range(start, steps), num_workers=workers,
                                          prefetch_factor=4 if workers else None, generator=torch.Generator(),
-                                         worker_init_fn=ignore_stop_signals)
+                                         worker_init_fn=ignore_interrupt)
     return iter(loader)

@@ -171,9 +171,9 @@ def test_a_text_conditioned_stage_super_resolves_with_prompts(tmp_path):
 
 
 def test_a_stage_draws_its_augmentation_noise_apart_from_every_samples_noise(runs, monkeypatch):
-    """Sample i's noise comes from seed sample_seed(seed, i); each chunk's conditioning augmentation from a generator
-    of its own (stream 1), so that it is independent of the samples' noise. Seeded from stream 0, chunk k's
-    augmentation would replay sample k's first draws."""
+    """Sample i's noise comes from seed sample_seed(seed, i); each image's conditioning augmentation from a generator
+    of its own (stream 1), so that it is independent of the samples' noise. Seeded from stream 0, image i's
+    augmentation would replay sample i's first draws."""
     from gaussdiff.evaluation.generate import generate, sample_seed
 
     seeds = []
@@ -184,7 +184,7 @@ def test_a_stage_draws_its_augmentation_noise_apart_from_every_samples_noise(run
     low = load_data("digits", image_size=4).images[:6].float() / 127.5 - 1
     generate(load_trained(runs["sr"]), 6, steps=2, seed=5, batch_size=2, low_res=low, cond_aug_level=0.2,
              labels=torch.zeros(6, dtype=torch.long), progress=False)
-    assert len(seeds) == 3  # one generator a chunk
+    assert len(seeds) == 6  # one generator an image
     assert not set(seeds) & {sample_seed(5, i) for i in range(6)}
 
 

@@ -369,3 +369,29 @@ def test_a_cascade_hands_the_prompts_only_to_the_stages_that_read_them(monkeypat
     monkeypatch.setattr(module, "generate", fake_generate)
     module.generate_cascade([base, stage], 2, "ddim", (2,), prompts=prompts)
     assert seen == [(base, prompts), (stage, None)]
+
+
+def test_a_super_resolution_sample_is_augmented_the_same_in_any_batch_size(tmp_path, monkeypatch):
+    """A stage's low-resolution image i is augmented (at --cond-aug-level > 0) with noise of its own seed (seed, i),
+    as its sample's noise is: the stage is given the same conditions in batches of 2 as in one of 5. The noise came
+    from one generator a chunk, seeded by the chunk's index, so that every image past the first batch was
+    conditioned on other noise when --batch-size changed, although --seed promises the same samples in any batch."""
+    from gaussdiff.training import Trainer, load_trained
+    from conftest import tiny_config
+
+    module = sys.modules["gaussdiff.evaluation.generate"]
+    run = tmp_path / "sr"
+    Trainer(tiny_config(steps=1, **{"super_res.super_res": 4, "super_res.cond_aug_max": 0.5}), run,
+            progress=False).run()
+    stage = load_trained(run)
+    seen = []
+    real = module.sample
+    monkeypatch.setattr(module, "sample", lambda *a, **k: (seen.append(k["low_res"]), real(*a, **k))[1])
+    low = torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    given = {}
+    for batch_size in (5, 2):
+        seen.clear()
+        generate(stage, 5, "ddim", 2, seed=3, batch_size=batch_size, low_res=low, cond_aug_level=0.3, progress=False)
+        given[batch_size] = torch.cat(seen)
+    assert not torch.allclose(given[5], low, atol=0.05)  # augmented
+    torch.testing.assert_close(given[2], given[5], rtol=0, atol=0)

@@ -68,7 +68,7 @@ that a script's samples are exact and nothing is measured."""
 
 
 def sample_seed(seed: int, i: int, stream: int = 0) -> int:
-    """The seed of sample i's noise (stream 0), or of chunk i's condition augmentation (stream 1).
+    """The seed of sample i's noise (stream 0), or of its low-resolution image's augmentation (stream 1).
 
     torch's CPU generator (mt19937) reads only the low 32 bits of a seed, so (seed, stream) picks a
     pseudo-random 32-bit offset (a splitmix64 hash) and sample i takes offset + i: distinct for every i of
@@ -253,8 +253,8 @@ def generate(
 ) -> tuple[Tensor, Tensor | None]:
     """``n`` samples as ``uint8 [n, C, H, W]``, conditioned on ``labels: [n]`` and/or ``prompts`` (n of them)
     and guided as asked, with the labels they were drawn with (None for a model that takes none).
-    Sample i depends on (``seed``, i, ``batch_size``) and the settings only; under torchrun (``dist``) the
-    ranks share the chunks of ``batch_size`` and every rank returns all n. ``parts``: a directory that keeps
+    Sample i's noise and augmentation depend on (``seed``, i) alone, not on ``batch_size``; under torchrun
+    (``dist``) the ranks share the chunks of ``batch_size`` and every rank returns all n. ``parts``: a directory that keeps
     finished chunks, so that an interrupted call computes only the rest.
 
     A conditional or guided model without ``labels`` samples classes uniformly from the seed; a text
@@ -318,8 +318,11 @@ def generate(
         if tokens is not None:
             cond[text.key] = tokens[lo:hi].to(trained.device)
         if stage is not None:
-            aug = torch.Generator().manual_seed(sample_seed(seed, k, stream=1))
-            cond.update(stage.augment(low_res[lo:hi].to(trained.device), aug, level))
+            # Image i augmented by its own generator (seed, i, stream 1): the same in any batch, as its noise is.
+            each = [stage.augment(low_res[i : i + 1].to(trained.device),
+                                  torch.Generator().manual_seed(sample_seed(seed, i, stream=1)), level)
+                    for i in range(lo, hi)]
+            cond.update({name: torch.cat([e[name] for e in each]) for name in each[0]})
         return cond
 
     key = settings_key(trained, n=n, sampler=sampler, steps=steps, eta=eta, seed=seed, batch_size=batch_size,

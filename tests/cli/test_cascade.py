@@ -231,3 +231,13 @@ def test_augmentation_levels_out_of_range_get_one_line_before_any_sampling(runs,
     expect_error(capsys, *cascade, "--n", huge, match=f"--n {huge}: {huge} images of 1x8x8 take")
     expect_error(capsys, "eval", "--cascade", runs["base"], runs["sr"], "--fid", "--n", huge, "--device", "cpu",
                  match=f"--n {huge}: {huge} images of 1x8x8 take")
+
+
+def test_class_all_with_low_res_images_is_refused(runs, tmp_path, capsys):
+    """--low-res draws one sample per given image, so --class all's row per class cannot be: its labels were cut to
+    the first class, and every image was super-resolved as class 0 (arr_1 all zeros, the caption silent)."""
+    low = load_data("digits", image_size=4)
+    np.savez(tmp_path / "low.npz", low.images[:3].permute(0, 2, 3, 1).numpy(), low.labels[:3].numpy())
+    expect_error(capsys, "sample", runs["sr"], "--low-res", tmp_path / "low.npz", "--class", "all", "--steps", "2",
+                 "--out", tmp_path / "sr.npz", "--device", "cpu", match="--class all")
+    assert not (tmp_path / "sr.npz").exists()

@@ -149,6 +149,9 @@ class Sample:
             warn_untrained_null(runs, self.guide.guidance)
         if self.label is not None and not takes_labels(trained, self.guide):
             raise UsageError("--class needs a class-conditional run or --classifier")
+        if self.label == "all" and self.low_res is not None:  # its labels were class 0's alone, the grid unlabelled
+            raise UsageError("--class all draws a row per class from noise; --low-res super-resolves the images given: "
+                             "give one class (or none: the labels in the .npz's arr_1)")
         labels, row = parse_class(self.label, trained.config.data.num_classes, self.n)
         n = self.n if labels is None else len(labels)
         row_labels: list[str] = []  # the prompts, a row each

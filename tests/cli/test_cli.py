@@ -193,6 +193,22 @@ def test_eval_bpd_ode_fid_and_samples(trained_run, tmp_path, capsys):
     assert "on 4 held-out images, 5 steps, EMA weights, seed 0 (bits/dim)" in out  # every figure says what it is
 
 
+def test_eval_on_data_without_a_held_out_split_does_not_call_its_images_held_out(trained_run, tmp_path, capsys):
+    """A .npz (as a folder or prepared shards) gives the same images for every split: --bpd and --ode on it measure
+    the data itself, the training images here, and said "held-out images", a generalization figure they are not."""
+    from gaussdiff.data import load_data
+
+    train = load_data("digits", image_size=8)
+    np.savez(tmp_path / "train.npz", train.images[:6].permute(0, 2, 3, 1).numpy())
+    capsys.readouterr()
+    run_cli("eval", trained_run, "--bpd", "--ode", "--data", tmp_path / "train.npz", "--n", "4", "--steps", "5",
+            "--out-dir", tmp_path, "--device", "cpu")
+    out = capsys.readouterr().out
+    assert "held-out images" not in out and out.count("(no held-out split: the data itself)") == 2
+    figures = eval_json(capsys, trained_run, "--bpd", "--n", "4", "--steps", "5", "--out-dir", tmp_path)
+    assert figures["split"] == "test"
+
+
 def test_eval_needs_something_to_measure(trained_run, tmp_path, capsys):
     expect_error(capsys, "eval", trained_run, match="say what to measure")
     np.savez(tmp_path / "x.npz", np.zeros((4, 8, 8, 1), dtype=np.uint8))

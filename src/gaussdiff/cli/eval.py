@@ -161,6 +161,9 @@ class Eval:
         held_out = load_configured(data_config, "test")
         n = min(self.n or 1000, len(held_out))
         images = held_out.images[:n]
+        which = held_out_images(data_config.data)
+        of = f" of {data_config.data}" if has_held_out(data_config.data) else ""  # else named by ``which``
+        figures["split"] = "test" if has_held_out(data_config.data) else "all (no held-out split)"
         try:
             cond = {c.key: c.of_data(held_out)[:n] for c in trained.conditions}
         except DataError as e:
@@ -178,14 +181,14 @@ class Eval:
             check_writable_dir(out_dir, "--out-dir")  # before the bound is computed, not after
             report = evaluate_bpd(trained, images, cond, steps=self.steps, batch_size=self.batch_size, seed=self.seed,
                                   progress=not self.json)
-            source = (f"{trained.checkpoint}: variational bound on {n} held-out images of {data_config.data}{given}, "
+            source = (f"{trained.checkpoint}: variational bound on {n} {which}{of}{given}, "
                       f"{report.steps} steps, {weights}, seed {self.seed}")
             plot = plot_bpd(report, out_dir / "bpd.png", source)
             rows = rate_distortion_rows(report)
             figures["bpd"] = report.summary()
             figures["rate_distortion"] = [{"t": t, "rate": r, "distortion": d} for t, r, d in rows]
             lines += [
-                f"variational bound on {n} held-out images{given}, {report.steps} steps, {weights}, seed {self.seed} "
+                f"variational bound on {n} {which}{given}, {report.steps} steps, {weights}, seed {self.seed} "
                 "(bits/dim)",
                 f"  total          {report.bpd:.4f} ± {report.bpd_stderr:.4f}",
                 f"  L_0 (decoder)  {report.l0:.4f}",
@@ -198,7 +201,7 @@ class Eval:
         if self.ode:
             result = evaluate_ode(trained, images, cond, batch_size=self.batch_size, seed=self.seed)
             figures["ode"] = result
-            lines.append(f"probability-flow ODE on {n} held-out images{given}, {weights}, seed {self.seed}: "
+            lines.append(f"probability-flow ODE on {n} {which}{given}, {weights}, seed {self.seed}: "
                          f"{result['ode_bpd']:.4f} ± "
                          f"{result['ode_bpd_stderr']:.4f} bits/dim (dequantized, {result['ode_nfe']} evaluations)")
         return lines
@@ -399,7 +402,8 @@ class Eval:
         r = report
         source = f"s = {r.level:g}, {self.sampling.sampler}, {steps} steps, {weights_of(trained)}, seed {self.seed}"
         lines = [
-            f"super-resolution {r.low}x{r.low} -> {r.high}x{r.high} of {r.n} held-out images ({source}; quality "
+            f"super-resolution {r.low}x{r.low} -> {r.high}x{r.high} of {r.n} {held_out_images(data_config.data)} "
+            f"({source}; quality "
             f"against the training split of {data_config.data}, {q.features} features)",
             f"  PSNR   {r.psnr:.2f} dB   (bilinear upsampling {r.psnr_bilinear:.2f} dB)",
             f"  SSIM   {r.ssim:.4f}    (bilinear upsampling {r.ssim_bilinear:.4f})",
@@ -409,6 +413,17 @@ class Eval:
                                            [steps], source), "cond_aug_level": r.level}
         print(json.dumps({"super_res": asdict(r), "samples": samples, "quality": asdict(q)}) if self.json
               else "\n".join(lines))
+
+
+def has_held_out(data: str) -> bool:
+    """Whether ``data`` has a held-out split: the built-in datasets do; a folder, a .npz or prepared shards give the
+    same images for every split."""
+    return data in ("digits", "fashion-mnist", "shapes")
+
+
+def held_out_images(data: str) -> str:
+    """What a figure on the ``test`` split of ``data`` measured, in words: held-out images, or the data's own."""
+    return "held-out images" if has_held_out(data) else f"images of {data} (no held-out split: the data itself)"
 
 
 def check_features(features: ExtractorName, reference: ImageData) -> None:

@@ -277,6 +277,16 @@ def sampled(tmp_path: Path, run: Path, *args: str) -> np.ndarray:
     return np.load(out)
 
 
+def test_the_caption_names_the_eta_the_samples_were_drawn_with(trained_run, tmp_path, capsys):
+    """DDIM at --eta 1 draws fresh noise at every step (DDPM's sampler): the caption said "ddim" alone, as for the
+    deterministic eta 0. The npz's info (as the PNG's caption) and eval's title now give the eta asked for."""
+    info = str(sampled(tmp_path, trained_run, "--steps", "3", "--eta", "1")["info"])
+    assert ", ddim, eta 1, 3 steps, " in info
+    assert ", ddim, 3 steps, " in str(sampled(tmp_path, trained_run, "--steps", "3")["info"])  # none asked: none said
+    figures = eval_json(capsys, trained_run, "--fid", "--n", "8", "--steps", "3", "--eta", "0.5")
+    assert figures["samples"]["described"].startswith("ddim, eta 0.5, 3 steps, ")
+
+
 def test_sample_draws_what_its_options_ask_for(conditional_run, tmp_path):
     """The images of `sample` are those of the library call with the same class, guidance weight and
     steps, and each of these options changes them (so none of them is dropped on the way)."""

@@ -29,7 +29,8 @@ from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import plot_bpd
 from .options import (SamplerOptions, at_least, budget_of, check_fits, check_guidance, check_steps, check_writable_dir,
-                      describe_guidance, keeping_parts, report_setup, sampling_steps, warn_untrained_null, weights_of)
+                      describe_eta, describe_guidance, keeping_parts, report_setup, sampling_steps,
+                      warn_untrained_null, weights_of)
 from .sample import check_cascade
 from .train_autoencoder import describe_reconstructions, measure_autoencoder
 
@@ -328,7 +329,8 @@ class Eval:
     def describe_steps(self, label: str, steps: list[int], times: list[float] | None = None) -> str:
         """What sampled: the sampler, its budget (``steps``: the steps taken, different ones a cascade's stage by
         stage; explicit or tuned ``times`` are counted) and its steps (``label``); every figure says what it is."""
-        return f"{self.sampling.sampler}, {budget_of(self.sampling.nfe, steps, times)}, {label}"
+        eta = describe_eta(self.sampling.sampler, self.sampling.eta)
+        return f"{self.sampling.sampler}{eta}, {budget_of(self.sampling.nfe, steps, times)}, {label}"
 
     def parts_dir(self, run: Path) -> Path:
         """Where the samples of --fid are kept chunk by chunk until measured, so that an interrupted eval resumes."""

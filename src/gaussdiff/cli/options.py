@@ -208,6 +208,13 @@ def budget_of(nfe: int | None, steps: Sequence[int], times: Sequence[float] | No
     return "/".join(map(str, steps)) + " steps"
 
 
+def describe_eta(sampler: str, eta: float | None) -> str:
+    """--eta in words after a comma where it is not the sampler's default (0, euler-a's 1), else '': DDIM at eta 1
+    draws fresh noise at every step, and a figure must say so."""
+    default = 1.0 if sampler == "euler-a" else 0.0
+    return f", eta {eta:g}" if eta is not None and eta != default else ""
+
+
 def check_guidance(guide: GuidanceConfig) -> None:
     """The guidance options as ``GuidanceConfig.check`` refuses them, and the classifier's scale and mode refused
     without ``--classifier``: they would change nothing."""

@@ -27,8 +27,8 @@ from ..training.loop import resolve_device
 from ..training.run import Trained, load_trained
 from ..viz import save_grid, save_strips
 from .options import (SamplerOptions, at_least, budget_of, check_fits, check_guidance, check_suffix, check_writable,
-                      describe_guidance, keeping_parts, parse_class, read_prompts, report_setup, sampling_steps,
-                      warn_untrained_null, weights_of)
+                      describe_eta, describe_guidance, keeping_parts, parse_class, read_prompts, report_setup,
+                      sampling_steps, warn_untrained_null, weights_of)
 
 
 def check_cascade(runs: list[Trained], paths: tuple[Path, ...]) -> None:
@@ -246,7 +246,8 @@ class Sample:
         budget = budget_of(self.sampling.nfe, steps, times)
         # One class is said here; --class all names each row beside the grid instead.
         asked = f", class {int(self.label)}" if self.label not in (None, "all") else ""
-        words = (f"{where}, {weights_of(runs[0], self.ema)}, {self.sampling.sampler}, {budget}, {label}, "
+        eta = describe_eta(self.sampling.sampler, self.sampling.eta)
+        words = (f"{where}, {weights_of(runs[0], self.ema)}, {self.sampling.sampler}{eta}, {budget}, {label}, "
                  f"seed {self.seed}{asked}{describe_guidance(self.guide)}")
         if setup != Setup():
             words += f", network in {describe(setup, {})}"

@@ -21,7 +21,8 @@ from ..training.checkpoint import load_checkpoint_config, resolve_checkpoint, ve
 from ..training.loop import resolve_device
 from ..training.run import load_trained
 from ..viz import save_strips
-from .options import (SamplerOptions, at_least, check_steps, check_suffix, check_writable, parse_class, weights_of)
+from .options import (SamplerOptions, at_least, check_steps, check_suffix, check_writable, describe_eta, parse_class,
+                      weights_of)
 
 DEFAULT_T = (0, 50, 100, 200, 300, 400, 500, 600, 800, 999)
 """show forward's steps by default, on the 1000-step schedule."""
@@ -170,8 +171,9 @@ class ShowTrajectory:
             name = f" {cond['y'][j].item()}" if "y" in cond else ""
             name += f" {prompts[j]!r}" if prompts else ""
             labels += [f"x_t{name}", f"x0 est.{name}"]
-        caption = (f"{trained.checkpoint}, {weights_of(trained)}, {self.sampling.sampler}, {total} steps, {label}, "
-                   f"seed {self.seed}: {len(frames)} of the steps shown")
+        eta = describe_eta(self.sampling.sampler, self.sampling.eta)
+        caption = (f"{trained.checkpoint}, {weights_of(trained)}, {self.sampling.sampler}{eta}, {total} steps, "
+                   f"{label}, seed {self.seed}: {len(frames)} of the steps shown")
         save_strips(rows, self.out, [f"t={int(f.t[0])}" for f in frames], labels, caption=caption)
         print(f"wrote {self.out}")
 

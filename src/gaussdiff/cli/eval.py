@@ -13,7 +13,7 @@ import torch
 import tyro
 
 from ..conditioning.guidance import GuidanceConfig
-from ..data.datasets import DataConfig, ImageData, load_configured, load_data
+from ..data.datasets import BUILT_IN, DataConfig, ImageData, load_configured, load_data
 from ..data.shapes import attributes_of_caption
 from ..errors import DataError, UsageError
 from ..evaluation.bpd import evaluate_bpd, evaluate_ode, rate_distortion_rows
@@ -420,7 +420,7 @@ class Eval:
 def has_held_out(data: str) -> bool:
     """Whether ``data`` has a held-out split: the built-in datasets do; a folder, a .npz or prepared shards give the
     same images for every split."""
-    return data in ("digits", "fashion-mnist", "shapes")
+    return data in BUILT_IN
 
 
 def held_out_images(data: str) -> str:

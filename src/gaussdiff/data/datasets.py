@@ -429,6 +429,11 @@ def load_npz(path: Path, size: int | None = None) -> ImageData:
     return ImageData(images, label_tensor, names, captions)
 
 
+BUILT_IN = ("digits", "fashion-mnist", "shapes")
+"""The built-in datasets: each has its own held-out split (a folder, .npz or shards gives the same images for
+every split)."""
+
+
 def load_data(
     data: str,
     split: str = "train",
@@ -449,7 +454,7 @@ def load_data(
         raise DataError(f"--image-channels must be 1 (grey) or 3 (RGB), not {channels}")
     if image_size is not None and not 1 <= image_size <= 1024:
         raise DataError(f"--image-size {image_size}: expected 1..1024")
-    if crop == "random" and data in ("digits", "fashion-mnist", "shapes"):
+    if crop == "random" and data in BUILT_IN:
         raise DataError(f"--crop random needs a folder of images ({data} is square already)")
     if data == "digits":
         out = load_digits_data(split)
@@ -461,7 +466,7 @@ def load_data(
     else:
         path = Path(data)
         if not path.exists():
-            raise DataError(f"{data}: no such dataset, folder or file (built-in: digits, fashion-mnist, shapes)")
+            raise DataError(f"{data}: no such dataset, folder or file (built-in: {', '.join(BUILT_IN)})")
         if path.is_dir() and is_shards(path):
             if crop == "random":
                 raise DataError(f"{data}: prepared shards hold square images, cut once: --crop random needs the folder")

@@ -254,8 +254,8 @@ def generate(
     """``n`` samples as ``uint8 [n, C, H, W]``, conditioned on ``labels: [n]`` and/or ``prompts`` (n of them)
     and guided as asked, with the labels they were drawn with (None for a model that takes none).
     Sample i's noise and augmentation depend on (``seed``, i) alone, not on ``batch_size``; under torchrun
-    (``dist``) the ranks share the chunks of ``batch_size`` and every rank returns all n. ``parts``: a directory that keeps
-    finished chunks, so that an interrupted call computes only the rest.
+    (``dist``) the ranks share the chunks of ``batch_size`` and every rank returns all n. ``parts``: a directory
+    that keeps finished chunks, so that an interrupted call computes only the rest.
 
     A conditional or guided model without ``labels`` samples classes uniformly from the seed; a text
     model without ``prompts`` takes the run's preview prompts in turn. A super-resolution stage takes

@@ -220,6 +220,13 @@ def test_eval_needs_something_to_measure(trained_run, tmp_path, capsys):
                  match=f"--samples {tmp_path / 'nope.npz'}: no such file")
 
 
+def test_eval_ode_refuses_a_zero_terminal_snr_run(tmp_path, capsys):
+    """The ODE likelihood is not defined at sigma_T = infinity; it was an OverflowError traceback."""
+    run_cli("train", "--run-dir", tmp_path / "z", "--train-steps", "1", "--zero-terminal-snr", "--prediction", "v",
+            *TINY_FLAGS)
+    expect_error(capsys, "eval", tmp_path / "z", "--ode", "--n", "2", match="--ode needs alpha_bar_T > 0")
+
+
 def test_conditional_training_guidance_and_the_classifier(tmp_path, capsys, trained_run):
     run, clf = tmp_path / "cond", tmp_path / "clf"
     run_cli("train", "--run-dir", run, "--train-steps", "2", "--checkpoint-every", "2", "--class-conditional",

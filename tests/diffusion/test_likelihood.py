@@ -168,6 +168,14 @@ def test_the_ode_refuses_a_model_that_returns_no_tensor():
         ode_likelihood(lambda x_t, t: (x_t,), GaussianDiffusion(NoiseSchedule.linear(10)), x, divergence="exact")
 
 
+def test_the_ode_refuses_a_zero_terminal_snr_schedule():
+    """It integrates in log sigma up to sigma_T = sqrt((1 - alpha_bar_T) / alpha_bar_T), infinite at zero terminal
+    SNR, and its prior N(0, sigma_T^2) has no density there: refused in one line (an OverflowError from math.exp)."""
+    diffusion = GaussianDiffusion(NoiseSchedule.cosine(10).rescale_zero_terminal_snr(), prediction="v")
+    with pytest.raises(ValueError, match="needs alpha_bar_T > 0"):
+        ode_likelihood(lambda x_t, t: x_t, diffusion, torch.zeros(2, 1, dtype=torch.float64), divergence="exact")
+
+
 def test_dequantization_noise_fills_the_bin_of_width_2_over_255():
     """8-bit data x is dequantized to x + u, u ~ U(-1/255, 1/255): the whole bin of width 2/255 around x, centred.
 

@@ -138,6 +138,9 @@ class Eval:
             raise UsageError("--bpd, --ode and --fid need a run (or --samples with --data)")
         device = dist.device_for(resolve_device(self.device))
         trained = load_trained(self.checkpoint, device=device) if self.checkpoint is not None else None
+        if self.ode and float(trained.diffusion.schedule.alpha_bars[-1]) == 0.0:
+            raise UsageError("--ode needs alpha_bar_T > 0: this zero-terminal-SNR run's ODE ends at sigma = infinity, "
+                             "where its prior has no density (--bpd, the variational bound, is defined)")
         data_name = self.data or (trained.config.data.data if trained else None)
         if trained is not None and trained.source == "diffusers" and not self.data:
             raise UsageError(f"{self.checkpoint} is a diffusers model, which does not name its data: pass --data "

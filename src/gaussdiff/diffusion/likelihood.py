@@ -64,6 +64,10 @@ def ode_likelihood(
         rtol, atol: of scipy's RK45, as in Song et al.
     """
     schedule = diffusion.schedule
+    if float(schedule.alpha_bars[-1]) == 0.0:
+        # The ODE runs in log sigma up to the last step's, and the prior N(0, sigma_T^2) needs a finite sigma_T.
+        raise ValueError("the probability-flow ODE likelihood needs alpha_bar_T > 0; a zero-terminal-SNR schedule "
+                         "ends at sigma = infinity (its variational bound, evaluate_bpd, is defined)")
     shape, B = x0.shape, x0.shape[0]
     D = x0[0].numel()
     device, dtype = x0.device, torch.float64

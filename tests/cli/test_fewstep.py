@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import TINY_FLAGS, expect_error
 from gaussdiff.cli import main
@@ -49,7 +50,8 @@ def test_sample_eval_and_show_with_an_nfe_budget(run, tmp_path, capsys):
                      "fp32, contiguous) against the training split of digits, classifier features")
     main(["show", "trajectory", str(run), "--sampler", "dpm++3m", "--nfe", "8", "--out", str(tmp_path / "t.png"),
           "--device", "cpu"])
-    assert (tmp_path / "t.png").exists()
+    with Image.open(tmp_path / "t.png") as png:  # named by its budget, as sample names it
+        assert "dpm++3m, 8 NFE (8 steps), trailing spacing" in png.text["Description"]
 
 
 def test_bad_sampler_choices_get_one_line(run, capsys):

@@ -172,7 +172,8 @@ class ShowTrajectory:
             name += f" {prompts[j]!r}" if prompts else ""
             labels += [f"x_t{name}", f"x0 est.{name}"]
         eta = describe_eta(self.sampling.sampler, self.sampling.eta)
-        caption = (f"{trained.checkpoint}, {weights_of(trained)}, {self.sampling.sampler}{eta}, {total} steps, "
+        budget = f"{nfe} NFE ({total} steps)" if nfe is not None else f"{total} steps"  # as sample names --nfe
+        caption = (f"{trained.checkpoint}, {weights_of(trained)}, {self.sampling.sampler}{eta}, {budget}, "
                    f"{label}, seed {self.seed}: {len(frames)} of the steps shown")
         save_strips(rows, self.out, [f"t={int(f.t[0])}" for f in frames], labels, caption=caption)
         print(f"wrote {self.out}")

@@ -155,7 +155,7 @@ def test_zero_terminal_snr_is_lin_et_al_algorithm_1():
     s = NoiseSchedule.linear(1000)
     z = s.rescale_zero_terminal_snr()
     root = s.alpha_bars.sqrt()
-    assert z.alpha_bars[-1].item() == 0.0
+    assert z.alpha_bars[-1].item() == 0.0 and z.zero_terminal_snr and not s.zero_terminal_snr
     torch.testing.assert_close(z.alpha_bars[0], s.alpha_bars[0], rtol=1e-13, atol=0)
     design = torch.stack([root, torch.ones_like(root)], dim=1)
     fit = torch.linalg.lstsq(design, z.alpha_bars.sqrt().unsqueeze(1)).solution

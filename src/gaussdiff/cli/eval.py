@@ -138,7 +138,7 @@ class Eval:
             raise UsageError("--bpd, --ode and --fid need a run (or --samples with --data)")
         device = dist.device_for(resolve_device(self.device))
         trained = load_trained(self.checkpoint, device=device) if self.checkpoint is not None else None
-        if self.ode and float(trained.diffusion.schedule.alpha_bars[-1]) == 0.0:
+        if self.ode and trained.diffusion.schedule.zero_terminal_snr:
             raise UsageError("--ode needs alpha_bar_T > 0: this zero-terminal-SNR run's ODE ends at sigma = infinity, "
                              "where its prior has no density (--bpd, the variational bound, is defined)")
         data_name = self.data or (trained.config.data.data if trained else None)

@@ -263,7 +263,7 @@ def parse_timesteps(value: str, nfe: int | None, trained: Trained, sampler: str 
     ``gaussdiff tune``, else trailing for DPM-Solver++ and UniPC and linspace for the rest), a spacing name, or
     an explicit comma-separated list of original-scale times, noisiest first; checked against the run's schedule
     and ``sampler``. ``steps``: the ``--steps`` given (None if none), which an explicit list would override."""
-    if float(trained.diffusion.schedule.alpha_bars[-1]) == 0.0:  # zero terminal SNR (Lin et al. 2024)
+    if trained.diffusion.schedule.zero_terminal_snr:
         if value in ("leading", "karras", "logsnr"):
             raise UsageError(f"--timesteps {value} does not start at the last step, where this zero-terminal-SNR run "
                              "starts from pure noise: use trailing or linspace")

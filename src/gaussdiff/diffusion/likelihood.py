@@ -64,7 +64,7 @@ def ode_likelihood(
         rtol, atol: of scipy's RK45, as in Song et al.
     """
     schedule = diffusion.schedule
-    if float(schedule.alpha_bars[-1]) == 0.0:
+    if schedule.zero_terminal_snr:
         # The ODE runs in log sigma up to the last step's, and the prior N(0, sigma_T^2) needs a finite sigma_T.
         raise ValueError("the probability-flow ODE likelihood needs alpha_bar_T > 0; a zero-terminal-SNR schedule "
                          "ends at sigma = infinity (its variational bound, evaluate_bpd, is defined)")

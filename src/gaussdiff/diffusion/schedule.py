@@ -87,6 +87,11 @@ class NoiseSchedule:
         """T, the number of steps of this schedule."""
         return len(self.betas)
 
+    @property
+    def zero_terminal_snr(self) -> bool:
+        """Whether alpha_bar_T = 0 (Lin et al. 2024): the last step is pure noise, at sigma = infinity."""
+        return float(self.alpha_bars[-1]) == 0.0
+
     def __repr__(self) -> str:
         return (
             f"NoiseSchedule(T={len(self)}, beta=[{self.betas[0]:.3g}..{self.betas[-1]:.3g}], "

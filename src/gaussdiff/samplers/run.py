@@ -86,7 +86,7 @@ def plan(
             raise ValueError("timesteps must decrease strictly, noisiest first")
         return diffusion.at(times[::-1]), run
     if steps is not None and (steps != T or spacing in ("karras", "logsnr")):
-        if spacing == "leading" and float(diffusion.schedule.alpha_bars[-1]) == 0.0:
+        if spacing == "leading" and diffusion.schedule.zero_terminal_snr:
             # Lin et al. 2024: a zero-terminal-SNR model must start from its last step, which leading skips.
             raise ValueError("leading spacing skips the last step, where a zero-terminal-SNR model starts: use "
                              "trailing or linspace")

@@ -141,7 +141,7 @@ def tune_timesteps(model: Model, diffusion: GaussianDiffusion, sampler: SamplerN
 
     error, judge = solver_error(fit), solver_error(held)
     starts = [np.zeros(steps)]
-    zero_snr = float(diffusion.schedule.alpha_bars[-1]) == 0.0  # no finite largest sigma for karras or logsnr
+    zero_snr = diffusion.schedule.zero_terminal_snr  # no finite largest sigma for karras or logsnr
     for spacing in ("linspace",) if zero_snr else ("linspace", "logsnr", "karras"):
         times = diffusion.respace(steps, spacing).schedule.timesteps.double().flip(0).tolist()
         starts.append(parameters_of(times, t_max))

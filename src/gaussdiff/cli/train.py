@@ -14,7 +14,7 @@ import torch
 import tyro
 
 from ..errors import CheckpointError, UsageError
-from ..training.checkpoint import PREFIX, list_checkpoints, newest_intact, resumed_run_config
+from ..training.checkpoint import list_checkpoints, newest_intact, resumed_run_config, step_of
 from ..training.config import RunConfig, describe_before_data, to_dict
 from ..training.conv_cache import DEFAULT_CONV_CACHE
 from ..training.distributed import Distributed, joined, launched_by_torchrun, restarted_by_torchrun
@@ -62,7 +62,7 @@ def refuse_ending_before(run_dir: Path, train_steps: int) -> None:
     damaged newer one is passed over), refused before the config that says so is written over the run's (more
     extends the run)."""
     try:
-        reached = int(newest_intact(run_dir).name[len(PREFIX):])
+        reached = step_of(newest_intact(run_dir))
     except CheckpointError:
         return  # nothing to continue from: the resume itself says so in one line
     if train_steps < reached:

@@ -105,7 +105,7 @@ def save_checkpoint(
     # A checkpoint at this step or newer is one the resume passed over as damaged (it continues from the newest it
     # can read). Set aside, not deleted: left in line it would count among the newest ``keep`` and could have the
     # checkpoint written here pruned in its favour; at this very step it would be deleted to make way.
-    for newer in [p for p in list_checkpoints(run_dir) if int(p.name[len(PREFIX):]) >= step]:
+    for newer in [p for p in list_checkpoints(run_dir) if step_of(p) >= step]:
         aside = newer.with_name(f"damaged-{newer.name}")
         while aside.exists():
             aside = aside.with_name(aside.name + "-again")
@@ -120,13 +120,18 @@ def save_checkpoint(
     return final
 
 
+def step_of(checkpoint: Path) -> int:
+    """The step of a checkpoint directory, from its name (``step-0001000``: 1000)."""
+    return int(checkpoint.name[len(PREFIX):])
+
+
 def list_checkpoints(run_dir: Path) -> list[Path]:
     """Complete checkpoints of a run, oldest first (temporary directories are not checkpoints)."""
     root = run_dir / "checkpoints"
     if not root.is_dir():
         return []
     found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and p.name[len(PREFIX):].isdigit()]
-    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+    return sorted(found, key=step_of)
 
 
 def newest_intact(run_dir: Path, only: tuple[str, ...] | None = None) -> Path:
